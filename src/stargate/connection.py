@@ -1,0 +1,417 @@
+"""The WebSocket connection state machine, sans-I/O: bytes in, events out.
+
+A :class:`Connection` is created once the opening handshake is done.  The I/O layer feeds it
+received bytes (:meth:`Connection.receive_data`), acts on the events it returns, and writes
+whatever :meth:`Connection.data_to_send` yields: replies the connection owes the peer (pongs,
+the close echo, a close frame after a protocol error) as well as what the application sent.
+
+Received data frames are consumed as they arrive, so a large frame split across many reads
+is unmasked and UTF-8 checked chunk by chunk: invalid text fails fast, before the frame is
+complete (RFC 6455 section 8.1), and nothing is copied twice.
+"""
+
+from __future__ import annotations
+
+import codecs
+import enum
+from collections.abc import Callable
+
+from . import hixie
+from .errors import ConnectionClosed, InvalidPayload, MessageTooBig, ProtocolError
+from .events import (
+    BinaryMessage,
+    CloseReceived,
+    ConnectionLost,
+    Event,
+    Ping,
+    Pong,
+    ProtocolViolation,
+    TextMessage,
+)
+from .frames import (
+    FIN,
+    RSV_BITS,
+    FrameHeader,
+    encode_close_payload,
+    encode_frame,
+    parse_close_payload,
+    parse_header,
+)
+from .limits import Limits
+from .masking import BytesLike, apply_mask
+from .protocol import CloseCode, Opcode, ProtocolVersion, Role
+
+_utf8_decoder: Callable[[], codecs.IncrementalDecoder] = codecs.getincrementaldecoder("utf-8")
+
+
+class ConnectionState(enum.Enum):
+    """OPEN: messages flow.  CLOSING: we sent a close frame and await the peer's.
+    CLOSED: the close handshake is done or the connection failed; the transport should be
+    closed once :meth:`Connection.data_to_send` is flushed."""
+
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class Connection:
+    """One WebSocket connection of either role and any protocol version."""
+
+    __slots__ = (
+        "_buf",
+        "_close_received",
+        "_close_sent",
+        "_decoder",
+        "_expect_mask",
+        "_frame",
+        "_frame_done",
+        "_hixie",
+        "_mask_out",
+        "_max_frame",
+        "_max_message",
+        "_msg_opcode",
+        "_msg_parts",
+        "_msg_size",
+        "_out",
+        "_text_parts",
+        "close_code",
+        "close_reason",
+        "limits",
+        "role",
+        "state",
+        "version",
+    )
+
+    def __init__(
+        self,
+        role: Role,
+        version: ProtocolVersion = ProtocolVersion.RFC6455,
+        *,
+        limits: Limits | None = None,
+    ) -> None:
+        self.role = role
+        self.version = version
+        self.limits = limits = limits or Limits()
+        self.state = ConnectionState.OPEN
+        #: Why the connection ended: the peer's close code, the code we failed it with, or
+        #: 1006 when the transport ended first.  ``None`` while open.
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self._max_frame = limits.max_frame_size
+        self._max_message = limits.max_message_size
+        self._expect_mask = role is Role.SERVER
+        self._mask_out = role is Role.CLIENT
+        self._hixie = (
+            hixie.HixieParser(
+                limits.max_message_size, closing_frame=version is ProtocolVersion.HIXIE_76
+            )
+            if version.is_hixie
+            else None
+        )
+        self._buf = bytearray()
+        self._out: list[bytes] = []
+        self._close_sent = False
+        self._close_received = False
+        # The data frame whose payload is being received, and how much of it is consumed.
+        self._frame: FrameHeader | None = None
+        self._frame_done = 0
+        # The message being reassembled: its opcode (0: none), parts and size so far.
+        self._msg_opcode = 0
+        self._msg_parts: list[bytes] = []
+        self._text_parts: list[str] = []
+        self._msg_size = 0
+        self._decoder: codecs.IncrementalDecoder | None = None
+
+    # -- receiving -------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Parse received bytes into events.  Never raises for anything the peer sends."""
+        if self._close_received or self.state is ConnectionState.CLOSED:
+            return []  # RFC 6455 section 5.5.1: nothing is processed after a close frame
+        events: list[Event] = []
+        try:
+            if self._hixie is not None:
+                events = self._hixie.feed(data)
+                if self._hixie.closed:
+                    self._on_close_frame(CloseCode.NO_STATUS_RCVD, "")
+            else:
+                self._receive_frames(data, events)
+        except ProtocolError as exc:
+            self._fail(exc.code, exc.reason, events)
+        return events
+
+    def receive_eof(self) -> list[Event]:
+        """The transport ended.  Unless the close handshake was done, that is 1006."""
+        self._buf = bytearray()
+        if self.state is ConnectionState.CLOSED and self.close_code is not None:
+            return []
+        self.state = ConnectionState.CLOSED
+        if self._close_received:
+            return []
+        self.close_code = CloseCode.ABNORMAL_CLOSURE
+        self.close_reason = ""
+        return [ConnectionLost()]
+
+    def _receive_frames(self, data: bytes, events: list[Event]) -> None:
+        if self._buf:
+            self._buf += data
+            buf: BytesLike = self._buf
+        else:
+            buf = data
+        pos = 0
+        end = len(buf)
+        while not self._close_received:
+            frame = self._frame
+            if frame is None:
+                header = parse_header(
+                    buf, pos, expect_mask=self._expect_mask, max_frame_size=self._max_frame
+                )
+                if header is None:
+                    break
+                first = header.first
+                if first & RSV_BITS:
+                    raise ProtocolError("reserved bits set without a negotiated extension")
+                opcode = header.opcode
+                length = header.length
+                start = pos + header.header_size
+                if opcode >= 0x8:
+                    if end - start < length:
+                        break  # control frames (<= 125 bytes) are handled whole
+                    payload = bytes(buf[start : start + length])
+                    if header.masking_key is not None:
+                        payload = apply_mask(payload, header.masking_key)
+                    pos = start + length
+                    self._on_control(opcode, payload, events)
+                    continue
+                if opcode == 0:
+                    if not self._msg_opcode:
+                        raise ProtocolError("continuation frame without a message to continue")
+                elif self._msg_opcode:
+                    raise ProtocolError("new data frame inside a fragmented message")
+                elif first & FIN and end - start >= length:
+                    # Fast path: a whole single-frame message is in the buffer.
+                    if length > self._max_message:
+                        raise MessageTooBig(
+                            f"message of {length} bytes exceeds max_message_size "
+                            f"{self._max_message}"
+                        )
+                    payload = bytes(buf[start : start + length])
+                    if header.masking_key is not None:
+                        payload = apply_mask(payload, header.masking_key)
+                    pos = start + length
+                    if opcode == Opcode.TEXT:
+                        try:
+                            events.append(TextMessage(payload.decode("utf-8")))
+                        except UnicodeDecodeError as exc:
+                            raise InvalidPayload("text message is not valid UTF-8") from exc
+                    else:
+                        events.append(BinaryMessage(payload))
+                    continue
+                else:
+                    self._msg_opcode = opcode
+                    self._msg_size = 0
+                    if opcode == Opcode.TEXT:
+                        self._decoder = _utf8_decoder()
+                pos = start
+                self._frame = frame = header
+                self._frame_done = 0
+            # Consume as much of the current data frame's payload as has arrived.
+            remaining = frame.length - self._frame_done
+            take = min(remaining, end - pos)
+            if take == 0 and remaining:
+                break
+            chunk = bytes(buf[pos : pos + take])
+            pos += take
+            key = frame.masking_key
+            if key is not None and take:
+                rot = self._frame_done & 3
+                chunk = apply_mask(chunk, key[rot:] + key[:rot])
+            self._frame_done += take
+            complete = take == remaining
+            if complete:
+                self._frame = None
+            self._on_payload(chunk, complete and frame.fin, events)
+        # Keep only the unconsumed tail: at most one header or control frame, since data
+        # frame payloads are consumed as they arrive.
+        if pos < end:
+            self._buf = bytearray(buf[pos:])
+        elif self._buf:
+            self._buf = bytearray()
+
+    def _on_payload(self, chunk: bytes, last: bool, events: list[Event]) -> None:
+        """Add a piece of the current message; deliver the message when ``last``."""
+        self._msg_size += len(chunk)
+        if self._msg_size > self._max_message:
+            raise MessageTooBig(f"message exceeds max_message_size {self._max_message}")
+        decoder = self._decoder
+        if decoder is not None:
+            try:
+                text = decoder.decode(chunk, last)
+            except UnicodeDecodeError as exc:
+                raise InvalidPayload("text message is not valid UTF-8") from exc
+            if text:
+                self._text_parts.append(text)
+            if last:
+                self._decoder = None
+                self._msg_opcode = 0
+                events.append(TextMessage("".join(self._text_parts)))
+                self._text_parts = []
+            return
+        if chunk:
+            self._msg_parts.append(chunk)
+        if last:
+            self._msg_opcode = 0
+            events.append(BinaryMessage(b"".join(self._msg_parts)))
+            self._msg_parts = []
+
+    def _on_control(self, opcode: int, payload: bytes, events: list[Event]) -> None:
+        if opcode == Opcode.PING:
+            if not self._close_sent:
+                self._out.append(encode_frame(Opcode.PONG, payload, mask=self._mask_out))
+            events.append(Ping(payload))
+        elif opcode == Opcode.PONG:
+            events.append(Pong(payload))
+        else:
+            code, reason = parse_close_payload(payload)
+            self._on_close_frame(code, reason)
+            events.append(CloseReceived(code, reason))
+
+    def _on_close_frame(self, code: int, reason: str) -> None:
+        """The peer's close frame: echo it unless we started the close (section 5.5.1)."""
+        self._close_received = True
+        self.close_code = code
+        self.close_reason = reason
+        if not self._close_sent:
+            self._close_sent = True
+            if self.version is ProtocolVersion.HIXIE_76:
+                self._out.append(hixie.CLOSING_FRAME)
+            elif not self.version.is_hixie:
+                echo = None if code == CloseCode.NO_STATUS_RCVD else code
+                self._out.append(
+                    encode_frame(Opcode.CLOSE, encode_close_payload(echo), mask=self._mask_out)
+                )
+        self.state = ConnectionState.CLOSED
+        self._buf = bytearray()
+
+    def _fail(self, code: int, reason: str, events: list[Event]) -> None:
+        """Fail the WebSocket connection (RFC 6455 section 7.1.7): send a close frame with
+        ``code`` unless one was sent, then the transport is to be closed."""
+        if not self._close_sent:
+            self._close_sent = True
+            if self.version is ProtocolVersion.HIXIE_76:
+                self._out.append(hixie.CLOSING_FRAME)
+            elif not self.version.is_hixie:
+                payload = encode_close_payload(code, _truncate_reason(reason))
+                self._out.append(encode_frame(Opcode.CLOSE, payload, mask=self._mask_out))
+        self.state = ConnectionState.CLOSED
+        self.close_code = code
+        self.close_reason = reason
+        self._buf = bytearray()
+        self._frame = None
+        self._msg_parts = []
+        self._text_parts = []
+        self._decoder = None
+        events.append(ProtocolViolation(code, reason))
+
+    # -- sending ---------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self.state is not ConnectionState.OPEN:
+            raise ConnectionClosed(self.close_code or CloseCode.NORMAL_CLOSURE, self.close_reason)
+
+    def encode_message(self, message: str | BytesLike) -> bytes:
+        """The frame bytes that carry ``message`` on this connection.
+
+        For the server role the result is the same for every connection of the same
+        :attr:`frame_family`, so a broadcast encodes once and uses :meth:`send_encoded`.
+        """
+        if self._hixie is not None:
+            if not isinstance(message, str):
+                raise TypeError("hixie-75 and hixie-76 carry text messages only")
+            return hixie.encode_text(message)
+        if isinstance(message, str):
+            return encode_frame(Opcode.TEXT, message.encode("utf-8"), mask=self._mask_out)
+        return encode_frame(Opcode.BINARY, message, mask=self._mask_out)
+
+    @property
+    def frame_family(self) -> str:
+        """Connections of one family share encoded frames (server role only)."""
+        return "hixie" if self._hixie is not None else "rfc6455"
+
+    def send(self, message: str | BytesLike) -> None:
+        """Queue a text (``str``) or binary message as one frame."""
+        self._check_open()
+        self._out.append(self.encode_message(message))
+
+    def send_text(self, text: str) -> None:
+        self.send(text)
+
+    def send_binary(self, data: BytesLike) -> None:
+        self.send(data)
+
+    def send_encoded(self, frame: bytes) -> None:
+        """Queue a frame made by :meth:`encode_message` of a connection of our family."""
+        self._check_open()
+        self._out.append(frame)
+
+    def send_ping(self, payload: BytesLike = b"") -> None:
+        self._send_control(Opcode.PING, payload)
+
+    def send_pong(self, payload: BytesLike = b"") -> None:
+        self._send_control(Opcode.PONG, payload)
+
+    def _send_control(self, opcode: Opcode, payload: BytesLike) -> None:
+        if self._hixie is not None:
+            raise TypeError("hixie-75 and hixie-76 have no ping or pong frames")
+        if len(payload) > 125:
+            raise ValueError("control frame payload over 125 bytes")
+        self._check_open()
+        self._out.append(encode_frame(opcode, payload, mask=self._mask_out))
+
+    def send_close(self, code: int | None = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Start the closing handshake; a second call does nothing.
+
+        ``code=None`` sends a close frame without status.  hixie-75 has no closing
+        handshake: the connection is closed at once.
+        """
+        if self._close_sent:
+            return
+        payload = encode_close_payload(code, reason)  # validates before any state change
+        self._close_sent = True
+        if self.version is ProtocolVersion.HIXIE_75:
+            self.state = ConnectionState.CLOSED
+        elif self.version is ProtocolVersion.HIXIE_76:
+            self._out.append(hixie.CLOSING_FRAME)
+            self.state = ConnectionState.CLOSING
+        else:
+            self._out.append(encode_frame(Opcode.CLOSE, payload, mask=self._mask_out))
+            self.state = ConnectionState.CLOSING
+        if self.close_code is None:
+            self.close_code = CloseCode.NO_STATUS_RCVD if code is None else code
+            self.close_reason = reason
+
+    def data_to_send(self) -> bytes:
+        """Everything queued for the peer since the last call (``b""`` if nothing)."""
+        out = self._out
+        if not out:
+            return b""
+        data = out[0] if len(out) == 1 else b"".join(out)
+        self._out = []
+        return data
+
+    @property
+    def close_sent(self) -> bool:
+        return self._close_sent
+
+    @property
+    def close_received(self) -> bool:
+        return self._close_received
+
+
+def _truncate_reason(reason: str) -> str:
+    """Shorten a reason to fit a close frame (123 bytes of UTF-8) without splitting a
+    character."""
+    data = reason.encode("utf-8")
+    if len(data) <= 123:
+        return reason
+    return data[:123].decode("utf-8", "ignore")

@@ -1,0 +1,36 @@
+"""The RFC 6455 section 5.3 masking transform, at C speed when the accelerator is built.
+
+``apply_mask`` is its own inverse: it masks and unmasks.  The pure-Python fallback XORs the
+payload as one big integer, which is still linear and loop-free, only slower.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeAlias
+
+BytesLike: TypeAlias = bytes | bytearray | memoryview
+
+
+def _apply_mask_python(data: BytesLike, mask: bytes) -> bytes:
+    """XOR ``data`` with the 4-byte ``mask`` repeated (RFC 6455 section 5.3)."""
+    payload = bytes(data)
+    n = len(payload)
+    if n == 0:
+        return b""
+    if len(mask) != 4:
+        raise ValueError("mask must be 4 bytes")
+    key = mask * (n // 4) + mask[: n % 4]
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
+
+
+apply_mask: Callable[[BytesLike, bytes], bytes]
+try:
+    from ._speedups import apply_mask
+except ImportError:  # pragma: no cover - depends on whether the extension was built
+    apply_mask = _apply_mask_python
+    ACCELERATED = False
+else:
+    ACCELERATED = True
+
+__all__ = ["ACCELERATED", "BytesLike", "apply_mask"]
