@@ -1,0 +1,65 @@
+"""Server settings.  Every resource a client can make the server spend is bounded here."""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass, field
+
+from ..handshake import OriginPolicy
+from ..limits import KiB, Limits, MiB
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketOptions:
+    """Per-connection WebSocket behaviour; an application may override it per upgrade.
+
+    Defaults follow what users expect from peers that ship them (DESIGN.md): keepalive on
+    (a ping every 20 s, closed with 1011 after 20 s without a pong), a 10 s close timeout,
+    bounded queues both ways.
+    """
+
+    limits: Limits = field(default_factory=Limits)
+    ping_interval: float | None = 20.0
+    ping_timeout: float | None = 20.0
+    close_timeout: float = 10.0
+    #: Messages received but not yet consumed by the handler; reading from the peer pauses
+    #: when the queue is full (backpressure instead of unbounded memory).
+    max_queue: int = 32
+    #: Bytes waiting in the transport above which ``await send()`` waits for the peer.
+    write_high_water: int = 64 * KiB
+    #: Bytes waiting in the transport above which a send that cannot wait (a broadcast, a
+    #: send from another thread) closes the connection with 1008: a slow consumer never
+    #: makes memory grow without bound nor delays anyone else.
+    max_send_buffer: int = 4 * MiB
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Settings of one server process."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    #: Worker threads for WSGI requests and synchronous WebSocket handlers.
+    threads: int = 32
+    ssl_context: ssl.SSLContext | None = None
+    websocket: WebSocketOptions = field(default_factory=WebSocketOptions)
+    #: Request head (request line + headers) size; larger heads get 431.
+    max_header_size: int = 16 * KiB
+    #: Request body size; larger bodies get 413.
+    max_body_size: int = 16 * MiB
+    #: Time to receive a complete request head, from the first byte or from connection.
+    header_timeout: float = 10.0
+    #: Time a worker thread waits for a slow client to read a response before dropping it.
+    write_timeout: float = 60.0
+    #: Time an idle keep-alive HTTP connection is kept open.
+    keepalive_timeout: float = 5.0
+    #: Pipelined requests parsed ahead of the one being answered before reading pauses.
+    max_pipelined: int = 16
+    #: Open connections (HTTP and WebSocket); further ones are closed at once.
+    max_connections: int = 10_000
+    #: How long shutdown waits for handlers and in-flight requests before giving up.
+    shutdown_timeout: float = 10.0
+    #: Serve the legacy hixie-75 and hixie-76 drafts (on by default, as the seed promised).
+    legacy_protocols: bool = True
+    #: Which browser origins may open WebSockets (same-origin by default, DESIGN.md).
+    origin_policy: OriginPolicy = field(default_factory=OriginPolicy)

@@ -1,0 +1,46 @@
+"""A route table for pure WebSocket servers: path -> handler, no WSGI app needed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from ..handshake import OriginPolicy
+from .config import WebSocketOptions
+from .upgrade import Acceptance, Handler
+
+
+class Routes:
+    """Maps request paths to handlers; ``default`` serves every other path.
+
+    Plain HTTP requests to a route get 426 Upgrade Required, to anything else 404.
+    """
+
+    def __init__(
+        self,
+        routes: Mapping[str, Handler] | None = None,
+        *,
+        default: Handler | None = None,
+        subprotocols: Sequence[str] = (),
+        origin_policy: OriginPolicy | None = None,
+        options: WebSocketOptions | None = None,
+    ) -> None:
+        self._routes: dict[str, Handler] = dict(routes or {})
+        self.default = default
+        self.subprotocols = tuple(subprotocols)
+        self.origin_policy = origin_policy
+        self.options = options
+
+    def route(self, path: str) -> Callable[[Handler], Handler]:
+        """Decorator: ``@routes.route("/chat")``."""
+
+        def register(handler: Handler) -> Handler:
+            self._routes[path] = handler
+            return handler
+
+        return register
+
+    def resolve(self, path: str) -> Acceptance | None:
+        handler = self._routes.get(path, self.default)
+        if handler is None:
+            return None
+        return Acceptance(handler, self.subprotocols, self.origin_policy, self.options)

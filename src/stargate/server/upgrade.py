@@ -1,0 +1,83 @@
+"""How an application accepts a WebSocket upgrade.
+
+A WSGI app sees an upgrade request as a plain request, so its own routing, authentication
+and Origin rules apply; to accept, it calls ``environ["stargate.websocket"].accept(handler)``.
+The server then performs the handshake and owns the connection.  An upgrade nobody accepts
+gets the app's own error response, or 404 when the app answered as for a page.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from ..handshake import OriginPolicy, Request
+from .config import WebSocketOptions
+
+if TYPE_CHECKING:
+    from .sync import SyncWebSocket
+    from .websocket import WebSocket
+
+AsyncHandler: TypeAlias = "Callable[[WebSocket], Awaitable[object]]"
+SyncHandler: TypeAlias = "Callable[[SyncWebSocket], object]"
+Handler: TypeAlias = "AsyncHandler | SyncHandler"
+
+#: The WSGI environ key under which an upgrade request carries its :class:`Upgrade`.
+ENVIRON_KEY = "stargate.websocket"
+
+
+def is_async_handler(handler: Callable[..., Any]) -> bool:
+    """``async def`` handlers run on the loop; plain ``def`` ones in a worker thread."""
+    call = getattr(handler, "__call__", None)  # noqa: B004 - callable objects too
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call)
+
+
+@dataclass(frozen=True, slots=True)
+class Acceptance:
+    """What the application decided for an upgrade request."""
+
+    handler: Handler
+    subprotocols: tuple[str, ...] = ()
+    origin_policy: OriginPolicy | None = None
+    options: WebSocketOptions | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+class Upgrade:
+    """Put in the WSGI environ of an upgrade request; the app calls :meth:`accept`."""
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+        self.acceptance: Acceptance | None = None
+
+    @property
+    def offered_subprotocols(self) -> list[str]:
+        """Subprotocols the client offered, in its order."""
+        from ..headers import split_tokens
+
+        return split_tokens(self.request.headers.get_all("Sec-WebSocket-Protocol"))
+
+    def accept(
+        self,
+        handler: Handler,
+        *,
+        subprotocols: Sequence[str] = (),
+        origin_policy: OriginPolicy | None = None,
+        options: WebSocketOptions | None = None,
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """Accept the upgrade with ``handler`` (``async def`` or ``def``).
+
+        ``subprotocols`` are ours, in preference order; ``origin_policy`` and ``options``
+        override the server's for this connection; ``headers`` go into the 101 response.
+        """
+        self.acceptance = Acceptance(
+            handler, tuple(subprotocols), origin_policy, options, tuple(headers)
+        )
+
+
+def is_websocket(environ: dict[str, Any]) -> bool:
+    """Whether a WSGI request is a WebSocket upgrade this server can accept."""
+    return ENVIRON_KEY in environ
