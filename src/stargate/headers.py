@@ -1,0 +1,229 @@
+"""HTTP header fields for the opening handshake: a case-insensitive multi-dict and list parsers.
+
+Why a multi-dict: RFC 7230 section 3.2.2 lets a field appear several times when its value is a
+comma-separated list (``Connection``, ``Sec-WebSocket-Protocol``, ``Sec-WebSocket-Extensions``);
+the occurrences combine in order, so keeping every value is the only faithful representation.
+Field names are case-insensitive (RFC 7230 section 3.2); the original spelling is kept for output.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+
+from .errors import HandshakeError
+
+__all__ = [
+    "Headers",
+    "has_token",
+    "is_token",
+    "parse_extensions",
+    "serialize_extension",
+    "split_tokens",
+]
+
+#: ``tchar`` of RFC 7230 section 3.2.6.
+_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: ``OWS`` of RFC 7230 section 3.2.3.
+_OWS = " \t"
+
+ExtensionParams = list[tuple[str, str | None]]
+
+
+def is_token(value: str) -> bool:
+    """Whether ``value`` is a non-empty RFC 7230 section 3.2.6 ``token``."""
+    return _TOKEN_RE.fullmatch(value) is not None
+
+
+class Headers:
+    """An ordered, case-insensitive multi-dict of header fields that keeps the original case.
+
+    ``len()`` counts fields (a name that occurs twice counts twice) and iteration yields one name
+    per field, so ``zip(headers, values)`` lines up with :meth:`items`.
+    """
+
+    __slots__ = ("_index", "_items")
+
+    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        self._items: list[tuple[str, str]] = []
+        # Lower-cased name -> values in order: O(1) look-ups however many fields there are.
+        self._index: dict[str, list[str]] = {}
+        for name, value in items:
+            self.add(name, value)
+
+    def add(self, name: str, value: str) -> None:
+        """Append one field; earlier fields of the same name are kept (RFC 7230 section 3.2.2)."""
+        self._items.append((name, value))
+        self._index.setdefault(name.lower(), []).append(value)
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The first value of ``name``, or ``default`` when the field is absent."""
+        values = self._index.get(name.lower())
+        return values[0] if values else default
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of ``name`` in order (an empty list when absent)."""
+        return list(self._index.get(name.lower(), ()))
+
+    def items(self) -> list[tuple[str, str]]:
+        """Every ``(name, value)`` pair in order, names as they were added."""
+        return list(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._index
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, _ in self._items)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Headers):
+            return NotImplemented
+        return [(n.lower(), v) for n, v in self._items] == [(n.lower(), v) for n, v in other._items]
+
+    def __repr__(self) -> str:
+        return f"Headers({self._items!r})"
+
+
+def split_tokens(values: Iterable[str]) -> list[str]:
+    """Split the values of a ``#element`` list field into its elements, in order.
+
+    RFC 7230 section 7: recipients MUST accept and ignore empty list elements and optional
+    whitespace around the commas, and several fields of the same name form one list.  The case
+    of each element is kept; compare with :func:`has_token` where the RFC says the comparison is
+    case-insensitive.
+    """
+    tokens: list[str] = []
+    for value in values:
+        for element in value.split(","):
+            element = element.strip(_OWS)
+            if element:
+                tokens.append(element)
+    return tokens
+
+
+def has_token(values: Iterable[str], token: str) -> bool:
+    """Whether the list field ``values`` contains ``token``, compared ASCII case-insensitively.
+
+    Connection options (RFC 7230 section 6.1) and upgrade protocol names (section 6.7, RFC 6455
+    section 4.2.1 items 3 and 4) are case-insensitive: ``Connection: keep-alive, Upgrade`` (Firefox)
+    and ``upgrade: WebSocket`` are both valid upgrade requests.
+    """
+    wanted = token.lower()
+    return any(element.lower() == wanted for element in split_tokens(values))
+
+
+def _skip_ows(text: str, pos: int) -> int:
+    end = len(text)
+    while pos < end and text[pos] in _OWS:
+        pos += 1
+    return pos
+
+
+def _read_token(text: str, pos: int, what: str) -> tuple[str, int]:
+    match = _TOKEN_RE.match(text, pos)
+    if match is None:
+        found = repr(text[pos]) if pos < len(text) else "end of header"
+        raise HandshakeError(
+            400, f"invalid Sec-WebSocket-Extensions header: expected {what}, found {found}"
+        )
+    return match.group(), match.end()
+
+
+def _read_quoted_string(text: str, pos: int) -> tuple[str, int]:
+    """Read an RFC 7230 section 3.2.6 ``quoted-string`` starting at the opening quote."""
+    chars: list[str] = []
+    pos += 1
+    end = len(text)
+    while pos < end:
+        char = text[pos]
+        if char == '"':
+            return "".join(chars), pos + 1
+        if char == "\\":
+            pos += 1
+            if pos == end:
+                break
+            char = text[pos]
+        chars.append(char)
+        pos += 1
+    raise HandshakeError(400, "invalid Sec-WebSocket-Extensions header: unterminated quoted-string")
+
+
+def parse_extensions(values: Iterable[str]) -> list[tuple[str, ExtensionParams]]:
+    """Parse ``Sec-WebSocket-Extensions`` values into ``[(name, [(param, value | None)])]``.
+
+    Grammar of RFC 6455 section 9.1::
+
+        extension-list = 1#extension
+        extension      = extension-token *( ";" extension-param )
+        extension-param = token [ "=" (token | quoted-string) ]
+
+    Offers keep the client's order because RFC 6455 section 9.1 makes it its preference order.
+    A quoted value MUST be a token once unescaped (section 9.1), so anything else is refused.
+    Empty list elements and optional whitespace are tolerated (RFC 7230 section 7).  Raises
+    :class:`HandshakeError` 400 on malformed input.
+    """
+    result: list[tuple[str, ExtensionParams]] = []
+    for text in values:
+        pos = 0
+        end = len(text)
+        while True:
+            pos = _skip_ows(text, pos)
+            if pos == end:
+                break
+            if text[pos] == ",":
+                pos += 1
+                continue
+            name, pos = _read_token(text, pos, "an extension name")
+            params: ExtensionParams = []
+            pos = _skip_ows(text, pos)
+            while pos < end and text[pos] == ";":
+                pos = _skip_ows(text, pos + 1)
+                param, pos = _read_token(text, pos, f"a parameter name of {name!r}")
+                pos = _skip_ows(text, pos)
+                value: str | None = None
+                if pos < end and text[pos] == "=":
+                    pos = _skip_ows(text, pos + 1)
+                    if pos < end and text[pos] == '"':
+                        value, pos = _read_quoted_string(text, pos)
+                        if not is_token(value):
+                            raise HandshakeError(
+                                400,
+                                "invalid Sec-WebSocket-Extensions header: quoted value "
+                                f"{value!r} of {param!r} is not a token (RFC 6455 section 9.1)",
+                            )
+                    else:
+                        value, pos = _read_token(text, pos, f"a value for {param!r}")
+                    pos = _skip_ows(text, pos)
+                params.append((param, value))
+            if pos < end and text[pos] != ",":
+                raise HandshakeError(
+                    400,
+                    "invalid Sec-WebSocket-Extensions header: expected ',' or ';', "
+                    f"found {text[pos]!r}",
+                )
+            result.append((name, params))
+    return result
+
+
+def serialize_extension(name: str, params: Iterable[tuple[str, str | None]] = ()) -> str:
+    """Format one extension for ``Sec-WebSocket-Extensions`` (RFC 6455 section 9.1).
+
+    Names and values must be tokens (the section 9.1 grammar allows nothing else, even quoted),
+    so anything else is a programming error: :class:`ValueError`.
+    """
+    if not is_token(name):
+        raise ValueError(f"extension name {name!r} is not a token")
+    parts = [name]
+    for param, value in params:
+        if not is_token(param):
+            raise ValueError(f"extension parameter name {param!r} is not a token")
+        if value is None:
+            parts.append(param)
+        elif is_token(value):
+            parts.append(f"{param}={value}")
+        else:
+            raise ValueError(f"extension parameter value {value!r} is not a token")
+    return "; ".join(parts)
