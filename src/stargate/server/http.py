@@ -279,13 +279,19 @@ class HttpProtocol(asyncio.Protocol):
         if not self._busy and self.transport is not None:
             self.transport.close()
 
-    def _refuse(
-        self, status: int, reason: str, headers: list[tuple[str, str]] | None = None
-    ) -> None:
+    def _refuse(self, status: int, reason: str) -> None:
+        """Answer a request we cannot serve with ``status`` and close the connection.
+
+        A parse error while an earlier pipelined request is still being answered closes
+        without a response of its own: it must not interleave with that response.
+        """
+        self._send_and_close(simple_response(status, reason), in_flight_ok=False)
+
+    def _send_and_close(self, data: bytes, *, in_flight_ok: bool = True) -> None:
         assert self.transport is not None
         self._queue.clear()
-        if not self._busy:
-            self.transport.write(simple_response(status, reason, headers=headers or ()))
+        if in_flight_ok or not self._busy:
+            self.transport.write(data)
         self.transport.close()
         self._closed = True
 
@@ -303,7 +309,9 @@ class HttpProtocol(asyncio.Protocol):
         if routes is not None:
             acceptance = routes.resolve(hs_request.path)
             if acceptance is None:
-                self._refuse(404, f"no WebSocket route for {hs_request.path}")
+                self._send_and_close(
+                    simple_response(404, f"no WebSocket route for {hs_request.path}")
+                )
                 return
             self._pending = (hs_request, acceptance)
             self._try_complete_upgrade()
@@ -330,7 +338,9 @@ class HttpProtocol(asyncio.Protocol):
                 self.transport.close()
                 self._closed = True
             else:
-                self._refuse(404, f"no WebSocket handler for {hs_request.path}")
+                self._send_and_close(
+                    simple_response(404, f"no WebSocket handler for {hs_request.path}")
+                )
 
         future.add_done_callback(decided)
 
@@ -354,7 +364,12 @@ class HttpProtocol(asyncio.Protocol):
             )
         except HandshakeError as exc:
             self._pending = None
-            self._refuse(exc.status, exc.reason, exc.headers)
+            self._send_and_close(handshake.reject_response(exc))
+            return
+        except ValueError as exc:  # the app's extra headers cannot be sent (CR/LF in them)
+            logger.error("cannot accept the upgrade of %s: %s", request.target, exc)
+            self._pending = None
+            self._send_and_close(simple_response(500, "invalid handshake headers from the app"))
             return
         self._pending = None
         self._cancel_timer()
