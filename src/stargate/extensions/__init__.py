@@ -1,0 +1,5 @@
+"""WebSocket extensions (RFC 6455 section 9); today permessage-deflate (RFC 7692)."""
+
+from .permessage_deflate import PerMessageDeflate, PerMessageDeflateOffer
+
+__all__ = ["PerMessageDeflate", "PerMessageDeflateOffer"]

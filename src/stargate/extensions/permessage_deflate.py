@@ -1,0 +1,207 @@
+"""permessage-deflate (RFC 7692): negotiation and per-message compression, sans-I/O.
+
+Memory is the cost that matters with many connections, so the server's defaults are small:
+a 4 KiB compression window (``server_max_window_bits=12``) and ``mem_level=5`` make the
+compressor about 32 KiB (zlib: ``2**(wbits+2) + 2**(mem_level+9)``), and browsers that offer
+``client_max_window_bits`` are asked for 12 too, so the decompressor keeps a 4 KiB window
+plus about 7 KiB of state.  Decompression never produces more than the message size limit:
+a deflate bomb fails with 1009 after at most that many bytes.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from dataclasses import dataclass
+
+from ..errors import InvalidPayload, MessageTooBig
+
+NAME = "permessage-deflate"
+
+#: RFC 7692 section 7.2.1: the four bytes a sync flush ends with, stripped on the wire.
+_TAIL = b"\x00\x00\xff\xff"
+_WINDOW_BITS = re.compile(r"(?:[89]|1[0-5])\Z")  # 8-15, no leading zero (section 7.1.2)
+
+
+class PerMessageDeflate:
+    """The negotiated extension on one connection: compresses what we send, decompresses
+    what we receive.
+
+    ``inflate_*`` describe the peer's compressor, ``deflate_*`` ours.  Without context
+    takeover, a fresh (de)compressor serves every message.
+    """
+
+    __slots__ = (
+        "_deflate_nct",
+        "_deflater",
+        "_inflate_bits",
+        "_inflate_nct",
+        "_inflater",
+        "deflate_bits",
+        "level",
+        "mem_level",
+        "min_size",
+    )
+
+    def __init__(
+        self,
+        *,
+        inflate_window_bits: int = 15,
+        inflate_no_context_takeover: bool = False,
+        deflate_window_bits: int = 15,
+        deflate_no_context_takeover: bool = False,
+        level: int = 6,
+        mem_level: int = 8,
+        min_size: int = 0,
+    ) -> None:
+        if not 9 <= deflate_window_bits <= 15:
+            raise ValueError("zlib compresses with window bits 9 to 15")
+        # A stream made with an 8-bit window inflates fine with a 9-bit one; zlib refuses 8
+        # for raw deflate in some versions.
+        self._inflate_bits = max(inflate_window_bits, 9)
+        self._inflate_nct = inflate_no_context_takeover
+        self.deflate_bits = deflate_window_bits
+        self._deflate_nct = deflate_no_context_takeover
+        self.level = level
+        self.mem_level = mem_level
+        #: Messages shorter than this are sent uncompressed (RSV1 clear), which section 6
+        #: allows per message: compressing a few bytes costs more than it saves.
+        self.min_size = min_size
+        self._inflater = zlib.decompressobj(-self._inflate_bits)
+        self._deflater = self._new_deflater()
+
+    def _new_deflater(self) -> zlib._Compress:
+        return zlib.compressobj(self.level, zlib.DEFLATED, -self.deflate_bits, self.mem_level)
+
+    @property
+    def shared_key(self) -> str | None:
+        """Equal for connections whose compressed frames are interchangeable (no context
+        takeover on our side and the same settings), so a broadcast compresses once."""
+        if not self._deflate_nct:
+            return None
+        return f"deflate:{self.deflate_bits}:{self.level}:{self.mem_level}:{self.min_size}"
+
+    def inflate(self, data: bytes, last: bool, limit: int) -> bytes:
+        """Decompress the next piece of a compressed message (section 7.2.2).
+
+        ``last`` marks the message's end, where the stripped tail is put back; ``limit`` is
+        how many more bytes the message may grow by.  Output beyond it is never produced.
+        """
+        inflater = self._inflater
+        if last:
+            data += _TAIL
+        try:
+            out = inflater.decompress(data, limit + 1)
+        except zlib.error as exc:
+            raise InvalidPayload(f"invalid compressed data: {exc}") from exc
+        if len(out) > limit:
+            raise MessageTooBig("decompressed message exceeds max_message_size")
+        if last and (self._inflate_nct or inflater.eof):
+            # No context to keep, or the peer ended its stream with BFINAL (7.2.3.4).
+            self._inflater = zlib.decompressobj(-self._inflate_bits)
+        return out
+
+    def deflate(self, data: bytes) -> bytes:
+        """Compress one whole message (section 7.2.1)."""
+        deflater = self._deflater
+        out = deflater.compress(data) + deflater.flush(zlib.Z_SYNC_FLUSH)
+        if self._deflate_nct:
+            self._deflater = self._new_deflater()
+        return out[:-4] if out.endswith(_TAIL) else out
+
+
+def _parse_params(params: list[tuple[str, str | None]]) -> dict[str, str | None] | None:
+    """Parameters of one offer, or None when section 7 says to decline it: an unknown or
+    repeated parameter, or an invalid value."""
+    seen: dict[str, str | None] = {}
+    for name, value in params:
+        if name in seen:
+            return None
+        if name in ("server_no_context_takeover", "client_no_context_takeover"):
+            if value is not None:
+                return None
+        elif name == "server_max_window_bits":
+            if value is None or not _WINDOW_BITS.match(value):
+                return None
+        elif name == "client_max_window_bits":
+            if value is not None and not _WINDOW_BITS.match(value):
+                return None
+        else:
+            return None
+        seen[name] = value
+    return seen
+
+
+@dataclass(frozen=True, slots=True)
+class PerMessageDeflateOffer:
+    """The server's settings for permessage-deflate; a ``ServerExtension`` for the handshake.
+
+    ``server_no_context_takeover`` makes us compress each message alone (no memory kept
+    between messages, and broadcasts compressed once); ``client_no_context_takeover`` asks
+    the client for the same.  ``server_max_window_bits`` is our window;
+    ``client_max_window_bits`` is what we ask of a client that offers to limit its window.
+    """
+
+    server_no_context_takeover: bool = False
+    client_no_context_takeover: bool = False
+    server_max_window_bits: int = 12
+    client_max_window_bits: int | None = 12
+    compress_level: int = 6
+    mem_level: int = 5
+    min_size: int = 16
+
+    def __post_init__(self) -> None:
+        if not 9 <= self.server_max_window_bits <= 15:
+            raise ValueError("server_max_window_bits must be 9-15 (zlib cannot do 8)")
+        if self.client_max_window_bits is not None and not (
+            8 <= self.client_max_window_bits <= 15
+        ):
+            raise ValueError("client_max_window_bits must be 8-15")
+        if not 1 <= self.mem_level <= 9:
+            raise ValueError("mem_level must be 1-9")
+        if not 0 <= self.compress_level <= 9:
+            raise ValueError("compress_level must be 0-9")
+
+    @property
+    def name(self) -> str:
+        return NAME
+
+    def accept(self, params: list[tuple[str, str | None]]) -> tuple[str, object] | None:
+        """Accept one client offer (RFC 7692 section 7.1), or decline it with None."""
+        offer = _parse_params(params)
+        if offer is None:
+            return None
+        response = [NAME]
+        server_nct = self.server_no_context_takeover or "server_no_context_takeover" in offer
+        if server_nct:
+            response.append("server_no_context_takeover")
+        client_nct = self.client_no_context_takeover or "client_no_context_takeover" in offer
+        if client_nct:
+            response.append("client_no_context_takeover")
+        server_bits = self.server_max_window_bits
+        requested = offer.get("server_max_window_bits")
+        if requested is not None:
+            if int(requested) < 9:
+                return None  # zlib cannot compress with a 256-byte window: decline
+            server_bits = min(server_bits, int(requested))
+        if server_bits < 15 or requested is not None:
+            response.append(f"server_max_window_bits={server_bits}")
+        client_bits = 15
+        if "client_max_window_bits" in offer:
+            limit = offer["client_max_window_bits"]
+            wanted = self.client_max_window_bits
+            if limit is not None:
+                wanted = min(wanted or 15, int(limit))
+            if wanted is not None:
+                client_bits = wanted
+                response.append(f"client_max_window_bits={client_bits}")
+        session = PerMessageDeflate(
+            inflate_window_bits=client_bits,
+            inflate_no_context_takeover=client_nct,
+            deflate_window_bits=server_bits,
+            deflate_no_context_takeover=server_nct,
+            level=self.compress_level,
+            mem_level=self.mem_level,
+            min_size=self.min_size,
+        )
+        return "; ".join(response), session
