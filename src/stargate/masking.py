@@ -14,12 +14,12 @@ BytesLike: TypeAlias = bytes | bytearray | memoryview
 
 def _apply_mask_python(data: BytesLike, mask: bytes) -> bytes:
     """XOR ``data`` with the 4-byte ``mask`` repeated (RFC 6455 section 5.3)."""
+    if len(mask) != 4:  # checked first, as the C version does, whatever the data length
+        raise ValueError("mask must be 4 bytes")
     payload = bytes(data)
     n = len(payload)
     if n == 0:
         return b""
-    if len(mask) != 4:
-        raise ValueError("mask must be 4 bytes")
     key = mask * (n // 4) + mask[: n % 4]
     return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
 
