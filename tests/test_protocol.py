@@ -53,8 +53,10 @@ def test_reserved_opcodes_are_not_members(value: int) -> None:
 
 @pytest.mark.parametrize(
     "code",
-    [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014]
-    + [3000, 3999, 4000, 4999],
+    [
+        *(1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014),
+        *(3000, 3999, 4000, 4999),
+    ],
 )
 def test_valid_close_codes(code: int) -> None:
     assert is_valid_close_code(code)
