@@ -76,6 +76,7 @@ class WebSocket:
         self._close_timer: asyncio.TimerHandle | None = None
         self._memberships = 0
         self._handler_done = False
+        self._answering = False
 
     # -- what the application reads ------------------------------------------------------
 
@@ -183,7 +184,9 @@ class WebSocket:
             done.set_result(None)
 
     def _write(self, data: bytes) -> None:
-        if self._closed.done() or self._conn.state is not ConnectionState.OPEN:
+        if self._closed.done() or (
+            self._conn.state is not ConnectionState.OPEN and not self._answering
+        ):
             raise self._closed_error()
         transport = self._transport
         assert transport is not None
@@ -266,15 +269,23 @@ class WebSocket:
 
     def _data_received(self, data: bytes) -> None:
         conn = self._conn
+        was_open = conn.state is ConnectionState.OPEN
         events = conn.receive_data(data)
-        out = conn.data_to_send()
         transport = self._transport
         assert transport is not None
-        if out:
-            transport.write(out)
+        # Replies go out in the order of what they answer.  Pongs the connection queued for
+        # pings that came before a message are flushed before the message is delivered.
+        # Messages that arrived before a close or a protocol error in this same read may
+        # still be answered (by an on_message callback) before the close frame the
+        # connection queued, which is flushed after them.
+        answering = self._answering = was_open and conn.state is not ConnectionState.OPEN
         for event in events:
             kind = type(event)
             if kind is TextMessage or kind is BinaryMessage:
+                if not answering:
+                    out = conn.data_to_send()
+                    if out:
+                        transport.write(out)
                 self._deliver(event.data)  # type: ignore[union-attr]
             elif kind is Pong:
                 self._on_pong(event.payload)  # type: ignore[union-attr]
@@ -282,6 +293,10 @@ class WebSocket:
                 logger.info("%r: protocol error %s", self, event)
             elif kind is CloseReceived and self._close_timer is None:
                 self._arm_close_timer()
+        self._answering = False
+        out = conn.data_to_send()
+        if out:
+            transport.write(out)
         if conn.state is ConnectionState.CLOSED:
             # RFC 6455 section 7.1.1: the server closes the TCP connection first.
             transport.close()
