@@ -53,6 +53,10 @@ class ServerConfig:
     write_timeout: float = 60.0
     #: Time an idle keep-alive HTTP connection is kept open.
     keepalive_timeout: float = 5.0
+    #: After an error response (400, 413, 431, a refused upgrade ...), how long the server
+    #: keeps discarding what the client still sends before closing, so that the client
+    #: reads the response instead of a connection reset.
+    linger_timeout: float = 2.0
     #: Pipelined requests parsed ahead of the one being answered before reading pauses.
     max_pipelined: int = 16
     #: Open connections (HTTP and WebSocket); further ones are closed at once.

@@ -66,6 +66,7 @@ class HttpProtocol(asyncio.Protocol):
         self._url = bytearray()
         self._headers: list[tuple[str, str]] = []
         self._head_size = 0
+        self._raw_head = 0
         self._body = bytearray()
         self._in_head = False
         self._queue: deque[HttpRequest] = deque()
@@ -74,6 +75,9 @@ class HttpProtocol(asyncio.Protocol):
         self._upgrade: HttpRequest | None = None
         self._pending: tuple[handshake.Request, Acceptance] | None = None
         self._closed = False
+        self._lingering = False  # refused: discarding input until EOF (see _linger)
+        self._eof = False  # the client half-closed: answer what it sent, then close
+        self._raw_head = 0  # raw bytes received inside the current head, after its first read
         self._timer: asyncio.TimerHandle | None = None
         self._can_write = threading.Event()
         self._can_write.set()
@@ -93,6 +97,8 @@ class HttpProtocol(asyncio.Protocol):
         self._arm_timer(self.config.header_timeout)
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return
         if self._upgrade is not None:
             self._upgrade.trailing += data
             if len(self._upgrade.trailing) > self.config.max_header_size:
@@ -102,8 +108,10 @@ class HttpProtocol(asyncio.Protocol):
             return
         if self._in_head:
             # httptools reports a header only once complete: count raw bytes too, so a
-            # never-ending header line cannot grow the parser's buffer without bound.
-            self._head_size += len(data)
+            # never-ending header line cannot grow the parser's buffer without bound.  A
+            # counter of its own: added to the callbacks' count, every byte of a head that
+            # spans reads was counted twice and heads well under the limit got 431.
+            self._raw_head += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -114,14 +122,28 @@ class HttpProtocol(asyncio.Protocol):
             self._refuse(exc.status, exc.reason)
             return
         except httptools.HttpParserError as exc:
-            self._refuse(400, f"bad request: {exc}")
+            # httptools wraps what a callback raises: a _Refuse arrives as the context of
+            # an HttpParserCallbackError, and must keep its status (431, 413), not 400.
+            refusal = exc.__context__
+            if isinstance(refusal, _Refuse):
+                self._refuse(refusal.status, refusal.reason)
+            else:
+                self._refuse(400, f"bad request: {exc}")
             return
-        if self._in_head and self._head_size > self.config.max_header_size:
+        if self._in_head and max(self._head_size, self._raw_head) > self.config.max_header_size:
             self._refuse(431, "request header block too large")
             return
         if len(self._queue) > self.config.max_pipelined:
             self._pause_reading()
         self._process_next()
+
+    def eof_received(self) -> bool:
+        """The client half-closed: keep the transport open (return True) while requests it
+        sent are still to be answered; ``_request_done`` closes after the last one."""
+        self._eof = True
+        if self._lingering or self._closed:
+            return False
+        return self._busy or bool(self._queue)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
@@ -142,6 +164,7 @@ class HttpProtocol(asyncio.Protocol):
         self._url.clear()
         self._headers = []
         self._head_size = 0
+        self._raw_head = 0
         self._body = bytearray()
         if self._timer is None or not self._queue:
             self._arm_timer(self.config.header_timeout)
@@ -260,7 +283,7 @@ class HttpProtocol(asyncio.Protocol):
         self._busy = False
         if self._closed or self.transport is None:
             return
-        if not keep_alive or self.server.shutting_down:
+        if not keep_alive or self.server.shutting_down or (self._eof and not self._queue):
             self.transport.close()
             return
         if self._reading_paused and len(self._queue) <= self.config.max_pipelined // 2:
@@ -292,8 +315,30 @@ class HttpProtocol(asyncio.Protocol):
         self._queue.clear()
         if in_flight_ok or not self._busy:
             self.transport.write(data)
-        self.transport.close()
         self._closed = True
+        self._linger()
+
+    def _linger(self) -> None:
+        """Close without losing the response just written.
+
+        Closing a socket whose receive buffer holds unread bytes (the rest of a refused
+        head or body) makes the kernel send RST, and the client may then drop our response
+        unread.  So: half-close (FIN after the response), discard what the client still
+        sends until its EOF, and close for good after ``linger_timeout`` at the latest.
+        """
+        transport = self.transport
+        assert transport is not None
+        if self._lingering or transport.is_closing():
+            return
+        if not transport.can_write_eof():  # TLS: no half-close
+            transport.close()
+            return
+        self._lingering = True
+        transport.write_eof()
+        if self._reading_paused:
+            self._reading_paused = False
+            transport.resume_reading()
+        self._arm_timer(self.config.linger_timeout)
 
     # -- upgrade ---------------------------------------------------------------------------
 
@@ -333,10 +378,7 @@ class HttpProtocol(asyncio.Protocol):
                 self._pending = (hs_request, upgrade.acceptance)
                 self._try_complete_upgrade()
             elif response.status_code >= 400:
-                assert self.transport is not None
-                self.transport.write(bytes(sink.data))
-                self.transport.close()
-                self._closed = True
+                self._send_and_close(bytes(sink.data))
             else:
                 self._send_and_close(
                     simple_response(404, f"no WebSocket handler for {hs_request.path}")
@@ -412,6 +454,9 @@ class HttpProtocol(asyncio.Protocol):
     def _timed_out(self) -> None:
         """Header, handshake or keep-alive idle timeout: drop the connection (slowloris)."""
         self._timer = None
+        if self._lingering and self.transport is not None:
+            self.transport.close()
+            return
         if self.transport is not None and (not self._busy or self._upgrade is not None):
             self.transport.close()
             self._closed = True
