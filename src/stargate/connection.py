@@ -186,15 +186,22 @@ class Connection:
                 if opcode == 0:
                     if not self._msg_opcode:
                         raise ProtocolError("continuation frame without a message to continue")
+                    # The message limit is checked from the header too, before any payload
+                    # of a frame that would take the message over it is buffered.
+                    self._msg_size += length
+                    if self._msg_size > self._max_message:
+                        raise MessageTooBig(
+                            f"fragmented message of {self._msg_size} bytes so far exceeds "
+                            f"max_message_size {self._max_message}"
+                        )
                 elif self._msg_opcode:
                     raise ProtocolError("new data frame inside a fragmented message")
+                elif length > self._max_message:
+                    raise MessageTooBig(
+                        f"message of {length} bytes exceeds max_message_size {self._max_message}"
+                    )
                 elif first & FIN and end - start >= length:
                     # Fast path: a whole single-frame message is in the buffer.
-                    if length > self._max_message:
-                        raise MessageTooBig(
-                            f"message of {length} bytes exceeds max_message_size "
-                            f"{self._max_message}"
-                        )
                     payload = bytes(buf[start : start + length])
                     if header.masking_key is not None:
                         payload = apply_mask(payload, header.masking_key)
@@ -209,7 +216,7 @@ class Connection:
                     continue
                 else:
                     self._msg_opcode = opcode
-                    self._msg_size = 0
+                    self._msg_size = length
                     if opcode == Opcode.TEXT:
                         self._decoder = _utf8_decoder()
                 pos = start
@@ -232,23 +239,31 @@ class Connection:
                 self._frame = None
             self._on_payload(chunk, complete and frame.fin, events)
         # Keep only the unconsumed tail: at most one header or control frame, since data
-        # frame payloads are consumed as they arrive.
-        if pos < end:
+        # frame payloads are consumed as they arrive.  After a close frame, nothing.
+        if pos < end and not self._close_received:
             self._buf = bytearray(buf[pos:])
         elif self._buf:
             self._buf = bytearray()
 
     def _on_payload(self, chunk: bytes, last: bool, events: list[Event]) -> None:
-        """Add a piece of the current message; deliver the message when ``last``."""
-        self._msg_size += len(chunk)
-        if self._msg_size > self._max_message:
-            raise MessageTooBig(f"message exceeds max_message_size {self._max_message}")
+        """Add a piece of the current message; deliver the message when ``last``.
+
+        The message size was checked against the limit from the frame headers.
+        """
         decoder = self._decoder
         if decoder is not None:
             try:
                 text = decoder.decode(chunk, last)
             except UnicodeDecodeError as exc:
                 raise InvalidPayload("text message is not valid UTF-8") from exc
+            # CPython's incremental decoder holds back ED A0..ED BF (the start of a UTF-16
+            # surrogate, never valid in UTF-8) as if it might still complete; fail now rather
+            # than when the next byte arrives (section 8.1 fails fast).  One cheap test per
+            # chunk: only a chunk ending in A0..BF can leave such a pending pair.
+            if not last and chunk and 0xA0 <= chunk[-1] <= 0xBF:
+                pending = decoder.getstate()[0]
+                if len(pending) == 2 and pending[0] == 0xED:
+                    raise InvalidPayload("text message is not valid UTF-8")
             if text:
                 self._text_parts.append(text)
             if last:
