@@ -131,7 +131,7 @@ class Connection:
         events: list[Event] = []
         try:
             if self._hixie is not None:
-                events = self._hixie.feed(data)
+                self._hixie.feed(data, events)
                 if self._hixie.closed:
                     self._on_close_frame(CloseCode.NO_STATUS_RCVD, "")
             else:

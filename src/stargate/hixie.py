@@ -37,10 +37,25 @@ class HixieParser:
         self._discard = 0  # bytes of a length-prefixed frame still to skip
         self.closed = False
 
-    def feed(self, data: bytes) -> list[Event]:
+    def feed(self, data: bytes, events: list[Event] | None = None) -> list[Event]:
+        """Parse ``data``; returns the events, appended to ``events`` when it is given.
+
+        On a protocol error the events of the frames before it are already in ``events``
+        (so pass a list to keep them: the outcome must not depend on how the bytes were
+        split), and the buffer is dropped: the connection is failed anyway.
+        """
+        if events is None:
+            events = []
+        try:
+            self._parse(data, events)
+        except ProtocolError:
+            self._buf = bytearray()
+            raise
+        return events
+
+    def _parse(self, data: bytes, events: list[Event]) -> None:
         buf = self._buf
         buf += data
-        events: list[Event] = []
         pos = 0
         while pos < len(buf) and not self.closed:
             if self._discard:
@@ -72,7 +87,6 @@ class HixieParser:
                 events.append(TextMessage(text))
             pos = end + 1
         del buf[:pos]
-        return events
 
     def _length_prefixed(
         self, buf: bytearray, pos: int, frame_type: int, events: list[Event]
