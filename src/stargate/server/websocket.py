@@ -257,14 +257,24 @@ class WebSocket:
     def _handler_finished(self) -> None:
         """The handler returned: close, unless a group or a callback still listens."""
         self._handler_done = True
-        self._inbox.clear()
+        unread, self._inbox = self._inbox, deque()
         if self._reading_paused:
             self._resume_reading()
-        if self._memberships <= 0 and self.on_message is None:
+        callback = self.on_message
+        if callback is not None:
+            # Messages that arrived before the handler installed its callback (a worker
+            # thread starts late; the first frames may come with the handshake) are the
+            # callback's too: dropping them lost the first messages of a connection.
+            for message in unread:
+                if self._closed.done():
+                    break
+                self._deliver(message)
+        elif self._memberships <= 0:
             self._start_close(CloseCode.NORMAL_CLOSURE, "")
 
     def _handler_failed(self) -> None:
         self._handler_done = True
+        self._inbox.clear()
         self._start_close(CloseCode.INTERNAL_ERROR, "internal error")
 
     def _data_received(self, data: bytes) -> None:
@@ -312,6 +322,13 @@ class WebSocket:
             return
         if self._handler_done:
             return  # nobody will read it
+        if (
+            self._conn.state is not ConnectionState.OPEN
+            and len(self._inbox) >= self._options.max_queue
+        ):
+            # Closing: reading goes on (the peer's close frame must be read, see
+            # _start_close), so what the handler does not keep up with is dropped.
+            return
         cond = self._sync_cond
         if cond is not None:
             with cond:
@@ -322,7 +339,11 @@ class WebSocket:
             waiter = self._waiter
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
-        if not self._reading_paused and len(self._inbox) >= self._options.max_queue:
+        if (
+            not self._reading_paused
+            and len(self._inbox) >= self._options.max_queue
+            and self._conn.state is ConnectionState.OPEN
+        ):
             self._reading_paused = True
             assert self._transport is not None
             self._transport.pause_reading()
@@ -377,6 +398,10 @@ class WebSocket:
                 self._transport.write(out)
         if conn.state is ConnectionState.CLOSED and self._transport is not None:
             self._transport.close()
+        elif self._reading_paused:
+            # The peer's close frame is behind what the handler did not read: without
+            # reading on, every close of a lagging handler waited for the close timeout.
+            self._resume_reading()
         if self._close_timer is None:
             self._arm_close_timer()
 

@@ -1,0 +1,808 @@
+"""WebSocket connections of the server (stargate.server.websocket), end to end.
+
+Interoperability is checked with a client nobody here wrote (the ``websockets`` library);
+hostile and legacy peers are raw sockets (hixie-76 built on the core's ClientHandshake,
+hixie-75 and the draft-76 section 1.3 example written out byte by byte).  Every behaviour is
+checked for both handler kinds: ``async def`` on the loop and ``def`` in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+import threading
+import time
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed as ClientConnectionClosed
+from websockets.typing import Origin, Subprotocol
+
+from stargate.handshake import ClientHandshake, OriginPolicy
+from stargate.protocol import Opcode, ProtocolVersion
+from stargate.server import Server, SyncWebSocket, WebSocket, WebSocketOptions
+
+from .support import (
+    TIMEOUT,
+    StartServer,
+    at_eof,
+    close_payload,
+    eventually,
+    get,
+    open_tcp,
+    raw_connect,
+    request,
+    worker_threads,
+    ws_app,
+)
+
+pytestmark = pytest.mark.asyncio
+
+KINDS = ["async", "sync"]
+
+
+def info(ws: WebSocket | SyncWebSocket) -> str:
+    """What a handler can see of its request, as JSON."""
+    return json.dumps(
+        {
+            "path": ws.path,
+            "query": ws.request.query,
+            "x-test": ws.request.headers.get("X-Test"),
+            "remote": list(ws.remote_address or ()),
+            "subprotocol": ws.subprotocol,
+            "version": ws.version.value,
+        }
+    )
+
+
+def make_handler(kind: str, received: list[str | bytes]) -> Any:
+    """An echo handler of ``kind`` with a few commands; records what it receives."""
+
+    async def async_handler(ws: WebSocket) -> None:
+        async for message in ws:
+            received.append(message)
+            if message == "info":
+                await ws.send(info(ws))
+            elif message == "close":
+                await ws.close(4001, "bye now")
+                return
+            elif message == "ping":
+                rtt = await ws.ping()
+                await ws.send(f"pong after {type(rtt).__name__}")
+            elif message == "boom":
+                raise RuntimeError("handler failure")
+            else:
+                await ws.send(message)
+
+    def sync_handler(ws: SyncWebSocket) -> None:
+        for message in ws:
+            received.append(message)
+            if message == "info":
+                ws.send(info(ws))
+            elif message == "close":
+                ws.close(4001, "bye now")
+                return
+            elif message == "ping":
+                rtt = ws.ping(timeout=TIMEOUT)
+                ws.send(f"pong after {type(rtt).__name__}")
+            elif message == "boom":
+                raise RuntimeError("handler failure")
+            else:
+                ws.send(message)
+
+    return async_handler if kind == "async" else sync_handler
+
+
+async def echo_server(
+    start_server: StartServer, kind: str, received: list[str | bytes] | None = None, **config: Any
+) -> Server:
+    handler = make_handler(kind, received if received is not None else [])
+    return await start_server(ws_app(handler, subprotocols=["chat.v2", "chat.v1"]), **config)
+
+
+def url(server: Server, path: str = "/") -> str:
+    return f"ws://127.0.0.1:{server.port}{path}"
+
+
+# -- the websockets library as the client ----------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_text_is_str_binary_is_bytes(start_server: StartServer, kind: str) -> None:
+    received: list[str | bytes] = []
+    server = await echo_server(start_server, kind, received)
+    async with connect(url(server)) as client:
+        await client.send("héllo")
+        assert await client.recv() == "héllo"
+        await client.send(b"\x00\xffbin")
+        reply = await client.recv()
+        assert reply == b"\x00\xffbin" and isinstance(reply, bytes)
+        await client.send(bytearray(b"ba"))
+        assert await client.recv() == b"ba"
+        big = "x" * 200_000  # fragmented by nobody, but larger than one read
+        await client.send(big)
+        assert await client.recv() == big
+    assert received[:3] == ["héllo", b"\x00\xffbin", b"ba"]
+    assert [type(m) for m in received[:3]] == [str, bytes, bytes]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_iteration_ends_when_the_client_closes(start_server: StartServer, kind: str) -> None:
+    codes: list[int | None] = []
+    done = threading.Event()
+
+    async def async_handler(ws: WebSocket) -> None:
+        count = 0
+        async for _ in ws:
+            count += 1
+        codes.extend([count, ws.close_code])
+        done.set()
+
+    def sync_handler(ws: SyncWebSocket) -> None:
+        count = 0
+        for _ in ws:
+            count += 1
+        codes.extend([count, ws.close_code])
+        done.set()
+
+    server = await start_server(ws_app(async_handler if kind == "async" else sync_handler))
+    async with connect(url(server)) as client:
+        for i in range(5):
+            await client.send(str(i))
+        await client.close(4000, "client done")
+    await eventually(done.is_set)
+    assert codes == [5, 4000]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_fragmented_message_from_client(start_server: StartServer, kind: str) -> None:
+    server = await echo_server(start_server, kind)
+    async with connect(url(server)) as client:
+        await client.send(["frag", "mented"])
+        assert await client.recv() == "fragmented"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_ping_both_ways(start_server: StartServer, kind: str) -> None:
+    server = await echo_server(start_server, kind)
+    async with connect(url(server), ping_interval=None) as client:
+        pong = await client.ping(b"client-ping")
+        await asyncio.wait_for(pong, TIMEOUT)  # the server answered our ping
+        await client.send("ping")  # the handler pings us and waits for our pong
+        assert await client.recv() == "pong after float"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_close_code_and_reason_seen_by_client(start_server: StartServer, kind: str) -> None:
+    server = await echo_server(start_server, kind)
+    async with connect(url(server)) as client:
+        started = time.monotonic()
+        await client.send("close")
+        with pytest.raises(ClientConnectionClosed):
+            await client.recv()
+        await client.wait_closed()
+        assert client.close_code == 4001
+        assert client.close_reason == "bye now"
+        assert time.monotonic() - started < 2.0  # the close handshake did not time out
+    await eventually(lambda: not server.websockets)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_handler_returning_closes_with_1000(start_server: StartServer, kind: str) -> None:
+    async def async_handler(ws: WebSocket) -> None:
+        await ws.send("bye")
+
+    def sync_handler(ws: SyncWebSocket) -> None:
+        ws.send("bye")
+
+    server = await start_server(ws_app(async_handler if kind == "async" else sync_handler))
+    async with connect(url(server)) as client:
+        assert await client.recv() == "bye"
+        await client.wait_closed()
+        assert client.close_code == 1000
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_subprotocol_negotiation_uses_server_preference(
+    start_server: StartServer, kind: str
+) -> None:
+    server = await echo_server(start_server, kind)
+    async with connect(
+        url(server), subprotocols=[Subprotocol("chat.v1"), Subprotocol("chat.v2")]
+    ) as client:
+        assert client.subprotocol == "chat.v2"
+        await client.send("info")
+        assert json.loads(await client.recv())["subprotocol"] == "chat.v2"
+    async with connect(
+        url(server), subprotocols=[Subprotocol("chat.v1"), Subprotocol("other")]
+    ) as client:
+        assert client.subprotocol == "chat.v1"
+    async with connect(url(server)) as client:
+        assert client.subprotocol is None
+        await client.send("info")
+        assert json.loads(await client.recv())["subprotocol"] is None
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_handler_sees_path_query_headers_remote_address(
+    start_server: StartServer, kind: str
+) -> None:
+    server = await echo_server(start_server, kind)
+    async with connect(
+        url(server, "/room/42?user=ann&x=1"), additional_headers={"X-Test": "yes"}
+    ) as client:
+        await client.send("info")
+        seen = json.loads(await client.recv())
+        local = client.local_address
+    assert seen == {
+        "path": "/room/42",
+        "query": "user=ann&x=1",
+        "x-test": "yes",
+        "remote": [local[0], local[1]],
+        "subprotocol": None,
+        "version": "13",
+    }
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_handler_exception_closes_only_its_connection_with_1011(
+    start_server: StartServer, kind: str
+) -> None:
+    server = await echo_server(start_server, kind)
+    async with connect(url(server)) as failing, connect(url(server)) as other:
+        await failing.send("boom")
+        await failing.wait_closed()
+        assert failing.close_code == 1011
+        assert failing.close_reason == "internal error"
+        await other.send("still here")
+        assert await other.recv() == "still here"
+    assert (await get(server.port, "/page")).status == 200
+
+
+# -- bad handshakes --------------------------------------------------------------------------
+
+
+def upgrade_request(
+    path: str = "/",
+    *,
+    key: str = "dGhlIHNhbXBsZSBub25jZQ==",
+    version: str = "13",
+    origin: str | None = None,
+    host: str = "localhost:8000",
+) -> bytes:
+    lines = [
+        f"GET {path} HTTP/1.1",
+        f"Host: {host}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {key}",
+        f"Sec-WebSocket-Version: {version}",
+    ]
+    if origin is not None:
+        lines.append(f"Origin: {origin}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+async def test_valid_handshake_bytes_rfc6455(start_server: StartServer) -> None:
+    server = await echo_server(start_server, "async")
+    response, _, writer = await request(
+        server.port, upgrade_request(origin="http://localhost:8000"), head=True
+    )
+    assert response.status == 101
+    # RFC 6455 section 1.3's example key and answer.
+    assert response.header("Sec-WebSocket-Accept") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    writer.close()
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "reason_part", "header"),
+    [
+        (upgrade_request(key="not-a-valid-key"), 400, b"Sec-WebSocket-Key", None),
+        (upgrade_request(key="AAAA"), 400, b"does not encode exactly 16 bytes", None),
+        (
+            upgrade_request(origin="http://evil.example"),
+            403,
+            b"origin 'http://evil.example' is not allowed",
+            None,
+        ),
+        (
+            upgrade_request(version="14"),
+            426,
+            b"unsupported Sec-WebSocket-Version '14'",
+            ("Sec-WebSocket-Version", "13, 8, 7"),
+        ),
+        (
+            upgrade_request().replace(b"GET", b"POST"),
+            405,
+            b"method 'POST' not allowed",
+            ("Allow", "GET"),
+        ),
+    ],
+)
+async def test_bad_handshakes_are_refused_with_a_reason(
+    start_server: StartServer,
+    raw: bytes,
+    status: int,
+    reason_part: bytes,
+    header: tuple[str, str] | None,
+) -> None:
+    server = await echo_server(start_server, "async")
+    response, reader, writer = await request(server.port, raw)
+    assert response.status == status
+    assert reason_part in response.body
+    if header is not None:
+        assert response.header(header[0]) == header[1]
+    if status == 426:
+        assert response.header("Upgrade") == "websocket"  # RFC 7231 section 6.5.15
+    assert await at_eof(reader)
+    writer.close()
+
+
+async def test_same_origin_passes_under_the_default_policy(start_server: StartServer) -> None:
+    server = await echo_server(start_server, "async")
+    host = f"127.0.0.1:{server.port}"
+    async with connect(url(server), origin=Origin(f"http://{host}")) as client:
+        await client.send("ok")
+        assert await client.recv() == "ok"
+
+
+async def test_upgrade_the_app_does_not_accept_gets_404_or_the_apps_status(
+    start_server: StartServer,
+) -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        if environ["PATH_INFO"] == "/private":
+            start_response("403 Forbidden", [("Content-Type", "text/plain")])
+            return [b"members only"]
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"a page, not a websocket"]
+
+    server = await start_server(app)
+    response, _, writer = await request(server.port, upgrade_request("/page"))
+    assert response.status == 404
+    assert b"no WebSocket handler for /page" in response.body
+    writer.close()
+    response, _, writer = await request(server.port, upgrade_request("/private"))
+    assert (response.status, response.body) == (403, b"members only")
+    writer.close()
+
+
+# -- hixie-76 and hixie-75 -------------------------------------------------------------------
+
+DRAFT76_REQUEST = (
+    b"GET /demo HTTP/1.1\r\n"
+    b"Host: example.com\r\n"
+    b"Connection: Upgrade\r\n"
+    b"Sec-WebSocket-Key2: 12998 5 Y3 1  .P00\r\n"
+    b"Sec-WebSocket-Protocol: sample\r\n"
+    b"Upgrade: WebSocket\r\n"
+    b"Sec-WebSocket-Key1: 4 @1  46546xW%0l 1 5\r\n"
+    b"Origin: http://example.com\r\n"
+    b"\r\n"
+    b"^n:ds[4U"
+)
+DRAFT76_RESPONSE = (
+    b"HTTP/1.1 101 WebSocket Protocol Handshake\r\n"
+    b"Upgrade: WebSocket\r\n"
+    b"Connection: Upgrade\r\n"
+    b"Sec-WebSocket-Origin: http://example.com\r\n"
+    b"Sec-WebSocket-Location: ws://example.com/demo\r\n"
+    b"Sec-WebSocket-Protocol: sample\r\n"
+    b"\r\n"
+    b"8jKS'y:G*Co,Wxa-"
+)
+
+
+async def legacy_server(start_server: StartServer, kind: str, **config: Any) -> Server:
+    handler = make_handler(kind, [])
+    app = ws_app(
+        handler,
+        subprotocols=["sample"],
+        origin_policy=OriginPolicy(allowed=("http://example.com",), same_origin=False),
+    )
+    return await start_server(app, **config)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_hixie76_draft_example_bytes_and_messages(
+    start_server: StartServer, kind: str
+) -> None:
+    server = await legacy_server(start_server, kind)
+    reader, writer = await open_tcp(server.port)
+    writer.write(DRAFT76_REQUEST)
+    response = await asyncio.wait_for(reader.readexactly(len(DRAFT76_RESPONSE)), TIMEOUT)
+    assert response == DRAFT76_RESPONSE
+    writer.write(b"\x00hello\xff\x00info\xff")
+    assert await asyncio.wait_for(reader.readuntil(b"\xff"), TIMEOUT) == b"\x00hello\xff"
+    reply = await asyncio.wait_for(reader.readuntil(b"\xff"), TIMEOUT)
+    assert reply[0] == 0
+    assert json.loads(reply[1:-1])["version"] == "hixie-76"
+    writer.write(b"\xff\x00")  # the closing handshake: echoed, then the server closes
+    assert await asyncio.wait_for(reader.read(), TIMEOUT) == b"\xff\x00"
+    writer.close()
+    await eventually(lambda: not server.websockets)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_hixie76_client_handshake_and_close_from_server(
+    start_server: StartServer, kind: str
+) -> None:
+    server = await legacy_server(start_server, kind)
+    reader, writer = await open_tcp(server.port)
+    handshake = ClientHandshake(
+        "example.com",
+        "/chat?room=1",
+        version=ProtocolVersion.HIXIE_76,
+        origin="http://example.com",
+        subprotocols=["sample"],
+    )
+    writer.write(handshake.request_bytes())
+    buffer = b""
+    result = None
+    while result is None:
+        data = await asyncio.wait_for(reader.read(1), TIMEOUT)
+        assert data
+        buffer += data
+        result = handshake.receive(data)
+    accepted, _ = result
+    assert accepted.version is ProtocolVersion.HIXIE_76
+    assert accepted.subprotocol == "sample"
+    writer.write(b"\x00\xc3\xa9t\xc3\xa9\xff")
+    assert (
+        await asyncio.wait_for(reader.readuntil(b"\xff"), TIMEOUT) == b"\x00\xc3\xa9t\xc3\xa9\xff"
+    )
+    writer.write(b"\x00close\xff")  # the handler closes: hixie-76 sends 0xFF 0x00
+    assert await asyncio.wait_for(reader.readexactly(2), TIMEOUT) == b"\xff\x00"
+    writer.write(b"\xff\x00")
+    assert await at_eof(reader)
+    writer.close()
+
+
+HIXIE75_REQUEST = (
+    b"GET /demo HTTP/1.1\r\n"
+    b"Upgrade: WebSocket\r\n"
+    b"Connection: Upgrade\r\n"
+    b"Host: example.com\r\n"
+    b"Origin: http://example.com\r\n"
+    b"WebSocket-Protocol: sample\r\n"
+    b"\r\n"
+)
+HIXIE75_RESPONSE = (
+    b"HTTP/1.1 101 Web Socket Protocol Handshake\r\n"
+    b"Upgrade: WebSocket\r\n"
+    b"Connection: Upgrade\r\n"
+    b"WebSocket-Origin: http://example.com\r\n"
+    b"WebSocket-Location: ws://example.com/demo\r\n"
+    b"WebSocket-Protocol: sample\r\n"
+    b"\r\n"
+)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_hixie75_handshake_and_messages(start_server: StartServer, kind: str) -> None:
+    server = await legacy_server(start_server, kind)
+    reader, writer = await open_tcp(server.port)
+    writer.write(HIXIE75_REQUEST)
+    response = await asyncio.wait_for(reader.readexactly(len(HIXIE75_RESPONSE)), TIMEOUT)
+    assert response == HIXIE75_RESPONSE
+    writer.write(b"\x00one\xff\x00two\xff")
+    assert await asyncio.wait_for(reader.readuntil(b"\xff"), TIMEOUT) == b"\x00one\xff"
+    assert await asyncio.wait_for(reader.readuntil(b"\xff"), TIMEOUT) == b"\x00two\xff"
+    writer.write(b"\x00close\xff")  # hixie-75 has no closing handshake: TCP just ends
+    assert await at_eof(reader)
+    writer.close()
+    await eventually(lambda: not server.websockets)
+
+
+async def test_legacy_protocols_can_be_turned_off(start_server: StartServer) -> None:
+    server = await legacy_server(start_server, "async", legacy_protocols=False)
+    response, _, writer = await request(server.port, DRAFT76_REQUEST)
+    assert response.status == 426
+    assert b"hixie-76 is disabled" in response.body
+    writer.close()
+    response, _, writer = await request(server.port, HIXIE75_REQUEST)
+    assert response.status == 426
+    writer.close()
+
+
+# -- protocol errors and vanishing clients ----------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_unmasked_frame_gets_close_1002(start_server: StartServer, kind: str) -> None:
+    server = await echo_server(start_server, kind)
+    ws = await raw_connect(server.port)
+    await ws.send_text("masked first")
+    assert await ws.read_frame() == (True, Opcode.TEXT, b"masked first")
+    await ws.send(Opcode.TEXT, b"not masked", mask=False)
+    code, _, _ = await ws.read_until_close()
+    assert code == 1002
+    assert await at_eof(ws.reader)
+    await eventually(lambda: not server.websockets)
+
+
+async def test_invalid_utf8_gets_close_1007(start_server: StartServer) -> None:
+    server = await echo_server(start_server, "async")
+    ws = await raw_connect(server.port)
+    await ws.send(Opcode.TEXT, b"\xff\xfe")
+    code, _, _ = await ws.read_until_close()
+    assert code == 1007
+    assert await at_eof(ws.reader)
+
+
+async def test_message_over_the_limit_gets_close_1009(start_server: StartServer) -> None:
+    from stargate.limits import Limits
+
+    options = WebSocketOptions(limits=Limits(max_message_size=1000, max_frame_size=1000))
+    server = await echo_server(start_server, "async", websocket=options)
+    ws = await raw_connect(server.port)
+    await ws.send(Opcode.BINARY, b"z" * 1001)
+    code, _, _ = await ws.read_until_close()
+    assert code == 1009
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_client_vanishing_mid_frame_frees_everything(
+    start_server: StartServer, kind: str
+) -> None:
+    threads_before = worker_threads()
+    server = await echo_server(start_server, kind, threads=4)
+    ws = await raw_connect(server.port)
+    await ws.send_text("hello")
+    assert (await ws.read_frame())[2] == b"hello"
+    assert len(server.websockets) == 1
+    frame = struct.pack("!BBH", 0x82, 0x80 | 126, 1000) + b"mask" + b"only part of it"
+    ws.writer.write(frame)
+    await ws.writer.drain()
+    ws.abort()
+    await eventually(lambda: not server.websockets)
+    await eventually(lambda: not server._handlers)  # the handler task or thread finished
+    assert (await get(server.port, "/")).status == 200
+    await server.shutdown(timeout=2.0)
+    await eventually(lambda: worker_threads() <= threads_before)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_client_closing_tcp_without_close_frame(start_server: StartServer, kind: str) -> None:
+    server = await echo_server(start_server, kind)
+    ws = await raw_connect(server.port)
+    await ws.send_text("x")
+    await ws.read_frame()
+    ws.writer.close()
+    await eventually(lambda: not server.websockets and not server._handlers)
+
+
+# -- flow control ----------------------------------------------------------------------------
+
+
+def the_websocket(server: Server) -> WebSocket:
+    (ws,) = server.websockets
+    return ws
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_handler_not_reading_pauses_reading(start_server: StartServer, kind: str) -> None:
+    go = threading.Event()
+    count: list[int] = [0]
+
+    async def async_handler(ws: WebSocket) -> None:
+        while not go.is_set():
+            await asyncio.sleep(0.01)
+        async for _ in ws:
+            count[0] += 1
+
+    def sync_handler(ws: SyncWebSocket) -> None:
+        go.wait(TIMEOUT)
+        for _ in ws:
+            count[0] += 1
+
+    options = WebSocketOptions(max_queue=4)
+    server = await start_server(
+        ws_app(async_handler if kind == "async" else sync_handler), websocket=options
+    )
+    message = b"m" * 32768
+    total = 200  # 6.4 MB: far more than the kernel buffers hold
+    async with connect(url(server), max_queue=None, write_limit=65536) as client:
+
+        async def send_all() -> None:
+            for _ in range(total):
+                await client.send(message)
+
+        sender = asyncio.create_task(send_all())
+        ws = await asyncio.wait_for(asyncio.shield(_first(server)), TIMEOUT)
+        await eventually(lambda: ws._reading_paused)
+        await asyncio.sleep(0.2)
+        assert not sender.done()  # the client is blocked: the server stopped reading
+        # max_queue, plus at most what one read of the transport (256 KiB) can hold.
+        assert len(ws._inbox) <= 4 + 8
+        go.set()
+        await asyncio.wait_for(sender, TIMEOUT)
+        await eventually(lambda: count[0] == total)
+
+
+async def _first(server: Server) -> WebSocket:
+    while not server.websockets:
+        await asyncio.sleep(0.01)
+    return the_websocket(server)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_send_waits_while_the_client_does_not_read(
+    start_server: StartServer, kind: str
+) -> None:
+    sent: list[int] = [0]
+    total = 100
+    chunk = b"s" * 65536
+
+    async def async_handler(ws: WebSocket) -> None:
+        for _ in range(total):
+            await ws.send(chunk)
+            sent[0] += 1
+
+    def sync_handler(ws: SyncWebSocket) -> None:
+        for _ in range(total):
+            ws.send(chunk)
+            sent[0] += 1
+
+    server = await start_server(ws_app(async_handler if kind == "async" else sync_handler))
+    ws = await raw_connect(server.port, rcvbuf=4096)
+    server_ws = await _first(server)
+    await eventually(lambda: sent[0] > 0)
+    await asyncio.sleep(0.3)
+    stalled = sent[0]
+    await asyncio.sleep(0.3)
+    assert sent[0] == stalled < total  # the handler waits in send()
+    transport = server_ws._transport
+    assert transport is not None
+    # Bounded: the high-water mark plus the message that crossed it.
+    assert transport.get_write_buffer_size() <= 64 * 1024 + len(chunk) + 16
+    frames = 0
+    while frames < total:
+        _, opcode, payload = await ws.read_frame()
+        assert opcode == Opcode.BINARY and payload == chunk
+        frames += 1
+    assert sent[0] == total
+
+
+async def test_slow_consumer_closed_with_1008_fast_one_gets_everything(
+    start_server: StartServer,
+) -> None:
+    async def handler(ws: WebSocket) -> None:
+        await ws.wait_closed()
+
+    options = WebSocketOptions(max_send_buffer=256 * 1024, close_timeout=5.0)
+    server = await start_server(ws_app(handler), websocket=options)
+    slow = await raw_connect(server.port, rcvbuf=4096)
+    await eventually(lambda: len(server.websockets) == 1)
+    (slow_ws,) = server.websockets
+    async with connect(url(server), max_size=None) as fast:
+        await eventually(lambda: len(server.websockets) == 2)
+        (fast_ws,) = server.websockets - {slow_ws}
+        message = b"f" * 65536
+        total = 128  # 8 MiB: more than loopback buffers absorb for a client that never reads
+        for i in range(total):
+            for ws in (slow_ws, fast_ws):
+                if not ws.closed:
+                    ws.send_nowait(message + str(i).encode())
+            assert await fast.recv() == message + str(i).encode()
+        assert not fast_ws.closed
+        code, reason, data = await slow.read_until_close(timeout=TIMEOUT)
+        assert code == 1008
+        assert reason == "slow consumer: send buffer full"
+        assert 0 < len(data) < total
+        await slow.send(Opcode.CLOSE, close_payload(1008))
+        await fast.send(b"still open")
+    await eventually(lambda: not server.websockets)
+
+
+# -- keepalive -------------------------------------------------------------------------------
+
+
+async def test_keepalive_client_answering_pongs_stays_connected(start_server: StartServer) -> None:
+    options = WebSocketOptions(ping_interval=0.1, ping_timeout=0.2)
+    server = await echo_server(start_server, "async", websocket=options)
+    async with connect(url(server), ping_interval=None) as client:
+        await asyncio.sleep(1.0)  # several ping intervals and timeouts
+        await client.send("alive")
+        assert await client.recv() == "alive"
+        assert not the_websocket(server).closed
+
+
+async def test_keepalive_closes_a_client_that_never_answers(start_server: StartServer) -> None:
+    options = WebSocketOptions(ping_interval=0.2, ping_timeout=0.3, close_timeout=1.0)
+    server = await echo_server(start_server, "async", websocket=options)
+    started = time.monotonic()
+    ws = await raw_connect(server.port)
+    opcodes = []
+    while True:
+        _, opcode, payload = await ws.read_frame()
+        opcodes.append(opcode)
+        if opcode == Opcode.CLOSE:
+            break
+    elapsed = time.monotonic() - started
+    assert opcodes[0] == Opcode.PING
+    assert struct.unpack("!H", payload[:2])[0] == 1011
+    assert payload[2:] == b"keepalive ping timeout"
+    assert 0.4 < elapsed < 1.0  # about ping_interval + ping_timeout
+    assert await at_eof(ws.reader, 2.0)  # no close answer: aborted after close_timeout
+
+
+# -- callbacks (on_message) ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_on_message_sees_messages_sent_before_it_was_set(
+    start_server: StartServer, kind: str
+) -> None:
+    """A handler that installs ``on_message`` and returns must not lose what the client sent
+    in between (the connection stays open for the callback)."""
+    started = threading.Event()
+
+    async def async_handler(ws: WebSocket) -> None:
+        started.set()
+        await asyncio.sleep(0.2)
+        ws.on_message = ws.send_nowait
+
+    def sync_handler(ws: SyncWebSocket) -> None:
+        started.set()
+        time.sleep(0.2)
+        ws.on_message = ws.ws.send_nowait
+
+    server = await start_server(ws_app(async_handler if kind == "async" else sync_handler))
+    async with connect(url(server)) as client:
+        await eventually(started.is_set)
+        await client.send("early")
+        await asyncio.sleep(0.4)
+        await client.send("late")
+        assert await asyncio.wait_for(client.recv(), TIMEOUT) == "early"
+        assert await asyncio.wait_for(client.recv(), TIMEOUT) == "late"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_close_while_reading_is_paused_completes_quickly(
+    start_server: StartServer, kind: str
+) -> None:
+    """A handler that stopped reading (queue full) and then closes still completes the
+    closing handshake: it must not wait for the close timeout."""
+    closed_in: list[float] = []
+
+    async def async_handler(ws: WebSocket) -> None:
+        while not ws._reading_paused:
+            await asyncio.sleep(0.01)
+        started = time.monotonic()
+        await ws.close(4002, "enough")
+        closed_in.append(time.monotonic() - started)
+
+    def sync_handler(ws: SyncWebSocket) -> None:
+        while not ws.ws._reading_paused:
+            time.sleep(0.01)
+        started = time.monotonic()
+        ws.close(4002, "enough")
+        closed_in.append(time.monotonic() - started)
+
+    options = WebSocketOptions(max_queue=2, close_timeout=3.0)
+    server = await start_server(
+        ws_app(async_handler if kind == "async" else sync_handler), websocket=options
+    )
+    async with connect(url(server)) as client:
+        for i in range(10):
+            await client.send(f"m{i}")
+        await asyncio.wait_for(client.wait_closed(), TIMEOUT)
+        assert client.close_code == 4002
+    await eventually(lambda: bool(closed_in))
+    assert closed_in[0] < 1.0
+
+
+async def test_client_sees_messages_on_the_callback_api(start_server: StartServer) -> None:
+    seen: list[str | bytes] = []
+
+    async def handler(ws: WebSocket) -> None:
+        ws.on_message = seen.append
+
+    server = await start_server(ws_app(handler))
+    async with connect(url(server)) as client:
+        await client.send("a")
+        await client.send(b"b")
+        await eventually(lambda: len(seen) == 2)
+    assert seen == ["a", b"b"]
