@@ -235,18 +235,19 @@ class HttpProtocol(asyncio.Protocol):
     def _handle_http(self, request: HttpRequest) -> None:
         routes = self.server.routes
         if routes is not None:
+            # The client's keep-alive decides (HTTP/1.0, Connection: close), as for the app.
+            keep_alive = request.keep_alive
             path = request.target.partition("?")[0]
             if routes.resolve(path) is None:
-                self._answer(simple_response(404, f"no route for {path}", keep_alive=True))
+                data = simple_response(404, f"no route for {path}", keep_alive=keep_alive)
             else:
-                self._answer(
-                    simple_response(
-                        426,
-                        "this URL serves WebSocket connections only",
-                        keep_alive=True,
-                        headers=[("Upgrade", "websocket")],
-                    )
+                data = simple_response(
+                    426,
+                    "this URL serves WebSocket connections only",
+                    keep_alive=keep_alive,
+                    headers=[("Upgrade", "websocket")],
                 )
+            self._answer(data, keep_alive)
             return
         app = self.server.wsgi_app
         assert app is not None
@@ -258,10 +259,10 @@ class HttpProtocol(asyncio.Protocol):
             lambda f: self._request_done(response.keep_alive and not f.exception())
         )
 
-    def _answer(self, data: bytes) -> None:
+    def _answer(self, data: bytes, keep_alive: bool) -> None:
         assert self.transport is not None
         self.transport.write(data)
-        self._request_done(True)
+        self._request_done(keep_alive)
 
     def write_from_thread(self, data: bytes) -> None:
         """Called by worker threads: waits while the client is slow to read, then writes."""
