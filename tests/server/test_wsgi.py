@@ -1,0 +1,244 @@
+"""PEP 3333 in a worker thread (stargate.server.wsgi): the environ and the response framing.
+
+These run the WSGI layer against an in-memory sink; the HTTP tests run it over sockets.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from stargate.server.wsgi import (
+    HttpRequest,
+    StartResponse,
+    WSGIResponse,
+    build_environ,
+    run_wsgi,
+    simple_response,
+)
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write_from_thread(self, data: bytes) -> None:
+        self.data += data
+
+
+def make_request(
+    method: str = "GET",
+    target: str = "/",
+    version: str = "1.1",
+    headers: list[tuple[str, str]] | None = None,
+    body: bytes = b"",
+    keep_alive: bool = True,
+) -> HttpRequest:
+    return HttpRequest(method, target, version, headers or [], body, keep_alive)
+
+
+def environ_of(request: HttpRequest) -> dict[str, Any]:
+    return build_environ(
+        request,
+        server_name="127.0.0.1",
+        server_port=8000,
+        remote=("10.0.0.1", 5555),
+        url_scheme="http",
+    )
+
+
+def run(app: Any, request: HttpRequest) -> tuple[WSGIResponse, bytes]:
+    sink = Sink()
+    response = WSGIResponse(sink, request)
+    run_wsgi(app, environ_of(request), response)
+    return response, bytes(sink.data)
+
+
+def test_environ_follows_pep3333() -> None:
+    request = make_request(
+        "POST",
+        "/a%20b/%E2%82%AC?x=1&y=%20",
+        headers=[
+            ("Host", "example.com"),
+            ("Content-Type", "text/plain"),
+            ("Content-Length", "3"),
+            ("X-Multi", "one"),
+            ("x-multi", "two"),
+            ("X_Spoofed", "evil"),
+        ],
+        body=b"abc",
+    )
+    environ = environ_of(request)
+    assert environ["REQUEST_METHOD"] == "POST"
+    assert environ["SCRIPT_NAME"] == ""
+    assert environ["PATH_INFO"] == "/a b/\xe2\x82\xac"  # decoded, latin-1 "bytes in str"
+    assert environ["QUERY_STRING"] == "x=1&y=%20"  # not decoded
+    assert environ["RAW_URI"] == "/a%20b/%E2%82%AC?x=1&y=%20"
+    assert environ["SERVER_NAME"] == "127.0.0.1"
+    assert environ["SERVER_PORT"] == "8000"
+    assert environ["SERVER_PROTOCOL"] == "HTTP/1.1"
+    assert (environ["REMOTE_ADDR"], environ["REMOTE_PORT"]) == ("10.0.0.1", "5555")
+    assert environ["CONTENT_TYPE"] == "text/plain"
+    assert environ["CONTENT_LENGTH"] == "3"
+    assert "HTTP_CONTENT_TYPE" not in environ
+    assert environ["HTTP_HOST"] == "example.com"
+    assert environ["HTTP_X_MULTI"] == "one,two"
+    assert "HTTP_X_SPOOFED" not in environ  # underscores could smuggle a dashed header
+    assert environ["wsgi.input"].read() == b"abc"
+    assert environ["wsgi.version"] == (1, 0)
+    assert environ["wsgi.url_scheme"] == "http"
+    assert environ["wsgi.multithread"] is True
+    assert environ["wsgi.run_once"] is False
+    assert environ["wsgi.errors"] is sys.stderr
+
+
+def test_environ_content_length_of_a_chunked_body() -> None:
+    environ = environ_of(
+        make_request("POST", headers=[("Transfer-Encoding", "chunked")], body=b"xyz")
+    )
+    assert environ["CONTENT_LENGTH"] == "3"
+    assert environ_of(make_request())["CONTENT_LENGTH"] == ""
+
+
+def test_single_item_body_gets_content_length() -> None:
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"hello"]
+
+    response, data = run(app, make_request())
+    assert data == (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n"
+        b"Server: stargate\r\n\r\nhello"
+    )
+    assert response.keep_alive
+
+
+def test_generator_body_is_chunked_in_http11_and_close_delimited_in_http10() -> None:
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterator[bytes]:
+        start_response("200 OK", [])
+        yield b"ab"
+        yield b"cde"
+
+    response, data = run(app, make_request())
+    assert data.endswith(
+        b"Transfer-Encoding: chunked\r\nServer: stargate\r\n\r\n2\r\nab\r\n3\r\ncde\r\n0\r\n\r\n"
+    )
+    assert response.keep_alive
+    response, data = run(app, make_request(version="1.0", keep_alive=False))
+    assert data.endswith(b"Connection: close\r\nServer: stargate\r\n\r\nabcde")
+    assert not response.keep_alive
+
+
+def test_write_callable_and_app_content_length() -> None:
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        write = start_response("200 OK", [("Content-Length", "6")])
+        write(b"abc")
+        return [b"def"]
+
+    _, data = run(app, make_request())
+    assert data.endswith(b"Content-Length: 6\r\nServer: stargate\r\n\r\nabcdef")
+    assert b"chunked" not in data
+
+
+@pytest.mark.parametrize("status", ["204 No Content", "304 Not Modified"])
+def test_bodiless_statuses_send_no_body(status: str) -> None:
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        start_response(status, [])
+        return [b"ignored"]
+
+    _, data = run(app, make_request())
+    assert data.endswith(b"\r\n\r\n")
+    assert b"ignored" not in data and b"Content-Length" not in data
+
+
+def test_head_sends_length_but_no_body() -> None:
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        start_response("200 OK", [])
+        return [b"body"]
+
+    _, data = run(app, make_request("HEAD"))
+    assert data.endswith(b"Content-Length: 4\r\nServer: stargate\r\n\r\n")
+
+
+def test_app_connection_close_header_ends_keep_alive() -> None:
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        start_response("200 OK", [("Connection", "close")])
+        return [b"x"]
+
+    response, _ = run(app, make_request())
+    assert not response.keep_alive
+
+
+def test_exception_before_start_response_is_a_500() -> None:
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        raise ValueError("broken")
+
+    response, data = run(app, make_request())
+    assert data.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+    assert data.endswith(b"\r\n\r\nInternal Server Error\n")
+    assert not response.keep_alive
+
+
+def test_exception_after_the_head_closes_the_connection_and_calls_close() -> None:
+    closed: list[bool] = []
+
+    class Body:
+        def __iter__(self) -> Iterator[bytes]:
+            yield b"partial"
+            raise ValueError("mid-stream")
+
+        def close(self) -> None:
+            closed.append(True)
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Body:
+        start_response("200 OK", [])
+        return Body()
+
+    response, data = run(app, make_request())
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert data.endswith(b"7\r\npartial\r\n")  # no terminating chunk: the client sees the cut
+    assert not response.keep_alive
+    assert closed == [True]
+
+
+def test_start_response_twice_without_exc_info_is_an_error() -> None:
+    response = WSGIResponse(Sink(), make_request())
+    response.start_response("200 OK", [])
+    with pytest.raises(AssertionError):
+        response.start_response("500 Internal Server Error", [])
+
+
+def test_start_response_with_exc_info_after_the_head_reraises() -> None:
+    response = WSGIResponse(Sink(), make_request())
+    response.start_response("200 OK", [])
+    response.write(b"sent")
+    try:
+        raise KeyError("original")
+    except KeyError:
+        info = sys.exc_info()
+        with pytest.raises(KeyError):
+            response.start_response("500 Internal Server Error", [], info)  # type: ignore[arg-type]
+
+
+def test_start_response_with_exc_info_before_the_head_replaces_the_status() -> None:
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        start_response("200 OK", [])
+        try:
+            raise KeyError("late")
+        except KeyError:
+            start_response("503 Service Unavailable", [], sys.exc_info())
+        return [b"sorry"]
+
+    _, data = run(app, make_request())
+    assert data.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+    assert data.endswith(b"sorry")
+
+
+def test_simple_response() -> None:
+    assert simple_response(404, "nope", keep_alive=True, headers=[("X-A", "b")]) == (
+        b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Length: 5\r\nServer: stargate\r\nX-A: b\r\nConnection: keep-alive\r\n\r\nnope\n"
+    )
