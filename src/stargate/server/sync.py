@@ -117,4 +117,4 @@ class SyncWebSocket:
         self._loop.call_soon_threadsafe(self.ws.add_close_callback, callback)
 
     def __repr__(self) -> str:
-        return f"<Sync{self.ws!r}"[:-1] + ">"
+        return "<Sync" + repr(self.ws)[1:]  # <SyncWebSocket #1 13 '/path' open>

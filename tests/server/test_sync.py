@@ -1,0 +1,121 @@
+"""The blocking facade of ``def`` handlers (stargate.server.sync), from a worker thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect
+
+from stargate.errors import ConnectionClosed
+from stargate.server import SyncWebSocket
+
+from .support import TIMEOUT, StartServer, eventually, ws_app
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_receive_timeout_then_message(start_server: StartServer) -> None:
+    events: list[str] = []
+
+    def handler(ws: SyncWebSocket) -> None:
+        assert threading.current_thread().name.startswith("stargate-worker")
+        try:
+            ws.receive(timeout=0.1)
+        except TimeoutError:
+            events.append("timeout")
+        ws.send("ready")
+        events.append(str(ws.receive(timeout=TIMEOUT)))
+
+    server = await start_server(ws_app(handler))
+    async with connect(f"ws://127.0.0.1:{server.port}/") as client:
+        assert await client.recv() == "ready"
+        await client.send("hello")
+        await client.wait_closed()
+        assert client.close_code == 1000
+    assert events == ["timeout", "hello"]
+
+
+async def test_receive_after_close_raises_connection_closed(start_server: StartServer) -> None:
+    seen: list[Any] = []
+
+    def handler(ws: SyncWebSocket) -> None:
+        seen.append(ws.receive())
+        try:
+            ws.receive()
+        except ConnectionClosed as exc:
+            seen.append((exc.code, exc.reason, ws.closed, ws.close_code, ws.close_reason))
+        try:
+            ws.send("too late")
+        except ConnectionClosed:
+            seen.append("send refused")
+
+    server = await start_server(ws_app(handler))
+    async with connect(f"ws://127.0.0.1:{server.port}/") as client:
+        await client.send(b"last")
+        await client.close(4005, "gone")
+    await eventually(lambda: len(seen) == 3)
+    assert seen == [b"last", (4005, "gone", True, 4005, "gone"), "send refused"]
+
+
+async def test_messages_received_before_close_are_still_read(start_server: StartServer) -> None:
+    seen: list[str | bytes] = []
+    go = threading.Event()
+
+    def handler(ws: SyncWebSocket) -> None:
+        go.wait(TIMEOUT)
+        seen.extend(ws)  # iteration ends at the close, after every queued message
+
+    server = await start_server(ws_app(handler))
+    async with connect(f"ws://127.0.0.1:{server.port}/") as client:
+        for i in range(3):
+            await client.send(str(i))
+    await eventually(lambda: not server.websockets)
+    go.set()
+    await eventually(lambda: not server._handlers)
+    assert seen == ["0", "1", "2"]
+
+
+async def test_attributes_and_close_callback(start_server: StartServer) -> None:
+    seen: dict[str, Any] = {}
+    called = threading.Event()
+
+    def handler(ws: SyncWebSocket) -> None:
+        seen.update(
+            id=ws.id,
+            path=ws.path,
+            version=ws.version.value,
+            closed=ws.closed,
+            code=ws.close_code,
+            repr=repr(ws),
+        )
+        ws.add_close_callback(lambda _: called.set())
+        ws.close()
+
+    server = await start_server(ws_app(handler))
+    async with connect(f"ws://127.0.0.1:{server.port}/sync") as client:
+        await client.wait_closed()
+    await eventually(called.is_set)
+    assert seen["path"] == "/sync"
+    assert seen["version"] == "13"
+    assert (seen["closed"], seen["code"]) == (False, None)
+    assert seen["repr"].startswith("<SyncWebSocket #")
+
+
+async def test_many_sync_handlers_each_in_their_thread(start_server: StartServer) -> None:
+    """Handlers block in receive() concurrently; each gets its own messages."""
+
+    def handler(ws: SyncWebSocket) -> None:
+        name = ws.receive()
+        time.sleep(0.05)
+        ws.send(f"hello {name!s}")
+
+    server = await start_server(ws_app(handler), threads=8)
+    clients = [await connect(f"ws://127.0.0.1:{server.port}/") for _ in range(6)]
+    for i, client in enumerate(clients):
+        await client.send(str(i))
+    for i, client in enumerate(clients):
+        assert await client.recv() == f"hello {i}"
+        await client.close()
