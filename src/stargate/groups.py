@@ -66,7 +66,9 @@ class Group:
         """Add a connection; it leaves by itself when it closes."""
         inner = _unwrap(ws)
         with self._lock:
-            if self._loop is None:
+            if self._loop is None or (self._loop is not inner._loop and not self._members):
+                # An empty group follows the loop of its next member: a module-level group
+                # (the demo's room) outlives a server's loop (tests, a restarted server).
                 self._loop = inner._loop
             elif self._loop is not inner._loop:
                 raise ValueError("a group serves the connections of one event loop")
