@@ -25,7 +25,9 @@ async def chat(ws: WebSocket) -> None:
     async for message in ws:
         if isinstance(message, str) and message.strip():
             room.send(json.dumps({"type": "message", "name": name, "text": message[:2000]}))
-    room.send(json.dumps({"type": "leave", "name": name, "count": max(0, len(room) - 1)}))
+    # By the time iteration ends the connection is closed and has already left the room.
+    others = len(room) - (ws in room)
+    room.send(json.dumps({"type": "leave", "name": name, "count": others}))
 
 
 def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
