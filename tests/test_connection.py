@@ -831,6 +831,18 @@ def test_eof_without_close_is_connection_lost(role: Role) -> None:
 
 
 @pytest.mark.parametrize("role", [SERVER, CLIENT])
+def test_send_close_after_eof_does_nothing(role: Role) -> None:
+    # A closed connection stays closed: no close frame for a transport that is gone, no
+    # way back to CLOSING (the I/O layer would wait for an answer that cannot come).
+    conn = Connection(role)
+    conn.receive_eof()
+    conn.send_close(1001, "going away")
+    assert conn.data_to_send() == b""
+    assert conn.state is ConnectionState.CLOSED
+    assert (conn.close_code, conn.close_reason) == (1006, "")
+
+
+@pytest.mark.parametrize("role", [SERVER, CLIENT])
 def test_eof_while_closing_is_connection_lost(role: Role) -> None:
     conn = Connection(role)
     conn.send_close(1000)

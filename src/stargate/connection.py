@@ -384,12 +384,13 @@ class Connection:
         self._out.append(encode_frame(opcode, payload, mask=self._mask_out))
 
     def send_close(self, code: int | None = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
-        """Start the closing handshake; a second call does nothing.
+        """Start the closing handshake; a second call does nothing, nor a call once the
+        connection is closed (after the transport ended, there is nobody to tell).
 
         ``code=None`` sends a close frame without status.  hixie-75 has no closing
         handshake: the connection is closed at once.
         """
-        if self._close_sent:
+        if self._close_sent or self.state is ConnectionState.CLOSED:
             return
         payload = encode_close_payload(code, reason)  # validates before any state change
         self._close_sent = True
