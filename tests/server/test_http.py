@@ -396,3 +396,22 @@ async def test_client_half_close_still_gets_its_response(start_server: StartServ
     assert second.body.startswith(b"GET /second? ")
     assert await at_eof(reader, 1.0)
     writer.close()
+
+
+async def test_upgrade_to_another_protocol_is_served_as_plain_http(
+    start_server: StartServer,
+) -> None:
+    """``curl --http2`` asks for ``Upgrade: h2c``: the page is served over HTTP/1.1 (RFC 7230
+    section 6.7 lets a server ignore Upgrade), and the connection goes on."""
+    server = await start_server(echo_app)
+    reader, writer = await open_tcp(server.port)
+    writer.write(
+        b"GET /page HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+        b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
+        b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    first = await read_response(reader)
+    assert first.status == 200 and first.body.startswith(b"GET /page? ")
+    second = await read_response(reader)
+    assert second.status == 200 and second.body.startswith(b"GET /next? ")
+    writer.close()

@@ -21,7 +21,7 @@ import httptools
 from .. import handshake
 from ..connection import Connection
 from ..errors import HandshakeError
-from ..headers import Headers
+from ..headers import Headers, has_token
 from ..protocol import Role
 from .upgrade import ENVIRON_KEY, Acceptance, Upgrade
 from .websocket import WebSocket, WebSocketProtocol
@@ -116,8 +116,20 @@ class HttpProtocol(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             request = self._queue[-1]
-            request.trailing += data[exc.args[0] :]
-            self._upgrade = request
+            rest = data[exc.args[0] :]
+            protocols = [value for name, value in request.headers if name.lower() == "upgrade"]
+            if not has_token(protocols, "websocket"):
+                # Another protocol (curl --http2 sends "Upgrade: h2c"): RFC 7230 section 6.7
+                # lets a server ignore Upgrade, so it is a plain request for the app, and
+                # HTTP/1.1 parsing goes on with a fresh parser (llhttp stops at an upgrade).
+                request.upgrade = False
+                self.parser = httptools.HttpRequestParser(self)
+                if rest:
+                    self.data_received(rest)
+                    return
+            else:
+                request.trailing += rest
+                self._upgrade = request
         except _Refuse as exc:
             self._refuse(exc.status, exc.reason)
             return
