@@ -277,5 +277,5 @@ def ws_app(
 
 
 def worker_threads() -> int:
-    """Live worker threads of stargate servers in this process."""
-    return sum(1 for t in threading.enumerate() if t.name.startswith("stargate-worker"))
+    """Live threads of stargate servers (WSGI workers, ``def`` handlers) in this process."""
+    return sum(1 for t in threading.enumerate() if t.name.startswith("stargate-"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from typing import Any
@@ -21,7 +22,7 @@ async def test_receive_timeout_then_message(start_server: StartServer) -> None:
     events: list[str] = []
 
     def handler(ws: SyncWebSocket) -> None:
-        assert threading.current_thread().name.startswith("stargate-worker")
+        assert threading.current_thread().name.startswith("stargate-websocket")
         try:
             ws.receive(timeout=0.1)
         except TimeoutError:
@@ -118,4 +119,24 @@ async def test_many_sync_handlers_each_in_their_thread(start_server: StartServer
         await client.send(str(i))
     for i, client in enumerate(clients):
         assert await client.recv() == f"hello {i}"
+        await client.close()
+
+
+async def test_open_sync_handlers_do_not_starve_http(start_server: StartServer) -> None:
+    """Each ``def`` handler holds a thread while its connection is open; the WSGI app must
+    still be served when there are more of them than WSGI worker threads."""
+    from .support import get
+
+    def handler(ws: SyncWebSocket) -> None:
+        for message in ws:
+            ws.send(message)
+
+    server = await start_server(ws_app(handler), threads=2)
+    clients = [await connect(f"ws://127.0.0.1:{server.port}/") for _ in range(4)]
+    for client in clients:
+        await client.send("x")
+        assert await client.recv() == "x"
+    response = await asyncio.wait_for(get(server.port, "/page"), 2.0)
+    assert (response.status, response.body) == (200, b"page /page")
+    for client in clients:
         await client.close()

@@ -47,6 +47,7 @@ class Server:
         self.shutting_down = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._handler_executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._server: asyncio.Server | None = None
         self._http: set[HttpProtocol] = set()
         self._websockets: set[WebSocket] = set()
@@ -93,7 +94,10 @@ class Server:
             future: asyncio.Future[Any] = self.loop.create_task(self._run_async(handler, ws))
         else:
             sync = SyncWebSocket(ws, self.loop)
-            future = self.loop.run_in_executor(self.executor, self._run_sync, handler, sync)
+            assert self._handler_executor is not None
+            future = self.loop.run_in_executor(
+                self._handler_executor, self._run_sync, handler, sync
+            )
         self._handlers.add(future)
         future.add_done_callback(self._handlers.discard)
 
@@ -127,6 +131,9 @@ class Server:
         self._loop = asyncio.get_running_loop()
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=self.config.threads, thread_name_prefix="stargate-worker"
+        )
+        self._handler_executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=self.config.websocket_threads, thread_name_prefix="stargate-websocket"
         )
         self._stopped = asyncio.Event()
         kwargs: dict[str, Any] = {"ssl": self.config.ssl_context, "backlog": 1024}
@@ -188,8 +195,9 @@ class Server:
             await asyncio.wait(handlers, timeout=max(0.0, deadline - loop.time()))
         for handler in handlers:
             handler.cancel()
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        for executor in (self._executor, self._handler_executor):
+            if executor is not None:
+                executor.shutdown(wait=False, cancel_futures=True)
         assert self._stopped is not None
         self._stopped.set()
 

@@ -39,8 +39,13 @@ class ServerConfig:
 
     host: str = "127.0.0.1"
     port: int = 8000
-    #: Worker threads for WSGI requests and synchronous WebSocket handlers.
+    #: Worker threads for WSGI requests (and the app's decision on an upgrade).
     threads: int = 32
+    #: Threads of synchronous (``def``) WebSocket handlers, a pool apart from ``threads``:
+    #: each handler holds one for its connection's lifetime, so sharing one pool let a few
+    #: open connections starve every HTTP request.  Past this many, a new ``def`` handler
+    #: waits for a thread (its messages queue up to ``max_queue``).
+    websocket_threads: int = 128
     ssl_context: ssl.SSLContext | None = None
     websocket: WebSocketOptions = field(default_factory=WebSocketOptions)
     #: Request head (request line + headers) size; larger heads get 431.
