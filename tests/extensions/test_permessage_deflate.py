@@ -174,7 +174,6 @@ DECLINED: list[Params] = [
     [("server_max_window_bits", "16")],
     [("server_max_window_bits", "08")],
     [("server_max_window_bits", "abc")],
-    [("server_max_window_bits", "8")],  # zlib cannot compress with a 256-byte window
     [("client_max_window_bits", "7")],
     [("client_max_window_bits", "16")],
     [("server_no_context_takeover", None), ("server_no_context_takeover", None)],
@@ -197,6 +196,15 @@ def test_negotiated_session_uses_the_agreed_windows() -> None:
     peer = zlib.compressobj(6, zlib.DEFLATED, -9)
     payload = (peer.compress(data) + peer.flush(zlib.Z_SYNC_FLUSH))[:-4]
     assert session.inflate(payload, True, len(data)) == data
+
+
+def test_server_window_of_8_bits_is_accepted_and_never_compresses() -> None:
+    result = DEFAULT.accept([("server_max_window_bits", "8")])
+    assert result is not None
+    assert result[0] == "permessage-deflate; server_max_window_bits=8"
+    session = result[1]
+    assert isinstance(session, PerMessageDeflate)
+    assert session.min_size > 1 << 40  # zlib cannot honour 8 bits: messages go uncompressed
 
 
 def test_shared_key_only_without_context_takeover() -> None:

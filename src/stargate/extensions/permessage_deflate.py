@@ -11,6 +11,7 @@ a deflate bomb fails with 1009 after at most that many bytes.
 from __future__ import annotations
 
 import re
+import sys
 import zlib
 from dataclasses import dataclass
 
@@ -54,8 +55,13 @@ class PerMessageDeflate:
         mem_level: int = 8,
         min_size: int = 0,
     ) -> None:
-        if not 9 <= deflate_window_bits <= 15:
-            raise ValueError("zlib compresses with window bits 9 to 15")
+        if not 8 <= deflate_window_bits <= 15:
+            raise ValueError("window bits must be 8 to 15")
+        if deflate_window_bits == 8:
+            # zlib cannot compress with a 256-byte window.  Section 6 lets a sender leave
+            # any message uncompressed, so an agreed 8-bit window means: never compress.
+            min_size = sys.maxsize
+            deflate_window_bits = 9
         # A stream made with an 8-bit window inflates fine with a 9-bit one; zlib refuses 8
         # for raw deflate in some versions.
         self._inflate_bits = max(inflate_window_bits, 9)
@@ -181,9 +187,7 @@ class PerMessageDeflateOffer:
         server_bits = self.server_max_window_bits
         requested = offer.get("server_max_window_bits")
         if requested is not None:
-            if int(requested) < 9:
-                return None  # zlib cannot compress with a 256-byte window: decline
-            server_bits = min(server_bits, int(requested))
+            server_bits = min(server_bits, int(requested))  # 8: we send uncompressed
         if server_bits < 15 or requested is not None:
             response.append(f"server_max_window_bits={server_bits}")
         client_bits = 15
@@ -205,3 +209,69 @@ class PerMessageDeflateOffer:
             min_size=self.min_size,
         )
         return "; ".join(response), session
+
+
+@dataclass(frozen=True, slots=True)
+class PerMessageDeflateClientOffer:
+    """The client's side: what to offer, and checking the server's response (section 7.1).
+
+    By default the client offers ``client_max_window_bits`` (so the server may ask for a
+    smaller window) and accepts any server settings.
+    """
+
+    server_no_context_takeover: bool = False
+    client_no_context_takeover: bool = False
+    server_max_window_bits: int | None = None
+    client_max_window_bits: int | None = 15
+    compress_level: int = 6
+    mem_level: int = 8
+    min_size: int = 16
+
+    @property
+    def name(self) -> str:
+        return NAME
+
+    def header_value(self) -> str:
+        """The ``Sec-WebSocket-Extensions`` offer."""
+        parts = [NAME]
+        if self.server_no_context_takeover:
+            parts.append("server_no_context_takeover")
+        if self.client_no_context_takeover:
+            parts.append("client_no_context_takeover")
+        if self.server_max_window_bits is not None:
+            parts.append(f"server_max_window_bits={self.server_max_window_bits}")
+        if self.client_max_window_bits is not None:
+            if self.client_max_window_bits == 15:
+                parts.append("client_max_window_bits")
+            else:
+                parts.append(f"client_max_window_bits={self.client_max_window_bits}")
+        return "; ".join(parts)
+
+    def accept_response(self, params: list[tuple[str, str | None]]) -> PerMessageDeflate:
+        """The session the server's response agrees to; ValueError if the response is not
+        a valid answer to our offer (the client must then fail the connection)."""
+        response = _parse_params(params)
+        if response is None:
+            raise ValueError("malformed or duplicate permessage-deflate parameters")
+        server_bits_value = response.get("server_max_window_bits")
+        server_bits = 15 if server_bits_value is None else int(server_bits_value)
+        if self.server_max_window_bits is not None and server_bits > self.server_max_window_bits:
+            raise ValueError("server_max_window_bits larger than offered")
+        if self.server_no_context_takeover and "server_no_context_takeover" not in response:
+            raise ValueError("server_no_context_takeover was requested but not accepted")
+        client_bits = self.client_max_window_bits or 15
+        if "client_max_window_bits" in response:
+            value = response["client_max_window_bits"]
+            if self.client_max_window_bits is None or value is None:
+                raise ValueError("client_max_window_bits was not offered or has no value")
+            client_bits = min(client_bits, int(value))
+        return PerMessageDeflate(
+            inflate_window_bits=server_bits,
+            inflate_no_context_takeover="server_no_context_takeover" in response,
+            deflate_window_bits=client_bits,
+            deflate_no_context_takeover=self.client_no_context_takeover
+            or "client_no_context_takeover" in response,
+            level=self.compress_level,
+            mem_level=self.mem_level,
+            min_size=self.min_size,
+        )
