@@ -806,3 +806,31 @@ async def test_client_sees_messages_on_the_callback_api(start_server: StartServe
         await client.send(b"b")
         await eventually(lambda: len(seen) == 2)
     assert seen == ["a", b"b"]
+
+
+async def test_hixie76_key3_arriving_after_the_head(start_server: StartServer) -> None:
+    """key3 has no length header: the server waits for its 8 bytes, however they arrive."""
+    server = await legacy_server(start_server, "async")
+    reader, writer = await open_tcp(server.port)
+    head, key3 = DRAFT76_REQUEST[:-8], DRAFT76_REQUEST[-8:]
+    writer.write(head)
+    await writer.drain()
+    await asyncio.sleep(0.1)  # the app has accepted by now; the handshake waits for key3
+    for i in range(0, 8, 3):
+        writer.write(key3[i : i + 3])
+        await writer.drain()
+        await asyncio.sleep(0.02)
+    writer.write(b"\x00after split\xff")
+    response = await asyncio.wait_for(reader.readexactly(len(DRAFT76_RESPONSE)), TIMEOUT)
+    assert response == DRAFT76_RESPONSE
+    assert await asyncio.wait_for(reader.readuntil(b"\xff"), TIMEOUT) == b"\x00after split\xff"
+    writer.close()
+
+
+async def test_hixie76_without_key3_times_out(start_server: StartServer) -> None:
+    server = await legacy_server(start_server, "async", header_timeout=0.3)
+    reader, writer = await open_tcp(server.port)
+    writer.write(DRAFT76_REQUEST[:-3])
+    assert await at_eof(reader, 2.0)
+    assert not server.websockets
+    writer.close()
