@@ -1,0 +1,13 @@
+"""``python -m examples.chat [--port 6543]``: the chat example on one port."""
+
+import secrets
+
+from examples._run import run
+from examples.chat import main
+
+run(
+    "The chat example: rooms, names, join and leave notices.",
+    lambda: main(
+        {}, **{"pyramid.includes": "stargate.pyramid", "chat.secret": secrets.token_hex()}
+    ),
+)
