@@ -47,7 +47,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, NoReturn
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_AGENT = "stargate"
@@ -340,21 +340,21 @@ def analyze(
             offences.append(Verdict(result.case_id, worst, describe(reports, result)))
         elif worst == NON_STRICT:
             raws = result.non_strict_raw()
-            match = next(
-                (a for a in allowances if a.matches(result.case_id) and raws <= a.results), None
-            )
-            if match is None:
+            matching = [a for a in allowances if a.matches(result.case_id)]
+            contributing = [a for a in matching if a.results & raws]
+            covered = frozenset().union(*(a.results for a in matching))
+            if matching and raws <= covered:
+                allowed_hits.append((result, contributing[0]))
+                used.update(id(a) for a in contributing)
+            else:
                 hint = ""
-                partial = [a for a in allowances if a.matches(result.case_id)]
-                if partial:
-                    listed = ", ".join(sorted(partial[0].results))
-                    hint = f" [allowed file line {partial[0].line} lists only {listed}]"
+                if matching:
+                    listed = ", ".join(sorted(covered))
+                    lines = ", ".join(str(a.line) for a in matching)
+                    hint = f" [allowed file line {lines} lists only {listed}]"
                 offences.append(
                     Verdict(result.case_id, NON_STRICT, describe(reports, result) + hint)
                 )
-            else:
-                allowed_hits.append((result, match))
-                used.add(id(match))
     for case_id in missing:
         offences.append(Verdict(case_id, "MISSING", "requested but not in the report"))
     offences.sort(key=lambda v: case_key(v.case_id))
@@ -427,17 +427,27 @@ def count_table(
 
 def render_text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
-    lines = ["  ".join(h.ljust(w) if i < 2 else h.rjust(w) for i, (h, w) in
-                       enumerate(zip(header, widths, strict=True)))]
+    lines = [
+        "  ".join(
+            h.ljust(w) if i < 2 else h.rjust(w)
+            for i, (h, w) in enumerate(zip(header, widths, strict=True))
+        )
+    ]
     for row in rows:
-        lines.append("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in
-                               enumerate(zip(row, widths, strict=True))))
+        lines.append(
+            "  ".join(
+                c.ljust(w) if i < 2 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
     return "\n".join(lines)
 
 
 def render_md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    out = ["| " + " | ".join(header) + " |",
-           "|" + "|".join("---" if i < 2 else "---:" for i in range(len(header))) + "|"]
+    out = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" if i < 2 else "---:" for i in range(len(header))) + "|",
+    ]
     out += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(out)
 
@@ -523,8 +533,13 @@ def write_summary_md(analysis: Analysis, path: Path, title: str) -> None:
     if notes:
         lines += [""] + [f"- {n}" for n in notes]
     if analysis.allowed_hits:
-        lines += ["", "## Allowed NON-STRICT cases", "", "| case | result | reason |",
-                  "|---|---|---|"]
+        lines += [
+            "",
+            "## Allowed NON-STRICT cases",
+            "",
+            "| case | result | reason |",
+            "|---|---|---|",
+        ]
         for result, allowance in analysis.allowed_hits:
             raws = ", ".join(sorted(result.non_strict_raw()))
             lines.append(f"| {result.case_id} | {raws} | {allowance.reason} |")
@@ -579,9 +594,15 @@ def tail(path: Path, lines: int = 20) -> str:
 class Managed:
     """A child process in its own session, so that its whole process group can be stopped."""
 
-    def __init__(self, name: str, argv: Sequence[str] | str, log_path: Path,
-                 cwd: Path | None = None, env: dict[str, str] | None = None,
-                 pipe_output: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str] | str,
+        log_path: Path,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+        pipe_output: bool = False,
+    ) -> None:
         self.name = name
         self.log_path = log_path
         self._log = log_path.open("w", encoding="utf-8")
@@ -606,7 +627,15 @@ class Managed:
         return self.proc.poll() is None
 
     def stop(self, grace: float = 10.0) -> int | None:
-        """SIGTERM the process group, SIGKILL it after ``grace`` seconds; return the exit code."""
+        """Terminate (see below) and close the output files; return the exit code."""
+        self.terminate(grace)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self._log.close()
+        return self.proc.returncode
+
+    def terminate(self, grace: float = 10.0) -> None:
+        """SIGTERM the process group, SIGKILL it after ``grace`` seconds."""
         if self.proc.poll() is None:
             for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
                 with contextlib.suppress(ProcessLookupError):
@@ -620,10 +649,6 @@ class Managed:
             # The leader exited; children it left in the group still go.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.proc.pid, signal.SIGTERM)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        self._log.close()
-        return self.proc.returncode
 
 
 def wait_for_port(endpoint: Endpoint, timeout: float, process: Managed | None) -> None:
@@ -651,7 +676,8 @@ def find_wstest(explicit: str | None) -> Path:
     else:
         venv = os.environ.get("AUTOBAHN_VENV") or str(
             Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-            / "stargate" / "autobahn-venv"
+            / "stargate"
+            / "autobahn-venv"
         )
         candidates.append(str(Path(venv) / "bin" / "wstest"))
         on_path = shutil.which("wstest")
@@ -701,7 +727,10 @@ def resolve_cases(wstest: Path, cases: list[str], exclude: list[str]) -> list[st
         proc = subprocess.run(
             [python, "-c", CASE_RESOLVER],
             input=json.dumps({"cases": cases, "exclude-cases": exclude}),
-            capture_output=True, text=True, timeout=60, check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
         data = json.loads(proc.stdout)
     except (OSError, ValueError, subprocess.TimeoutExpired):
@@ -716,10 +745,12 @@ def resolve_cases(wstest: Path, cases: list[str], exclude: list[str]) -> list[st
 
 
 _RUNNING = re.compile(r"Running test case ID (\S+)")
+PROGRESS_EVERY = 60.0  # seconds between progress lines within a long section
 
 
-def run_wstest_streaming(wstest_proc: Managed, total: int | None, timeout: float,
-                         watch: Managed | None) -> dict[str, float]:
+def run_wstest_streaming(
+    wstest_proc: Managed, total: int | None, timeout: float, watch: Managed | None
+) -> dict[str, float]:
     """Copy wstest's output to its log, print a line per section, enforce the timeout.
 
     Returns the observed wall time per section (first case start to next section start).
@@ -740,6 +771,7 @@ def run_wstest_streaming(wstest_proc: Managed, total: int | None, timeout: float
     walls: dict[str, float] = {}
     current: str | None = None
     seen = 0
+    last_progress = started
     assert wstest_proc.proc.stdout is not None
     try:
         for line in wstest_proc.proc.stdout:
@@ -750,15 +782,25 @@ def run_wstest_streaming(wstest_proc: Managed, total: int | None, timeout: float
             seen += 1
             now = time.monotonic()
             section = section_of(match.group(1))
+            if section == current and now - last_progress >= PROGRESS_EVERY:
+                last_progress = now
+                of_total = f" of {total}" if total else ""
+                log(
+                    f"[{_fmt_seconds(now - started)}] section {section}: case {seen}{of_total} "
+                    f"({match.group(1)})"
+                )
             if section != current:
+                last_progress = now
                 if current is not None:
                     walls[current] = now - section_start[current]
                     log(f"section {current} done in {_fmt_seconds(walls[current])}")
                 current = section
                 section_start[section] = now
                 of_total = f" of {total}" if total else ""
-                log(f"[{_fmt_seconds(now - started)}] section {section} "
-                    f"({SECTION_NAMES.get(section, '?')}), case {seen}{of_total}")
+                log(
+                    f"[{_fmt_seconds(now - started)}] section {section} "
+                    f"({SECTION_NAMES.get(section, '?')}), case {seen}{of_total}"
+                )
             if watch is not None and not watch.alive():
                 log(f"warning: {watch.name} exited (code {watch.proc.returncode}) during the run")
                 watch = None
@@ -768,8 +810,10 @@ def run_wstest_streaming(wstest_proc: Managed, total: int | None, timeout: float
     if current is not None:
         walls[current] = time.monotonic() - section_start[current]
         log(f"section {current} done in {_fmt_seconds(walls[current])}")
-    log(f"wstest finished in {_fmt_seconds(time.monotonic() - started)} "
-        f"(exit code {wstest_proc.proc.returncode})")
+    log(
+        f"wstest finished in {_fmt_seconds(time.monotonic() - started)} "
+        f"(exit code {wstest_proc.proc.returncode})"
+    )
     if timed_out.is_set():
         raise HarnessError(f"wstest timed out after {timeout:g}s; log: {wstest_proc.log_path}")
     return walls
@@ -818,15 +862,22 @@ class RunOutcome:
     section_wall: dict[str, float]
 
 
-def run_fuzzingclient(args: argparse.Namespace, wstest: Path, reports: Path,
-                      cases: list[str], exclude: list[str]) -> RunOutcome:
+def run_fuzzingclient(
+    args: argparse.Namespace, wstest: Path, reports: Path, cases: list[str], exclude: list[str]
+) -> RunOutcome:
     endpoint = parse_url(args.url)
     expected = resolve_cases(wstest, cases, exclude)
     spec = load_template("fuzzingclient.json")
     server_entry = dict(spec.get("servers", [{}])[0])
     server_entry.update({"agent": args.agent, "url": endpoint.url})
-    spec.update({"outdir": str(reports), "servers": [server_entry], "cases": cases,
-                 "exclude-cases": exclude})
+    spec.update(
+        {
+            "outdir": str(reports),
+            "servers": [server_entry],
+            "cases": cases,
+            "exclude-cases": exclude,
+        }
+    )
     spec_path = reports / "fuzzingclient.json"
     spec_path.write_text(json.dumps(spec, indent=3) + "\n", encoding="utf-8")
 
@@ -844,18 +895,26 @@ def run_fuzzingclient(args: argparse.Namespace, wstest: Path, reports: Path,
         wait_for_port(endpoint, args.startup_timeout, server)
         count = f"{len(expected)} cases" if expected is not None else "cases"
         log(f"running wstest -m fuzzingclient: {count} against {endpoint.url}")
-        wstest_proc = Managed("wstest", [str(wstest), "-m", "fuzzingclient", "-s", str(spec_path)],
-                              reports / "wstest.log", cwd=reports, env=wstest_env(),
-                              pipe_output=True)
+        wstest_proc = Managed(
+            "wstest",
+            [str(wstest), "-m", "fuzzingclient", "-s", str(spec_path)],
+            reports / "wstest.log",
+            cwd=reports,
+            env=wstest_env(),
+            pipe_output=True,
+        )
         try:
-            walls = run_wstest_streaming(wstest_proc, len(expected) if expected else None,
-                                         args.timeout, server)
+            walls = run_wstest_streaming(
+                wstest_proc, len(expected) if expected else None, args.timeout, server
+            )
         finally:
             wstest_proc.stop()
         if server is not None and not server.alive():
-            log(f"warning: the server under test exited with code {server.proc.returncode} "
+            log(
+                f"warning: the server under test exited with code {server.proc.returncode} "
                 f"before the harness stopped it; its output ({server.log_path}):\n"
-                f"{tail(server.log_path)}")
+                f"{tail(server.log_path)}"
+            )
     finally:
         if server is not None:
             server.stop()
@@ -863,17 +922,19 @@ def run_fuzzingclient(args: argparse.Namespace, wstest: Path, reports: Path,
 
 
 def request_reports(endpoint: Endpoint, agent: str, timeout: float = 120.0) -> None:
-    """Open ``/updateReports?agent=..&shutdownOnComplete=true`` on wstest's fuzzingserver.
+    """Open ``/updateReports?agent=..`` on wstest's fuzzingserver and wait until it is done.
 
-    wstest writes the reports when that connection opens, then sends a close frame and stops.
-    A bare RFC 6455 client handshake is enough; the close frame is read and answered.
+    wstest writes the reports when that connection opens, then sends a close frame.  A bare
+    RFC 6455 client handshake is enough; the close frame is awaited and answered.  (wstest's
+    ``shutdownOnComplete=true`` is not used: it stops the reactor so abruptly that the
+    handshake response can be lost; the harness stops wstest itself afterwards.)
     """
     if endpoint.url.startswith("wss:"):
         raise HarnessError("fuzzingserver over wss:// is not supported by this harness")
     key = base64.b64encode(os.urandom(16)).decode("ascii")
-    path = f"/updateReports?agent={agent}&shutdownOnComplete=true"
     request = (
-        f"GET {path} HTTP/1.1\r\nHost: {endpoint.host}:{endpoint.port}\r\n"
+        f"GET /updateReports?agent={quote(agent)} HTTP/1.1\r\n"
+        f"Host: {endpoint.host}:{endpoint.port}\r\n"
         "Upgrade: websocket\r\nConnection: Upgrade\r\n"
         f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
     )
@@ -885,23 +946,24 @@ def request_reports(endpoint: Endpoint, agent: str, timeout: float = 120.0) -> N
             if not chunk:
                 raise HarnessError("wstest closed the /updateReports connection early")
             received += chunk
-        status = received.split(b"\r\n", 1)[0]
-        if b" 101 " not in status + b" ":
-            raise HarnessError(f"/updateReports was refused: {status.decode(errors='replace')}")
+        head, _, frames = received.partition(b"\r\n\r\n")
+        status = head.split(b"\r\n", 1)[0].decode("latin-1")
+        if status.split()[1:2] != ["101"]:
+            raise HarnessError(f"/updateReports was refused: {status}")
         # Wait for wstest's close frame (sent after the reports are written), then answer it.
-        while True:
+        while len(frames) < 2:
             chunk = sock.recv(4096)
             if not chunk:
-                break
-            received += chunk
-            if b"\r\n\r\n" in received and len(received.split(b"\r\n\r\n", 1)[1]) >= 2:
-                mask = os.urandom(4)
-                sock.sendall(bytes([0x88, 0x80]) + mask)  # masked close, empty payload
-                break
+                return
+            frames += chunk
+        if frames[0] & 0x0F == 0x8:
+            with contextlib.suppress(OSError):
+                sock.sendall(bytes([0x88, 0x80]) + os.urandom(4))  # masked empty close
 
 
-def run_fuzzingserver(args: argparse.Namespace, wstest: Path, reports: Path,
-                      cases: list[str], exclude: list[str]) -> RunOutcome:
+def run_fuzzingserver(
+    args: argparse.Namespace, wstest: Path, reports: Path, cases: list[str], exclude: list[str]
+) -> RunOutcome:
     if not args.client_cmd:
         raise HarnessError("--mode fuzzingserver needs --client-cmd")
     endpoint = parse_url(args.url)
@@ -909,17 +971,23 @@ def run_fuzzingserver(args: argparse.Namespace, wstest: Path, reports: Path,
         raise HarnessError("fuzzingserver listens on this machine only: use a loopback --url")
     expected = resolve_cases(wstest, cases, exclude)
     spec = load_template("fuzzingserver.json")
-    spec.update({"url": endpoint.url, "outdir": str(reports), "cases": cases,
-                 "exclude-cases": exclude})
+    spec.update(
+        {"url": endpoint.url, "outdir": str(reports), "cases": cases, "exclude-cases": exclude}
+    )
     spec_path = reports / "fuzzingserver.json"
     spec_path.write_text(json.dumps(spec, indent=3) + "\n", encoding="utf-8")
     if port_accepts(endpoint):
         raise HarnessError(f"something already listens on {endpoint.host}:{endpoint.port}")
 
     log(f"starting wstest -m fuzzingserver on {endpoint.url}")
-    fuzzer = Managed("wstest fuzzingserver",
-                     [str(wstest), "-m", "fuzzingserver", "-s", str(spec_path), "--webport", "0"],
-                     reports / "wstest.log", cwd=reports, env=wstest_env(), pipe_output=True)
+    fuzzer = Managed(
+        "wstest fuzzingserver",
+        [str(wstest), "-m", "fuzzingserver", "-s", str(spec_path), "--webport", "0"],
+        reports / "wstest.log",
+        cwd=reports,
+        env=wstest_env(),
+        pipe_output=True,
+    )
     walls: dict[str, float] = {}
     try:
         wait_for_port(endpoint, args.startup_timeout, fuzzer)
@@ -930,8 +998,11 @@ def run_fuzzingserver(args: argparse.Namespace, wstest: Path, reports: Path,
         result: dict[str, dict[str, float]] = {}
         reader = threading.Thread(
             target=lambda: result.setdefault(
-                "walls", run_wstest_streaming(fuzzer, len(expected) if expected else None,
-                                              args.timeout, None)),
+                "walls",
+                run_wstest_streaming(
+                    fuzzer, len(expected) if expected else None, args.timeout, None
+                ),
+            ),
             daemon=True,
         )
         reader.start()
@@ -944,12 +1015,11 @@ def run_fuzzingserver(args: argparse.Namespace, wstest: Path, reports: Path,
         log(f"client under test exited with code {code}; output in {client.log_path}")
         if code != 0:
             log(f"client output:\n{tail(client.log_path)}")
-        if fuzzer.alive():
-            request_reports(endpoint, args.agent)
-            try:
-                fuzzer.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                log("warning: wstest did not stop after writing reports")
+        if not fuzzer.alive():
+            raise HarnessError(f"wstest fuzzingserver died; log:\n{tail(fuzzer.log_path)}")
+        log("asking wstest to write its reports, then stopping it")
+        request_reports(endpoint, args.agent)
+        fuzzer.terminate()
         reader.join(timeout=30)
         walls = result.get("walls", {})
     finally:
@@ -979,41 +1049,79 @@ def build_parser() -> argparse.ArgumentParser:
             "In --server-cmd and --client-cmd, {url} {host} {port} {agent} are substituted."
         ),
     )
-    parser.add_argument("--mode", choices=("fuzzingclient", "fuzzingserver"),
-                        default="fuzzingclient",
-                        help="fuzzingclient tests a server; fuzzingserver tests a client")
-    parser.add_argument("--url", default=DEFAULT_URL,
-                        help="fuzzingclient: where the server under test listens; "
-                             "fuzzingserver: where wstest listens (default %(default)s)")
-    parser.add_argument("--server-cmd",
-                        help="shell command starting the server under test; without it, "
-                             "an already running server at --url is tested")
-    parser.add_argument("--client-cmd",
-                        help="fuzzingserver: shell command running the client under test "
-                             "against {url} as {agent} (also in $AUTOBAHN_URL/$AUTOBAHN_AGENT)")
-    parser.add_argument("--cases", action="append",
-                        help='comma separated case ids/patterns, e.g. "1.*,2.*" (default: *)')
-    parser.add_argument("--exclude", action="append",
-                        help='comma separated case ids/patterns to leave out, e.g. "12.*,13.*"')
-    parser.add_argument("--agent", default=DEFAULT_AGENT,
-                        help="agent name in the report (default %(default)s)")
-    parser.add_argument("--reports", type=Path, default=Path("compliance/reports"),
-                        help="directory for the spec, logs and wstest's reports "
-                             "(default %(default)s)")
-    parser.add_argument("--allowed", type=Path,
-                        help="Markdown file with a | case | result | reason | table of "
-                             "accepted NON-STRICT/INFORMATIONAL results")
+    parser.add_argument(
+        "--mode",
+        choices=("fuzzingclient", "fuzzingserver"),
+        default="fuzzingclient",
+        help="fuzzingclient tests a server; fuzzingserver tests a client",
+    )
+    parser.add_argument(
+        "--url",
+        default=DEFAULT_URL,
+        help="fuzzingclient: where the server under test listens; "
+        "fuzzingserver: where wstest listens (default %(default)s)",
+    )
+    parser.add_argument(
+        "--server-cmd",
+        help="shell command starting the server under test; without it, "
+        "an already running server at --url is tested",
+    )
+    parser.add_argument(
+        "--client-cmd",
+        help="fuzzingserver: shell command running the client under test "
+        "against {url} as {agent} (also in $AUTOBAHN_URL/$AUTOBAHN_AGENT)",
+    )
+    parser.add_argument(
+        "--cases",
+        action="append",
+        help='comma separated case ids/patterns, e.g. "1.*,2.*" (default: *)',
+    )
+    parser.add_argument(
+        "--exclude",
+        action="append",
+        help='comma separated case ids/patterns to leave out, e.g. "12.*,13.*"',
+    )
+    parser.add_argument(
+        "--agent", default=DEFAULT_AGENT, help="agent name in the report (default %(default)s)"
+    )
+    parser.add_argument(
+        "--reports",
+        type=Path,
+        help="directory for the spec, logs and wstest's reports "
+        "(default compliance/reports/<mode>)",
+    )
+    parser.add_argument(
+        "--allowed",
+        type=Path,
+        help="Markdown file with a | case | result | reason | table of "
+        "accepted NON-STRICT/INFORMATIONAL results",
+    )
     parser.add_argument("--summary-md", type=Path, help="write the summary tables here")
-    parser.add_argument("--wstest", help="wstest executable (default: $AUTOBAHN_VENV/bin/wstest, "
-                                         "~/.cache/stargate/autobahn-venv/bin/wstest, PATH)")
-    parser.add_argument("--install", action="store_true",
-                        help="run compliance/install.sh first (idempotent)")
-    parser.add_argument("--analyze-only", action="store_true",
-                        help="do not run anything: analyse the index.json already in --reports")
-    parser.add_argument("--startup-timeout", type=float, default=30.0,
-                        help="seconds to wait for the port to accept (default %(default)s)")
-    parser.add_argument("--timeout", type=float, default=3600.0,
-                        help="seconds wstest (and the client) may run (default %(default)s)")
+    parser.add_argument(
+        "--wstest",
+        help="wstest executable (default: $AUTOBAHN_VENV/bin/wstest, "
+        "~/.cache/stargate/autobahn-venv/bin/wstest, PATH)",
+    )
+    parser.add_argument(
+        "--install", action="store_true", help="run compliance/install.sh first (idempotent)"
+    )
+    parser.add_argument(
+        "--analyze-only",
+        action="store_true",
+        help="do not run anything: analyse the index.json already in --reports",
+    )
+    parser.add_argument(
+        "--startup-timeout",
+        type=float,
+        default=30.0,
+        help="seconds to wait for the port to accept (default %(default)s)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=3600.0,
+        help="seconds wstest (and the client) may run (default %(default)s)",
+    )
     return parser
 
 
@@ -1041,7 +1149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cases = split_patterns(args.cases) or ["*"]
     exclude = split_patterns(args.exclude)
-    reports: Path = args.reports.resolve()
+    reports: Path = (args.reports or HERE / "reports" / args.mode).resolve()
     try:
         allowances = parse_allowed(args.allowed) if args.allowed else []
         outcome = RunOutcome(None, {})
@@ -1053,8 +1161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             runner = run_fuzzingclient if args.mode == "fuzzingclient" else run_fuzzingserver
             with sigterm_as_interrupt():
                 outcome = runner(args, wstest, reports, cases, exclude)
-        analysis = analyze(reports, args.agent, allowances,
-                           outcome.expected, outcome.section_wall)
+        analysis = analyze(reports, args.agent, allowances, outcome.expected, outcome.section_wall)
     except HarnessError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
