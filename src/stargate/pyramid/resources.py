@@ -31,12 +31,12 @@ _lock = threading.Lock()
 
 
 class WebSocketAwareResource:
-    """Mixin for Pyramid resources (traversal contexts, route factories' results)::
+    """Mixin for Pyramid resources (traversal contexts, route factories' results).
 
-        class Job(WebSocketAwareResource):
-            def toggle(self):
-                self.state = "running" if self.state == "stopped" else "stopped"
-                self.send(self.state)        # to every listener, from any thread
+    A ``Job(WebSocketAwareResource)`` whose socket view calls ``self.context.add_listener(ws)``
+    and whose ``toggle()`` calls ``self.send(self.state)`` pushes every change to every tab
+    (see ``examples/jobs``).  The mixin needs no ``__init__`` call: its state is created on
+    first use.
     """
 
     @property

@@ -189,9 +189,7 @@ def parse_settings(settings: Mapping[str, Any] | None, prefix: str = PREFIX) -> 
     options: WebSocketOptions | None = None
     if present(LIMIT_KEYS) or present(OPTION_KEYS):
         limit_values: dict[str, int] = {
-            name: as_size(get(name), prefix + name)
-            for name in LIMIT_KEYS
-            if get(name) is not None
+            name: as_size(get(name), prefix + name) for name in LIMIT_KEYS if get(name) is not None
         }
         if "max_message_size" in limit_values and "max_frame_size" not in limit_values:
             # As the CLI does: one frame may carry a whole message unless told otherwise.
