@@ -55,10 +55,14 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """One headless Chromium for the session (Playwright gives it a fresh temporary
-    profile, its user-data-dir, removed at exit); tests open their own contexts."""
+    """One headless Chromium per module (Playwright gives it a fresh temporary profile, its
+    user-data-dir, removed at exit); tests open their own contexts.
+
+    Not per session: Playwright's synchronous API keeps an event loop running in the main
+    thread while it is started, and pytest-asyncio's tests after these could not run theirs.
+    """
     if not os.path.exists(CHROMIUM):
         unavailable(f"{CHROMIUM} not found: apt-get install -y chromium")
     try:
