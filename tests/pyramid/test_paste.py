@@ -185,7 +185,8 @@ def run_server(tmp_path: Path) -> Iterator[Any]:
             if not line:
                 break
             output.append(line)
-            match = re.search(r"serving on http://127\.0\.0\.1:(\d+)/", line)
+            # pserve's factory prints "serving on http://...", the CLI "stargate serve: http://..."
+            match = re.search(r"(?:serving on |stargate serve: )http://127\.0\.0\.1:(\d+)/", line)
             if match:
                 return int(match.group(1))
         process.kill()
