@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from .extensions.permessage_deflate import PerMessageDeflateOffer
 from .handshake import OriginPolicy
 from .limits import Limits, MiB
 from .masking import BytesLike
@@ -68,6 +69,9 @@ def _add_server_options(parser: argparse.ArgumentParser, port: int) -> None:
         help="allow this Origin (exact, host or *.host); '*' allows any; repeatable",
     )
     parser.add_argument("--no-legacy", action="store_true", help="refuse hixie-75/76 clients")
+    parser.add_argument(
+        "--no-compression", action="store_true", help="do not offer permessage-deflate"
+    )
     parser.add_argument("--log-level", default="info", help="logging level (info)")
 
 
@@ -85,6 +89,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         ping_interval=args.ping_interval or None,
         ping_timeout=args.ping_timeout or None,
         close_timeout=args.close_timeout,
+        compression=None if args.no_compression else PerMessageDeflateOffer(),
         # One message, however large, may wait for the peer on top of the usual budget.
         max_send_buffer=max(WebSocketOptions().max_send_buffer, 2 * limits.max_message_size),
     )

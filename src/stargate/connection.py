@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import codecs
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import AnyStr
 
 from . import hixie
 from .errors import ConnectionClosed, InvalidPayload, MessageTooBig, ProtocolError
@@ -28,8 +29,10 @@ from .events import (
     ProtocolViolation,
     TextMessage,
 )
+from .extensions.permessage_deflate import PerMessageDeflate
 from .frames import (
     FIN,
+    RSV1,
     RSV_BITS,
     FrameHeader,
     encode_close_payload,
@@ -42,6 +45,13 @@ from .masking import BytesLike, apply_mask
 from .protocol import CloseCode, Opcode, ProtocolVersion, Role
 
 _utf8_decoder: Callable[[], codecs.IncrementalDecoder] = codecs.getincrementaldecoder("utf-8")
+
+#: A message received in many small pieces (tiny fragments or reads) would cost one object
+#: per piece, 30 to 80 bytes of overhead each: 40 times max_message_size for a message sent
+#: in 1-byte fragments.  Every _JOIN_PARTS pieces, the recent ones are joined into one when
+#: they average under _SMALL_PART bytes, which bounds the overhead to a few percent.
+_JOIN_PARTS = 256
+_SMALL_PART = 1024
 
 
 class ConnectionState(enum.Enum):
@@ -61,11 +71,14 @@ class Connection:
         "_buf",
         "_close_received",
         "_close_sent",
+        "_compressed",
         "_decoder",
+        "_deflate",
         "_expect_mask",
         "_frame",
         "_frame_done",
         "_hixie",
+        "_inflated",
         "_mask_out",
         "_max_frame",
         "_max_message",
@@ -73,6 +86,7 @@ class Connection:
         "_msg_parts",
         "_msg_size",
         "_out",
+        "_parts_joined",
         "_text_parts",
         "close_code",
         "close_reason",
@@ -88,7 +102,10 @@ class Connection:
         version: ProtocolVersion = ProtocolVersion.RFC6455,
         *,
         limits: Limits | None = None,
+        extensions: Sequence[object] = (),
     ) -> None:
+        """``extensions`` are the negotiated extension objects of the handshake (today a
+        :class:`~stargate.extensions.PerMessageDeflate` at most)."""
         self.role = role
         self.version = version
         self.limits = limits = limits or Limits()
@@ -119,8 +136,20 @@ class Connection:
         self._msg_opcode = 0
         self._msg_parts: list[bytes] = []
         self._text_parts: list[str] = []
+        self._parts_joined = 0  # parts at the head of the list not to join again
         self._msg_size = 0
         self._decoder: codecs.IncrementalDecoder | None = None
+        # permessage-deflate (RFC 7692): the session, whether the message being received is
+        # compressed (RSV1 on its first frame) and how many bytes it inflated to so far.
+        self._deflate: PerMessageDeflate | None = None
+        for extension in extensions:
+            if not isinstance(extension, PerMessageDeflate) or self._deflate is not None:
+                raise ValueError(f"unsupported extension {extension!r}")
+            if version.is_hixie:
+                raise ValueError("hixie connections have no extensions")
+            self._deflate = extension
+        self._compressed = False
+        self._inflated = 0
 
     # -- receiving -------------------------------------------------------------------
 
@@ -169,9 +198,9 @@ class Connection:
                 if header is None:
                     break
                 first = header.first
-                if first & RSV_BITS:
-                    raise ProtocolError("reserved bits set without a negotiated extension")
                 opcode = header.opcode
+                if first & RSV_BITS:
+                    self._check_rsv(first & RSV_BITS, opcode)
                 length = header.length
                 start = pos + header.header_size
                 if opcode >= 0x8:
@@ -206,6 +235,9 @@ class Connection:
                     if header.masking_key is not None:
                         payload = apply_mask(payload, header.masking_key)
                     pos = start + length
+                    if first & RSV1:
+                        assert self._deflate is not None
+                        payload = self._deflate.inflate(payload, True, self._max_message)
                     if opcode == Opcode.TEXT:
                         try:
                             events.append(TextMessage(payload.decode("utf-8")))
@@ -217,6 +249,8 @@ class Connection:
                 else:
                     self._msg_opcode = opcode
                     self._msg_size = length
+                    self._compressed = bool(first & RSV1)
+                    self._inflated = 0
                     if opcode == Opcode.TEXT:
                         self._decoder = _utf8_decoder()
                 pos = start
@@ -248,8 +282,15 @@ class Connection:
     def _on_payload(self, chunk: bytes, last: bool, events: list[Event]) -> None:
         """Add a piece of the current message; deliver the message when ``last``.
 
-        The message size was checked against the limit from the frame headers.
+        The message size was checked against the limit from the frame headers; a
+        compressed message is checked again as it inflates.
         """
+        if self._compressed:
+            assert self._deflate is not None
+            chunk = self._deflate.inflate(chunk, last, self._max_message - self._inflated)
+            self._inflated += len(chunk)
+            if last:
+                self._compressed = False
         decoder = self._decoder
         if decoder is not None:
             try:
@@ -265,19 +306,38 @@ class Connection:
                 if len(pending) == 2 and pending[0] == 0xED:
                     raise InvalidPayload("text message is not valid UTF-8")
             if text:
-                self._text_parts.append(text)
+                parts = self._text_parts
+                parts.append(text)
+                if len(parts) - self._parts_joined >= _JOIN_PARTS:
+                    self._parts_joined = _join_recent(parts, self._parts_joined, "")
             if last:
                 self._decoder = None
                 self._msg_opcode = 0
                 events.append(TextMessage("".join(self._text_parts)))
                 self._text_parts = []
+                self._parts_joined = 0
             return
         if chunk:
-            self._msg_parts.append(chunk)
+            parts = self._msg_parts
+            parts.append(chunk)
+            if len(parts) - self._parts_joined >= _JOIN_PARTS:
+                self._parts_joined = _join_recent(parts, self._parts_joined, b"")
         if last:
             self._msg_opcode = 0
             events.append(BinaryMessage(b"".join(self._msg_parts)))
             self._msg_parts = []
+            self._parts_joined = 0
+
+    def _check_rsv(self, rsv: int, opcode: int) -> None:
+        """RSV bits need a negotiated extension that defines them (RFC 6455 section 5.2);
+        permessage-deflate sets RSV1 on the first frame of a data message only (RFC 7692
+        section 6)."""
+        if self._deflate is None or rsv != RSV1:
+            raise ProtocolError("reserved bits set without a negotiated extension")
+        if opcode >= 0x8:
+            raise ProtocolError("RSV1 set on a control frame")
+        if opcode == 0:
+            raise ProtocolError("RSV1 set on a continuation frame")
 
     def _on_control(self, opcode: int, payload: bytes, events: list[Event]) -> None:
         if opcode == Opcode.PING:
@@ -325,7 +385,9 @@ class Connection:
         self._frame = None
         self._msg_parts = []
         self._text_parts = []
+        self._parts_joined = 0
         self._decoder = None
+        self._compressed = False
         events.append(ProtocolViolation(code, reason))
 
     # -- sending ---------------------------------------------------------------------
@@ -334,24 +396,47 @@ class Connection:
         if self.state is not ConnectionState.OPEN:
             raise ConnectionClosed(self.close_code or CloseCode.NORMAL_CLOSURE, self.close_reason)
 
-    def encode_message(self, message: str | BytesLike) -> bytes:
-        """The frame bytes that carry ``message`` on this connection.
+    def encode_message(self, message: str | BytesLike, *, compress: bool = True) -> bytes:
+        """The frame bytes that carry ``message`` on this connection, compressed when
+        permessage-deflate is on and the message is not tiny (``compress=False``: never).
 
-        For the server role the result is the same for every connection of the same
-        :attr:`frame_family`, so a broadcast encodes once and uses :meth:`send_encoded`.
+        With compression and context takeover the result depends on every message sent
+        before: write it, or the peer's decompressor falls out of step.
         """
         if self._hixie is not None:
             if not isinstance(message, str):
                 raise TypeError("hixie-75 and hixie-76 carry text messages only")
             return hixie.encode_text(message)
         if isinstance(message, str):
-            return encode_frame(Opcode.TEXT, message.encode("utf-8"), mask=self._mask_out)
-        return encode_frame(Opcode.BINARY, message, mask=self._mask_out)
+            opcode = Opcode.TEXT
+            data: BytesLike = message.encode("utf-8")
+        else:
+            opcode = Opcode.BINARY
+            data = message
+        deflate = self._deflate
+        if compress and deflate is not None and len(data) >= deflate.min_size:
+            return encode_frame(opcode, deflate.deflate(bytes(data)), rsv=RSV1, mask=self._mask_out)
+        return encode_frame(opcode, data, mask=self._mask_out)
+
+    def encode_shared(self, message: str | BytesLike) -> bytes:
+        """The frame for a broadcast: the same bytes serve every server-role connection of
+        this :attr:`frame_family`, so a group encodes (and compresses) once.
+
+        Compressed only without context takeover; otherwise sent uncompressed, which RFC
+        7692 section 6 allows per message, rather than compressed once per member.
+        """
+        deflate = self._deflate
+        return self.encode_message(
+            message, compress=deflate is not None and deflate.shared_key is not None
+        )
 
     @property
     def frame_family(self) -> str:
-        """Connections of one family share encoded frames (server role only)."""
-        return "hixie" if self._hixie is not None else "rfc6455"
+        """Connections of one family can share the frames of :meth:`encode_shared`."""
+        if self._hixie is not None:
+            return "hixie"
+        key = self._deflate.shared_key if self._deflate is not None else None
+        return f"rfc6455+{key}" if key else "rfc6455"
 
     def send(self, message: str | BytesLike) -> None:
         """Queue a text (``str``) or binary message as one frame."""
@@ -365,7 +450,7 @@ class Connection:
         self.send(data)
 
     def send_encoded(self, frame: bytes) -> None:
-        """Queue a frame made by :meth:`encode_message` of a connection of our family."""
+        """Queue a frame made by :meth:`encode_shared` of a connection of our family."""
         self._check_open()
         self._out.append(frame)
 
@@ -431,3 +516,12 @@ def _truncate_reason(reason: str) -> str:
     if len(data) <= 123:
         return reason
     return data[:123].decode("utf-8", "ignore")
+
+
+def _join_recent(parts: list[AnyStr], start: int, empty: AnyStr) -> int:
+    """Join ``parts[start:]`` into one part if they are small on average; returns the index
+    from which parts count as recent for the next call (amortised O(1) per part)."""
+    recent = parts[start:]
+    if sum(map(len, recent)) < len(recent) * _SMALL_PART:
+        parts[start:] = [empty.join(recent)]
+    return len(parts)

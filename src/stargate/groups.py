@@ -110,7 +110,7 @@ class Group:
             frame = frames.get(family, b"")
             if frame == b"":
                 try:
-                    frame = ws._conn.encode_message(message)
+                    frame = ws._conn.encode_shared(message)
                 except TypeError:
                     frame = None  # binary to a hixie connection: it cannot carry it
                 frames[family] = frame

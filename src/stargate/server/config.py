@@ -5,6 +5,7 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass, field
 
+from ..extensions.permessage_deflate import PerMessageDeflateOffer
 from ..handshake import OriginPolicy
 from ..limits import KiB, Limits, MiB
 
@@ -19,6 +20,9 @@ class WebSocketOptions:
     """
 
     limits: Limits = field(default_factory=Limits)
+    #: permessage-deflate settings offered to clients that ask for it; ``None`` turns
+    #: compression off.  The default costs about 45 KiB per compressing connection.
+    compression: PerMessageDeflateOffer | None = field(default_factory=PerMessageDeflateOffer)
     ping_interval: float | None = 20.0
     ping_timeout: float | None = 20.0
     close_timeout: float = 10.0

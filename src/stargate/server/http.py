@@ -399,6 +399,10 @@ class HttpProtocol(asyncio.Protocol):
 
         future.add_done_callback(decided)
 
+    def _extensions(self, acceptance: Acceptance) -> list[handshake.ServerExtension]:
+        compression = (acceptance.options or self.config.websocket).compression
+        return [compression] if compression is not None else []
+
     def _try_complete_upgrade(self) -> None:
         """Handshake once hixie-76's 8 bytes of key3 are in (RFC 6455 needs none)."""
         assert self._pending is not None and self._upgrade is not None
@@ -416,6 +420,7 @@ class HttpProtocol(asyncio.Protocol):
                 origin_policy=acceptance.origin_policy or self.server.origin_policy,
                 versions=self.server.versions,
                 extra_headers=acceptance.headers,
+                extensions=self._extensions(acceptance),
             )
         except HandshakeError as exc:
             self._pending = None
@@ -430,7 +435,9 @@ class HttpProtocol(asyncio.Protocol):
         self._cancel_timer()
         rest = bytes(self._upgrade.trailing[needed:])
         options = acceptance.options or self.config.websocket
-        connection = Connection(Role.SERVER, accepted.version, limits=options.limits)
+        connection = Connection(
+            Role.SERVER, accepted.version, limits=options.limits, extensions=accepted.extensions
+        )
         ws = WebSocket(
             connection,
             request,

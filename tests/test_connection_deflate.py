@@ -1,0 +1,164 @@
+"""Connection with permessage-deflate negotiated: RSV1 rules, compressed messages, limits."""
+
+from __future__ import annotations
+
+import zlib
+
+import pytest
+
+from stargate.connection import Connection, ConnectionState
+from stargate.events import BinaryMessage, Event, ProtocolViolation, TextMessage
+from stargate.extensions.permessage_deflate import PerMessageDeflate
+from stargate.frames import RSV1, encode_frame
+from stargate.limits import Limits
+from stargate.protocol import Opcode, Role
+
+
+def pair(
+    *, server_limits: Limits | None = None, nct: bool = False
+) -> tuple[Connection, Connection]:
+    server = Connection(
+        Role.SERVER,
+        limits=server_limits,
+        extensions=[PerMessageDeflate(deflate_no_context_takeover=nct, min_size=0)],
+    )
+    client = Connection(Role.CLIENT, extensions=[PerMessageDeflate(min_size=0)])
+    return server, client
+
+
+def compressed(data: bytes) -> bytes:
+    deflater = zlib.compressobj(6, zlib.DEFLATED, -15)
+    out = deflater.compress(data) + deflater.flush(zlib.Z_SYNC_FLUSH)
+    assert out.endswith(b"\x00\x00\xff\xff")
+    return out[:-4]
+
+
+def test_rfc7692_hello_frame_received_by_a_client() -> None:
+    client = Connection(Role.CLIENT, extensions=[PerMessageDeflate()])
+    events = client.receive_data(bytes.fromhex("c107f248cdc9c90700"))
+    assert events == [TextMessage("Hello")]
+
+
+def test_rfc7692_fragmented_hello_byte_by_byte() -> None:
+    client = Connection(Role.CLIENT, extensions=[PerMessageDeflate()])
+    stream = bytes.fromhex("4103f248cd" + "8004c9c90700")
+    events: list[Event] = []
+    for i in range(len(stream)):
+        events += client.receive_data(stream[i : i + 1])
+    assert events == [TextMessage("Hello")]
+
+
+def test_round_trip_both_ways_with_context_takeover() -> None:
+    server, client = pair()
+    messages: list[str | bytes] = ["Hello", "Hello", b"\x00" * 10_000, "é" * 3000, b""]
+    for message in messages:
+        client.send(message)
+    wire = client.data_to_send()
+    assert wire[0] & RSV1
+    events = server.receive_data(wire)
+    assert [e.data for e in events] == messages  # type: ignore[union-attr]
+    for message in messages:
+        server.send(message)
+    events = client.receive_data(server.data_to_send())
+    assert [e.data for e in events] == messages  # type: ignore[union-attr]
+
+
+def test_compression_shrinks_repetitive_messages() -> None:
+    server, _ = pair()
+    frame = server.encode_message(b"a" * 100_000)
+    assert len(frame) < 1000
+    assert frame[0] == 0x80 | RSV1 | Opcode.BINARY
+
+
+def test_small_messages_are_sent_uncompressed() -> None:
+    server = Connection(Role.SERVER, extensions=[PerMessageDeflate(min_size=16)])
+    assert server.encode_message("hi") == b"\x81\x02hi"
+    assert server.encode_message("x" * 32)[0] & RSV1
+
+
+@pytest.mark.parametrize(
+    ("frames", "reason"),
+    [
+        # RSV1 on a continuation frame (RFC 7692 section 6.1).
+        (
+            encode_frame(Opcode.TEXT, compressed(b"ab"), fin=False, rsv=RSV1, mask=True)
+            + encode_frame(Opcode.CONTINUATION, b"", rsv=RSV1, mask=True),
+            "continuation",
+        ),
+        # RSV1 on a control frame.
+        (encode_frame(Opcode.PING, b"", rsv=RSV1, mask=True), "control"),
+        # RSV2 is not defined by permessage-deflate.
+        (encode_frame(Opcode.TEXT, b"a", rsv=0x20, mask=True), "reserved bits"),
+    ],
+)
+def test_rsv_rules(frames: bytes, reason: str) -> None:
+    server, _ = pair()
+    events = server.receive_data(frames)
+    assert isinstance(events[-1], ProtocolViolation)
+    assert events[-1].code == 1002
+    assert reason in events[-1].reason
+
+
+def test_rsv1_without_negotiation_is_1002() -> None:
+    server = Connection(Role.SERVER)
+    events = server.receive_data(encode_frame(Opcode.TEXT, compressed(b"a"), rsv=RSV1, mask=True))
+    assert events == [ProtocolViolation(1002, "reserved bits set without a negotiated extension")]
+
+
+def test_bomb_through_the_connection_is_1009() -> None:
+    server, _ = pair(server_limits=Limits(max_message_size=1 << 20))
+    bomb = compressed(b"\x00" * 10_000_000)
+    events = server.receive_data(encode_frame(Opcode.BINARY, bomb, rsv=RSV1, mask=True))
+    assert isinstance(events[-1], ProtocolViolation)
+    assert events[-1].code == 1009
+    assert server.state is ConnectionState.CLOSED
+
+
+def test_fragmented_bomb_is_1009_as_it_inflates() -> None:
+    server, _ = pair(server_limits=Limits(max_message_size=1 << 20))
+    bomb = compressed(b"\x00" * 10_000_000)
+    half = len(bomb) // 2
+    stream = encode_frame(Opcode.BINARY, bomb[:half], fin=False, rsv=RSV1, mask=True)
+    stream += encode_frame(Opcode.CONTINUATION, bomb[half:], mask=True)
+    events = server.receive_data(stream)
+    assert isinstance(events[-1], ProtocolViolation)
+    assert events[-1].code == 1009
+
+
+def test_invalid_compressed_data_is_1007() -> None:
+    server, _ = pair()
+    events = server.receive_data(encode_frame(Opcode.TEXT, b"\xff\xff\xff", rsv=RSV1, mask=True))
+    assert isinstance(events[-1], ProtocolViolation)
+    assert events[-1].code == 1007
+
+
+def test_invalid_utf8_inside_compressed_text_is_1007() -> None:
+    server, _ = pair()
+    frame = encode_frame(Opcode.TEXT, compressed(b"\xff\xfe"), rsv=RSV1, mask=True)
+    events = server.receive_data(frame)
+    assert isinstance(events[-1], ProtocolViolation)
+    assert events[-1].code == 1007
+
+
+def test_shared_frames_only_without_context_takeover() -> None:
+    takeover, _ = pair()
+    assert takeover.frame_family == "rfc6455"
+    shared = takeover.encode_shared(b"a" * 1000)
+    assert not shared[0] & RSV1  # uncompressed: the same bytes fit every member
+    nct_a, _ = pair(nct=True)
+    nct_b, _ = pair(nct=True)
+    assert nct_a.frame_family == nct_b.frame_family != "rfc6455"
+    frame = nct_a.encode_shared(b"a" * 1000)
+    assert frame[0] & RSV1
+    assert frame == nct_b.encode_shared(b"a" * 1000)
+    client = Connection(Role.CLIENT, extensions=[PerMessageDeflate()])
+    assert client.receive_data(frame) == [BinaryMessage(b"a" * 1000)]
+
+
+def test_hixie_refuses_extensions() -> None:
+    from stargate.protocol import ProtocolVersion
+
+    with pytest.raises(ValueError):
+        Connection(Role.SERVER, ProtocolVersion.HIXIE_76, extensions=[PerMessageDeflate()])
+    with pytest.raises(ValueError):
+        Connection(Role.SERVER, extensions=[object()])
