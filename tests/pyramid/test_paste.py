@@ -50,6 +50,8 @@ def test_server_config_from_ini_strings() -> None:
         "0.0.0.0",
         "8080",
         threads="8",
+        websocket_threads="4",
+        compression="false",
         max_connections="100",
         max_body_size="1MiB",
         keepalive_timeout="2.5",
@@ -64,6 +66,7 @@ def test_server_config_from_ini_strings() -> None:
         8,
         100,
     )
+    assert config.websocket_threads == 4 and config.websocket.compression is None
     assert config.max_body_size == 1024**2 and config.keepalive_timeout == 2.5
     assert config.legacy_protocols is False
     assert config.origin_policy == OriginPolicy(allowed=("https://app.example", "*.app.example"))

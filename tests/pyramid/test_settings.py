@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from pyramid.registry import Registry
 
+from stargate.extensions.permessage_deflate import PerMessageDeflateOffer
 from stargate.handshake import OriginPolicy
 from stargate.limits import Limits
 from stargate.pyramid.settings import (
@@ -89,6 +90,16 @@ def test_message_size_sets_the_frame_size_and_the_send_buffer() -> None:
     assert options.max_send_buffer == 16 * 1024**2  # one whole message on top
 
 
+@pytest.mark.parametrize(("value", "on"), [("true", True), ("off", False)])
+def test_compression(value: str, on: bool) -> None:
+    options = parse_settings({"stargate.compression": value}).options
+    assert options is not None
+    assert options.compression == (PerMessageDeflateOffer() if on else None)
+    assert parse_settings({"stargate.ping_interval": "5"}).options == WebSocketOptions(
+        ping_interval=5.0
+    )  # compression keeps its default (on)
+
+
 def test_subprotocols() -> None:
     assert parse_settings({"stargate.subprotocols": "b.v2 a.v1"}).subprotocols == ("b.v2", "a.v1")
 
@@ -114,6 +125,7 @@ def test_another_prefix() -> None:
         ("max_queue", "many"),
         ("max_send_buffer", "nan"),
         ("same_origin", "perhaps"),
+        ("compression", "gzip"),
     ],
 )
 def test_bad_values_name_their_key(key: str, value: str) -> None:

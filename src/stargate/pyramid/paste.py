@@ -7,7 +7,7 @@
     use = egg:stargate
     host = 127.0.0.1
     port = 6543
-    # optional: threads, certfile, keyfile, legacy_protocols, max_connections,
+    # optional: threads, websocket_threads, certfile, keyfile, legacy_protocols, max_connections,
     # max_header_size, max_body_size, header_timeout, keepalive_timeout, write_timeout,
     # shutdown_timeout, and the WebSocket keys of stargate.pyramid.settings without their
     # "stargate." prefix (allowed_origins, max_message_size, ping_interval ...)
@@ -40,7 +40,7 @@ from .settings import (
 
 __all__ = ["app_factory", "load_ini_app", "server_config", "server_factory"]
 
-_INT_KEYS = ("threads", "max_connections", "max_pipelined")
+_INT_KEYS = ("threads", "websocket_threads", "max_connections", "max_pipelined")
 _SIZE_KEYS = ("max_header_size", "max_body_size")
 _SECONDS_KEYS = (
     "header_timeout",

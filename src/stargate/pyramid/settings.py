@@ -27,6 +27,9 @@ Connection (:class:`~stargate.server.WebSocketOptions`, :class:`~stargate.limits
     Received messages waiting for the handler before reading pauses.
 ``write_high_water``, ``max_send_buffer``
     Bytes (see :class:`~stargate.server.WebSocketOptions`).
+``compression``
+    Whether permessage-deflate is offered to clients that ask for it (true, with the
+    defaults of :class:`~stargate.extensions.permessage_deflate.PerMessageDeflateOffer`).
 
 Handshake:
 
@@ -41,6 +44,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..extensions.permessage_deflate import PerMessageDeflateOffer
 from ..handshake import OriginPolicy
 from ..limits import Limits
 from ..server.config import WebSocketOptions
@@ -71,6 +75,7 @@ OPTION_KEYS = (
     "max_queue",
     "write_high_water",
     "max_send_buffer",
+    "compression",
 )
 #: Every key this module reads (without the prefix).
 KEYS = (*ORIGIN_KEYS, *LIMIT_KEYS, *OPTION_KEYS, "subprotocols")
@@ -211,6 +216,12 @@ def parse_settings(settings: Mapping[str, Any] | None, prefix: str = PREFIX) -> 
         for name in ("write_high_water", "max_send_buffer"):
             if get(name) is not None:
                 option_values[name] = as_size(get(name), prefix + name)
+        if get("compression") is not None:
+            option_values["compression"] = (
+                PerMessageDeflateOffer()
+                if as_bool(get("compression"), prefix + "compression")
+                else None
+            )
         if "max_send_buffer" not in option_values:
             # One message, however large, may wait for the peer on top of the usual budget.
             option_values["max_send_buffer"] = max(
