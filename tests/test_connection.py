@@ -9,6 +9,7 @@ in the chunks given and split at every byte; both must give the same events and 
 from __future__ import annotations
 
 import struct
+import tracemalloc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -1074,3 +1075,47 @@ def test_nothing_kept_after_close_frame(role: Role) -> None:
     data = F(8, close_payload(1000)).wire(role) + F(2, b"x" * 100).wire(role)[:50]
     assert conn.receive_data(data) == [CloseReceived(1000, "")]
     assert len(conn._buf) == 0
+
+
+@pytest.mark.parametrize("role", [SERVER, CLIENT])
+@pytest.mark.parametrize("opcode", [1, 2])
+def test_tiny_fragments_cost_no_more_than_the_message(role: Role, opcode: int) -> None:
+    # A 16 KiB message in 1-byte fragments must not hold one object per fragment (about
+    # 40 bytes each: 40 times the message size).  White-box: measures what the connection
+    # allocates while the message is incomplete.
+    n = 16384
+    piece = b"x"
+    data = F(opcode, piece, fin=False).wire(role)
+    data += F(0, piece, fin=False).wire(role) * (n - 2)
+    conn = Connection(role, limits=Limits(max_message_size=n))
+    tracemalloc.start()
+    try:
+        for i in range(0, len(data), 65536):
+            assert conn.receive_data(data[i : i + 65536]) == []
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert held < 3 * n
+    last = F(0, piece).wire(role)
+    expected = TextMessage("x" * n) if opcode == 1 else BinaryMessage(b"x" * n)
+    assert conn.receive_data(last) == [expected]
+
+
+@pytest.mark.parametrize("role", [SERVER, CLIENT])
+@pytest.mark.parametrize("opcode", [1, 2])
+@pytest.mark.parametrize("piece", [1, 3, 700, 2000])
+def test_many_fragments_reassemble(role: Role, opcode: int, piece: int) -> None:
+    # Enough fragments for the parts to be joined along the way (small pieces) or kept
+    # (large ones), with multi-byte characters split across fragments.
+    unit = "a\u00e9\u4e2d\U0001f600".encode() if opcode == 1 else bytes(range(256))
+    payload = unit * (piece * 600 // len(unit) + 1)
+    pieces = [payload[i : i + piece] for i in range(0, len(payload), piece)]
+    data = b"".join(
+        F(opcode if i == 0 else 0, p, fin=i == len(pieces) - 1).wire(role)
+        for i, p in enumerate(pieces)
+    )
+    expected = TextMessage(payload.decode()) if opcode == 1 else BinaryMessage(payload)
+    conn = Connection(role, limits=Limits(max_message_size=4 << 20))
+    assert conn.receive_data(data) == [expected]
+    conn = Connection(role, limits=Limits(max_message_size=4 << 20))
+    assert feed(conn, [data[i : i + 1000] for i in range(0, len(data), 1000)], "") == [expected]
