@@ -30,7 +30,7 @@ from ..handshake import OriginPolicy
 from ..server.config import WebSocketOptions
 from ..server.sync import SyncWebSocket
 from ..server.upgrade import Handler, Upgrade, is_async_handler
-from .predicates import websocket_upgrade
+from .predicates import is_websocket, websocket_upgrade
 from .settings import WebSocketSettings, get_websocket_settings
 
 __all__ = ["WebSocketView"]
@@ -82,8 +82,10 @@ class WebSocketView:
         upgrade.accept(
             self._bound_handler(),
             subprotocols=settings.subprotocols if subprotocols is None else subprotocols,
-            origin_policy=self.origin_policy or settings.origin_policy,
-            options=self.options or settings.options,
+            origin_policy=(
+                settings.origin_policy if self.origin_policy is None else self.origin_policy
+            ),
+            options=settings.options if self.options is None else self.options,
             headers=self.response_headers(),
         )
         # Not sent: the server answers the handshake itself once the upgrade is accepted.
@@ -93,7 +95,7 @@ class WebSocketView:
         """The answer when the view is reached without an upgrade the server can accept:
         426 to a plain request, 501 to a WebSocket request under a server that cannot
         upgrade (serve with ``use = egg:stargate`` or ``stargate serve``)."""
-        if "HTTP_UPGRADE" in self.request.environ:
+        if is_websocket(self.context, self.request):
             return Response(
                 status=501,
                 content_type="text/plain",
