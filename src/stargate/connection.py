@@ -64,6 +64,13 @@ class ConnectionState(enum.Enum):
     CLOSED = "closed"
 
 
+# Enum member lookups cost ~100 ns each on CPython 3.11: the hot path uses these instead.
+_OPEN = ConnectionState.OPEN
+_CLOSED = ConnectionState.CLOSED
+_TEXT = int(Opcode.TEXT)
+_BINARY = int(Opcode.BINARY)
+
+
 class Connection:
     """One WebSocket connection of either role and any protocol version."""
 
@@ -155,7 +162,7 @@ class Connection:
 
     def receive_data(self, data: bytes) -> list[Event]:
         """Parse received bytes into events.  Never raises for anything the peer sends."""
-        if self._close_received or self.state is ConnectionState.CLOSED:
+        if self._close_received or self.state is _CLOSED:
             return []  # RFC 6455 section 5.5.1: nothing is processed after a close frame
         events: list[Event] = []
         try:
@@ -192,6 +199,8 @@ class Connection:
         while not self._close_received:
             frame = self._frame
             if frame is None:
+                if end - pos < 2:
+                    break
                 header = parse_header(
                     buf, pos, expect_mask=self._expect_mask, max_frame_size=self._max_frame
                 )
@@ -230,15 +239,19 @@ class Connection:
                         f"message of {length} bytes exceeds max_message_size {self._max_message}"
                     )
                 elif first & FIN and end - start >= length:
-                    # Fast path: a whole single-frame message is in the buffer.
-                    payload = bytes(buf[start : start + length])
-                    if header.masking_key is not None:
-                        payload = apply_mask(payload, header.masking_key)
+                    # Fast path: a whole single-frame message is in the buffer.  A view
+                    # avoids copying the payload before apply_mask copies it unmasked.
+                    key = header.masking_key
+                    view = memoryview(buf)[start : start + length] if length > 512 else None
+                    if key is not None:
+                        payload = apply_mask(view or buf[start : start + length], key)
+                    else:
+                        payload = bytes(view or buf[start : start + length])
                     pos = start + length
                     if first & RSV1:
                         assert self._deflate is not None
                         payload = self._deflate.inflate(payload, True, self._max_message)
-                    if opcode == Opcode.TEXT:
+                    if opcode == _TEXT:
                         try:
                             events.append(TextMessage(payload.decode("utf-8")))
                         except UnicodeDecodeError as exc:
@@ -393,7 +406,7 @@ class Connection:
     # -- sending ---------------------------------------------------------------------
 
     def _check_open(self) -> None:
-        if self.state is not ConnectionState.OPEN:
+        if self.state is not _OPEN:
             raise ConnectionClosed(self.close_code or CloseCode.NORMAL_CLOSURE, self.close_reason)
 
     def encode_message(self, message: str | BytesLike, *, compress: bool = True) -> bytes:
@@ -408,10 +421,10 @@ class Connection:
                 raise TypeError("hixie-75 and hixie-76 carry text messages only")
             return hixie.encode_text(message)
         if isinstance(message, str):
-            opcode = Opcode.TEXT
+            opcode = _TEXT
             data: BytesLike = message.encode("utf-8")
         else:
-            opcode = Opcode.BINARY
+            opcode = _BINARY
             data = message
         deflate = self._deflate
         if compress and deflate is not None and len(data) >= deflate.min_size:

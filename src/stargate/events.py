@@ -1,5 +1,8 @@
 """Events a :class:`~stargate.connection.Connection` produces from received bytes.
 
+Events are plain slotted dataclasses, not frozen ones: a frozen dataclass costs twice as
+much to create, once per message on the hot path.  Treat them as read-only.
+
 Messages are delivered whole (fragments reassembled, decompressed, UTF-8 checked); control
 frames are delivered as they arrive, also in the middle of a fragmented message.
 """
@@ -9,35 +12,35 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TextMessage:
     """A complete text message (opcode 0x1, or a hixie ``0x00 ... 0xFF`` frame)."""
 
     data: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BinaryMessage:
     """A complete binary message (opcode 0x2)."""
 
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ping:
     """A ping; the connection has already queued the pong (RFC 6455 section 5.5.2)."""
 
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Pong:
     """A pong, solicited or not (RFC 6455 section 5.5.3)."""
 
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CloseReceived:
     """The peer sent a close frame (or the hixie-76 ``0xFF 0x00`` closing).
 
@@ -49,7 +52,7 @@ class CloseReceived:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ProtocolViolation:
     """The peer broke the protocol: a close frame with ``code`` has been queued.
 
@@ -61,7 +64,7 @@ class ProtocolViolation:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ConnectionLost:
     """The transport ended without a completed close handshake: code 1006."""
 
