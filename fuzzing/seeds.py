@@ -8,14 +8,17 @@ the hixie drafts, so that the fuzzer starts deep in the parsers.  The first two 
 from __future__ import annotations
 
 import struct
+import zlib
 from pathlib import Path
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 KEY = bytes.fromhex("37fa213d")
 
 
-def _frame(opcode: int, payload: bytes = b"", *, fin: bool = True, masked: bool = False) -> bytes:
-    first = (0x80 if fin else 0) | opcode
+def _frame(
+    opcode: int, payload: bytes = b"", *, fin: bool = True, masked: bool = False, rsv1: bool = False
+) -> bytes:
+    first = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
     bit = 0x80 if masked else 0
     n = len(payload)
     if n < 126:
@@ -54,6 +57,32 @@ def _streams(masked: bool) -> dict[str, bytes]:
     }
 
 
+def _deflated(data: bytes) -> bytes:
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
+    return (compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+
+def _compressed_streams(masked: bool) -> dict[str, bytes]:
+    """RFC 7692 section 7.2.3 examples and a deflate bomb, for permessage-deflate."""
+
+    def f(opcode: int, payload: bytes, fin: bool = True, rsv1: bool = True) -> bytes:
+        return _frame(opcode, payload, fin=fin, masked=masked, rsv1=rsv1)
+
+    hello = bytes.fromhex("f248cdc9c90700")
+    return {
+        "deflate-hello": f(1, hello),
+        "deflate-fragmented": f(1, hello[:3], fin=False) + f(0, hello[3:], rsv1=False),
+        "deflate-shared-context": f(1, hello) + f(1, bytes.fromhex("f200110000")),
+        "deflate-stored-block": f(1, bytes.fromhex("000500faff48656c6c6f00")),
+        "deflate-bfinal": f(1, bytes.fromhex("f348cdc9c90700")),
+        "deflate-binary-empty": f(2, b"\x00"),
+        "deflate-bomb": f(2, _deflated(bytes(200_000))),
+        "deflate-invalid-utf8": f(1, _deflated(b"\xed\xa0\x80")),
+        "deflate-garbage": f(2, b"\xff\xff\xff\xff"),
+        "deflate-rsv1-on-ping": f(9, b"x"),
+    }
+
+
 HIXIE = {
     "text": b"\x00Hello\xff\x00\xe2\x82\xac\xff",
     "closing": b"\x00a\xff\xff\x00\x00b\xff",
@@ -73,6 +102,11 @@ def seeds() -> dict[str, dict[str, bytes]]:
             for limits in (0, 2):
                 key = f"rfc{config}-limits{limits}-{name}"
                 corpus["connection"][key] = bytes((config | limits << 3, 0x5A)) + stream
+    for config, masked in ((0, True), (1, False)):
+        for name, stream in _compressed_streams(masked).items():
+            for flags in (0x20 | 2 << 3, 0x20 | 0x40 | 3 << 3):
+                key = f"rfc{config}-flags{flags:#x}-{name}"
+                corpus["connection"][key] = bytes((config | flags, 0x47)) + stream
     for config in (2, 3, 4):
         for name, stream in HIXIE.items():
             corpus["connection"][f"hixie{config}-{name}"] = bytes((config | 1 << 3, 0x33)) + stream
