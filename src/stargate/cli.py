@@ -19,7 +19,19 @@ from .server import Routes, ServerConfig, WebSocket, WebSocketOptions, serve
 
 
 def load_target(target: str) -> Any:
-    """``module:attribute`` (``attribute`` may be dotted) -> the object."""
+    """``module:attribute`` (``attribute`` may be dotted) -> the object; a PasteDeploy file
+    (``development.ini`` or ``development.ini#name``) -> its WSGI app."""
+    if target.partition("#")[0].endswith(".ini"):
+        from .pyramid.paste import load_ini_app
+
+        try:
+            return load_ini_app(target)
+        except ImportError as exc:
+            raise SystemExit(
+                f"stargate: an .ini file needs pyramid (pip install 'stargate[pyramid]'): {exc}"
+            ) from exc
+        except FileNotFoundError as exc:
+            raise SystemExit(f"stargate: {exc}") from exc
     module_name, sep, attribute = target.partition(":")
     if not sep or not module_name or not attribute:
         raise SystemExit(f"stargate: TARGET must be module:attribute, not {target!r}")
@@ -112,7 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="stargate", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     serve_cmd = commands.add_parser("serve", help="serve a WSGI app or a Routes table")
-    serve_cmd.add_argument("target", help="module:attribute of a WSGI app or a Routes table")
+    serve_cmd.add_argument(
+        "target", help="module:attribute of a WSGI app or a Routes table, or a .ini file"
+    )
     _add_server_options(serve_cmd, 8000)
     echo_cmd = commands.add_parser("echo", help="echo WebSocket at every path")
     _add_server_options(echo_cmd, 9001)

@@ -28,7 +28,7 @@ from stargate.pyramid.paste import app_factory, load_ini_app, server_config, ser
 from stargate.server import ServerConfig, WebSocketOptions
 
 ROOT = Path(__file__).resolve().parents[2]
-TIMEOUT = 10.0
+TIMEOUT = 30.0  # a bound, not a wait: process start-up on a loaded 2-core machine
 
 
 # -- the factory --------------------------------------------------------------------------------

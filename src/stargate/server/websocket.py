@@ -77,6 +77,7 @@ class WebSocket:
         self._memberships = 0
         self._handler_done = False
         self._answering = False
+        self._cork: list[bytes] | None = None
 
     # -- what the application reads ------------------------------------------------------
 
@@ -188,9 +189,20 @@ class WebSocket:
             self._conn.state is not ConnectionState.OPEN and not self._answering
         ):
             raise self._closed_error()
+        cork = self._cork
+        if cork is not None:
+            cork.append(data)
+            return
         transport = self._transport
         assert transport is not None
         transport.write(data)
+
+    def _flush_cork(self) -> None:
+        """Write what was batched so far (before a close frame, which must follow it)."""
+        cork = self._cork
+        if cork and self._transport is not None:
+            self._transport.writelines(cork)
+            cork.clear()
 
     def _send_buffer_ok(self) -> bool:
         """The slow-consumer policy: while more than ``max_send_buffer`` bytes wait for the
@@ -289,13 +301,18 @@ class WebSocket:
         # still be answered (by an on_message callback) before the close frame the
         # connection queued, which is flushed after them.
         answering = self._answering = was_open and conn.state is not ConnectionState.OPEN
+        # Everything written while this read is handled is batched into one write: an
+        # echo-like callback answering 16 messages of one read makes one system call, not
+        # 16 (the system call was ~65% of the echo server's CPU).
+        cork: list[bytes] = []
+        self._cork = cork
         for event in events:
             kind = type(event)
             if kind is TextMessage or kind is BinaryMessage:
                 if not answering:
                     out = conn.data_to_send()
                     if out:
-                        transport.write(out)
+                        cork.append(out)
                 self._deliver(event.data)  # type: ignore[union-attr]
             elif kind is Pong:
                 self._on_pong(event.payload)  # type: ignore[union-attr]
@@ -304,9 +321,12 @@ class WebSocket:
             elif kind is CloseReceived and self._close_timer is None:
                 self._arm_close_timer()
         self._answering = False
+        self._cork = None
         out = conn.data_to_send()
         if out:
-            transport.write(out)
+            cork.append(out)
+        if cork:
+            transport.writelines(cork)
         if conn.state is ConnectionState.CLOSED:
             # RFC 6455 section 7.1.1: the server closes the TCP connection first.
             transport.close()
@@ -391,6 +411,7 @@ class WebSocket:
         if self._closed.done():
             return
         conn = self._conn
+        self._flush_cork()
         if not conn.close_sent:
             conn.send_close(code, reason)
             out = conn.data_to_send()
