@@ -319,10 +319,10 @@ class Connection:
                 if len(pending) == 2 and pending[0] == 0xED:
                     raise InvalidPayload("text message is not valid UTF-8")
             if text:
-                parts = self._text_parts
-                parts.append(text)
-                if len(parts) - self._parts_joined >= _JOIN_PARTS:
-                    self._parts_joined = _join_recent(parts, self._parts_joined, "")
+                text_parts = self._text_parts
+                text_parts.append(text)
+                if len(text_parts) - self._parts_joined >= _JOIN_PARTS:
+                    self._parts_joined = _join_recent(text_parts, self._parts_joined, "")
             if last:
                 self._decoder = None
                 self._msg_opcode = 0
