@@ -153,6 +153,8 @@ def test_shared_frames_only_without_context_takeover() -> None:
     assert frame == nct_b.encode_shared(b"a" * 1000)
     client = Connection(Role.CLIENT, extensions=[PerMessageDeflate()])
     assert client.receive_data(frame) == [BinaryMessage(b"a" * 1000)]
+    with pytest.raises(TypeError):
+        client.encode_shared(b"masked frames are never shared")
 
 
 def test_hixie_refuses_extensions() -> None:

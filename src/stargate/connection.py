@@ -438,6 +438,8 @@ class Connection:
         Compressed only without context takeover; otherwise sent uncompressed, which RFC
         7692 section 6 allows per message, rather than compressed once per member.
         """
+        if self._mask_out:
+            raise TypeError("client frames are masked with a fresh key each: never shared")
         deflate = self._deflate
         return self.encode_message(
             message, compress=deflate is not None and deflate.shared_key is not None
