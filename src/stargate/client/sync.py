@@ -1,0 +1,293 @@
+"""The blocking client, for scripts and threads: ``stargate.sync_connect(url)``.
+
+::
+
+    with stargate.sync_connect("ws://localhost:8000/echo") as ws:
+        ws.send("hello")
+        print(ws.receive(timeout=5))
+        for message in ws:
+            ...
+
+Why a background event loop rather than plain blocking sockets: a WebSocket needs work done
+while the application is not calling it (answering pings, keepalive pings and their
+timeout, the closing handshake's timer, reading the server's close frame), so a plain-socket
+client needs a thread per connection anyway.  Instead, every blocking connection of the
+process is an asyncio :class:`~stargate.client.websocket.ClientWebSocket` on one shared
+daemon thread running an event loop, and each blocking call hands its work to that loop and
+waits, exactly as the server's ``def`` handlers do
+(:class:`~stargate.server.SyncWebSocket`).  The async and blocking clients therefore share
+one implementation of the handshake, TLS, timeouts, keepalive, flow control and the error
+classes; a blocking call costs one thread hop (tens of microseconds).
+
+Every method may be called from any thread, but a connection's messages should be read by
+one thread at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import ssl as ssl_module
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from types import TracebackType
+
+from ..errors import ConnectionClosed
+from ..extensions.permessage_deflate import PerMessageDeflateClientOffer
+from ..handshake import Response
+from ..limits import KiB, Limits
+from ..masking import BytesLike
+from ..protocol import CloseCode, ProtocolVersion
+from .opening import DEFAULT_COMPRESSION, USER_AGENT, ConnectParams, open_connection
+from .websocket import ClientWebSocket, Message
+
+__all__ = ["SyncClientWebSocket", "connect"]
+
+
+class _LoopThread:
+    """The process's background event loop for blocking clients, started on first use
+    (and again in a forked child, which does not inherit threads)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def get(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if (
+                self._loop is None
+                or self._pid != os.getpid()
+                or self._thread is None
+                or not self._thread.is_alive()
+            ):
+                loop = asyncio.new_event_loop()
+                ready = threading.Event()
+                thread = threading.Thread(
+                    target=self._run, args=(loop, ready), name="stargate-client", daemon=True
+                )
+                thread.start()
+                ready.wait()
+                self._loop, self._thread, self._pid = loop, thread, os.getpid()
+            return self._loop
+
+    @staticmethod
+    def _run(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
+        asyncio.set_event_loop(loop)
+        loop.call_soon(ready.set)
+        loop.run_forever()
+
+
+_loop_thread = _LoopThread()
+
+
+def background_loop() -> asyncio.AbstractEventLoop:
+    """The event loop the blocking clients run on (a daemon thread; started if needed)."""
+    return _loop_thread.get()
+
+
+class SyncClientWebSocket:
+    """A blocking client connection: ``receive()``, ``send()``, iteration, ``ping()``,
+    ``close()``, a ``with`` block.  The same semantics as the async
+    :class:`~stargate.client.websocket.ClientWebSocket` it wraps (``ws``)."""
+
+    def __init__(self, ws: ClientWebSocket, loop: asyncio.AbstractEventLoop) -> None:
+        self.ws = ws
+        self._loop = loop
+        assert ws._sync_cond is not None
+        self._cond = ws._sync_cond
+
+    # -- what the application reads ------------------------------------------------------
+
+    @property
+    def id(self) -> int:
+        return self.ws.id
+
+    @property
+    def url(self) -> str:
+        return self.ws.url
+
+    @property
+    def response(self) -> Response:
+        return self.ws.response
+
+    @property
+    def subprotocol(self) -> str | None:
+        return self.ws.subprotocol
+
+    @property
+    def extensions(self) -> str | None:
+        return self.ws.extensions
+
+    @property
+    def compression(self) -> bool:
+        return self.ws.compression
+
+    @property
+    def version(self) -> ProtocolVersion:
+        return self.ws.version
+
+    @property
+    def remote_address(self) -> tuple[str, int] | None:
+        return self.ws.remote_address
+
+    @property
+    def local_address(self) -> tuple[str, int] | None:
+        return self.ws.local_address
+
+    @property
+    def closed(self) -> bool:
+        return self.ws.closed
+
+    @property
+    def close_code(self) -> int | None:
+        return self.ws.close_code
+
+    @property
+    def close_reason(self) -> str:
+        return self.ws.close_reason
+
+    def __repr__(self) -> str:
+        return "<Sync" + repr(self.ws)[1:]
+
+    # -- receiving -------------------------------------------------------------------------
+
+    def receive(self, timeout: float | None = None) -> Message:
+        """The next message (``str`` or ``bytes``).  Raises
+        :class:`~stargate.errors.ConnectionClosed` once closed and every message before
+        is read, ``TimeoutError`` when none came within ``timeout`` seconds."""
+        ws = self.ws
+        if ws._held is not None:
+            self._loop.call_soon_threadsafe(ws._maybe_flush_held)
+        with self._cond:
+            if not ws._inbox and not ws.closed:
+                self._cond.wait_for(lambda: bool(ws._inbox) or ws.closed, timeout)
+            if ws._inbox:
+                message = ws._inbox.popleft()
+            elif ws.closed:
+                raise ws._closed_error()
+            else:
+                raise TimeoutError("no message within the timeout")
+        if ws._reading_paused or ws._held is not None:
+            self._loop.call_soon_threadsafe(self._taken)
+        return message
+
+    def _taken(self) -> None:
+        """On the loop: a message was taken by the blocking reader."""
+        ws = self.ws
+        if ws._held is not None:
+            ws._held_messages -= 1
+        if ws._reading_paused and len(ws._inbox) <= ws._options.max_queue // 2:
+            ws._resume_reading()
+
+    def __iter__(self) -> Iterator[Message]:
+        """Every message until the connection closes (whatever the close code)."""
+        while True:
+            try:
+                yield self.receive()
+            except ConnectionClosed:
+                return
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def send(self, message: Message | BytesLike) -> None:
+        """Send a text (``str``) or binary message; returns once the transport is below its
+        high-water mark (the server reads); raises ConnectionClosed once closing."""
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._loop.call_soon_threadsafe(self.ws._send_blocking, message, done)
+        done.result()
+
+    def ping(self, payload: bytes | None = None, timeout: float | None = None) -> float:
+        """Ping and wait for the pong; returns the round trip in seconds."""
+        future = asyncio.run_coroutine_threadsafe(self.ws.ping(payload), self._loop)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise TimeoutError("no pong within the timeout") from None
+
+    def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Close and wait until the connection is closed (at most ``close_timeout``)."""
+        asyncio.run_coroutine_threadsafe(self.ws.close(code, reason), self._loop).result()
+
+    def __enter__(self) -> SyncClientWebSocket:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None or issubclass(exc_type, ConnectionClosed):
+            self.close()
+        else:
+            self.close(CloseCode.INTERNAL_ERROR, "internal error")
+
+
+async def _open(url: str, params: ConnectParams) -> ClientWebSocket:
+    ws = await open_connection(url, params)
+    # Set on the loop, before any later message is delivered: from now on deliveries
+    # notify the blocking reader.
+    ws._sync_cond = threading.Condition()
+    return ws
+
+
+def connect(
+    url: str,
+    *,
+    subprotocols: Sequence[str] = (),
+    extra_headers: Sequence[tuple[str, str]] | Mapping[str, str] = (),
+    origin: str | None = None,
+    compression: PerMessageDeflateClientOffer | None = DEFAULT_COMPRESSION,
+    limits: Limits | None = None,
+    ssl: ssl_module.SSLContext | None = None,
+    server_hostname: str | None = None,
+    version: ProtocolVersion = ProtocolVersion.RFC6455,
+    open_timeout: float | None = 10.0,
+    close_timeout: float = 10.0,
+    ping_interval: float | None = 20.0,
+    ping_timeout: float | None = 20.0,
+    max_queue: int = 32,
+    write_high_water: int = 64 * KiB,
+    follow_redirects: int = 0,
+    user_agent: str | None = USER_AGENT,
+) -> SyncClientWebSocket:
+    """Open a blocking WebSocket connection (``stargate.sync_connect``).
+
+    The arguments and the exceptions are those of :func:`stargate.connect`; the result is
+    open (use it in a ``with`` block to close it at the end).
+    """
+    params = ConnectParams.build(
+        subprotocols=subprotocols,
+        extra_headers=extra_headers,
+        origin=origin,
+        compression=compression,
+        limits=limits,
+        ssl=ssl,
+        server_hostname=server_hostname,
+        version=version,
+        open_timeout=open_timeout,
+        close_timeout=close_timeout,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+        max_queue=max_queue,
+        write_high_water=write_high_water,
+        follow_redirects=follow_redirects,
+        user_agent=user_agent,
+    )
+    return connect_params(url, params)
+
+
+def connect_params(url: str, params: ConnectParams) -> SyncClientWebSocket:
+    """:func:`connect` with its arguments already gathered in ``params``."""
+    loop = background_loop()
+    future = asyncio.run_coroutine_threadsafe(_open(url, params), loop)
+    try:
+        ws = future.result()
+    except BaseException:
+        future.cancel()  # interrupted (Ctrl-C): the attempt is cancelled and cleaned up
+        raise
+    return SyncClientWebSocket(ws, loop)
