@@ -3,6 +3,7 @@
 The public API is re-exported here; everything else may move between releases.
 """
 
+from .client import connect, sync_connect
 from .connection import Connection, ConnectionState
 from .errors import (
     ConnectionClosed,
@@ -51,4 +52,6 @@ __all__ = [
     "Role",
     "StargateError",
     "TextMessage",
+    "connect",
+    "sync_connect",
 ]
