@@ -1,0 +1,425 @@
+"""Opening a client connection (stargate.client.opening): URLs, request headers, redirects,
+and every way of failing, each with its documented exception."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import time
+
+import pytest
+
+import stargate
+from stargate.client import (
+    ConnectError,
+    ConnectionRefused,
+    DNSError,
+    InvalidAccept,
+    InvalidResponse,
+    InvalidStatus,
+    InvalidURL,
+    OpenTimeout,
+    RedirectError,
+    TLSError,
+)
+from stargate.client.opening import WebSocketURL, _redirect_target, parse_url
+from stargate.errors import InvalidHandshakeResponse
+from stargate.protocol import ProtocolVersion
+from stargate.server import Routes
+from stargate.testing import AppServer, serve_app
+
+from .conftest import Certificate
+from .support import (
+    TIMEOUT,
+    app_routes,
+    closed_port,
+    echo,
+    fake_server,
+    header,
+    read_head,
+    switching,
+)
+
+# -- URLs -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("ws://example.com", WebSocketURL(False, "example.com", 80, "/")),
+        ("wss://example.com/", WebSocketURL(True, "example.com", 443, "/")),
+        ("WS://Example.COM:8080/a/b?x=1&y", WebSocketURL(False, "example.com", 8080, "/a/b?x=1&y")),
+        ("ws://[::1]:9001/chat", WebSocketURL(False, "::1", 9001, "/chat")),
+        ("wss://u:p%40ss@h/", WebSocketURL(True, "h", 443, "/", "u", "p@ss")),
+    ],
+)
+def test_parse_url(url: str, expected: WebSocketURL) -> None:
+    assert parse_url(url) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "host_header"),
+    [
+        ("ws://h", "h"),
+        ("ws://h:80", "h"),
+        ("ws://h:443", "h:443"),
+        ("wss://h:443", "h"),
+        ("ws://[::1]:9001", "[::1]:9001"),
+    ],
+)
+def test_host_header(url: str, host_header: str) -> None:
+    assert parse_url(url).host_header == host_header
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://example.com/",
+        "example.com",
+        "ws://",
+        "ws://host:99999/",
+        "ws://host:port/",
+        "ws://host/page#fragment",
+        "ws://host/a b",
+    ],
+)
+async def test_invalid_url(url: str) -> None:
+    with pytest.raises(InvalidURL) as info:
+        await stargate.connect(url)
+    assert isinstance(info.value, ValueError)
+
+
+async def test_ssl_context_with_ws_url_is_refused() -> None:
+    with pytest.raises(InvalidURL, match="ssl"):
+        await stargate.connect("ws://127.0.0.1:1/", ssl=ssl.create_default_context())
+
+
+# -- what the request says -------------------------------------------------------------------
+
+
+async def test_request_headers(server: AppServer) -> None:
+    url = server.url("/info?room=1").replace("ws://", "ws://alice:s%3Acret@")
+    async with stargate.connect(
+        url,
+        extra_headers={"X-Test": "yes", "Cookie": "session=42"},
+        origin=f"http://127.0.0.1:{server.port}",
+        subprotocols=["chat.v1", "chat.v2"],
+    ) as ws:
+        info = json.loads(await ws.receive())
+    headers = {name.lower(): value for name, value in info["headers"]}
+    assert info["path"] == "/info"
+    assert info["query"] == "room=1"
+    assert headers["x-test"] == "yes"
+    assert headers["cookie"] == "session=42"
+    assert headers["origin"] == f"http://127.0.0.1:{server.port}"
+    assert headers["host"] == f"127.0.0.1:{server.port}"
+    assert headers["user-agent"].startswith("stargate/")
+    assert headers["authorization"] == "Basic YWxpY2U6czpjcmV0"  # alice:s:cret
+    assert "permessage-deflate" in headers["sec-websocket-extensions"]
+    assert info["subprotocol"] == ws.subprotocol == "chat.v2"  # the server's preference
+
+
+async def test_no_compression_no_user_agent(server: AppServer) -> None:
+    async with server.connect("/info", compression=None, user_agent=None) as ws:
+        info = json.loads(await ws.receive())
+        assert not ws.compression and ws.extensions is None
+    names = {name.lower() for name, _ in info["headers"]}
+    assert "sec-websocket-extensions" not in names
+    assert "user-agent" not in names
+
+
+async def test_response_is_kept(server: AppServer) -> None:
+    async with server.connect("/echo") as ws:
+        assert ws.response.status == 101
+        assert ws.response.headers.get("Sec-WebSocket-Extensions") == ws.extensions
+        assert ws.remote_address == ("127.0.0.1", server.port)
+        assert ws.local_address is not None
+        assert repr(ws).endswith("open>")
+
+
+# -- failures: one documented exception each ---------------------------------------------------
+
+
+async def test_connection_refused() -> None:
+    port = closed_port()
+    with pytest.raises(ConnectionRefused) as info:
+        await stargate.connect(f"ws://127.0.0.1:{port}/")
+    assert isinstance(info.value, ConnectionRefusedError)
+    assert str(port) in str(info.value)
+
+
+async def test_connection_refused_on_every_address_of_localhost() -> None:
+    with pytest.raises(ConnectionRefused):
+        await stargate.connect(f"ws://localhost:{closed_port()}/")
+
+
+async def test_dns_failure() -> None:
+    with pytest.raises(DNSError) as info:
+        await stargate.connect("ws://nonexistent.invalid/")
+    assert info.value.host == "nonexistent.invalid"
+    assert isinstance(info.value, OSError)
+    assert "nonexistent.invalid" in str(info.value)
+
+
+async def test_tls_failure_self_signed(certificate: Certificate) -> None:
+    async with serve_app(app_routes(), ssl_context=certificate.server_context()) as server:
+        with pytest.raises(TLSError) as info:
+            await server.connect("/echo")
+        assert "self-signed" in info.value.verify_message
+        assert "self-signed" in str(info.value)
+        # Trusting the certificate, the same server works, host name checked.
+        async with server.connect("/echo", ssl=certificate.client_context()) as ws:
+            await ws.send("over TLS")
+            assert await ws.receive() == "over TLS"
+        url = server.url("/echo").replace("127.0.0.1", "localhost")
+        async with stargate.connect(url, ssl=certificate.client_context()) as ws:
+            assert ws.url.startswith("wss://localhost:")
+
+
+async def test_tls_failure_wrong_host_name(certificate: Certificate) -> None:
+    async with serve_app(app_routes(), ssl_context=certificate.server_context()) as server:
+        with pytest.raises(TLSError, match=r"(?i)hostname"):
+            await server.connect(
+                "/echo", ssl=certificate.client_context(), server_hostname="example.com"
+            )
+
+
+async def test_tls_to_a_plain_server(server: AppServer) -> None:
+    with pytest.raises(TLSError):
+        await stargate.connect(server.url("/echo").replace("ws://", "wss://"))
+
+
+async def test_handshake_status_with_body() -> None:
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        body = b'{"error": "you shall not pass"}'
+        writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\n")
+        writer.write(b"Content-Length: %d\r\n\r\n" % len(body))
+        await writer.drain()
+        await asyncio.sleep(0.05)  # the body comes in a later read than the head
+        writer.write(body)
+        await writer.drain()
+        await reader.read()
+
+    async with fake_server(refuse) as fake:
+        with pytest.raises(InvalidStatus) as info:
+            await stargate.connect(fake.url())
+    error = info.value
+    assert error.status == 403
+    assert error.body == b'{"error": "you shall not pass"}'
+    assert error.headers.get("Content-Type") == "application/json"
+    assert isinstance(error, InvalidHandshakeResponse)
+    assert "403 Forbidden" in str(error) and "you shall not pass" in str(error)
+
+
+async def test_handshake_status_from_our_server() -> None:
+    async with serve_app(Routes({"/echo": echo})) as other:
+        with pytest.raises(InvalidStatus) as info:
+            await other.connect("/elsewhere")
+    assert info.value.status == 404
+    assert info.value.body  # the server's reason
+
+
+async def test_handshake_status_body_until_eof() -> None:
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(b"HTTP/1.0 503 Service Unavailable\r\n\r\ncome back later")
+        writer.close()
+
+    async with fake_server(refuse) as fake:
+        with pytest.raises(InvalidStatus) as info:
+            await stargate.connect(fake.url())
+    assert info.value.status == 503
+    assert info.value.body == b"come back later"
+
+
+async def test_bad_accept() -> None:
+    async def wrong(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await read_head(reader)
+        writer.write(switching(head, accept="s3pPLMBiTxaQ9kYGzzhZRbK+xOo="))
+        await reader.read()
+
+    async with fake_server(wrong) as fake:
+        with pytest.raises(InvalidAccept) as info:
+            await stargate.connect(fake.url())
+    assert "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in str(info.value)
+    assert info.value.status == 101
+
+
+async def test_missing_accept() -> None:
+    async def missing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(b"HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+        await reader.read()
+
+    async with fake_server(missing) as fake:
+        with pytest.raises(InvalidAccept, match="missing"):
+            await stargate.connect(fake.url())
+
+
+async def test_bad_hixie76_answer() -> None:
+    async def wrong(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await read_head(reader)
+        await reader.readexactly(8)  # key3
+        host = header(head, "Host") or ""
+        writer.write(
+            b"HTTP/1.1 101 WebSocket Protocol Handshake\r\nUpgrade: WebSocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Location: ws://%s/\r\n\r\n"
+            % host.encode()
+            + b"0123456789abcdef"
+        )
+        await reader.read()
+
+    async with fake_server(wrong) as fake:
+        with pytest.raises(InvalidAccept, match="hixie-76"):
+            await stargate.connect(fake.url(), version=ProtocolVersion.HIXIE_76)
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        ("Sec-WebSocket-Protocol: other\r\n", "subprotocol"),
+        ("Sec-WebSocket-Extensions: x-unknown\r\n", "x-unknown"),
+        ("Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=99\r\n", "deflate"),
+        (
+            "Sec-WebSocket-Extensions: permessage-deflate, permessage-deflate\r\n",
+            "twice",
+        ),
+    ],
+)
+async def test_invalid_response(extra: str, match: str) -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await read_head(reader)
+        writer.write(switching(head, extra=extra))
+        await reader.read()
+
+    async with fake_server(answer) as fake:
+        with pytest.raises(InvalidResponse, match=match) as info:
+            await stargate.connect(fake.url())
+    assert not isinstance(info.value, InvalidAccept)
+
+
+async def test_closed_before_the_response() -> None:
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(b"HTTP/1.1 101 Switching")
+        writer.close()
+
+    async with fake_server(hang_up) as fake:
+        with pytest.raises(InvalidResponse, match="before completing"):
+            await stargate.connect(fake.url())
+
+
+async def test_malformed_response() -> None:
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+        await reader.read()
+
+    async with fake_server(garbage) as fake:
+        with pytest.raises(InvalidResponse, match="malformed"):
+            await stargate.connect(fake.url())
+
+
+async def test_open_timeout_server_never_answers() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+
+    async with fake_server(silent) as fake:
+        started = time.monotonic()
+        with pytest.raises(OpenTimeout) as info:
+            await stargate.connect(fake.url(), open_timeout=0.3)
+    assert 0.25 < time.monotonic() - started < TIMEOUT
+    assert info.value.phase == "handshake"
+    assert isinstance(info.value, TimeoutError)
+    assert "did not answer" in str(info.value)
+
+
+async def test_open_timeout_during_tls() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+
+    async with fake_server(silent) as fake:
+        with pytest.raises(OpenTimeout) as info:
+            await stargate.connect(fake.url().replace("ws:", "wss:"), open_timeout=0.3)
+    assert info.value.phase == "tls"
+
+
+# -- redirects ----------------------------------------------------------------------------------
+
+
+def redirect_to(location: str, status: int = 302) -> object:
+    async def redirect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(
+            f"HTTP/1.1 {status} Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n".encode()
+        )
+        await reader.read()
+
+    return redirect
+
+
+async def test_redirect_refused_by_default(server: AppServer) -> None:
+    target = server.url("/echo")
+    async with fake_server(redirect_to(target)) as fake:  # type: ignore[arg-type]
+        with pytest.raises(RedirectError) as info:
+            await stargate.connect(fake.url())
+    assert info.value.status == 302
+    assert info.value.location == target
+    assert target in str(info.value)
+    assert "follow_redirects" in str(info.value)
+    assert isinstance(info.value, InvalidStatus)
+
+
+async def test_redirect_followed(server: AppServer) -> None:
+    async with fake_server(redirect_to(server.url("/echo"))) as hop2:  # type: ignore[arg-type]
+        # An http:// Location is the same resource over ws:// (RFC 6455 section 3).
+        hop2_url = hop2.url("/start").replace("ws://", "http://")
+        async with fake_server(redirect_to(hop2_url, 307)) as hop1:  # type: ignore[arg-type]
+            with pytest.raises(RedirectError, match="at most 1") as info:
+                await stargate.connect(hop1.url(), follow_redirects=1)
+            assert info.value.location == server.url("/echo")
+            async with stargate.connect(hop1.url(), follow_redirects=2) as ws:
+                assert ws.url == server.url("/echo")
+                await ws.send("followed")
+                assert await ws.receive() == "followed"
+
+
+@pytest.mark.parametrize(
+    ("url", "location", "target"),
+    [
+        ("ws://h:1/a/b", "/c", "ws://h:1/c"),
+        ("ws://h:1/a/b", "c?x", "ws://h:1/a/c?x"),
+        ("wss://h/a", "https://g/", "wss://g/"),
+        ("ws://h/a", "wss://g/", "wss://g/"),
+        ("wss://h/a", "ws://g/", None),  # never from TLS to plain text
+        ("wss://h/a", "http://g/", None),
+        ("ws://h/a", "mailto:x@y", None),
+        ("ws://h/a", "", None),
+    ],
+)
+def test_redirect_target(url: str, location: str, target: str | None) -> None:
+    assert _redirect_target(url, location) == target
+
+
+async def test_redirect_not_to_a_websocket_url() -> None:
+    async with fake_server(redirect_to("ftp://example.com/")) as fake:  # type: ignore[arg-type]
+        with pytest.raises(RedirectError, match="not a WebSocket URL"):
+            await stargate.connect(fake.url(), follow_redirects=3)
+
+
+def test_every_error_is_a_connect_error() -> None:
+    for cls in (
+        ConnectionRefused,
+        DNSError,
+        InvalidAccept,
+        InvalidResponse,
+        InvalidStatus,
+        InvalidURL,
+        OpenTimeout,
+        RedirectError,
+        TLSError,
+    ):
+        assert issubclass(cls, ConnectError)
+        assert issubclass(cls, stargate.StargateError)
