@@ -76,3 +76,7 @@ class ServerConfig:
     legacy_protocols: bool = True
     #: Which browser origins may open WebSockets (same-origin by default, DESIGN.md).
     origin_policy: OriginPolicy = field(default_factory=OriginPolicy)
+    #: The broker that carries group messages between processes (``stargate.brokers``):
+    #: ``None`` or ``memory://`` for one process, ``redis://host:6379/0`` for several.
+    #: Read by :func:`stargate.server.workers.run_workers` (``stargate serve --broker``).
+    broker_url: str | None = None
