@@ -52,6 +52,8 @@ from .support import (
         ("WS://Example.COM:8080/a/b?x=1&y", WebSocketURL(False, "example.com", 8080, "/a/b?x=1&y")),
         ("ws://[::1]:9001/chat", WebSocketURL(False, "::1", 9001, "/chat")),
         ("wss://u:p%40ss@h/", WebSocketURL(True, "h", 443, "/", "u", "p@ss")),
+        ("ws://h/a b/ü?q=é&r=%20", WebSocketURL(False, "h", 80, "/a%20b/%C3%BC?q=%C3%A9&r=%20")),
+        ("ws://bücher.example/", WebSocketURL(False, "xn--bcher-kva.example", 80, "/")),
     ],
 )
 def test_parse_url(url: str, expected: WebSocketURL) -> None:
@@ -81,7 +83,7 @@ def test_host_header(url: str, host_header: str) -> None:
         "ws://host:99999/",
         "ws://host:port/",
         "ws://host/page#fragment",
-        "ws://host/a b",
+        "ws://host/page#",
     ],
 )
 async def test_invalid_url(url: str) -> None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import socket
 import ssl as ssl_module
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit
 
 from ..connection import Connection
 from ..errors import HandshakeError, InvalidHandshakeResponse
@@ -77,6 +78,14 @@ BODY_GRACE = 1.0
 _DEFAULT_PORTS = {"ws": 80, "wss": 443}
 
 
+@functools.cache
+def default_ssl_context() -> ssl_module.SSLContext:
+    """The context of ``wss://`` URLs without ``ssl=``: the system's trusted CAs, the
+    certificate and host name verified.  Made once (loading the CA store takes time) and
+    shared: a context may serve many connections at once."""
+    return ssl_module.create_default_context()
+
+
 # -- URLs ----------------------------------------------------------------------------------
 
 
@@ -117,11 +126,18 @@ def parse_url(url: str) -> WebSocketURL:
     resource = parts.path or "/"
     if parts.query:
         resource += "?" + parts.query
-    if any(ord(c) <= 0x20 or ord(c) >= 0x7F for c in resource):
-        raise InvalidURL(f"space, control or non-ASCII character in the path of {url!r}", url)
+    # Spaces and non-ASCII characters are sent percent-encoded (RFC 3986 section 2.1);
+    # what is already encoded, and the delimiters, stay as they are.
+    resource = quote(resource, safe="!#$%&'()*+,/:;=?@[]~")
+    host = parts.hostname
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")  # the DNS (punycode) form
+        except UnicodeError as exc:
+            raise InvalidURL(f"invalid host name in {url!r}: {exc}", url) from None
     return WebSocketURL(
         secure=scheme == "wss",
-        host=parts.hostname,
+        host=host,
         port=port if port is not None else _DEFAULT_PORTS[scheme],
         resource=resource,
         username=unquote(parts.username) if parts.username is not None else None,
@@ -521,7 +537,7 @@ class _Attempt:
         context = params.ssl
         if target.secure:
             if context is None:
-                context = ssl_module.create_default_context()
+                context = default_ssl_context()
         elif context is not None:
             raise InvalidURL(f"an ssl context was given for a ws:// URL: {self.url!r}", self.url)
         sock = self.sock = await self._tcp_connect(target.host, target.port)
