@@ -25,7 +25,6 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
-from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -89,6 +88,7 @@ class RedisBroker(Broker):
         reconnect_delay: float = 0.1,
         reconnect_max_delay: float = 5.0,
         connect_timeout: float = 2.0,
+        poll_interval: float = 0.05,
         command_timeout: float = 10.0,
     ) -> None:
         super().__init__(max_message_size=max_message_size)
@@ -99,6 +99,9 @@ class RedisBroker(Broker):
         self.max_pending = max_pending
         self.reconnect_delay = reconnect_delay
         self.reconnect_max_delay = reconnect_max_delay
+        #: How long one read waits before the subscriber looks at subscription changes
+        #: (messages are handed over as soon as they arrive).
+        self.poll_interval = poll_interval
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
         self._client: aioredis.Redis | None = None  # subscribes
@@ -156,9 +159,9 @@ class RedisBroker(Broker):
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, *_ERRORS):
-                await task
+        if tasks:
+            # Bounded: a stop must not hang on a connection that does not answer.
+            await asyncio.wait(tasks, timeout=self.connect_timeout)
         self._queue.clear()
         self._confirmed.clear()
         self.subscriber_connected = False
@@ -189,7 +192,11 @@ class RedisBroker(Broker):
 
     async def _subscriber(self) -> None:
         """Keep one subscribed connection whose channels follow ``_wanted``; rebuild it after
-        any failure, with backoff, and report the gap once it is back."""
+        any failure, with backoff, and report the gap once it is back.
+
+        One task does everything on that connection, reading and (un)subscribing in turn:
+        redis-py's asyncio PubSub is not safe for a command sent while another task reads.
+        """
         backoff = _Backoff(self.reconnect_delay, self.reconnect_max_delay)
         lost: set[str] | None = None  # channels wanted while the connection was down
         while True:
@@ -198,11 +205,10 @@ class RedisBroker(Broker):
                 await self._changed.wait()
             assert self._client is not None
             pubsub = self._client.pubsub()
-            reader: asyncio.Task[None] | None = None
             try:
+                self._changed.clear()
                 requested = set(self._wanted)
                 await pubsub.subscribe(*(self._redis_channel(c) for c in requested))
-                reader = asyncio.ensure_future(self._read(pubsub))
                 self.subscriber_connected = True
                 if lost is not None:
                     logger.warning("redis subscriber reconnected to %s", self.url)
@@ -210,25 +216,21 @@ class RedisBroker(Broker):
                     lost = None
                 backoff.reset()
                 while True:
-                    self._changed.clear()
-                    wanted = self._wanted
-                    add, drop = wanted - requested, requested - wanted
-                    if drop:
-                        await pubsub.unsubscribe(*(self._redis_channel(c) for c in drop))
-                        self._confirmed -= drop
-                    if add:
-                        await pubsub.subscribe(*(self._redis_channel(c) for c in add))
-                    requested = set(wanted)
                     if self._changed.is_set():
-                        continue
-                    changed = asyncio.ensure_future(self._changed.wait())
-                    try:
-                        await asyncio.wait((reader, changed), return_when=asyncio.FIRST_COMPLETED)
-                    finally:
-                        changed.cancel()
-                    if reader.done():
-                        reader.result()  # raises what ended it
-                        raise ConnectionError("redis subscriber connection ended")
+                        self._changed.clear()
+                        wanted = set(self._wanted)
+                        if not wanted:
+                            break  # nothing to hear: close the connection until there is
+                        add, drop = wanted - requested, requested - wanted
+                        if drop:
+                            await pubsub.unsubscribe(*(self._redis_channel(c) for c in drop))
+                            self._confirmed -= drop
+                        if add:
+                            await pubsub.subscribe(*(self._redis_channel(c) for c in add))
+                        requested = wanted
+                    message = await pubsub.get_message(timeout=self.poll_interval)
+                    if message is not None:
+                        self._handle(message)
             except _ERRORS as exc:
                 if lost is None:
                     logger.warning(
@@ -242,41 +244,32 @@ class RedisBroker(Broker):
             finally:
                 self.subscriber_connected = False
                 self._confirmed.clear()
-                if reader is not None:
-                    reader.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, *_ERRORS):
-                        await reader
                 with contextlib.suppress(*_ERRORS):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
-            await asyncio.sleep(backoff.next())
+            if lost is not None:
+                await asyncio.sleep(backoff.next())
 
-    async def _read(self, pubsub: PubSub) -> None:
-        prefix = self._prefix
-        size = len(prefix)
-        while True:
-            message: dict[str, Any] | None = await pubsub.get_message(timeout=None)
-            if message is None:
-                continue
-            kind = message["type"]
-            channel_bytes = message["channel"]
-            if not isinstance(channel_bytes, bytes) or not channel_bytes.startswith(prefix):
-                continue
-            channel = channel_bytes[size:].decode("utf-8", "replace")
-            if kind == "message":
-                data = message["data"]
-                if (
-                    isinstance(data, bytes)
-                    and channel in self._wanted  # not after unsubscribe() returned
-                    and self._on_message is not None
-                ):
-                    try:
-                        self._on_message(channel, data)
-                    except Exception:
-                        logger.exception("%r: message handler failed", self)
-            elif kind == "subscribe":
-                self._confirmed.add(channel)
-            elif kind == "unsubscribe":
-                self._confirmed.discard(channel)
+    def _handle(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        channel_bytes = message["channel"]
+        if not isinstance(channel_bytes, bytes) or not channel_bytes.startswith(self._prefix):
+            return
+        channel = channel_bytes[len(self._prefix) :].decode("utf-8", "replace")
+        if kind == "message":
+            data = message["data"]
+            if (
+                isinstance(data, bytes)
+                and channel in self._wanted  # not after unsubscribe() returned
+                and self._on_message is not None
+            ):
+                try:
+                    self._on_message(channel, data)
+                except Exception:
+                    logger.exception("%r: message handler failed", self)
+        elif kind == "subscribe":
+            self._confirmed.add(channel)
+        elif kind == "unsubscribe":
+            self._confirmed.discard(channel)
 
     # -- publishing ----------------------------------------------------------------------------
 
