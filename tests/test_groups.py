@@ -294,3 +294,162 @@ def test_group_send_without_members_does_nothing() -> None:
     group.send(b"nobody")
     assert len(group) == 0 and list(group) == []
     assert repr(group) == "<Group 'empty' members=0>"
+
+
+# -- the hub: names, one connection, everyone, encode once, order --------------------------------
+
+
+def hub_app(hub: Any, handler: Any, **accept: Any) -> Any:
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        upgrade = environ.get(ENVIRON_KEY)
+        assert upgrade is not None
+        upgrade.accept(handler, **accept)
+        return []
+
+    return app
+
+
+@pytest.mark.asyncio
+async def test_every_handle_of_a_name_is_the_same_group(start_server: StartServer) -> None:
+    from stargate.groups import Hub
+
+    hub = Hub()
+
+    async def member(ws: WebSocket) -> None:
+        Group("job:1", hub=hub).add(ws)  # one handle adds ...
+
+    server = await start_server(hub_app(hub, member))
+    async with connect(f"ws://127.0.0.1:{server.port}/") as client:
+        other = hub.group("job:1")  # ... another one, looked up by name, sends
+        await eventually(lambda: len(other) == 1)
+        assert hub.groups() == {"job:1": 1}
+        other.send("by name")
+        hub.send("job:1", "through the hub")
+        assert await client.recv() == "by name"
+        assert await client.recv() == "through the hub"
+        assert len(Group("job:2", hub=hub)) == 0  # another name, another group
+        assert len(Group(hub=hub)) == 0 and Group(hub=hub).local  # anonymous: its own
+        (member_ws,) = list(other)
+        assert member_ws in Group("job:1", hub=hub)
+    await eventually(lambda: hub.groups() == {})
+
+
+@pytest.mark.asyncio
+async def test_send_to_one_connection_and_to_everyone(start_server: StartServer) -> None:
+    from stargate.groups import Hub
+
+    hub = Hub()
+    ids: list[str] = []
+
+    async def handler(ws: WebSocket) -> None:
+        if ws.path == "/member":
+            hub.group("room").add(ws)
+            return
+        ids.append(hub.register(ws))  # reachable, but not kept open by the hub
+        async for message in ws:
+            await ws.send(message)
+
+    server = await start_server(hub_app(hub, handler))
+    base = f"ws://127.0.0.1:{server.port}"
+    async with connect(base + "/solo") as solo, connect(base + "/member") as member:
+        await eventually(lambda: hub.connections == 2 and bool(ids))
+        hub.send_to(ids[0], "only you")
+        hub.send_all(b"everyone")
+        hub.group("room").send("members only")
+        assert await solo.recv() == "only you"
+        assert await solo.recv() == b"everyone"
+        assert await member.recv() == b"everyone"
+        assert await member.recv() == "members only"
+        await solo.send("echo")
+        assert await solo.recv() == "echo"  # nothing else reached solo
+    await eventually(lambda: hub.connections == 0)
+
+
+@pytest.mark.asyncio
+async def test_a_broadcast_is_encoded_once_per_frame_family(
+    start_server: StartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stargate.connection import Connection
+    from stargate.extensions.permessage_deflate import PerMessageDeflateOffer
+    from stargate.groups import Hub
+
+    encoded: list[str | bytes] = []
+    original = Connection.encode_shared
+
+    def counting(self: Connection, message: Any) -> bytes:
+        encoded.append(message)
+        return original(self, message)
+
+    monkeypatch.setattr(Connection, "encode_shared", counting)
+    hub = Hub()
+
+    async def member(ws: WebSocket) -> None:
+        hub.group("fanout").add(ws)
+
+    offer = PerMessageDeflateOffer(server_no_context_takeover=True)
+    server = await start_server(
+        hub_app(hub, member), websocket=WebSocketOptions(compression=offer)
+    )
+    url = f"ws://127.0.0.1:{server.port}/"
+    clients = [await connect(url) for _ in range(5)]  # compressing: one family
+    clients += [await connect(url, compression=None) for _ in range(5)]  # plain: another
+    try:
+        await eventually(lambda: len(hub.group("fanout")) == 10)
+        families = {ws.frame_family for ws in hub.group("fanout")}
+        assert len(families) == 2
+        text = "compressible " * 100
+        hub.send("fanout", text)
+        for client in clients:
+            assert await client.recv() == text
+        assert encoded == [text, text]  # once per family, not once per member
+    finally:
+        for client in clients:
+            await client.close()
+
+
+@pytest.mark.asyncio
+async def test_order_per_publisher_from_threads(start_server: StartServer) -> None:
+    group = Group("ordered")
+
+    async def member(ws: WebSocket) -> None:
+        group.add(ws)
+
+    server = await start_server(group_app(group, member))
+    async with connect(f"ws://127.0.0.1:{server.port}/") as a, connect(
+        f"ws://127.0.0.1:{server.port}/"
+    ) as b:
+        await eventually(lambda: len(group) == 2)
+
+        def publish(name: str) -> None:
+            for i in range(300):
+                group.send(f"{name}:{i}")
+
+        threads = [threading.Thread(target=publish, args=(name,)) for name in "xyz"]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for client in (a, b):
+            got: dict[str, list[int]] = {"x": [], "y": [], "z": []}
+            for _ in range(900):
+                name, _, i = str(await asyncio.wait_for(client.recv(), TIMEOUT)).partition(":")
+                got[name].append(int(i))
+            assert got == {name: list(range(300)) for name in "xyz"}
+
+
+def test_configure_gives_the_default_hub_a_broker() -> None:
+    from stargate.brokers.memory import MemoryBroker
+    from stargate.groups import Hub, configure, default_hub, set_default_hub
+
+    previous = default_hub()
+    try:
+        hub = Hub()
+        set_default_hub(hub)
+        group = Group("configured")
+        assert group.hub is hub
+        broker = MemoryBroker("configure-test")
+        assert configure(broker) is hub and hub.broker is broker and group.hub.broker is broker
+        configure("memory://")
+        assert isinstance(hub.broker, MemoryBroker) and hub.broker is not broker
+    finally:
+        set_default_hub(previous)
