@@ -453,3 +453,46 @@ def test_configure_gives_the_default_hub_a_broker() -> None:
         assert isinstance(hub.broker, MemoryBroker) and hub.broker is not broker
     finally:
         set_default_hub(previous)
+
+
+@pytest.mark.asyncio
+async def test_sends_from_a_thread_share_one_wakeup_and_one_write_per_member(
+    start_server: StartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes: list[int] = []
+    original = WebSocket.send_encoded
+
+    def counting(self: WebSocket, frame: bytes) -> None:
+        writes.append(len(frame))
+        original(self, frame)
+
+    monkeypatch.setattr(WebSocket, "send_encoded", counting)
+    group = Group("batched")
+    joined: list[SyncWebSocket] = []
+
+    def member(ws: SyncWebSocket) -> None:
+        group.add(ws)
+        group.send("welcome")  # after the add, from the same thread: the member gets it
+        joined.append(ws)
+
+    server = await start_server(group_app(group, member))
+    async with connect(f"ws://127.0.0.1:{server.port}/") as client:
+        assert await client.recv() == "welcome"
+        await eventually(lambda: len(group) == 1 and bool(joined))
+        writes.clear()
+        posted = threading.Event()
+
+        def publish() -> None:
+            for i in range(100):
+                group.send(f"m{i}")
+            group.send(b"x" * 70_000)  # past the batch size: a write of its own
+            group.send("last")
+            posted.set()
+
+        threading.Thread(target=publish).start()
+        posted.wait(TIMEOUT)  # the loop is held while the thread posts: all of it waits
+        for i in range(100):
+            assert await client.recv() == f"m{i}"
+        assert await client.recv() == b"x" * 70_000
+        assert await client.recv() == "last"
+        assert len(writes) == 3  # 100 messages in one write, then the large one, then "last"

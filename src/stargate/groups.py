@@ -31,10 +31,10 @@ import asyncio
 import logging
 import os
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .brokers import Broker, BrokerGap, make_broker
 from .brokers.envelope import HEADER_SIZE, EnvelopeError, Kind, decode, encode
@@ -67,19 +67,70 @@ def _normalize(message: str | BytesLike) -> Message:
     return bytes(message)
 
 
-def _call(loop: asyncio.AbstractEventLoop, func: Callable[..., object], *args: object) -> None:
-    """Run ``func(*args)`` on ``loop``: now if we are on it, else as soon as it can."""
-    try:
-        running = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
-    if running is loop:
-        func(*args)
-    else:
-        try:
-            loop.call_soon_threadsafe(func, *args)
-        except RuntimeError:  # the loop is closed: its connections are gone with it
-            logger.debug("%r closed: %r dropped", loop, func)
+#: A combined write of messages sent from other threads carries at most this many bytes
+#: (past it, the next messages go in another write).
+_MAX_BATCH = 64 * 1024
+
+
+class _Mailbox:
+    """What other threads ask of one event loop, in order, with one wakeup per batch.
+
+    A send from a worker thread (a WSGI view, a sync handler) is queued here rather than
+    scheduled on its own: the loop is woken once for whatever accumulated, and consecutive
+    sends to one group go out as **one write per member** (the frames of every message, each
+    encoded once per frame family, joined).  Joins and leaves go through the same queue, so
+    the operations of one thread keep their order.
+    """
+
+    __slots__ = ("hub", "items", "loop", "scheduled")
+
+    def __init__(self, hub: Hub, loop: asyncio.AbstractEventLoop) -> None:
+        self.hub = hub
+        self.loop = loop
+        #: ``(func, args)``; ``func`` is ``None`` for a group send ``(state, name, message)``.
+        self.items: deque[tuple[Callable[..., object] | None, tuple[Any, ...]]] = deque()
+        self.scheduled = False
+
+    def post(self, func: Callable[..., object] | None, args: tuple[Any, ...]) -> None:
+        self.items.append((func, args))
+        if not self.scheduled:
+            # Read after the append: a drain that already cleared the flag also takes this
+            # item, or we schedule another (harmless if it finds nothing).
+            self.scheduled = True
+            try:
+                self.loop.call_soon_threadsafe(self.drain)
+            except RuntimeError:  # the loop is closed: its connections are gone with it
+                self.items.clear()
+
+    def drain(self) -> None:
+        self.scheduled = False
+        items = self.items
+        hub = self.hub
+        batch: list[Message] = []
+        batch_state: _GroupState | None = None
+        batch_name = ""
+        size = 0
+        for _ in range(len(items)):
+            func, args = items.popleft()
+            if func is None:
+                state, name, message = args
+                if state is batch_state and size + len(message) <= _MAX_BATCH:
+                    batch.append(message)
+                    size += len(message)
+                    continue
+                if batch_state is not None:
+                    hub._send_batch(batch_state, batch_name, batch)
+                batch_state, batch_name, batch, size = state, name, [message], len(message)
+                continue
+            if batch_state is not None:
+                hub._send_batch(batch_state, batch_name, batch)
+                batch_state, batch = None, []
+            try:
+                func(*args)
+            except Exception:
+                logger.exception("%r: %r failed", hub, func)
+        if batch_state is not None:
+            hub._send_batch(batch_state, batch_name, batch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +196,7 @@ class Hub:
         self._sequence = 0
         self._last_seen: OrderedDict[bytes, int] = OrderedDict()
         self._gap_callbacks: list[Callable[[Gap], object]] = []
+        self._mailboxes: dict[asyncio.AbstractEventLoop, _Mailbox] = {}
         #: Envelopes from the broker refused as malformed, oversized or of another version.
         self.rejected = 0
         #: Gaps reported so far, and the last one.
@@ -153,6 +205,32 @@ class Hub:
 
     def __repr__(self) -> str:
         return f"<Hub {self.id} {self._broker!r} groups={len(self._groups)}>"
+
+    # -- running things on a loop -------------------------------------------------------------
+
+    def _call(
+        self, loop: asyncio.AbstractEventLoop, func: Callable[..., object], *args: Any
+    ) -> None:
+        """Run ``func(*args)`` on ``loop``: now if we are on it, else through its mailbox."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            func(*args)
+        else:
+            self._mailbox(loop).post(func, args)
+
+    def _mailbox(self, loop: asyncio.AbstractEventLoop) -> _Mailbox:
+        mailbox = self._mailboxes.get(loop)
+        if mailbox is None:
+            with self._lock:
+                mailbox = self._mailboxes.get(loop)
+                if mailbox is None:
+                    for old in [old for old in self._mailboxes if old.is_closed()]:
+                        del self._mailboxes[old]
+                    mailbox = self._mailboxes[loop] = _Mailbox(self, loop)
+        return mailbox
 
     # -- configuration and lifetime ------------------------------------------------------------
 
@@ -267,7 +345,7 @@ class Hub:
             elif state.loop is not loop:
                 raise ValueError("a group serves the connections of one event loop")
             state.pending += 1
-        _call(loop, self._joined, state, ws)
+        self._call(loop, self._joined, state, ws)
 
     def _joined(self, state: _GroupState, ws: WebSocket) -> None:
         with self._lock:
@@ -324,7 +402,7 @@ class Hub:
         group (a group member is registered by joining); returns its :meth:`connection_id`.
         Unlike group membership, it does not keep the connection open."""
         inner = _unwrap(ws)
-        _call(inner._loop, self._register_local, inner)
+        self._call(inner._loop, self._register_local, inner)
         return self.connection_id(inner)
 
     def _register_local(self, ws: WebSocket) -> None:
@@ -366,7 +444,7 @@ class Hub:
         """Make the broker's subscription to ``channel`` follow the local members."""
         loop = self._broker.loop
         if loop is not None and not loop.is_closed():
-            _call(loop, self._sync_now, channel)
+            self._call(loop, self._sync_now, channel)
 
     def _sync_now(self, channel: str) -> None:
         broker = self._broker
@@ -403,7 +481,14 @@ class Hub:
             self._check_size(name, message)
         loop = state.loop if state is not None else None
         if loop is not None and not loop.is_closed():
-            _call(loop, self._send_now, state, name, message)
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is loop:
+                self._send_now(state, name, message)  # type: ignore[arg-type]
+            else:
+                self._mailbox(loop).post(None, (state, name, message))
         elif not local:
             self._publish_soon(Kind.GROUP, name, message)
 
@@ -412,6 +497,38 @@ class Hub:
         self._deliver(state, message)
         if state.channel is not None:
             self._publish_soon(Kind.GROUP, name, message)
+
+    def _send_batch(self, state: _GroupState, name: str, messages: list[Message]) -> None:
+        """On the group's loop: several messages in one write per member, then one publish
+        each, in order."""
+        if len(messages) == 1:
+            self._send_now(state, name, messages[0])
+            return
+        members = state.members
+        for sends in list(state.families.values()):
+            if not sends:
+                continue
+            first = members.get(next(iter(sends)))
+            if first is None:
+                continue
+            encode = first._conn.encode_shared
+            frames = []
+            for message in messages:
+                try:
+                    frames.append(encode(message))
+                except TypeError:
+                    continue  # binary to hixie connections: they cannot carry it
+            if not frames:
+                continue
+            joined = b"".join(frames)
+            for send in tuple(sends.values()):
+                try:
+                    send(joined)
+                except Exception:  # a closing member: it leaves by its close callback
+                    logger.debug("%r: a send to a member of %r skipped", self, state.name)
+        if state.channel is not None:
+            for message in messages:
+                self._publish_soon(Kind.GROUP, name, message)
 
     def _deliver(self, state: _GroupState, message: Message) -> None:
         members = state.members
@@ -453,7 +570,7 @@ class Hub:
                 return
         else:
             ws = _unwrap(connection)
-        _call(ws._loop, self._send_one, ws, msg)
+        self._call(ws._loop, self._send_one, ws, msg)
 
     @staticmethod
     def _send_one(ws: WebSocket, message: Message) -> None:
@@ -476,7 +593,7 @@ class Hub:
         with self._lock:
             loops = {ws._loop for ws in self._known.values()}
         for loop in loops:
-            _call(loop, self._deliver_all_now, loop, message)
+            self._call(loop, self._deliver_all_now, loop, message)
 
     def _deliver_all_now(self, loop: asyncio.AbstractEventLoop, message: Message) -> None:
         frames: dict[str, bytes | None] = {}
@@ -515,7 +632,7 @@ class Hub:
     def _publish_soon(self, kind: Kind, target: str, message: Message) -> None:
         loop = self._broker.loop
         if loop is not None and not loop.is_closed():
-            _call(loop, self._publish, kind, target, message)
+            self._call(loop, self._publish, kind, target, message)
 
     def _publish(self, kind: Kind, target: str, message: Message) -> None:
         """On the broker's loop: one envelope, one publish, numbered in publish order."""
@@ -572,13 +689,13 @@ class Hub:
                 return
             state = self._groups.get(envelope.target)
             if state is not None and state.loop is not None:
-                _call(state.loop, self._deliver, state, envelope.message)
+                self._call(state.loop, self._deliver, state, envelope.message)
         elif kind is Kind.CONNECTION:
             hub_id, _, local_id = envelope.target.rpartition(".")
             if hub_id == self.id and local_id.isdigit():
                 ws = self._known.get(int(local_id))
                 if ws is not None:
-                    _call(ws._loop, self._send_one, ws, envelope.message)
+                    self._call(ws._loop, self._send_one, ws, envelope.message)
         else:
             self._deliver_all(envelope.message)
 
@@ -638,7 +755,7 @@ class Group:
         inner = _unwrap(ws)
         state = self._peek()
         if state is not None:
-            _call(inner._loop, self.hub._leave, state, inner, False)
+            self.hub._call(inner._loop, self.hub._leave, state, inner, False)
 
     def send(self, message: str | BytesLike) -> None:
         """Send ``message`` (``str``: text, bytes: binary) to every member in every process;
