@@ -236,6 +236,18 @@ async def test_handshake_status_body_until_eof() -> None:
     assert info.value.body == b"come back later"
 
 
+async def test_handshake_status_body_cut_short_by_the_open_timeout() -> None:
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 100\r\n\r\nslow down")
+        await reader.read()  # the other 91 bytes never come
+
+    async with fake_server(refuse) as fake:
+        with pytest.raises(InvalidStatus) as info:
+            await stargate.connect(fake.url(), open_timeout=0.3)
+    assert (info.value.status, info.value.body) == (429, b"slow down")
+
+
 async def test_bad_accept() -> None:
     async def wrong(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await read_head(reader)

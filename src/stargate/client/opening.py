@@ -432,15 +432,19 @@ class _ClientProtocol(asyncio.Protocol):
         if len(body) >= self._body_wanted or body.endswith(b"0\r\n\r\n"):
             self._refusal_done()
 
+    def take_refusal(self) -> InvalidStatus | None:
+        """The refusal still waiting for its body, with the body received so far."""
+        refusal, self._refusal = self._refusal, None
+        if refusal is not None:
+            if self._body_timer is not None:
+                self._body_timer.cancel()
+            refusal.body = bytes(self._received[self._body_start :][:BODY_PREFIX])
+        return refusal
+
     def _refusal_done(self) -> None:
-        refusal = self._refusal
-        if refusal is None:
-            return
-        self._refusal = None
-        if self._body_timer is not None:
-            self._body_timer.cancel()
-        refusal.body = bytes(self._received[self._body_start :][:BODY_PREFIX])
-        self._fail(refusal)
+        refusal = self.take_refusal()
+        if refusal is not None:
+            self._fail(refusal)
 
     def _fail(self, exc: BaseException) -> None:
         if not self.opened.done():
@@ -500,7 +504,11 @@ class _Attempt:
             async with timeout:
                 return await self._open()
         except TimeoutError as exc:
+            refusal = self.protocol.take_refusal() if self.protocol is not None else None
             self._cleanup()
+            if refusal is not None:
+                # The refusal was in, only its body was late: the refusal is the news.
+                raise refusal from None
             if timeout.expired():
                 raise OpenTimeout(
                     f"{self.url}: not open within {self.params.options.open_timeout} s "
