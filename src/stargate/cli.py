@@ -128,6 +128,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "target", help="module:attribute of a WSGI app or a Routes table, or a .ini file"
     )
     _add_server_options(serve_cmd, 8000)
+    serve_cmd.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes sharing the port (1); more than 1 needs --broker",
+    )
+    serve_cmd.add_argument(
+        "--broker",
+        metavar="URL",
+        help="group broker: memory:// (default, one process) or redis://HOST:6379/0",
+    )
     echo_cmd = commands.add_parser("echo", help="echo WebSocket at every path")
     _add_server_options(echo_cmd, 9001)
     demo_cmd = commands.add_parser("demo", help="chat page and WebSocket on one port")
@@ -151,6 +162,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         scheme = "https" if config.ssl_context else "http"
         print(f"stargate {args.command}: {scheme}://{server.host}:{server.port}/", flush=True)
 
+    if args.command == "serve":
+        from .server.workers import run_workers
+
+        config = replace(config, broker_url=args.broker)
+        return run_workers(args.target, config, args.workers, args.broker, ready=ready)
     serve(app, config, ready=ready)
     return 0
 
