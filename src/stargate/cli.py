@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from .client import cli as client_cli
 from .extensions.permessage_deflate import PerMessageDeflateOffer
 from .handshake import OriginPolicy
 from .limits import Limits, MiB
@@ -143,7 +144,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_server_options(echo_cmd, 9001)
     demo_cmd = commands.add_parser("demo", help="chat page and WebSocket on one port")
     _add_server_options(demo_cmd, 8000)
+    client_cli.add_arguments(commands.add_parser("client", help=client_cli.HELP))
     args = parser.parse_args(argv)
+    if args.command == "client":
+        return client_cli.run_args(args)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -21,7 +21,7 @@ from stargate.protocol import Role
 from stargate.server import Routes, WebSocket
 
 #: Upper bound of every wait in these tests: a bug makes a test fail, never hang.
-TIMEOUT = 5.0
+TIMEOUT = 20.0  # a bound (subprocess start-up on a loaded 2-core machine), never a wait
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

@@ -397,7 +397,9 @@ class WebSocket:
         timeout = self._options.ping_timeout
         if timeout:
             timer = self._loop.call_later(timeout, self._keepalive_timeout, waiter)
-            waiter.add_done_callback(lambda _: timer.cancel())
+            # Retrieve the outcome too: a connection lost while the ping waits sets an
+            # exception nobody else reads ("Future exception was never retrieved").
+            waiter.add_done_callback(lambda f: _ping_settled(f, timer))
             self._timers.append(timer)
         self._schedule_ping()
 
@@ -506,3 +508,9 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         return None
+
+
+def _ping_settled(waiter: asyncio.Future[float], timer: asyncio.TimerHandle) -> None:
+    timer.cancel()
+    if not waiter.cancelled():
+        waiter.exception()
