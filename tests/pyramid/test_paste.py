@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
-import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 import webtest
@@ -158,6 +159,16 @@ def pserve_command() -> list[str]:
     return [sys.executable, "-m", "pyramid.scripts.pserve"]
 
 
+def pump(stream: IO[str], lines: queue.Queue[str]) -> None:
+    """Copy a process's output lines into ``lines``; an empty string marks the end."""
+    try:
+        for line in stream:
+            lines.put(line)
+    except (OSError, ValueError):  # the stream was closed under us at teardown
+        pass
+    lines.put("")
+
+
 @pytest.fixture
 def run_server(tmp_path: Path) -> Iterator[Any]:
     """``run_server(command)``: start it in ``tmp_path`` (not the repository: the example
@@ -176,15 +187,17 @@ def run_server(tmp_path: Path) -> Iterator[Any]:
         )
         processes.append(process)
         assert process.stdout is not None
+        # A thread reads the output: select() on the pipe misses lines that readline()
+        # already buffered, which made this fixture wait out its deadline now and then.
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=pump, args=(process.stdout, lines), daemon=True).start()
         deadline = time.monotonic() + TIMEOUT
         output = []
         while time.monotonic() < deadline:
-            ready, _, _ = select.select([process.stdout], [], [], 0.1)
-            if not ready:
-                if process.poll() is not None:
-                    break
+            try:
+                line = lines.get(timeout=0.1)
+            except queue.Empty:
                 continue
-            line = process.stdout.readline()
             if not line:
                 break
             output.append(line)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import signal
 import ssl
 import sys
 import threading
@@ -172,6 +173,9 @@ async def _send_lines(ws: ClientWebSocket, lines: asyncio.Queue[str | None]) -> 
 
 def run_args(args: argparse.Namespace) -> int:
     """Run the client with parsed arguments; the exit status."""
+    # A process started in the background by a non-interactive shell inherits SIGINT
+    # ignored; Ctrl-C (and the SIGINT of a supervisor) must still close the session.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return asyncio.run(session(args, sys.stdin, sys.stdout, sys.stderr))
     except KeyboardInterrupt:  # a second Ctrl-C while closing
