@@ -30,14 +30,14 @@ import concurrent.futures
 import os
 import ssl as ssl_module
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 
+from ..endpoint import SyncWebSocketBase
 from ..errors import ConnectionClosed
 from ..extensions.permessage_deflate import PerMessageDeflateClientOffer
 from ..handshake import Response
 from ..limits import KiB, Limits
-from ..masking import BytesLike
 from ..protocol import CloseCode, ProtocolVersion
 from .opening import DEFAULT_COMPRESSION, USER_AGENT, ConnectParams, open_connection
 from .websocket import ClientWebSocket, Message
@@ -88,22 +88,16 @@ def background_loop() -> asyncio.AbstractEventLoop:
     return _loop_thread.get()
 
 
-class SyncClientWebSocket:
+class SyncClientWebSocket(SyncWebSocketBase[ClientWebSocket]):
     """A blocking client connection: ``receive()``, ``send()``, iteration, ``ping()``,
     ``close()``, a ``with`` block.  The same semantics as the async
     :class:`~stargate.client.websocket.ClientWebSocket` it wraps (``ws``)."""
 
     def __init__(self, ws: ClientWebSocket, loop: asyncio.AbstractEventLoop) -> None:
-        self.ws = ws
-        self._loop = loop
         assert ws._sync_cond is not None
-        self._cond = ws._sync_cond
+        super().__init__(ws, loop, ws._sync_cond)
 
     # -- what the application reads ------------------------------------------------------
-
-    @property
-    def id(self) -> int:
-        return self.ws.id
 
     @property
     def url(self) -> str:
@@ -114,10 +108,6 @@ class SyncClientWebSocket:
         return self.ws.response
 
     @property
-    def subprotocol(self) -> str | None:
-        return self.ws.subprotocol
-
-    @property
     def extensions(self) -> str | None:
         return self.ws.extensions
 
@@ -126,31 +116,12 @@ class SyncClientWebSocket:
         return self.ws.compression
 
     @property
-    def version(self) -> ProtocolVersion:
-        return self.ws.version
-
-    @property
     def remote_address(self) -> tuple[str, int] | None:
         return self.ws.remote_address
 
     @property
     def local_address(self) -> tuple[str, int] | None:
         return self.ws.local_address
-
-    @property
-    def closed(self) -> bool:
-        return self.ws.closed
-
-    @property
-    def close_code(self) -> int | None:
-        return self.ws.close_code
-
-    @property
-    def close_reason(self) -> str:
-        return self.ws.close_reason
-
-    def __repr__(self) -> str:
-        return "<Sync" + repr(self.ws)[1:]
 
     # -- receiving -------------------------------------------------------------------------
 
@@ -161,15 +132,7 @@ class SyncClientWebSocket:
         ws = self.ws
         if ws._held is not None:
             self._loop.call_soon_threadsafe(ws._maybe_flush_held)
-        with self._cond:
-            if not ws._inbox and not ws.closed:
-                self._cond.wait_for(lambda: bool(ws._inbox) or ws.closed, timeout)
-            if ws._inbox:
-                message = ws._inbox.popleft()
-            elif ws.closed:
-                raise ws._closed_error()
-            else:
-                raise TimeoutError("no message within the timeout")
+        message = self._pop(timeout)
         if ws._reading_paused or ws._held is not None:
             self._loop.call_soon_threadsafe(self._taken)
         return message
@@ -182,23 +145,6 @@ class SyncClientWebSocket:
         if ws._reading_paused and len(ws._inbox) <= ws._options.max_queue // 2:
             ws._resume_reading()
 
-    def __iter__(self) -> Iterator[Message]:
-        """Every message until the connection closes (whatever the close code)."""
-        while True:
-            try:
-                yield self.receive()
-            except ConnectionClosed:
-                return
-
-    # -- sending ---------------------------------------------------------------------------
-
-    def send(self, message: Message | BytesLike) -> None:
-        """Send a text (``str``) or binary message; returns once the transport is below its
-        high-water mark (the server reads); raises ConnectionClosed once closing."""
-        done: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._loop.call_soon_threadsafe(self.ws._send_blocking, message, done)
-        done.result()
-
     def ping(self, payload: bytes | None = None, timeout: float | None = None) -> float:
         """Ping and wait for the pong; returns the round trip in seconds."""
         future = asyncio.run_coroutine_threadsafe(self.ws.ping(payload), self._loop)
@@ -207,10 +153,6 @@ class SyncClientWebSocket:
         except concurrent.futures.TimeoutError:
             future.cancel()
             raise TimeoutError("no pong within the timeout") from None
-
-    def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
-        """Close and wait until the connection is closed (at most ``close_timeout``)."""
-        asyncio.run_coroutine_threadsafe(self.ws.close(code, reason), self._loop).result()
 
     def __enter__(self) -> SyncClientWebSocket:
         return self

@@ -12,28 +12,25 @@ for at most ``close_timeout`` seconds.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import itertools
 import logging
-import os
-import threading
-from collections import deque
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from ..connection import Connection, ConnectionState
+from ..endpoint import Message as Message  # re-exported: the type of a message
+from ..endpoint import WebSocketBase
 from ..errors import ConnectionClosed
 from ..events import BinaryMessage, CloseReceived, Pong, ProtocolViolation, TextMessage
 from ..extensions.permessage_deflate import PerMessageDeflateClientOffer
 from ..handshake import Response
 from ..limits import KiB, Limits
 from ..masking import BytesLike
-from ..protocol import CloseCode, ProtocolVersion
+from ..protocol import CloseCode
 
 logger = logging.getLogger("stargate.client")
 
-Message = str | bytes
 _ids = itertools.count(1)
-_Waiter = asyncio.Future[None] | concurrent.futures.Future[None]
 
 #: How long a close frame (our echo of the server's, or our answer to a protocol error) is
 #: held back while the application still has messages to read that arrived before it.
@@ -75,12 +72,14 @@ class ClientOptions:
             raise ValueError("close_timeout must be positive")
 
 
-class ClientWebSocket:
+class ClientWebSocket(WebSocketBase[ClientOptions]):
     """One open client connection (async API); made by :func:`stargate.connect`.
 
     Every method must be called on the event loop's thread that opened it; the blocking
     client (:mod:`stargate.client.sync`) wraps it for other threads.
     """
+
+    _logger: ClassVar[logging.Logger] = logger
 
     def __init__(
         self,
@@ -93,29 +92,14 @@ class ClientWebSocket:
         subprotocol: str | None = None,
         extensions: str | None = None,
     ) -> None:
+        super().__init__(connection, loop=loop, options=options, subprotocol=subprotocol)
         self.id = next(_ids)
         #: The URL this connection was opened with (after redirects, the last one).
         self.url = url
         #: The server's 101 response: ``response.headers`` has every header it sent.
         self.response = response
-        #: The subprotocol the server selected among those offered, or ``None``.
-        self.subprotocol = subprotocol
         #: The negotiated ``Sec-WebSocket-Extensions`` value, or ``None`` (no compression).
         self.extensions = extensions
-        self._conn = connection
-        self._loop = loop
-        self._options = options
-        self._transport: asyncio.Transport | None = None
-        self._inbox: deque[Message] = deque()
-        self._waiter: asyncio.Future[None] | None = None
-        self._sync_cond: threading.Condition | None = None
-        self._reading_paused = False
-        self._writing_paused = False
-        self._drain_waiters: list[_Waiter] = []
-        self._pong_waiters: dict[bytes, tuple[float, asyncio.Future[float]]] = {}
-        self._closed: asyncio.Future[None] = loop.create_future()
-        self._timers: list[asyncio.TimerHandle] = []
-        self._close_timer: asyncio.TimerHandle | None = None
         # A close frame held back while older messages are unread (see ANSWER_GRACE).
         self._held: bytes | None = None
         self._held_messages = 0
@@ -124,28 +108,9 @@ class ClientWebSocket:
     # -- what the application reads ------------------------------------------------------
 
     @property
-    def version(self) -> ProtocolVersion:
-        return self._conn.version
-
-    @property
     def compression(self) -> bool:
         """Whether permessage-deflate was negotiated."""
         return self.extensions is not None
-
-    @property
-    def closed(self) -> bool:
-        """Whether the connection is closed (the transport is gone)."""
-        return self._closed.done()
-
-    @property
-    def close_code(self) -> int | None:
-        """The close code once closed: the server's (or ours, if we closed first), 1005
-        for a close frame without a code, 1006 when the transport ended abruptly."""
-        return self._conn.close_code if self._closed.done() else None
-
-    @property
-    def close_reason(self) -> str:
-        return self._conn.close_reason
 
     @property
     def remote_address(self) -> tuple[str, int] | None:
@@ -175,68 +140,17 @@ class ClientWebSocket:
         every message received before is consumed.
         """
         self._maybe_flush_held()
-        while not self._inbox:
-            if self._closed.done():
-                raise self._closed_error()
-            waiter = self._waiter = self._loop.create_future()
-            try:
-                await waiter
-            finally:
-                self._waiter = None
-        return self._take()
-
-    def _take(self) -> Message:
-        """Pop the next message (the inbox is not empty); resume reading if it was paused."""
-        message = self._inbox.popleft()
+        message = await super().receive()
+        # Taken with no await in between: count it against a close held back meanwhile.
         if self._held is not None:
             self._held_messages -= 1
-        if self._reading_paused and len(self._inbox) <= self._options.max_queue // 2:
-            self._resume_reading()
         return message
 
-    def __aiter__(self) -> ClientWebSocket:
-        return self
-
-    async def __anext__(self) -> Message:
-        """``async for message in ws`` ends when the connection closes, whatever the code
-        (read :attr:`close_code` to tell a normal end from a failure)."""
-        try:
-            return await self.receive()
-        except ConnectionClosed:
-            raise StopAsyncIteration from None
-
     # -- sending ---------------------------------------------------------------------------
-
-    async def send(self, message: Message | BytesLike) -> None:
-        """Send a text (``str``) or binary message; waits while the server is slow to read.
-
-        Raises :class:`~stargate.errors.ConnectionClosed` once the closing handshake has
-        started or the connection is closed.
-        """
-        self._write(self._conn.encode_message(message))
-        if self._writing_paused:
-            waiter: asyncio.Future[None] = self._loop.create_future()
-            self._drain_waiters.append(waiter)
-            await waiter
 
     def send_nowait(self, message: Message | BytesLike) -> None:
         """Send without waiting for the server to read (the transport buffers it)."""
         self._write(self._conn.encode_message(message))
-
-    def _send_blocking(
-        self, message: Message | BytesLike, done: concurrent.futures.Future[None]
-    ) -> None:
-        """The loop side of a blocking ``send``: ``done`` resolves once the transport is
-        below its high-water mark again."""
-        try:
-            self._write(self._conn.encode_message(message))
-        except BaseException as exc:
-            done.set_exception(exc)
-            return
-        if self._writing_paused:
-            self._drain_waiters.append(done)
-        else:
-            done.set_result(None)
 
     def _write(self, data: bytes) -> None:
         if self._closed.done() or (
@@ -246,33 +160,6 @@ class ClientWebSocket:
         transport = self._transport
         assert transport is not None
         transport.write(data)
-
-    async def ping(self, payload: bytes | None = None) -> float:
-        """Send a ping and wait for its pong; returns the round trip in seconds.
-
-        A pong also answers every earlier ping still waiting (RFC 6455 section 5.5.3 lets a
-        peer answer only the most recent one).  Not available on hixie connections.
-        """
-        if payload is None:
-            payload = os.urandom(4)
-        if payload in self._pong_waiters:
-            raise ValueError("a ping with this payload is already waiting for its pong")
-        self._conn.send_ping(payload)
-        self._write(self._conn.data_to_send())
-        waiter: asyncio.Future[float] = self._loop.create_future()
-        self._pong_waiters[payload] = (self._loop.time(), waiter)
-        return await waiter
-
-    async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
-        """Start the closing handshake and wait until the connection is closed, at most
-        ``close_timeout`` seconds, after which the transport is aborted.  Calling it on a
-        closed connection does nothing."""
-        self._start_close(code, reason)
-        await asyncio.shield(self._closed)
-
-    async def wait_closed(self) -> None:
-        """Wait until the connection is closed (by either side)."""
-        await asyncio.shield(self._closed)
 
     async def __aenter__(self) -> ClientWebSocket:
         return self
@@ -286,12 +173,6 @@ class ClientWebSocket:
             await self.close(CloseCode.INTERNAL_ERROR, "internal error")
 
     # -- lifetime, driven by the protocol ---------------------------------------------------
-
-    def _attach(self, transport: asyncio.Transport) -> None:
-        self._transport = transport
-        transport.set_write_buffer_limits(high=self._options.write_high_water)
-        if self._options.ping_interval and not self.version.is_hixie:
-            self._schedule_ping()
 
     def _data_received(self, data: bytes) -> None:
         conn = self._conn
@@ -367,11 +248,6 @@ class ClientWebSocket:
             assert self._transport is not None
             self._transport.pause_reading()
 
-    def _resume_reading(self) -> None:
-        self._reading_paused = False
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.resume_reading()
-
     def _on_pong(self, payload: bytes) -> None:
         if payload not in self._pong_waiters:
             return  # unsolicited (section 5.5.3: a unidirectional heartbeat), or stale
@@ -384,37 +260,6 @@ class ClientWebSocket:
                 waiter.set_result(now - sent)
             if key == payload:
                 break
-
-    def _schedule_ping(self) -> None:
-        interval = self._options.ping_interval
-        assert interval is not None
-        self._timers.append(self._loop.call_later(interval, self._keepalive_ping))
-
-    def _keepalive_ping(self) -> None:
-        now = self._loop.time()
-        self._timers = [t for t in self._timers if not t.cancelled() and t.when() > now]
-        if self._closed.done() or self._conn.state is not ConnectionState.OPEN:
-            return
-        payload = os.urandom(4)
-        while payload in self._pong_waiters:
-            payload = os.urandom(4)
-        waiter: asyncio.Future[float] = self._loop.create_future()
-        self._pong_waiters[payload] = (now, waiter)
-        self._conn.send_ping(payload)
-        self._write(self._conn.data_to_send())
-        timeout = self._options.ping_timeout
-        if timeout:
-            timer = self._loop.call_later(timeout, self._keepalive_timeout, waiter)
-            waiter.add_done_callback(lambda done: _settled(done, timer))
-            self._timers.append(timer)
-        else:
-            waiter.add_done_callback(_settled)
-        self._schedule_ping()
-
-    def _keepalive_timeout(self, waiter: asyncio.Future[float]) -> None:
-        if not waiter.done():
-            logger.info("%r: no pong within the ping timeout, closing", self)
-            self._start_close(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
 
     def _start_close(self, code: int, reason: str) -> None:
         """Send a close frame (once) and bound the wait for the server's answer."""
@@ -438,59 +283,8 @@ class ClientWebSocket:
         if self._close_timer is None:
             self._arm_close_timer()
 
-    def _arm_close_timer(self) -> None:
-        self._close_timer = self._loop.call_later(self._options.close_timeout, self._abort)
-
-    def _abort(self) -> None:
-        if self._transport is not None and not self._closed.done():
-            self._transport.abort()
-
-    def _pause_writing(self) -> None:
-        self._writing_paused = True
-
-    def _resume_writing(self) -> None:
-        self._writing_paused = False
-        waiters, self._drain_waiters = self._drain_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-
     def _connection_lost(self) -> None:
-        self._conn.receive_eof()
-        for timer in self._timers:
-            timer.cancel()
-        for handle in (self._close_timer, self._held_timer):
-            if handle is not None:
-                handle.cancel()
+        if self._held_timer is not None:
+            self._held_timer.cancel()
         self._held = None
-        if not self._closed.done():
-            self._closed.set_result(None)
-        error = self._closed_error()
-        for waiter in self._drain_waiters:
-            if not waiter.done():
-                waiter.set_exception(error)
-        self._drain_waiters = []
-        for _, pong in self._pong_waiters.values():
-            if not pong.done():
-                pong.set_exception(error)
-        self._pong_waiters.clear()
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-        if self._sync_cond is not None:
-            with self._sync_cond:
-                self._sync_cond.notify_all()
-
-    def _closed_error(self) -> ConnectionClosed:
-        code = self._conn.close_code
-        return ConnectionClosed(
-            code if code is not None else CloseCode.ABNORMAL_CLOSURE, self._conn.close_reason
-        )
-
-
-def _settled(waiter: asyncio.Future[float], timer: asyncio.TimerHandle | None = None) -> None:
-    """A keepalive ping's waiter is done: nobody awaits it, so its exception (the connection
-    closed) is retrieved here rather than logged as never retrieved."""
-    if timer is not None:
-        timer.cancel()
-    if not waiter.cancelled():
-        waiter.exception()
+        super()._connection_lost()
