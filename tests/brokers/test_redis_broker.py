@@ -13,7 +13,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,28 +26,6 @@ from stargate.brokers.testing import RedisServer
 
 TIMEOUT = 10.0
 APP_DIR = Path(__file__).parent
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    """A redis-server of this test's own; skipped without the binary, failed under CI."""
-    try:
-        import redis  # noqa: F401
-
-        server = RedisServer()
-    except (ImportError, FileNotFoundError) as exc:
-        if in_ci():
-            pytest.fail(f"{exc} (CI is set: the Redis tests must run)", pytrace=False)
-        pytest.skip(str(exc))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def eventually(predicate: Callable[[], object], timeout: float = TIMEOUT) -> None:

@@ -14,7 +14,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -29,28 +29,6 @@ from stargate.server.workers import run_workers
 
 TIMEOUT = 10.0
 APP_DIR = Path(__file__).parent.parent / "brokers"
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    """A redis-server of this test's own; skipped without the binary, failed under CI."""
-    try:
-        import redis  # noqa: F401
-
-        server = RedisServer()
-    except (ImportError, FileNotFoundError) as exc:
-        if in_ci():
-            pytest.fail(f"{exc} (CI is set: the Redis tests must run)", pytrace=False)
-        pytest.skip(str(exc))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 class Supervisor:
