@@ -370,27 +370,25 @@ class Connection:
         self.close_code = code
         self.close_reason = reason
         if not self._close_sent:
-            self._close_sent = True
-            if self.version is ProtocolVersion.HIXIE_76:
-                self._out.append(hixie.CLOSING_FRAME)
-            elif not self.version.is_hixie:
-                echo = None if code == CloseCode.NO_STATUS_RCVD else code
-                self._out.append(
-                    encode_frame(Opcode.CLOSE, encode_close_payload(echo), mask=self._mask_out)
-                )
+            echo = None if code == CloseCode.NO_STATUS_RCVD else code
+            self._queue_close(encode_close_payload(echo))
         self.state = ConnectionState.CLOSED
         self._buf = bytearray()
+
+    def _queue_close(self, payload: bytes) -> None:
+        """Queue our close frame in this version's form (hixie-76's ``0xFF 0x00``; hixie-75
+        has none) and remember it is sent."""
+        self._close_sent = True
+        if self.version is ProtocolVersion.HIXIE_76:
+            self._out.append(hixie.CLOSING_FRAME)
+        elif not self.version.is_hixie:
+            self._out.append(encode_frame(Opcode.CLOSE, payload, mask=self._mask_out))
 
     def _fail(self, code: int, reason: str, events: list[Event]) -> None:
         """Fail the WebSocket connection (RFC 6455 section 7.1.7): send a close frame with
         ``code`` unless one was sent, then the transport is to be closed."""
         if not self._close_sent:
-            self._close_sent = True
-            if self.version is ProtocolVersion.HIXIE_76:
-                self._out.append(hixie.CLOSING_FRAME)
-            elif not self.version.is_hixie:
-                payload = encode_close_payload(code, _truncate_reason(reason))
-                self._out.append(encode_frame(Opcode.CLOSE, payload, mask=self._mask_out))
+            self._queue_close(encode_close_payload(code, _truncate_reason(reason)))
         self.state = ConnectionState.CLOSED
         self.close_code = code
         self.close_reason = reason
@@ -493,14 +491,10 @@ class Connection:
         if self._close_sent or self.state is ConnectionState.CLOSED:
             return
         payload = encode_close_payload(code, reason)  # validates before any state change
-        self._close_sent = True
+        self._queue_close(payload)
         if self.version is ProtocolVersion.HIXIE_75:
             self.state = ConnectionState.CLOSED
-        elif self.version is ProtocolVersion.HIXIE_76:
-            self._out.append(hixie.CLOSING_FRAME)
-            self.state = ConnectionState.CLOSING
         else:
-            self._out.append(encode_frame(Opcode.CLOSE, payload, mask=self._mask_out))
             self.state = ConnectionState.CLOSING
         if self.close_code is None:
             self.close_code = CloseCode.NO_STATUS_RCVD if code is None else code
