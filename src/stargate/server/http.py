@@ -399,14 +399,12 @@ class HttpProtocol(asyncio.Protocol):
 
         future.add_done_callback(decided)
 
-    def _extensions(self, acceptance: Acceptance) -> list[handshake.ServerExtension]:
-        compression = (acceptance.options or self.config.websocket).compression
-        return [compression] if compression is not None else []
-
     def _try_complete_upgrade(self) -> None:
         """Handshake once hixie-76's 8 bytes of key3 are in (RFC 6455 needs none)."""
         assert self._pending is not None and self._upgrade is not None
         request, acceptance = self._pending
+        options = acceptance.options or self.config.websocket
+        compression = options.compression
         try:
             needed = handshake.key3_length(request)
             trailing = self._upgrade.trailing
@@ -420,7 +418,7 @@ class HttpProtocol(asyncio.Protocol):
                 origin_policy=acceptance.origin_policy or self.server.origin_policy,
                 versions=self.server.versions,
                 extra_headers=acceptance.headers,
-                extensions=self._extensions(acceptance),
+                extensions=[compression] if compression is not None else [],
             )
         except HandshakeError as exc:
             self._pending = None
@@ -434,7 +432,6 @@ class HttpProtocol(asyncio.Protocol):
         self._pending = None
         self._cancel_timer()
         rest = bytes(self._upgrade.trailing[needed:])
-        options = acceptance.options or self.config.websocket
         connection = Connection(
             Role.SERVER, accepted.version, limits=options.limits, extensions=accepted.extensions
         )
