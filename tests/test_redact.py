@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+import pytest
+
+from stargate.redact import MASK, redact_url
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("redis://:s3cret@host:6379/0", f"redis://:{MASK}@host:6379/0"),
+        ("redis://user:s3cret@host/1", f"redis://user:{MASK}@host/1"),
+        ("rediss://token@host", f"rediss://{MASK}@host"),
+        ("redis://host:6379/0", "redis://host:6379/0"),
+        ("memory://", "memory://"),
+        (None, "None"),
+        ("", ""),
+        ("redis://a:b@c@host/0", f"redis://a:{MASK}@host/0"),
+    ],
+)
+def test_redact_url(url: str | None, expected: str) -> None:
+    assert redact_url(url) == expected
+    assert "s3cret" not in redact_url(url)
