@@ -245,7 +245,7 @@ class RedisBroker(Broker):
                 self.subscriber_connected = False
                 self._confirmed.clear()
                 with contextlib.suppress(*_ERRORS):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
             if lost is not None:
                 await asyncio.sleep(backoff.next())
 
