@@ -898,6 +898,57 @@ def test_hixie76_bad_keys(changes: dict[str, str | None], reason: str) -> None:
     assert reason in error.reason
 
 
+@pytest.mark.parametrize(
+    ("key1", "reason"),
+    [
+        # 5,000 significant digits: refused on the digit count, before int() could raise.
+        ("9" * 5000 + " ", "Sec-WebSocket-Key1 number has 5000 digits: larger than 2**32-1"),
+        # 5,000 digits whose leading zeros hid them from the old length check (a ValueError).
+        (" " + "0" * 4999 + "1" * 11, "Sec-WebSocket-Key1 number has 11 digits"),
+        ("0" * 5000 + "4294967296 ", "number 4294967296 is larger than 2**32-1"),
+        # 11 digits, over 2**32: refused whatever the spaces would divide it into.
+        ("42949672960 " + " " * 9, "number has 11 digits: larger than 2**32-1"),
+        ("1 0000000000", "number has 11 digits"),
+        # 10 digits, over 2**32-1, although the quotient by its 2 spaces would fit 32 bits.
+        ("4294967296  ", "number 4294967296 is larger than 2**32-1"),
+        ("9999999999 x ", "number 9999999999 is larger than 2**32-1"),
+    ],
+    ids=[
+        "5000-nines",
+        "5000-digits-leading-zeros",
+        "zeros-then-2**32",
+        "11-digits-10-spaces",
+        "11-digits-1-space",
+        "2**32-2-spaces",
+        "10-nines",
+    ],
+)
+def test_hixie76_key_numbers_over_32_bits_refused(key1: str, reason: str) -> None:
+    request = make_request(changed(HIXIE76_BASE, Sec_WebSocket_Key1=key1))
+    error = refusal(request, key3=HIXIE76_KEY3)
+    assert error.status == 400
+    assert reason in error.reason
+    assert "draft-hixie-76 section 4.1" in error.reason
+    response = reject_response(error)
+    assert response.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+
+
+def test_hixie76_leading_zeros_do_not_count() -> None:
+    """5,000 digits that are a small number: the draft reads digits as a number, so it passes."""
+    key1 = " " + "0" * 5000 + "5"  # 5 / 1 space
+    request = make_request(changed(HIXIE76_BASE, Sec_WebSocket_Key1=key1))
+    accepted = accept(request, key3=HIXIE76_KEY3)
+    assert accepted.response.endswith(hixie76_answer(5, 259970620, HIXIE76_KEY3))
+
+
+def test_hixie76_section_1_3_vector_through_parse_and_accept() -> None:
+    """draft-76 section 1.3 (two spaces after ``@1``, two before ``.P00``) still passes."""
+    assert HIXIE76_KEY1 == "4 @1  46546xW%0l 1 5" and HIXIE76_KEY1.count(" ") == 5
+    assert HIXIE76_KEY2 == "12998 5 Y3 1  .P00" and HIXIE76_KEY2.count(" ") == 5
+    accepted = accept(make_request(HIXIE76_BASE, target="/demo"), key3=b"^n:ds[4U")
+    assert accepted.response.endswith(b"\r\n\r\n8jKS'y:G*Co,Wxa-")
+
+
 def test_hixie76_largest_numbers_accepted() -> None:
     # 4294967295 with one space is the largest key number the draft allows.
     request = make_request(

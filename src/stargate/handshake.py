@@ -69,6 +69,7 @@ WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _RFC_ORDER = (ProtocolVersion.RFC6455, ProtocolVersion.HYBI_08, ProtocolVersion.HYBI_07)
 _VERSION_BY_HEADER = {v.value: v for v in _RFC_ORDER}
 _MAX_UINT32 = 0xFFFFFFFF
+_MAX_UINT32_DIGITS = len(str(_MAX_UINT32))  # 10
 _DIGITS = frozenset("0123456789")  # not str.isdigit(): latin-1 has superscript digits
 #: How much of a refusal's body the client keeps to show the user.
 _BODY_PREFIX = 1024
@@ -421,27 +422,44 @@ def accept_key(key: str) -> str:
 
 
 def _hixie76_key_number(name: str, value: str | None) -> int:
-    """The number a Sec-WebSocket-KeyN encodes (draft-hixie-76 section 5.2 step 4)."""
+    """The 32-bit part a Sec-WebSocket-KeyN encodes (draft-hixie-76 section 5.2 steps 4-6).
+
+    The key's digits, read as a base-ten number, divided by the count of its spaces.  A client
+    never makes that number larger than 4,294,967,295 (section 4.1 steps 17-21), and the answer
+    packs the quotient as a 32-bit big-endian integer (section 5.2 step 8), so both are bounded.
+    The count of significant digits is bounded BEFORE ``int()``: a header of thousands of digits
+    would otherwise hit Python's int-string limit (a ValueError, i.e. a 500) or cost quadratic
+    time.  Leading zeros do not change the number and are tolerated.
+    """
     if value is None:
         raise HandshakeError(400, f"missing {name} header (draft-hixie-76 section 4.1)")
     digits = "".join(c for c in value if c in _DIGITS)
     spaces = value.count(" ")
     if not digits:
         raise HandshakeError(400, f"{name} contains no digits")
-    # Check the length before int(): huge digit strings would be slow (and hit the int limit).
-    stripped = digits.lstrip("0")
-    if len(stripped) > 10 or int(digits) > _MAX_UINT32:
-        raise HandshakeError(400, f"{name} number is larger than 2**32-1 (draft-hixie-76 5.2)")
+    significant = digits.lstrip("0")
+    if len(significant) > _MAX_UINT32_DIGITS:
+        raise HandshakeError(
+            400,
+            f"{name} number has {len(significant)} digits: larger than 2**32-1 "
+            "(draft-hixie-76 section 4.1)",
+        )
+    number = int(significant or "0")  # at most 10 digits: cheap and within every limit
+    if number > _MAX_UINT32:
+        raise HandshakeError(
+            400, f"{name} number {number} is larger than 2**32-1 (draft-hixie-76 section 4.1)"
+        )
     if spaces == 0:
+        # Section 5.2 step 5: a key without spaces is a symptom of a cross-protocol attack.
         raise HandshakeError(400, f"{name} contains no spaces (draft-hixie-76 section 5.2)")
-    number = int(digits)
     if number % spaces:
         raise HandshakeError(
             400,
             f"{name} number {number} is not a multiple of its {spaces} spaces "
             "(draft-hixie-76 section 5.2)",
         )
-    return number // spaces
+    part = number // spaces  # <= number <= 2**32-1: fits the 32 bits of section 5.2 step 8
+    return part
 
 
 def hixie76_answer(number1: int, number2: int, key3: bytes) -> bytes:
