@@ -29,9 +29,33 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
+from ..redact import MASK, redact_url
 from .envelope import DEFAULT_MAX_SIZE
 
-__all__ = ["Broker", "BrokerGap", "OnGap", "OnMessage", "make_broker"]
+__all__ = ["Broker", "BrokerConfigError", "BrokerGap", "OnGap", "OnMessage", "make_broker"]
+
+
+class BrokerConfigError(ValueError):
+    """A broker URL that cannot be served: malformed, of an unknown scheme, or naming a
+    broker whose package is not installed.
+
+    Its message is one line meant for the person who wrote the URL (password masked), so
+    that a command line can print it instead of a traceback.  A :class:`ValueError`, which
+    is what :func:`make_broker` raised before: callers catching that still do.
+    """
+
+
+def _shown_url(url: str) -> str:
+    """``url`` as log lines, reprs and errors show it: the password masked.
+
+    :func:`~stargate.redact.redact_url` only sees a password in a URL's authority; text
+    without ``scheme://`` (a typo) that still has a ``user:password@`` is masked up to the
+    ``@`` here, since an error message is exactly where a mistyped URL ends up.
+    """
+    shown = redact_url(url)
+    if "@" in shown and "://" not in shown:
+        shown = MASK + "@" + shown.rpartition("@")[2]
+    return shown
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,18 +145,32 @@ class Broker(abc.ABC):
 def make_broker(url: str | None, *, max_message_size: int = DEFAULT_MAX_SIZE) -> Broker:
     """The broker a URL names: ``None`` or ``memory://`` (the default, one process),
     ``memory://NAME`` (a bus shared by the hubs of one process), ``redis://``,
-    ``rediss://`` or ``unix://`` (Redis pub/sub, see :class:`~.redis.RedisBroker`)."""
+    ``rediss://`` or ``unix://`` (Redis pub/sub, see :class:`~.redis.RedisBroker`).
+
+    Raises :class:`BrokerConfigError` for a URL it cannot serve, with a one-line message.
+    """
     from .memory import MemoryBroker
 
     if url is None or url == "memory://" or url == "memory":
         return MemoryBroker(max_message_size=max_message_size)
     scheme, sep, rest = url.partition("://")
     if not sep:
-        raise ValueError(f"broker URL {url!r}: expected scheme://..., e.g. redis://host:6379/0")
+        raise BrokerConfigError(
+            f"broker URL {_shown_url(url)!r}: expected scheme://..., e.g. redis://host:6379/0"
+        )
     if scheme == "memory":
         return MemoryBroker(rest or None, max_message_size=max_message_size)
     if scheme in ("redis", "rediss", "unix"):
-        from .redis import RedisBroker
-
+        try:
+            from .redis import RedisBroker
+        except ImportError as exc:
+            if exc.name is not None and exc.name != "redis" and not exc.name.startswith("redis."):
+                raise  # not the optional package: a bug to see in full
+            raise BrokerConfigError(
+                f"broker URL {_shown_url(url)!r} needs the redis package, which is not "
+                "installed: pip install 'stargate[redis]'"
+            ) from None
         return RedisBroker(url, max_message_size=max_message_size)
-    raise ValueError(f"broker URL {url!r}: unknown scheme {scheme!r} (memory, redis, rediss)")
+    raise BrokerConfigError(
+        f"broker URL {_shown_url(url)!r}: unknown scheme {scheme!r} (memory, redis, rediss, unix)"
+    )

@@ -12,6 +12,11 @@ connected.  When Redis goes away, local delivery goes on; what this process publ
 meanwhile is dropped (counted), and both connections come back by themselves, retrying
 with exponential backoff and jitter.  Each return after a failure is reported to the hub as
 a :class:`~stargate.brokers.BrokerGap`: messages may have been missed in between.
+
+The publishing connection is opened at :meth:`~RedisBroker.start`, so that a Redis that
+cannot be reached is logged (one WARNING, with the reason) when the server starts rather
+than at the first group message; the broker keeps retrying meanwhile.  Log lines, the repr
+and errors show the URL with its password masked (:func:`stargate.redact.redact_url`).
 """
 
 from __future__ import annotations
@@ -25,11 +30,12 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from . import Broker, BrokerGap
+from . import Broker, BrokerConfigError, BrokerGap, _shown_url
 from .envelope import DEFAULT_MAX_SIZE
 
 __all__ = ["RedisBroker"]
@@ -73,6 +79,11 @@ def _split_url(url: str) -> tuple[str, str | None]:
     return urlunsplit(parts._replace(query=urlencode(kept))), prefix
 
 
+def _reason(exc: BaseException) -> str:
+    """What a failed connection says (some exceptions have no text of their own)."""
+    return str(exc) or type(exc).__name__
+
+
 class RedisBroker(Broker):
     """Redis pub/sub (see the module's docstring for the guarantees)."""
 
@@ -92,7 +103,13 @@ class RedisBroker(Broker):
         command_timeout: float = 10.0,
     ) -> None:
         super().__init__(max_message_size=max_message_size)
-        self.url, prefix = _split_url(url)
+        try:
+            self.url, prefix = _split_url(url)
+            parse_url(self.url)  # what redis-py will refuse at start(), refused now
+        except ValueError as exc:
+            raise BrokerConfigError(f"broker URL {_shown_url(url)!r}: {exc}") from None
+        #: The URL as logs and errors show it (password masked).
+        self.shown_url = _shown_url(self.url)
         self.channel_prefix = channel_prefix if prefix is None else prefix
         self._prefix = self.channel_prefix.encode("utf-8")
         #: Messages waiting to be published; past this many, new ones are dropped.
@@ -121,10 +138,13 @@ class RedisBroker(Broker):
         self.subscriber_connected = False
         #: Possible gaps reported so far.
         self.gaps = 0
+        # Redis was reported unreachable at start and nothing has connected since: the
+        # subscriber's failures are that same news, not worth a warning each.
+        self._unreachable = False
 
     def __repr__(self) -> str:
         state = "connected" if self.subscriber_connected else "disconnected"
-        return f"<RedisBroker {self.url!r} {state} channels={len(self._wanted)}>"
+        return f"<RedisBroker {self.shown_url!r} {state} channels={len(self._wanted)}>"
 
     @property
     def publisher_connected(self) -> bool:
@@ -210,8 +230,9 @@ class RedisBroker(Broker):
                 requested = set(self._wanted)
                 await pubsub.subscribe(*(self._redis_channel(c) for c in requested))
                 self.subscriber_connected = True
+                self._unreachable = False
                 if lost is not None:
-                    logger.warning("redis subscriber reconnected to %s", self.url)
+                    logger.warning("redis subscriber reconnected to %s", self.shown_url)
                     self._report(BrokerGap("subscriber reconnected", frozenset(lost | requested)))
                     lost = None
                 backoff.reset()
@@ -233,11 +254,12 @@ class RedisBroker(Broker):
                         self._handle(message)
             except _ERRORS as exc:
                 if lost is None:
-                    logger.warning(
+                    logger.log(
+                        logging.DEBUG if self._unreachable else logging.WARNING,
                         "redis subscriber to %s lost (%s); local delivery goes on, "
                         "retrying with backoff",
-                        self.url,
-                        exc or type(exc).__name__,
+                        self.shown_url,
+                        _reason(exc),
                     )
                     lost = set()
                 lost |= self._wanted
@@ -302,6 +324,7 @@ class RedisBroker(Broker):
 
     async def _publisher(self) -> None:
         backoff = _Backoff(self.reconnect_delay, self.reconnect_max_delay)
+        await self._connect_publisher(backoff)
         queue = self._queue
         while True:
             while not queue:
@@ -322,19 +345,44 @@ class RedisBroker(Broker):
                 logger.warning(
                     "redis publisher to %s lost (%s); dropping messages for other processes "
                     "until it is back",
-                    self.url,
-                    exc or type(exc).__name__,
+                    self.shown_url,
+                    _reason(exc),
                 )
                 for channel, _ in batch:
                     self._note_dropped(channel, 1)
-                while queue:
-                    self._note_dropped(queue.popleft()[0], 1)
-                await self._reconnect_publisher(backoff)
-                self._publisher_up = True
-                logger.warning("redis publisher reconnected to %s", self.url)
-                self._report_dropped("publish failed while redis was unreachable")
+                await self._publisher_down(backoff, "reconnected to")
             else:
                 self._report_dropped("publish queue full")
+
+    async def _connect_publisher(self, backoff: _Backoff) -> None:
+        """Connect at start: a Redis that is down or misconfigured is told now, once, when
+        whoever started the server is looking, not at the first group message (which may
+        come much later, or be lost in between without a word)."""
+        assert self._publisher_client is not None
+        try:
+            await self._publisher_client.ping()
+        except _ERRORS as exc:
+            self._publisher_up = False
+            self._unreachable = True
+            logger.warning(
+                "redis broker %s unreachable at start (%s); local delivery goes on, messages "
+                "for other processes are dropped until it is reachable; retrying with backoff",
+                self.shown_url,
+                _reason(exc),
+            )
+            await self._publisher_down(backoff, "connected to")
+
+    async def _publisher_down(self, backoff: _Backoff, back: str) -> None:
+        """The publisher cannot reach Redis: drop (and count) what waits, retry until it is
+        back, then report what was dropped."""
+        queue = self._queue
+        while queue:
+            self._note_dropped(queue.popleft()[0], 1)
+        await self._reconnect_publisher(backoff)
+        self._publisher_up = True
+        self._unreachable = False
+        logger.warning("redis publisher %s %s", back, self.shown_url)
+        self._report_dropped("publish failed while redis was unreachable")
 
     async def _send(self, batch: list[tuple[str, bytes]]) -> None:
         assert self._publisher_client is not None
