@@ -1,9 +1,14 @@
 """What the server's and the client's WebSocket objects share, in one place.
 
 Both drive a sans-I/O :class:`~stargate.connection.Connection` from an asyncio transport
-with the same machinery: the bounded receive queue and its waiter (reading pauses when the
-queue is full), ``send`` that waits while the transport is above its high-water mark,
-``ping`` and keepalive pings, the close timer and the cleanup once the transport is gone.
+with the same machinery: the bounded receive queue and its waiter, ``send`` that waits while
+the transport is above its high-water mark, ``ping`` and keepalive pings, the close timer and
+the cleanup once the transport is gone.  Reading pauses for either of two reasons, kept apart
+so that each is lifted on its own: the receive queue is full (``max_queue``), or the transport
+is above ``write_high_water``.  The second one is what bounds what a peer that does not read
+can make us owe it (pongs, the close echo) whatever the application does: without it, a peer
+sending pings and never reading grew the write buffer without bound in every handler mode
+but ``on_message``.
 That machinery lives here, once, so that a fix reaches both roles.
 
 What differs stays in the subclasses (:class:`~stargate.server.websocket.WebSocket`,
@@ -82,8 +87,13 @@ class WebSocketBase(Generic[OptionsT]):
         self._inbox: deque[Message] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._sync_cond: threading.Condition | None = None
+        #: Reading paused because the inbox is full (``max_queue``).
         self._reading_paused = False
-        self._writing_paused = False
+        #: The transport is above its high-water mark: ``send`` waits and reading pauses.
+        self._write_blocked = False
+        #: The transport has told this object its write state since ``_attach`` (see
+        #: ``_writing_paused``).
+        self._write_notified = False
         self._drain_waiters: list[_Waiter] = []
         self._pong_waiters: dict[bytes, tuple[float, asyncio.Future[float]]] = {}
         self._closed: asyncio.Future[None] = loop.create_future()
@@ -160,7 +170,7 @@ class WebSocketBase(Generic[OptionsT]):
         started or the connection is closed.
         """
         self._write(self._conn.encode_message(message))
-        if self._writing_paused:
+        if self._write_blocked:
             waiter: asyncio.Future[None] = self._loop.create_future()
             self._drain_waiters.append(waiter)
             await waiter
@@ -175,7 +185,7 @@ class WebSocketBase(Generic[OptionsT]):
         except BaseException as exc:
             done.set_exception(exc)
             return
-        if self._writing_paused:
+        if self._write_blocked:
             self._drain_waiters.append(done)
         else:
             done.set_result(None)
@@ -209,13 +219,50 @@ class WebSocketBase(Generic[OptionsT]):
     def _attach(self, transport: asyncio.Transport) -> None:
         self._transport = transport
         transport.set_write_buffer_limits(high=self._options.write_high_water)
+        # Whoever hands the transport over may resume reading it after this call (the HTTP
+        # protocol does, when it had paused it for itself): settle our pause once the
+        # handover is done, before the loop reads again.
+        self._loop.call_soon(self._settle_reading)
         if self._options.ping_interval and not self.version.is_hixie:
             self._schedule_ping()
 
+    @property
+    def _writing_paused(self) -> bool:
+        """Whether the transport is above its high-water mark (``send`` waits)."""
+        return self._write_blocked
+
+    @_writing_paused.setter
+    def _writing_paused(self, paused: bool) -> None:
+        """The handover's word on the transport's write state (the HTTP protocol sets it
+        right after ``_attach``, from its own ``pause_writing``): a transport tells only a
+        change, so a pause it told the previous protocol is never told to us.  Once the
+        transport has told us itself (``set_write_buffer_limits`` in ``_attach`` may), its
+        word is the newer one."""
+        if self._write_notified:
+            return
+        if paused:
+            self._pause_writing()
+        else:
+            self._write_blocked = False
+
+    def _settle_reading(self) -> None:
+        """Pause reading again if either reason holds (see ``_attach``)."""
+        transport = self._transport
+        if (
+            (self._reading_paused or self._write_blocked)
+            and transport is not None
+            and not transport.is_closing()
+        ):
+            transport.pause_reading()
+
     def _resume_reading(self) -> None:
+        """The inbox has room again: read on, unless the transport is above its high-water
+        mark (then ``_resume_writing`` will)."""
         self._reading_paused = False
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.resume_reading()
+        if not self._write_blocked:
+            transport = self._transport
+            if transport is not None and not transport.is_closing():
+                transport.resume_reading()
 
     def _schedule_ping(self) -> None:
         interval = self._options.ping_interval
@@ -256,10 +303,26 @@ class WebSocketBase(Generic[OptionsT]):
             self._transport.abort()
 
     def _pause_writing(self) -> None:
-        self._writing_paused = True
+        """The transport is above ``write_high_water``: stop reading too, whatever the
+        handler mode.  Every read can make us owe the peer replies (a pong per ping, the
+        close echo) and, in ``on_message`` mode, the callback's answers; none of them waits
+        in ``send``, so only not reading bounds them: at most one read's worth past the
+        high-water mark."""
+        self._write_blocked = True
+        self._write_notified = True
+        transport = self._transport
+        if not self._reading_paused and transport is not None:
+            transport.pause_reading()
 
     def _resume_writing(self) -> None:
-        self._writing_paused = False
+        """The transport drained to its low-water mark: wake the senders, and read on
+        unless the inbox is still full (then ``_resume_reading`` will)."""
+        self._write_blocked = False
+        self._write_notified = True
+        if not self._reading_paused:
+            transport = self._transport
+            if transport is not None and not transport.is_closing():
+                transport.resume_reading()
         waiters, self._drain_waiters = self._drain_waiters, []
         for waiter in waiters:
             if not waiter.done():

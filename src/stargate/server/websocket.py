@@ -3,9 +3,10 @@
 The hot path runs in :meth:`WebSocket._data_received`: parse, write what the connection owes
 the peer, hand each message to a waiting ``receive()`` (one future per wait, never a task per
 message) or to an ``on_message`` callback.  Reading pauses while the handler lags behind
-(``max_queue``); ``send`` waits while the transport is above its high-water mark; a send that
-cannot wait (a broadcast, another thread) over ``max_send_buffer`` closes that connection alone
-with 1008.
+(``max_queue``) and while the transport is above its high-water mark, in every handler mode
+(:mod:`stargate.endpoint`); ``send`` waits while the transport is above its high-water mark;
+a send that cannot wait (a broadcast, another thread) over ``max_send_buffer`` closes that
+connection alone with 1008.
 """
 
 from __future__ import annotations
@@ -280,18 +281,6 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
             self._resume_reading()
         if self._close_timer is None:
             self._arm_close_timer()
-
-    def _pause_writing(self) -> None:
-        self._writing_paused = True
-        if self.on_message is not None and self._transport is not None:
-            # Callback mode has nobody to wait in send(): stop reading instead, so an
-            # echo-like callback cannot outrun a peer that does not read.
-            self._transport.pause_reading()
-
-    def _resume_writing(self) -> None:
-        if self.on_message is not None and not self._reading_paused and self._transport is not None:
-            self._transport.resume_reading()
-        super()._resume_writing()
 
     def _connection_lost(self) -> None:
         super()._connection_lost()
