@@ -297,22 +297,60 @@ def _split_host_port(hostport: str) -> tuple[str, int | None] | None:
     return host.lower(), None
 
 
-def _parse_origin(origin: str) -> tuple[str, str, int] | None:
-    """``(scheme, host, effective port)`` of a serialized origin (RFC 6454 section 6.2)."""
-    scheme, sep, rest = origin.partition("://")
-    scheme = scheme.lower()
-    rest = rest.rstrip("/")
-    if not sep or not scheme or "/" in rest or "@" in rest:
-        return None
+def _parse_entry(text: str) -> tuple[str | None, str, int | None] | None:
+    """``(scheme or None, lower-cased host, port or None)`` of ``[scheme://]host[:port]``.
+
+    With a scheme, a missing port is the scheme's default (RFC 6454 section 4 step 5), and a
+    scheme without a known default needs an explicit port.  None when malformed.
+    """
+    scheme: str | None = None
+    rest = text
+    if "://" in text:
+        scheme, _, rest = text.partition("://")
+        scheme = scheme.lower()
+        rest = rest.rstrip("/")
+        if not scheme or "/" in rest or "@" in rest:
+            return None
     hostport = _split_host_port(rest)
     if hostport is None:
         return None
     host, port = hostport
-    if port is None:
+    if scheme is not None and port is None:
         port = _DEFAULT_PORTS.get(scheme)
         if port is None:
             return None
     return scheme, host, port
+
+
+def _parse_origin(origin: str) -> tuple[str, str, int] | None:
+    """``(scheme, host, effective port)`` of a serialized origin (RFC 6454 sections 4 and 6.2).
+
+    Scheme and host are lower-cased (section 4 steps 3-4: they compare case-insensitively); a
+    missing port is the scheme's default, so ``http://h`` and ``http://h:80`` are one origin.
+    """
+    if "://" not in origin:
+        return None
+    parsed = _parse_entry(origin)
+    if parsed is None:
+        return None
+    scheme, host, port = parsed
+    assert scheme is not None and port is not None  # "://" present: _parse_entry fills both
+    return scheme, host, port
+
+
+def _server_origin(authority: str, secure: bool) -> tuple[str, str, int] | None:
+    """The origin of the server itself: its scheme plus the ``host[:port]`` it is reached at.
+
+    An http(s) page served from the same place has this origin (RFC 6454 section 4), so an
+    upgrade served over TLS (``wss``) is same-origin with ``https`` pages, a plain one with
+    ``http`` pages; a ``Host`` without a port means the scheme's default port.
+    """
+    scheme = "https" if secure else "http"
+    hostport = _split_host_port(authority)
+    if hostport is None:
+        return None
+    host, port = hostport
+    return scheme, host, _DEFAULT_PORTS[scheme] if port is None else port
 
 
 @dataclass(frozen=True)
@@ -320,18 +358,35 @@ class OriginPolicy:
     """Which browser origins may open a WebSocket: the defence against cross-site hijacking.
 
     Browsers attach cookies to cross-site WebSocket requests and do not apply the same-origin
-    policy to them, so the server must check ``Origin`` itself (RFC 6455 section 10.2).
+    policy to them, so the server must check ``Origin`` itself (RFC 6455 sections 4.2.1 item 8
+    and 10.2).  Origins are compared as RFC 6454 section 5 says: scheme, host and port must all
+    be equal, scheme and host case-insensitively, a missing port being the scheme's default.
 
-    * ``allowed``: exact origins (``https://example.com``, ``http://localhost:8080``; default
-      ports may be written or omitted) or host patterns (``example.com`` matches that host over
-      any scheme and port; ``*.example.com`` matches every subdomain but not ``example.com``
-      itself).  ``"*"`` allows every origin (see :meth:`any`).  The string ``"null"`` allows the
-      opaque origin browsers send from sandboxed frames and ``file:`` pages.
-    * ``same_origin``: an Origin whose host and port equal the request's ``Host`` passes (a
-      ``Host`` without a port matches an origin on its scheme's default port).  Behind a proxy
-      that rewrites ``Host``, list the public origin in ``allowed``.
-    * ``allow_missing``: requests without an Origin (not sent by a browser, so no ambient cookies
-      were lent to an attacker) pass.
+    * ``allowed``, each entry one of:
+
+      - an origin with a scheme (``https://example.com``, ``http://localhost:8080``; default
+        ports may be written or omitted): scheme, host and port must all match, so
+        ``https://example.com`` does not allow ``http://example.com`` nor port 8443;
+      - a scheme and a host pattern (``https://*.example.com``): every subdomain of
+        ``example.com`` over that scheme and port (default or given), not ``example.com``
+        itself;
+      - a host or host pattern WITHOUT a scheme (``example.com``, ``example.com:8080``,
+        ``*.example.com``): that host over ANY scheme, and over any port unless one is given.
+        This is the documented meaning these entries always had; write the scheme to pin it.
+      - ``"null"`` allows the opaque origin browsers send from sandboxed frames and ``file:``
+        pages (refused otherwise);
+      - ``"*"`` allows every request that carries an Origin, whatever its value (see
+        :meth:`any`).
+
+    * ``same_origin``: an Origin equal to the server's own origin passes.  That origin is the
+      server's scheme (``http`` for ``ws``, ``https`` for ``wss``: ``secure``) with the host and
+      port it is reached at: the ``Host`` header, or the ``authority`` given to :func:`accept`
+      (for a trusted proxy's forwarded host).  Behind a proxy that rewrites ``Host`` or
+      terminates TLS, pass those, or list the public origin in ``allowed``.
+    * ``allow_missing``: requests without an Origin header (not sent by a browser, so no ambient
+      cookies were lent to an attacker) pass.  An Origin header that is present but empty is
+      not "missing": no browser sends one (RFC 6454 section 7.1 gives it no meaning), and it
+      is refused unless ``"*"`` is allowed.
     """
 
     allowed: tuple[str, ...] = ()
@@ -343,36 +398,37 @@ class OriginPolicy:
         """A policy that allows every origin (for public, cookie-less endpoints)."""
         return cls(allowed=("*",))
 
-    def check(self, origin: str | None, host: str | None) -> bool:
-        """Whether a request with this ``Origin`` and ``Host`` may be accepted."""
-        if origin is None or origin == "":
+    def check(self, origin: str | None, host: str | None, *, secure: bool = False) -> bool:
+        """Whether a request with this ``Origin`` may be accepted by the server at ``host``.
+
+        ``origin`` is the Origin header's value (None when absent); ``host`` is the
+        ``host[:port]`` the server is reached at (the Host header unless overridden) and
+        ``secure`` its scheme: True for https/wss, False for http/ws.
+        """
+        if origin is None:
             return self.allow_missing
-        if "*" in self.allowed or origin in self.allowed:
+        if "*" in self.allowed:
+            return True
+        if not origin.strip(" \t"):
+            return False  # present but empty: not an origin, not "missing" either
+        if origin in self.allowed:  # exact entries, including "null"
             return True
         parsed = _parse_origin(origin)
         if parsed is None:  # "null" or garbage: only an exact entry (checked above) allows it
             return False
-        scheme, origin_host, origin_port = parsed
-        if self.same_origin and host is not None:
-            host_port = _split_host_port(host)
-            if host_port is not None and host_port[0] == origin_host:
-                wanted_port = host_port[1]
-                if wanted_port is None:
-                    if origin_port == _DEFAULT_PORTS.get(scheme):
-                        return True
-                elif wanted_port == origin_port:
-                    return True
+        if self.same_origin and host is not None and parsed == _server_origin(host, secure):
+            return True
         return any(self._matches(entry, parsed) for entry in self.allowed)
 
     @staticmethod
     def _matches(entry: str, origin: tuple[str, str, int]) -> bool:
-        if "://" in entry:
-            return _parse_origin(entry) == origin
-        _scheme, host, port = origin
-        parsed = _split_host_port(entry)
+        parsed = _parse_entry(entry)
         if parsed is None:
             return False
-        pattern, entry_port = parsed
+        entry_scheme, pattern, entry_port = parsed
+        scheme, host, port = origin
+        if entry_scheme is not None and entry_scheme != scheme:
+            return False
         if entry_port is not None and entry_port != port:
             return False
         if pattern.startswith("*."):
@@ -508,20 +564,19 @@ def _http_version(request: Request) -> tuple[int, int]:
     return int(major), int(minor)
 
 
-def _origin_of(request: Request, version: ProtocolVersion) -> str | None:
-    """The request's origin: hybi-07/08 name it Sec-WebSocket-Origin, the others Origin.
+def _origin_of(request: Request) -> str | None:
+    """The request's origin: ``Origin``, else hybi-07/08's ``Sec-WebSocket-Origin``.
 
-    The other name is consulted as a fallback so that a request cannot dodge the check by
-    using the unexpected one.
+    ``Origin`` wins for every version: RFC 6455 section 4.2.1 item 8 and the hixie drafts
+    (section 5.2) name it, and it is the field browsers set themselves and scripts cannot; a
+    hybi-07/08 request carrying both must not pass on a matching ``Sec-WebSocket-Origin`` next
+    to a foreign ``Origin``.  ``Sec-WebSocket-Origin`` (hybi-07/08 section 4.1) is the fallback
+    for any version, so that a request cannot dodge the check by using the other name.  Either
+    field sent twice is refused (RFC 6455 section 11.3).
     """
-    names = ("Origin", "Sec-WebSocket-Origin")
-    if version in (ProtocolVersion.HYBI_07, ProtocolVersion.HYBI_08):
-        names = ("Sec-WebSocket-Origin", "Origin")
-    for name in names:
-        value = _single(request, name)
-        if value is not None:
-            return value
-    return None
+    origin = _single(request, "Origin")
+    fallback = _single(request, "Sec-WebSocket-Origin")
+    return origin if origin is not None else fallback
 
 
 def _select_subprotocol(offered: Sequence[str], ours: Sequence[str]) -> str | None:
@@ -575,6 +630,7 @@ def accept(
     extensions: Sequence[ServerExtension] = (),
     versions: Collection[ProtocolVersion] = ALL_VERSIONS,
     extra_headers: Sequence[tuple[str, str]] = (),
+    authority: str | None = None,
 ) -> Accepted:
     """Validate an upgrade request and build the exact response that accepts it.
 
@@ -587,11 +643,16 @@ def accept(
       RFC 7231 section 6.5.5 says which status names that).
     * 400: HTTP/1.0, no or several Host, no ``websocket`` token in Upgrade, no ``upgrade`` token
       in Connection, bad Sec-WebSocket-Key, bad hixie-76 keys or key3, malformed extension offers.
-    * 403: the origin is not allowed by ``origin_policy``.
+    * 400 also: an ``authority`` that is not ``host[:port]``.
+    * 403: the origin is not allowed by ``origin_policy`` (an empty ``Origin`` header included).
 
-    ``key3`` is the 8 bytes following a hixie-76 head (see :func:`key3_length`); ``secure`` picks
-    ``wss:`` for the hixie Location; ``subprotocols`` is our preference order; ``extra_headers``
-    are appended to the 101 response.
+    ``key3`` is the 8 bytes following a hixie-76 head (see :func:`key3_length`); ``secure`` says
+    the connection is TLS: it picks ``wss:`` for the hixie Location and ``https`` as the scheme
+    of the server's own origin for the same-origin check (``http`` otherwise); ``subprotocols``
+    is our preference order; ``extra_headers`` are appended to the 101 response.
+    ``authority`` is the ``host[:port]`` the server is reached at, for the origin check only
+    (default: the ``Host`` header); a server behind a trusted proxy passes the forwarded host
+    here and the forwarded scheme as ``secure``.
     """
     version = detect_version(request)
     if version not in versions:
@@ -637,12 +698,18 @@ def accept(
     elif not version.is_hixie:
         key = _check_rfc_key(_single(request, "Sec-WebSocket-Key"))
 
-    origin = _origin_of(request, version)
+    if authority is not None and _split_host_port(authority) is None:
+        raise HandshakeError(400, f"invalid authority {authority[:100]!r} for the origin check")
+
+    origin = _origin_of(request)
     if origin is not None and _FIELD_VALUE_RE.fullmatch(origin) is None:
         raise HandshakeError(400, "control character in the Origin header")
-    if not origin_policy.check(origin, host):
+    # RFC 6455 section 4.2.1 item 8 / 10.2: the origin decides whether to accept.
+    if not origin_policy.check(origin, host if authority is None else authority, secure=secure):
         if origin is None:
             raise HandshakeError(403, "requests without an Origin header are not allowed")
+        if not origin.strip(" \t"):
+            raise HandshakeError(403, "an empty Origin header is not an origin (RFC 6454 7.1)")
         raise HandshakeError(403, f"origin {origin!r} is not allowed")
 
     if version.is_hixie:
