@@ -23,6 +23,12 @@ last group after its handler returned closes it.
 
 Groups are identified by name: two ``Group("room")`` objects of one hub are the same group.
 ``Group()`` without a name is an anonymous group local to its process.
+
+A forked child is another process: every hub it inherited gets a new id (random, so unique
+across hosts too, never the pid) and forgets what belonged to the parent's event loops
+(members, subscriptions, mailboxes, a started broker), see :meth:`Hub._after_fork`.
+Otherwise a module-level ``Group`` imported before a pre-fork server forks would give every
+worker one id, and each would drop the others' messages as its own echoes.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import asyncio
 import logging
 import os
 import threading
+import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -153,7 +160,7 @@ class Gap:
 class _GroupState:
     """The local members of one group, served by one event loop."""
 
-    __slots__ = ("channel", "families", "hub", "loop", "members", "name", "pending")
+    __slots__ = ("__weakref__", "channel", "families", "hub", "loop", "members", "name", "pending")
 
     def __init__(self, hub: Hub, name: str, channel: str | None) -> None:
         self.hub = hub
@@ -169,6 +176,13 @@ class _GroupState:
 
     def member_closed(self, ws: WebSocket) -> None:
         self.hub._leave(self, ws, True)
+
+    def _forget_members(self) -> None:
+        """After a fork: the members and the loop were the parent's."""
+        self.loop = None
+        self.members = {}
+        self.families = {}
+        self.pending = 0
 
 
 class Hub:
@@ -186,10 +200,14 @@ class Hub:
     """
 
     def __init__(self, broker: Broker | str | None = None) -> None:
-        #: This hub's process id in envelopes: random, 8 bytes.
+        #: This hub's process id in envelopes: random, 8 bytes (new in a forked child).
         self.origin = os.urandom(8)
         self.id = self.origin.hex()
         self._broker = broker if isinstance(broker, Broker) else make_broker(broker)
+        #: The URL the broker was made from (``None`` and the default: the in-memory one),
+        #: to make the child's own after a fork; unknown for a broker object.
+        self._broker_url: str | None = None if isinstance(broker, Broker) else broker
+        self._broker_given = isinstance(broker, Broker)
         self._lock = threading.RLock()
         self._groups: dict[str, _GroupState] = {}
         self._known: dict[int, WebSocket] = {}
@@ -202,6 +220,9 @@ class Hub:
         #: Gaps reported so far, and the last one.
         self.gaps = 0
         self.last_gap: Gap | None = None
+        #: Anonymous groups (not in ``_groups``), to reset them after a fork.
+        self._anonymous_states: weakref.WeakSet[_GroupState] = weakref.WeakSet()
+        _hubs.add(self)
 
     def __repr__(self) -> str:
         return f"<Hub {self.id} {self._broker!r} groups={len(self._groups)}>"
@@ -244,6 +265,40 @@ class Hub:
         if self._broker.running:
             raise RuntimeError("the hub's broker is running: close() the hub first")
         self._broker = broker if isinstance(broker, Broker) else make_broker(broker)
+        self._broker_url = None if isinstance(broker, Broker) else broker
+        self._broker_given = isinstance(broker, Broker)
+
+    def _after_fork(self) -> None:
+        """In a forked child: a new identity, and nothing of the parent's event loops.
+
+        The child is another process: with the parent's id it would drop the parent's (and
+        its siblings') messages as its own echoes, and with the parent's sequence numbers
+        theirs would look like duplicates.  Members, registered connections, mailboxes and
+        subscriptions belong to loops that do not run here; a lock may have been held by a
+        thread that does not exist here.  A broker started in the parent is replaced by a
+        fresh one from the same URL (it would write to the parent's connections).
+        """
+        self.origin = os.urandom(8)
+        self.id = self.origin.hex()
+        self._lock = threading.RLock()
+        self._sequence = 0
+        self._last_seen = OrderedDict()
+        self._mailboxes = {}
+        self._known = {}
+        for state in list(self._groups.values()):
+            state._forget_members()
+        self._groups = {}
+        for state in list(self._anonymous_states):
+            state._forget_members()
+        if self._broker.loop is not None:
+            if self._broker_given:
+                logger.warning(
+                    "%r: its broker was started before this process forked and cannot be "
+                    "remade here: give this process its own with configure()",
+                    self,
+                )
+            else:
+                self._broker = make_broker(self._broker_url)
 
     async def start(self) -> None:
         """Start the broker on the running loop (connecting in the background) and subscribe
@@ -717,6 +772,7 @@ class Group:
         self._anonymous: _GroupState | None = None
         if not name:
             self._anonymous = _GroupState(self.hub, "", None)
+            self.hub._anonymous_states.add(self._anonymous)
 
     def _peek(self) -> _GroupState | None:
         if self._anonymous is not None:
@@ -777,6 +833,22 @@ class Group:
 
 _default: Hub | None = None
 _default_lock = threading.Lock()
+#: Every hub of the process, to give each a new identity in a forked child.
+_hubs: weakref.WeakSet[Hub] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    global _default_lock
+    _default_lock = threading.Lock()
+    for hub in list(_hubs):
+        try:
+            hub._after_fork()
+        except Exception:  # never let a fork fail the child's start
+            logger.exception("%r: resetting after fork failed", hub)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def default_hub() -> Hub:
