@@ -9,38 +9,50 @@ dies (with a backoff when workers die young, so a broken app does not fork in a 
 loop), and on SIGINT or SIGTERM stops every worker gracefully: WebSockets closed with 1001,
 in-flight requests answered, within ``shutdown_timeout``; stragglers are killed after it.
 
+The supervisor never imports the app: a target string (``module:attribute`` or an ``.ini``
+file) is imported by each worker after the fork, so that whatever the app creates at import
+time (a module-level ``Group`` and the hub behind it, threads, connections) is the worker's
+own.  A worker that cannot load the target (a missing module or attribute, an exception at
+import, an object that is not an app) reports one line and exits with
+:data:`EXIT_LOAD_FAILED`; the supervisor then stops the other workers and exits with that
+line (:class:`SystemExit`) instead of restarting workers that would fail the same way.
+
 More than one worker needs a broker that spans processes (``redis://...``): with the
 in-memory broker each worker would have groups of its own, and a group message would
-silently reach only the clients of the worker that sent it, so that is refused.
+silently reach only the clients of the worker that sent it, so that is refused.  Each
+worker starts its broker with its server: a Redis that cannot be reached is reported then
+(a warning from the broker, URL redacted), and served anyway: local delivery works, and
+the broker connects by itself once Redis is up.
 
-``python -m stargate.server.workers TARGET --workers N --broker URL`` takes the options of
-``stargate serve``.  POSIX only (``fork``).
+``python -m stargate.server.workers TARGET ...`` is ``stargate serve TARGET ...``.  POSIX
+only (``fork``).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
 import os
+import select
 import signal
 import socket
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from .. import groups
 from ..brokers import make_broker
+from ..targets import check_target, load_target
 from .app import Server, new_event_loop
 from .config import ServerConfig
 from .routing import Routes
 from .wsgi import WSGIApp
 
-__all__ = ["Listening", "run_workers", "serve_worker"]
+__all__ = ["EXIT_LOAD_FAILED", "Listening", "run_workers", "serve_worker"]
 
 logger = logging.getLogger("stargate.workers")
 
@@ -50,6 +62,9 @@ Ready = Callable[[Any], object]
 #: A worker that dies sooner than this after its start is "dying young": restarts back off.
 _YOUNG = 1.0
 _MAX_RESTART_DELAY = 10.0
+#: The exit status of a worker that could not load the app (gunicorn's APP_LOAD_ERROR): the
+#: supervisor stops rather than restart it.
+EXIT_LOAD_FAILED = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,11 +90,20 @@ def _refuse_split_groups(workers: int, broker_url: str | None) -> None:
 
 def _load(app: AppTarget) -> WSGIApp | Routes:
     if isinstance(app, str):
-        from ..cli import load_target
-
         loaded: WSGIApp | Routes = load_target(app)
         return loaded
     return app
+
+
+def _prepare(
+    app: AppTarget, config: ServerConfig, broker_url: str | None
+) -> tuple[groups.Hub, Server]:
+    """The process's hub with its broker, then the app (imported now if a target string:
+    the hub is configured first, so that the app's module sees it) and its server."""
+    url = broker_url if broker_url is not None else config.broker_url
+    hub = groups.configure(url)
+    server = Server(_load(app), config)
+    return hub, server
 
 
 def serve_worker(
@@ -94,9 +118,18 @@ def serve_worker(
     """Serve in this process until SIGINT or SIGTERM: the server and the process's group
     hub with ``broker_url``'s broker (``config.broker_url`` if ``None``), both on one
     event loop; on ``sock`` when given (a worker's share of the listening socket)."""
-    url = broker_url if broker_url is not None else config.broker_url
-    hub = groups.configure(url)
-    server = Server(_load(app), config)
+    hub, server = _prepare(app, config, broker_url)
+    _run(hub, server, sock=sock, ready=ready, multiprocess=multiprocess)
+
+
+def _run(
+    hub: groups.Hub,
+    server: Server,
+    *,
+    sock: socket.socket | None,
+    ready: Ready | None,
+    multiprocess: bool,
+) -> None:
     server.multiprocess = multiprocess
     parent = os.getppid()
 
@@ -164,6 +197,18 @@ class _Supervisor:
         self.waiting: dict[int, tuple[float, float]] = {}
         self.delays: dict[int, float] = {}
         self.stopping = False
+        #: When stragglers are killed (set by :meth:`stop`).
+        self.deadline: float | None = None
+        #: Why the workers could not load the app (the first one's line), once one said so.
+        self.load_error: str | None = None
+        #: Workers write their load error here, one line in one write (atomic: < PIPE_BUF).
+        self._errors_r, self._errors_w = os.pipe()
+        os.set_blocking(self._errors_r, False)
+
+    def close(self) -> None:
+        for fd in (self._errors_r, self._errors_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def spawn(self, slot: int) -> None:
         sys.stdout.flush()
@@ -177,17 +222,17 @@ class _Supervisor:
     def _child(self, slot: int) -> None:
         code = 0
         try:
+            os.close(self._errors_r)
             signal.pthread_sigmask(signal.SIG_SETMASK, set())
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
                 signal.signal(sig, signal.SIG_DFL)
             os.environ["STARGATE_WORKER"] = str(slot)
-            serve_worker(
-                self.app,
-                self.config,
-                broker_url=self.broker_url,
-                sock=self.sock,
-                multiprocess=True,
-            )
+            loaded = self._load_in_child()
+            if loaded is None:
+                code = EXIT_LOAD_FAILED
+            else:
+                hub, server = loaded
+                _run(hub, server, sock=self.sock, ready=None, multiprocess=True)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
             if exc.code is not None and not isinstance(exc.code, int):
@@ -200,6 +245,32 @@ class _Supervisor:
                 sys.stdout.flush()
                 sys.stderr.flush()
             os._exit(code)
+
+    def _load_in_child(self) -> tuple[groups.Hub, Server] | None:
+        """The worker's hub and server, the app imported now; ``None`` after telling the
+        supervisor (one line on the error pipe) why the app could not be loaded."""
+        try:
+            return _prepare(self.app, self.config, self.broker_url)
+        except SystemExit as exc:  # what load_target says the user can fix: one line
+            if isinstance(exc.code, str):
+                line = exc.code
+            else:
+                line = f"stargate: loading {self.app!r} exited with status {exc.code}"
+        except Exception as exc:  # a bug in the app's module: its traceback helps
+            traceback.print_exc()
+            line = f"stargate: cannot load {self.app!r}: {type(exc).__name__}: {exc}"
+        data = " ".join(line.splitlines()).encode("utf-8", "replace")[: select.PIPE_BUF - 1]
+        with contextlib.suppress(OSError):
+            os.write(self._errors_w, data + b"\n")
+        return None
+
+    def _read_load_error(self) -> str:
+        try:
+            data = os.read(self._errors_r, 65536)
+        except (BlockingIOError, OSError):
+            data = b""
+        lines = data.decode("utf-8", "replace").splitlines()
+        return lines[0] if lines else f"stargate: a worker could not load {self.app!r}"
 
     def reap(self) -> None:
         while self.children:
@@ -214,6 +285,20 @@ class _Supervisor:
             if entry is None:
                 continue
             slot, started = entry
+            if (
+                os.WIFEXITED(status)
+                and os.WEXITSTATUS(status) == EXIT_LOAD_FAILED
+                and self.load_error is None
+            ):
+                self.load_error = self._read_load_error()
+                if not self.stopping:
+                    logger.error(
+                        "worker %d (pid %d) could not load the app: stopping every worker",
+                        slot,
+                        pid,
+                    )
+                    self.stop()
+                continue
             if self.stopping:
                 logger.info("worker %d (pid %d) stopped", slot, pid)
                 continue
@@ -230,6 +315,14 @@ class _Supervisor:
             )
             self.waiting[slot] = (time.monotonic() + delay, delay)
 
+    def stop(self) -> None:
+        """Stop every worker (SIGTERM now, SIGKILL after the shutdown timeout)."""
+        if not self.stopping:
+            self.stopping = True
+            self.waiting.clear()
+            self.deadline = time.monotonic() + self.config.shutdown_timeout + 5.0
+        self.signal_all(signal.SIGTERM)
+
     def restart_due(self) -> None:
         now = time.monotonic()
         for slot, (when, _) in list(self.waiting.items()):
@@ -243,12 +336,13 @@ class _Supervisor:
                 os.kill(pid, sig)
 
     def run(self) -> int:
+        """Serve until SIGINT or SIGTERM (0), or until a worker could not load the app
+        (:class:`SystemExit` with its one-line reason)."""
         watched = {signal.SIGCHLD, signal.SIGINT, signal.SIGTERM}
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, watched)
         try:
             for slot in range(self.workers):
                 self.spawn(slot)
-            deadline = None
             while True:
                 timeout = 1.0
                 if self.waiting:
@@ -258,24 +352,24 @@ class _Supervisor:
                 if info is not None and info.si_signo in (signal.SIGINT, signal.SIGTERM):
                     if not self.stopping:
                         logger.info("stopping %d workers", len(self.children))
-                        self.stopping = True
-                        self.waiting.clear()
-                        deadline = time.monotonic() + self.config.shutdown_timeout + 5.0
-                    self.signal_all(signal.SIGTERM)
+                    self.stop()
                 self.reap()
                 if self.stopping:
                     if not self.children:
+                        if self.load_error is not None:
+                            raise SystemExit(self.load_error)
                         return 0
-                    if deadline is not None and time.monotonic() > deadline:
+                    if self.deadline is not None and time.monotonic() > self.deadline:
                         logger.warning("killing %d workers after the timeout", len(self.children))
                         self.signal_all(signal.SIGKILL)
-                        deadline = None
+                        self.deadline = None
                 else:
                     self.restart_due()
         finally:
-            if not self.stopping:  # the supervisor itself failed: leave no orphans
+            if self.children:  # the supervisor itself failed: leave no orphans
                 self.signal_all(signal.SIGKILL)
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+            self.close()
 
 
 def _describe(status: int) -> str:
@@ -292,17 +386,21 @@ def run_workers(
     *,
     ready: Ready | None = None,
 ) -> int:
-    """Serve ``app_target`` (``module:attribute``, loaded in each worker, or an app object)
-    with ``workers`` processes on ``config``'s port and group messages carried by
-    ``broker_url``'s broker (default ``config.broker_url``, else in-memory); returns the exit
-    status after SIGINT or SIGTERM.
+    """Serve ``app_target`` (``module:attribute`` or an ``.ini`` file, imported in each
+    worker after the fork, never in the supervisor; or an app object) with ``workers``
+    processes on ``config``'s port and group messages carried by ``broker_url``'s broker
+    (default ``config.broker_url``, else in-memory); returns the exit status after SIGINT or
+    SIGTERM.
 
     One worker serves in this process (no supervisor).  More than one needs a broker that
-    spans processes: otherwise :class:`SystemExit` with the reason.  ``ready`` is called
-    once listening, with the :class:`~stargate.server.Server` (one worker) or a
+    spans processes: otherwise :class:`SystemExit` with the reason, as for a target that
+    workers could not load (they stop, and are not restarted).  ``ready`` is called once
+    listening, with the :class:`~stargate.server.Server` (one worker) or a
     :class:`Listening` (host, port, workers).
     """
     url = broker_url if broker_url is not None else config.broker_url
+    if isinstance(app_target, str):
+        check_target(app_target)
     _refuse_split_groups(workers, url)
     if workers == 1:
         serve_worker(app_target, config, broker_url=url, ready=ready)
@@ -310,41 +408,17 @@ def run_workers(
     sock = _listen(config)
     try:
         host, port = sock.getsockname()[:2]
+        supervisor = _Supervisor(app_target, config, workers, url, sock)
         if ready is not None:
             ready(Listening(host, port, workers))
-        return _Supervisor(app_target, config, workers, url, sock).run()
+        return supervisor.run()
     finally:
         sock.close()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m stargate.server.workers TARGET [--workers N] [--broker URL] [serve
-    options]``."""
-    from ..cli import _add_server_options, config_from_args
-
-    parser = argparse.ArgumentParser(prog="python -m stargate.server.workers")
-    parser.add_argument("target", help="module:attribute of a WSGI app or a Routes table")
-    _add_server_options(parser, 8000)
-    parser.add_argument("--workers", type=int, default=1, help="server processes (1)")
-    parser.add_argument(
-        "--broker", help="group broker URL: memory:// (default) or redis://host:6379/0"
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    config = replace(config_from_args(args), broker_url=args.broker)
-
-    def ready(listening: Any) -> None:
-        scheme = "https" if config.ssl_context else "http"
-        print(
-            f"stargate serve: {scheme}://{listening.host}:{listening.port}/ "
-            f"({args.workers} worker{'s' if args.workers > 1 else ''}, pid {os.getpid()})",
-            flush=True,
-        )
-
-    return run_workers(args.target, config, args.workers, args.broker, ready=ready)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    # ``python -m stargate.server.workers ARGS`` is ``stargate serve ARGS``.  Run as a
+    # script this file is ``__main__``: the library module itself never imports the CLI.
+    from stargate.cli import main
+
+    sys.exit(main(["serve", *sys.argv[1:]]))
