@@ -5,20 +5,17 @@ These run the WSGI layer against an in-memory sink; the HTTP tests run it over s
 
 from __future__ import annotations
 
+import io
+import re
 import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from stargate.server.wsgi import (
-    HttpRequest,
-    StartResponse,
-    WSGIResponse,
-    build_environ,
-    run_wsgi,
-    simple_response,
-)
+from stargate.server.request import HttpRequest, parse_target
+from stargate.server.response import simple_response
+from stargate.server.wsgi import StartResponse, WSGIResponse, build_environ, run_wsgi
 
 
 class Sink:
@@ -37,7 +34,16 @@ def make_request(
     body: bytes = b"",
     keep_alive: bool = True,
 ) -> HttpRequest:
-    return HttpRequest(method, target, version, headers or [], body, keep_alive)
+    return HttpRequest(
+        method,
+        target,
+        version,
+        headers or [],
+        io.BytesIO(body),
+        len(body),
+        keep_alive,
+        parsed=parse_target(method, target),
+    )
 
 
 def environ_of(request: HttpRequest) -> dict[str, Any]:
@@ -50,11 +56,22 @@ def environ_of(request: HttpRequest) -> dict[str, Any]:
     )
 
 
+_DATE = re.compile(rb"Date: [A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT\r\n")
+
+
+def without_date(data: bytes) -> bytes:
+    """``data`` without its one Date header (RFC 9110 section 6.6.1), checked present."""
+    stripped, count = _DATE.subn(b"", data)
+    assert count == 1, data
+    return stripped
+
+
 def run(app: Any, request: HttpRequest) -> tuple[WSGIResponse, bytes]:
+    """The app's response; its Date header is checked and left out."""
     sink = Sink()
     response = WSGIResponse(sink, request)
     run_wsgi(app, environ_of(request), response)
-    return response, bytes(sink.data)
+    return response, without_date(bytes(sink.data))
 
 
 def test_environ_follows_pep3333() -> None:
@@ -238,7 +255,8 @@ def test_start_response_with_exc_info_before_the_head_replaces_the_status() -> N
 
 
 def test_simple_response() -> None:
-    assert simple_response(404, "nope", keep_alive=True, headers=[("X-A", "b")]) == (
+    data = simple_response(404, "nope", keep_alive=True, headers=[("X-A", "b")])
+    assert without_date(data) == (
         b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\n"
         b"Content-Length: 5\r\nServer: stargate\r\nX-A: b\r\nConnection: keep-alive\r\n\r\nnope\n"
     )

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from ..extensions.permessage_deflate import PerMessageDeflateOffer
 from ..handshake import OriginPolicy
 from ..limits import KiB, Limits, MiB
+from ..redact import redact_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +38,7 @@ class WebSocketOptions:
     max_send_buffer: int = 4 * MiB
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class ServerConfig:
     """Settings of one server process."""
 
@@ -54,17 +55,37 @@ class ServerConfig:
     websocket: WebSocketOptions = field(default_factory=WebSocketOptions)
     #: Request head (request line + headers) size; larger heads get 431.
     max_header_size: int = 16 * KiB
-    #: Request body size; larger bodies get 413.
+    #: Header fields in one request head (gunicorn's default); more get 431.
+    max_headers: int = 100
+    #: Request body size; larger bodies get 413 (before they are read, when the
+    #: Content-Length says so).
     max_body_size: int = 16 * MiB
-    #: Time to receive a complete request head, from the first byte or from connection.
+    #: Request bodies larger than this are spooled to a temporary file instead of memory,
+    #: so concurrent uploads cost disk, not RAM (waitress's ``inbuf_overflow``).
+    body_spool_size: int = 512 * KiB
+    #: Time to receive a complete request head, from its first byte or from connection.
     header_timeout: float = 10.0
-    #: Time a worker thread waits for a slow client to read a response before dropping it.
+    #: Time without a byte of a request body that is still due; past it the connection is
+    #: dropped (a stalled upload cannot hold a connection forever).
+    body_timeout: float = 30.0
+    #: Time output may wait on a client that takes none of it (write buffer full, no
+    #: progress); past it the connection is aborted.  Restarts whenever the client reads,
+    #: so a slow but steady download is not cut.  Also bounds a worker thread that waits
+    #: for room in a full output buffer.
     write_timeout: float = 60.0
+    #: Response bytes kept in memory per connection before the rest goes to a temporary
+    #: file (waitress's ``outbuf_overflow``): a worker thread hands its output over and is
+    #: free again, whatever the client's speed.
+    output_buffer_memory: int = 1 * MiB
+    #: Response bytes buffered per connection (memory and file) before a worker thread
+    #: waits for the client to take some (waitress's ``outbuf_high_watermark``).
+    output_buffer_max: int = 16 * MiB
     #: Time an idle keep-alive HTTP connection is kept open.
     keepalive_timeout: float = 5.0
     #: After an error response (400, 413, 431, a refused upgrade ...), how long the server
     #: keeps discarding what the client still sends before closing, so that the client
-    #: reads the response instead of a connection reset.
+    #: reads the response instead of a connection reset.  Also how long a closing
+    #: connection may take to flush what it still owes before it is aborted.
     linger_timeout: float = 2.0
     #: Pipelined requests parsed ahead of the one being answered before reading pauses.
     max_pipelined: int = 16
@@ -79,4 +100,13 @@ class ServerConfig:
     #: The broker that carries group messages between processes (``stargate.brokers``):
     #: ``None`` or ``memory://`` for one process, ``redis://host:6379/0`` for several.
     #: Read by :func:`stargate.server.workers.run_workers` (``stargate serve --broker``).
-    broker_url: str | None = None
+    broker_url: str | None = None  # may hold a password: __repr__ masks it
+
+    def __repr__(self) -> str:
+        """The dataclass repr, with the broker URL's password masked."""
+        fields = ", ".join(
+            f"{name}={getattr(self, name)!r}"
+            for name in self.__dataclass_fields__
+            if name != "broker_url"
+        )
+        return f"ServerConfig({fields}, broker_url={redact_url(self.broker_url)!r})"

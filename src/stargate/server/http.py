@@ -1,18 +1,27 @@
-"""HTTP/1.1 on the loop: parse with httptools, answer with the WSGI app, upgrade in place.
+"""HTTP/1.1 on the loop: one channel per connection, from bytes in to bytes out.
 
-httptools (llhttp, the parser of Node.js) is used rather than a hand-written parser: it is
-fast, maintained, handles chunked bodies and pipelining, and reports an upgrade request with
-the offset where the WebSocket bytes (hixie-76's key3, early frames) begin.
+:class:`HttpChannel` parses with httptools (llhttp, the parser of Node.js: fast, maintained,
+handles chunked bodies and pipelining, and reports where an upgrade's WebSocket bytes begin),
+answers each request in order (a WSGI app in a worker thread, or a ``Routes`` table on the
+loop), and hands the transport over to a WebSocket when an upgrade is accepted.
 
-Requests on one connection are answered strictly in order; parsing runs ahead by at most
-``max_pipelined`` requests, then reading pauses.
+What a client can make it spend is bounded at every phase:
+
+- the head: ``max_header_size`` bytes, ``max_headers`` fields, ``header_timeout`` seconds;
+- the body: ``max_body_size`` bytes (refused up front when Content-Length says so), spooled
+  to disk past ``body_spool_size``, and ``body_timeout`` seconds without a byte of it;
+- pipelining: at most ``max_pipelined`` parsed requests wait, then reading pauses; they are
+  answered by a loop (never recursion), which stops while output is waiting on the client;
+- output: an ``OutputBuffer`` (memory, then a temporary file) that worker threads fill
+  without waiting on the network; ``write_timeout`` seconds without the client taking any
+  of it, and the connection is aborted;
+- closing: ``linger_timeout`` to flush what is owed, then abort.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections import deque
 from typing import TYPE_CHECKING, Any, cast
 
@@ -23,14 +32,23 @@ from ..connection import Connection
 from ..errors import HandshakeError
 from ..headers import Headers, has_token
 from ..protocol import Role
+from .buffers import OutputBuffer, RequestBody
+from .request import BadTarget, HttpRequest, parse_target
+from .response import simple_response
 from .upgrade import ENVIRON_KEY, Acceptance, Upgrade
 from .websocket import WebSocket, WebSocketProtocol
-from .wsgi import HttpRequest, WSGIResponse, build_environ, run_wsgi, simple_response
+from .wsgi import ClientGone, WSGIResponse, build_environ, run_wsgi
 
 if TYPE_CHECKING:
     from .app import Server
 
 logger = logging.getLogger("stargate.http")
+
+#: Bytes handed to the transport at a time while draining the output buffer.
+_WRITE_CHUNK = 256 * 1024
+#: An app's answer to an upgrade request it refuses is held until the decision; more than
+#: this is not an error page but a misuse, and becomes a 500.
+_MAX_REFUSAL = 1024 * 1024
 
 
 class _Refuse(Exception):
@@ -42,45 +60,57 @@ class _Refuse(Exception):
         self.reason = reason
 
 
-class _BufferSink:
-    """Collects an app's response to an upgrade request it did not accept."""
+class _HeldSink:
+    """Holds an app's answer to an upgrade request until it is known whether it stands."""
 
     def __init__(self) -> None:
         self.data = bytearray()
 
     def write_from_thread(self, data: bytes) -> None:
+        if len(self.data) + len(data) > _MAX_REFUSAL:
+            raise ValueError("the app's answer to an upgrade request exceeds 1 MiB")
         self.data += data
 
 
-class HttpProtocol(asyncio.Protocol):
+class HttpChannel(asyncio.Protocol):
     """One client connection while it speaks HTTP; hands itself over on upgrade."""
 
     def __init__(self, server: Server) -> None:
         self.server = server
-        self.config = server.config
+        self.config = config = server.config
         self.loop = server.loop
         self.transport: asyncio.Transport | None = None
         self.peername: tuple[str, int] | None = None
         self.secure = False
         self.parser = httptools.HttpRequestParser(self)
+        self.output = OutputBuffer(config.output_buffer_memory, config.output_buffer_max)
+        # The head being parsed.
         self._url = bytearray()
         self._headers: list[tuple[str, str]] = []
-        self._head_size = 0
-        self._raw_head = 0
-        self._body = bytearray()
+        self._head_size = 0  # bytes of the head as the callbacks report them
+        self._raw_head = 0  # raw bytes received inside the current head, after its first read
         self._in_head = False
+        self._in_body = False
+        self._body: RequestBody | None = None
+        self._continue_owed = False  # Expect: 100-continue, for a request not yet answered
+        # Requests parsed and waiting, the one being answered, and an upgrade in progress.
         self._queue: deque[HttpRequest] = deque()
         self._busy = False
-        self._reading_paused = False
+        self._processing = False
         self._upgrade: HttpRequest | None = None
         self._pending: tuple[handshake.Request, Acceptance] | None = None
-        self._closed = False
+        # Output and the connection's end.
+        self._write_paused = False
+        self._flush_scheduled = False
+        self._close_when_flushed = False
+        self._refusal: bytes | None = None  # an error response owed after the current one
+        self._reading_paused = False
+        self._closed = False  # no more requests are answered (refused, closing, upgraded)
+        self._lost = False
         self._lingering = False  # refused: discarding input until EOF (see _linger)
         self._eof = False  # the client half-closed: answer what it sent, then close
-        self._raw_head = 0  # raw bytes received inside the current head, after its first read
         self._timer: asyncio.TimerHandle | None = None
-        self._can_write = threading.Event()
-        self._can_write.set()
+        self._write_timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -92,47 +122,58 @@ class HttpProtocol(asyncio.Protocol):
         self.peername = (peer[0], peer[1]) if isinstance(peer, tuple) else None
         self.secure = transport.get_extra_info("sslcontext") is not None
         if not self.server._connection_opened(self):
+            self._closed = True
             transport.abort()
             return
         self._arm_timer(self.config.header_timeout)
 
     def data_received(self, data: bytes) -> None:
-        if self._lingering:
-            return
-        if self._upgrade is not None:
-            self._upgrade.trailing += data
-            if len(self._upgrade.trailing) > self.config.max_header_size:
-                self._pause_reading()  # the handshake is not done: no more until it is
-            if self._pending is not None:
-                self._try_complete_upgrade()
-            return
+        # A loop, not recursion: after an ignored upgrade (h2c) the rest of the read goes
+        # to a fresh parser, and a client may pipeline any number of those.
+        while data:
+            if self._lingering or (self._closed and self._upgrade is None):
+                return
+            if self._upgrade is not None:
+                self._upgrade.trailing += data
+                if len(self._upgrade.trailing) > self.config.max_header_size:
+                    self._pause_reading()  # the handshake is not done: no more until it is
+                if self._pending is not None:
+                    self._try_complete_upgrade()
+                return
+            data = self._feed(data)
+        if len(self._queue) > self.config.max_pipelined:
+            self._pause_reading()
+        self._process()
+
+    def _feed(self, data: bytes) -> bytes:
+        """Parse ``data``; return what follows an ignored upgrade request (else ``b""``)."""
         if self._in_head:
             # httptools reports a header only once complete: count raw bytes too, so a
-            # never-ending header line cannot grow the parser's buffer without bound.  A
-            # counter of its own: added to the callbacks' count, every byte of a head that
-            # spans reads was counted twice and heads well under the limit got 431.
+            # never-ending header line cannot grow the parser's buffer without bound.
             self._raw_head += len(data)
+        elif self._in_body:
+            self._arm_timer(self.config.body_timeout)  # the body moves: its deadline too
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             request = self._queue[-1]
             rest = data[exc.args[0] :]
             protocols = [value for name, value in request.headers if name.lower() == "upgrade"]
-            if not has_token(protocols, "websocket"):
-                # Another protocol (curl --http2 sends "Upgrade: h2c"): RFC 7230 section 6.7
-                # lets a server ignore Upgrade, so it is a plain request for the app, and
-                # HTTP/1.1 parsing goes on with a fresh parser (llhttp stops at an upgrade).
-                request.upgrade = False
-                self.parser = httptools.HttpRequestParser(self)
-                if rest:
-                    self.data_received(rest)
-                    return
-            else:
+            if has_token(protocols, "websocket"):
+                self._queue.pop()
                 request.trailing += rest
                 self._upgrade = request
+                self._queue.append(request)
+                return b""
+            # Another protocol (curl --http2 sends "Upgrade: h2c"): RFC 9110 section 7.8
+            # lets a server ignore Upgrade, so it is a plain request for the app, and
+            # HTTP/1.1 parsing goes on with a fresh parser (llhttp stops at an upgrade).
+            request.upgrade = False
+            self.parser = httptools.HttpRequestParser(self)
+            return bytes(rest)
         except _Refuse as exc:
             self._refuse(exc.status, exc.reason)
-            return
+            return b""
         except httptools.HttpParserError as exc:
             # httptools wraps what a callback raises: a _Refuse arrives as the context of
             # an HttpParserCallbackError, and must keep its status (431, 413), not 400.
@@ -141,33 +182,40 @@ class HttpProtocol(asyncio.Protocol):
                 self._refuse(refusal.status, refusal.reason)
             else:
                 self._refuse(400, f"bad request: {exc}")
-            return
+            return b""
         if self._in_head and max(self._head_size, self._raw_head) > self.config.max_header_size:
             self._refuse(431, "request header block too large")
-            return
-        if len(self._queue) > self.config.max_pipelined:
-            self._pause_reading()
-        self._process_next()
+        return b""
 
     def eof_received(self) -> bool:
         """The client half-closed: keep the transport open (return True) while requests it
-        sent are still to be answered; ``_request_done`` closes after the last one."""
+        sent are still to be answered or their answers flushed."""
         self._eof = True
         if self._lingering or self._closed:
             return False
-        return self._busy or bool(self._queue)
+        if self._busy or self._queue or len(self.output):
+            self._close_when_flushed = not self._busy and not self._queue
+            return True
+        return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._closed = True
+        self._closed = self._lost = True
         self._cancel_timer()
-        self._can_write.set()  # wake workers; their writes are dropped
+        self._cancel_write_timer()
+        self.output.close()  # wake workers waiting for room; their writes raise ClientGone
+        if self._body is not None:
+            self._body.finish().close()
         self.server._connection_closed(self)
 
     def pause_writing(self) -> None:
-        self._can_write.clear()
+        self._write_paused = True
+        if self._write_timer is None:
+            self._write_timer = self.loop.call_later(self.config.write_timeout, self._write_stalled)
 
     def resume_writing(self) -> None:
-        self._can_write.set()
+        self._write_paused = False
+        self._cancel_write_timer()
+        self._flush()
 
     # -- httptools callbacks -----------------------------------------------------------------
 
@@ -177,8 +225,8 @@ class HttpProtocol(asyncio.Protocol):
         self._headers = []
         self._head_size = 0
         self._raw_head = 0
-        self._body = bytearray()
-        if self._timer is None or not self._queue:
+        self._body = None
+        if not self._busy and not self._queue:
             self._arm_timer(self.config.header_timeout)
 
     def on_url(self, url: bytes) -> None:
@@ -189,50 +237,114 @@ class HttpProtocol(asyncio.Protocol):
         self._head_size += len(name) + len(value) + 4
         if self._head_size > self.config.max_header_size:
             raise _Refuse(431, "request header block too large")
+        if len(self._headers) >= self.config.max_headers:
+            raise _Refuse(431, f"more than {self.config.max_headers} header fields")
         self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        self._cancel_timer()
-        if (
-            not self._queue
-            and not self._busy
-            and any(n.lower() == "expect" and v.lower() == "100-continue" for n, v in self._headers)
-        ):
-            assert self.transport is not None
-            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        parser = self.parser
+        http11 = parser.get_http_version() == "1.1"
+        length: int | None = None
+        expect: str | None = None
+        for name, value in self._headers:
+            lower = name.lower()
+            if lower == "content-length":
+                length = int(value) if value.strip().isdigit() else None
+            elif lower == "expect":
+                expect = value.strip().lower()
+        if length is not None and length > self.config.max_body_size:
+            raise _Refuse(413, "request body too large")
+        # RFC 9110 section 10.1.1: only HTTP/1.1 clients expect; 100-continue is the one
+        # expectation defined, anything else may be answered 417.
+        if expect is not None and http11:
+            if expect != "100-continue":
+                raise _Refuse(417, f"unsupported expectation {expect!r}")
+            self._continue_owed = True
+        self._body = RequestBody(self.config.body_spool_size)
+        self._in_body = True
+        if not parser.should_upgrade():
+            self._arm_timer(self.config.body_timeout)
+        self._send_continue_if_owed()
 
     def on_body(self, body: bytes) -> None:
-        self._body += body
-        if len(self._body) > self.config.max_body_size:
+        assert self._body is not None
+        self._body.write(body)
+        if self._body.size > self.config.max_body_size:
             raise _Refuse(413, "request body too large")
 
     def on_message_complete(self) -> None:
         parser = self.parser
+        self._in_body = False
+        self._continue_owed = False
+        body = self._body
+        self._body = None
+        assert body is not None
+        method = parser.get_method().decode("latin-1")
+        target = self._url.decode("latin-1")
+        try:
+            parsed = parse_target(method, target)
+        except BadTarget as exc:
+            body.finish().close()
+            raise _Refuse(exc.status, str(exc)) from None
         self._queue.append(
             HttpRequest(
-                method=parser.get_method().decode("latin-1"),
-                target=self._url.decode("latin-1"),
+                method=method,
+                target=target,
                 http_version=parser.get_http_version(),
                 headers=self._headers,
-                body=bytes(self._body),
+                body=body.finish(),
+                body_size=body.size,
                 keep_alive=parser.should_keep_alive(),
                 upgrade=parser.should_upgrade(),
+                parsed=parsed,
             )
         )
+        if not self._busy:
+            self._cancel_timer()
 
     # -- answering -------------------------------------------------------------------------
 
-    def _process_next(self) -> None:
-        if self._busy or not self._queue or self._closed:
+    def _process(self) -> None:
+        """Answer queued requests in order, as long as each is answered at once (Routes
+        mode) and the client keeps taking the output; a loop, never recursion."""
+        if self._processing:
             return
-        request = self._queue.popleft()
-        self._busy = True
-        self._cancel_timer()
-        if request.upgrade:
-            self._handle_upgrade(request)
-        else:
-            self._handle_http(request)
+        self._processing = True
+        try:
+            while (
+                not self._busy
+                and self._queue
+                and not self._closed
+                and not self._write_paused
+                and len(self.output) < self.config.output_buffer_memory
+            ):
+                request = self._queue.popleft()
+                if request is self._upgrade:
+                    self._busy = True
+                    self._handle_upgrade(request)
+                    break
+                self._busy = True
+                self._handle_http(request)
+            if (
+                self._reading_paused
+                and self._upgrade is None
+                and not self._closed
+                and len(self._queue) <= self.config.max_pipelined // 2
+            ):
+                self._reading_paused = False
+                assert self.transport is not None
+                self.transport.resume_reading()
+            self._send_continue_if_owed()
+        finally:
+            self._processing = False
+
+    def _send_continue_if_owed(self) -> None:
+        """``100 Continue`` once the request that expects it is the one being answered:
+        sooner, its body would be read behind another response."""
+        if self._continue_owed and self._in_body and not self._busy and not self._queue:
+            self._continue_owed = False
+            self._output(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def _environ(self, request: HttpRequest) -> dict[str, Any]:
         return build_environ(
@@ -249,7 +361,7 @@ class HttpProtocol(asyncio.Protocol):
         if routes is not None:
             # The client's keep-alive decides (HTTP/1.0, Connection: close), as for the app.
             keep_alive = request.keep_alive
-            path = request.target.partition("?")[0]
+            path = request.parsed.path
             if routes.resolve(path) is None:
                 data = simple_response(404, f"no route for {path}", keep_alive=keep_alive)
             else:
@@ -259,7 +371,8 @@ class HttpProtocol(asyncio.Protocol):
                     keep_alive=keep_alive,
                     headers=[("Upgrade", "websocket")],
                 )
-            self._answer(data, keep_alive)
+            self._output(data)
+            self._request_done(keep_alive)
             return
         app = self.server.wsgi_app
         assert app is not None
@@ -267,67 +380,141 @@ class HttpProtocol(asyncio.Protocol):
         future = self.loop.run_in_executor(
             self.server.executor, run_wsgi, app, self._environ(request), response
         )
-        future.add_done_callback(
-            lambda f: self._request_done(response.keep_alive and not f.exception())
-        )
 
-    def _answer(self, data: bytes, keep_alive: bool) -> None:
-        assert self.transport is not None
-        self.transport.write(data)
-        self._request_done(keep_alive)
+        def done(f: asyncio.Future[None]) -> None:
+            request.body.close()
+            self._request_done(response.keep_alive and not f.exception())
 
-    def write_from_thread(self, data: bytes) -> None:
-        """Called by worker threads: waits while the client is slow to read, then writes."""
-        if not self._can_write.wait(self.config.write_timeout):
-            self.loop.call_soon_threadsafe(self._abort)
-            raise TimeoutError("client did not read the response in time")
-        if not self._closed:
-            self.loop.call_soon_threadsafe(self._write, data)
-
-    def _write(self, data: bytes) -> None:
-        if not self._closed and self.transport is not None:
-            self.transport.write(data)
-
-    def _abort(self) -> None:
-        if self.transport is not None:
-            self.transport.abort()
+        future.add_done_callback(done)
 
     def _request_done(self, keep_alive: bool) -> None:
         self._busy = False
-        if self._closed or self.transport is None:
+        if self._lost:
+            return
+        if self._refusal is not None:
+            self._output(self._refusal)
+            self._refusal = None
+            self._close_after_flush(linger=True)
             return
         if not keep_alive or self.server.shutting_down or (self._eof and not self._queue):
-            self.transport.close()
+            self._close_after_flush()
             return
-        if self._reading_paused and len(self._queue) <= self.config.max_pipelined // 2:
-            self._reading_paused = False
-            self.transport.resume_reading()
-        if self._queue:
-            self._process_next()
-        elif not self._in_head:
-            self._arm_timer(self.config.keepalive_timeout)
-        else:
-            self._arm_timer(self.config.header_timeout)
+        self._process()
+        if not self._busy and not self._closed:
+            if self._queue:
+                return  # waiting for the client to take the output (resume_writing)
+            self._arm_timer(
+                self.config.header_timeout if self._in_head else self.config.keepalive_timeout
+            )
 
     def close_if_idle(self) -> None:
         """Shutdown: an idle keep-alive connection is closed now, a busy one after its
         response."""
-        if not self._busy and self.transport is not None:
-            self.transport.close()
+        if not self._busy and not self._closed:
+            self._close_after_flush()
+
+    # -- output ----------------------------------------------------------------------------
+
+    def write_from_thread(self, data: bytes) -> None:
+        """A worker thread's response bytes: buffered at once (memory, then disk), so the
+        thread does not wait on the client, except past ``output_buffer_max``."""
+        output = self.output
+        if output.closed:
+            raise ClientGone("the connection is closed")
+        if len(output) > output.max_size and not output.wait_for_room(self.config.write_timeout):
+            self.loop.call_soon_threadsafe(self._abort, "the client took no output in time")
+            raise ClientGone("the client did not read the response in time")
+        output.append(data)
+        with output.cond:
+            if self._flush_scheduled:
+                return
+            self._flush_scheduled = True
+        self.loop.call_soon_threadsafe(self._flush)
+
+    def _output(self, data: bytes) -> None:
+        """Bytes from the loop itself, in order after whatever is buffered."""
+        if len(self.output) == 0 and not self._write_paused:
+            assert self.transport is not None
+            self.transport.write(data)
+        else:
+            self.output.append(data)
+            self._flush()
+
+    def _flush(self) -> None:
+        """Hand buffered output to the transport until it asks us to pause."""
+        output = self.output
+        with output.cond:
+            self._flush_scheduled = False
+        transport = self.transport
+        if transport is None or self._lost:
+            return
+        while not self._write_paused and len(output):
+            transport.write(output.take(_WRITE_CHUNK))
+        if len(output):
+            return
+        if self._close_when_flushed:
+            self._close_when_flushed = False
+            self._close_now()
+        elif self._pending is not None and not self._busy:
+            self._try_complete_upgrade()
+        elif not self._busy and self._queue:
+            self._process()
+
+    def _close_after_flush(self, *, linger: bool = False) -> None:
+        self._closed = True
+        self._queue.clear()
+        if linger:
+            self._linger()
+            return
+        if len(self.output):
+            self._close_when_flushed = True
+            self._flush()
+        else:
+            self._close_now()
+
+    def _close_now(self) -> None:
+        """Close; what the transport still holds gets ``linger_timeout`` to reach a client
+        that may not be reading, then the connection is aborted."""
+        self._closed = True
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        transport.close()
+        self._arm_timer(self.config.linger_timeout)
+
+    def _write_stalled(self) -> None:
+        self._write_timer = None
+        self._abort("the client took none of its output for write_timeout")
+
+    def _abort(self, why: str) -> None:
+        if self.transport is not None and not self._lost:
+            logger.info("%s: aborting the connection: %s", self._peer(), why)
+            self.transport.abort()
+
+    def _peer(self) -> str:
+        return f"{self.peername[0]}:{self.peername[1]}" if self.peername else "client"
+
+    # -- refusing --------------------------------------------------------------------------
 
     def _refuse(self, status: int, reason: str) -> None:
         """Answer a request we cannot serve with ``status`` and close the connection.
 
-        A parse error while an earlier pipelined request is still being answered closes
-        without a response of its own: it must not interleave with that response.
+        A parse error behind a request still being answered waits for that response to be
+        complete, so the two never interleave.
         """
-        self._send_and_close(simple_response(status, reason), in_flight_ok=False)
-
-    def _send_and_close(self, data: bytes, *, in_flight_ok: bool = True) -> None:
-        assert self.transport is not None
+        self._pause_reading()
+        data = simple_response(status, reason)
         self._queue.clear()
-        if in_flight_ok or not self._busy:
-            self.transport.write(data)
+        self._closed = True
+        if self._busy and self._upgrade is None:
+            self._refusal = data
+            return
+        self._output(data)
+        self._linger()
+
+    def _send_and_close(self, data: bytes) -> None:
+        self._queue.clear()
+        self._output(data)
         self._closed = True
         self._linger()
 
@@ -343,8 +530,12 @@ class HttpProtocol(asyncio.Protocol):
         assert transport is not None
         if self._lingering or transport.is_closing():
             return
+        if len(self.output):
+            self._close_when_flushed = True  # a refusal behind a large response: no FIN yet
+            self._arm_timer(self.config.linger_timeout + self.config.write_timeout)
+            return
         if not transport.can_write_eof():  # TLS: no half-close
-            transport.close()
+            self._close_now()
             return
         self._lingering = True
         transport.write_eof()
@@ -356,9 +547,10 @@ class HttpProtocol(asyncio.Protocol):
     # -- upgrade ---------------------------------------------------------------------------
 
     def _handle_upgrade(self, request: HttpRequest) -> None:
+        target = request.parsed
         hs_request = handshake.Request(
             method=request.method,
-            target=request.target,
+            target=f"{target.path}?{target.query}" if target.query else target.path,
             headers=Headers(request.headers),
             http_version=request.http_version,
         )
@@ -372,6 +564,7 @@ class HttpProtocol(asyncio.Protocol):
                 )
                 return
             self._pending = (hs_request, acceptance)
+            self._busy = False
             self._try_complete_upgrade()
             return
         app = self.server.wsgi_app
@@ -379,18 +572,29 @@ class HttpProtocol(asyncio.Protocol):
         upgrade = Upgrade(hs_request)
         environ = self._environ(request)
         environ[ENVIRON_KEY] = upgrade
-        sink = _BufferSink()
+        sink = _HeldSink()
         response = WSGIResponse(sink, request)
         response.upgrade_accepted = lambda: upgrade.acceptance is not None
         future = self.loop.run_in_executor(self.server.executor, run_wsgi, app, environ, response)
 
-        def decided(_: asyncio.Future[None]) -> None:
-            if self._closed:
+        def decided(f: asyncio.Future[None]) -> None:
+            self._busy = False
+            if self._lost:
                 return
-            if upgrade.acceptance is not None:
+            # The upgrade happens only if the app's answer stands: accepted, no exception,
+            # no error status.  A Pyramid exception view or tween that turns an accepted
+            # view's answer into a 403 or 500 must not let the handler run anyway.
+            stands = (
+                upgrade.acceptance is not None
+                and not response.failed
+                and f.exception() is None
+                and response.status_code < 400
+            )
+            if stands:
+                assert upgrade.acceptance is not None
                 self._pending = (hs_request, upgrade.acceptance)
                 self._try_complete_upgrade()
-            elif response.status_code >= 400:
+            elif response.status_code >= 400 or response.failed:
                 self._send_and_close(bytes(sink.data))
             else:
                 self._send_and_close(
@@ -400,8 +604,11 @@ class HttpProtocol(asyncio.Protocol):
         future.add_done_callback(decided)
 
     def _try_complete_upgrade(self) -> None:
-        """Handshake once hixie-76's 8 bytes of key3 are in (RFC 6455 needs none)."""
+        """Handshake once hixie-76's 8 bytes of key3 are in (RFC 6455 needs none) and the
+        responses to earlier pipelined requests have left."""
         assert self._pending is not None and self._upgrade is not None
+        if len(self.output) or self._write_paused:
+            return  # _flush calls again once earlier responses are out
         request, acceptance = self._pending
         options = acceptance.options or self.config.websocket
         compression = options.compression
@@ -431,6 +638,7 @@ class HttpProtocol(asyncio.Protocol):
             return
         self._pending = None
         self._cancel_timer()
+        self._cancel_write_timer()
         rest = bytes(self._upgrade.trailing[needed:])
         connection = Connection(
             Role.SERVER, accepted.version, limits=options.limits, extensions=accepted.extensions
@@ -448,7 +656,7 @@ class HttpProtocol(asyncio.Protocol):
         transport.write(accepted.response)
         transport.set_protocol(WebSocketProtocol(ws))
         ws._attach(transport)
-        ws._writing_paused = not self._can_write.is_set()
+        ws._writing_paused = self._write_paused
         self._closed = True  # this object is done; the WebSocket owns the transport
         self.server._upgraded(self, ws)
         if self._reading_paused:
@@ -468,17 +676,33 @@ class HttpProtocol(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
 
+    def _cancel_write_timer(self) -> None:
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+
     def _timed_out(self) -> None:
-        """Header, handshake or keep-alive idle timeout: drop the connection (slowloris)."""
+        """The deadline of the current phase passed: head, body, keep-alive idle, the
+        upgrade decision, or closing.  A request being answered has its own bounds."""
         self._timer = None
-        if self._lingering and self.transport is not None:
-            self.transport.close()
+        transport = self.transport
+        if transport is None or self._lost:
             return
-        if self.transport is not None and (not self._busy or self._upgrade is not None):
-            self.transport.close()
+        if transport.is_closing() or self._lingering:
+            transport.abort()  # closing took longer than linger_timeout: the client is stuck
+            return
+        if not self._busy or self._upgrade is not None:
             self._closed = True
+            self._queue.clear()
+            transport.close()
+            self._arm_timer(self.config.linger_timeout)
 
     def _pause_reading(self) -> None:
         if not self._reading_paused and self.transport is not None:
             self._reading_paused = True
             self.transport.pause_reading()
+
+
+#: The name this class had before the server package was split into channel, request,
+#: response, buffers and WSGI task.
+HttpProtocol = HttpChannel

@@ -1,21 +1,30 @@
-"""Running a PEP 3333 WSGI application in a worker thread.
+"""Running a PEP 3333 WSGI application in a worker thread: the environ and the response.
 
-The app's iterable is consumed in the worker thread, so a streaming response never blocks the
-event loop; each chunk is handed to the loop, and the worker waits while the transport is
-above its high-water mark (a slow HTTP client slows only its own worker).
+The app's iterable is consumed in the worker thread and each piece handed to the
+connection's output buffer (``ResponseSink``), which never makes the thread wait on the
+network (see ``buffers``).  What the app hands over is checked first (``response``): an
+invalid status or header, a hop-by-hop header, or a body longer than the app's own
+Content-Length never reaches the wire as written.
 """
 
 from __future__ import annotations
 
-import io
+import contextlib
 import logging
 import sys
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from http import HTTPStatus
 from types import TracebackType
 from typing import Any, Protocol, TypeAlias
 from urllib.parse import unquote_to_bytes
+
+from .request import HttpRequest
+from .response import (
+    InvalidResponse,
+    check_app_headers,
+    check_status,
+    http_date,
+    serialize_head,
+)
 
 logger = logging.getLogger("stargate.wsgi")
 
@@ -23,26 +32,20 @@ ExcInfo: TypeAlias = tuple[type[BaseException], BaseException, TracebackType | N
 StartResponse: TypeAlias = Callable[..., Callable[[bytes], None]]
 WSGIApp: TypeAlias = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
+#: RFC 9110 sections 15.3.5 and 15.4.5: responses that never have a body.
 _NO_BODY_STATUSES = frozenset({204, 304})
 
 
-@dataclass(slots=True)
-class HttpRequest:
-    """A parsed HTTP request, as the HTTP layer hands it over."""
-
-    method: str
-    target: str
-    http_version: str
-    headers: list[tuple[str, str]]
-    body: bytes = b""
-    keep_alive: bool = True
-    upgrade: bool = False
-    #: Bytes that followed an upgrade request's head (hixie-76 key3, early frames).
-    trailing: bytearray = field(default_factory=bytearray)
+class ClientGone(ConnectionError):
+    """The client went away (or was dropped) while its response was being written."""
 
 
 class ResponseSink(Protocol):
-    """Where the worker thread writes; implemented by the HTTP protocol (thread-safe)."""
+    """Where the worker thread writes: the connection's output, safe to call from a thread.
+
+    Raises :class:`ClientGone` once the connection is closed, so an app streaming a long
+    response stops instead of producing it for nobody.
+    """
 
     def write_from_thread(self, data: bytes) -> None: ...
 
@@ -56,39 +59,53 @@ def build_environ(
     url_scheme: str,
     multiprocess: bool = False,
 ) -> dict[str, Any]:
-    """The WSGI environ of PEP 3333 for ``request``."""
-    path, _, query = request.target.partition("?")
+    """The WSGI environ of PEP 3333 for ``request``.
+
+    Only ``Content-Type`` and ``Content-Length`` themselves become CONTENT_TYPE and
+    CONTENT_LENGTH; a header with an underscore in its name (``Content_Length``) is dropped,
+    as it could otherwise pass for its dashed twin (header smuggling).  For an absolute-form
+    target the authority stands for the Host header (RFC 9112 section 3.2.2).
+    """
+    target = request.parsed
     environ: dict[str, Any] = {
         "REQUEST_METHOD": request.method,
         "SCRIPT_NAME": "",
         # PEP 3333: PATH_INFO is the URL-decoded path as a latin-1 "bytes in str".
-        "PATH_INFO": unquote_to_bytes(path).decode("latin-1"),
-        "QUERY_STRING": query,
+        "PATH_INFO": "" if target.path == "*" else unquote_to_bytes(target.path).decode("latin-1"),
+        "QUERY_STRING": target.query,
         "SERVER_NAME": server_name,
         "SERVER_PORT": str(server_port),
         "SERVER_PROTOCOL": f"HTTP/{request.http_version}",
         "REMOTE_ADDR": remote[0] if remote else "",
         "REMOTE_PORT": str(remote[1]) if remote else "",
+        "CONTENT_TYPE": "",
+        "CONTENT_LENGTH": str(request.body_size) if request.body_size else "",
         "wsgi.version": (1, 0),
         "wsgi.url_scheme": url_scheme,
-        "wsgi.input": io.BytesIO(request.body),
+        "wsgi.input": request.body,
         "wsgi.input_terminated": True,
         "wsgi.errors": sys.stderr,
         "wsgi.multithread": True,
         "wsgi.multiprocess": multiprocess,
         "wsgi.run_once": False,
         "RAW_URI": request.target,
+        "REQUEST_URI": request.target,
     }
     for name, value in request.headers:
+        if "_" in name:
+            continue  # HTTP_X_Y must not be spoofable by "X_Y" next to "X-Y" (smuggling)
         key = name.upper().replace("-", "_")
-        if key == "CONTENT_TYPE" or key == "CONTENT_LENGTH":
+        if key == "CONTENT_TYPE":
             environ[key] = value
             continue
-        if "_" in name:
-            continue  # HTTP_X_Y must not be spoofable by "X_Y" next to "X-Y" (header smuggling)
+        if key == "CONTENT_LENGTH":
+            continue  # the body's actual size (set above): the parser framed it
         key = "HTTP_" + key
         environ[key] = f"{environ[key]},{value}" if key in environ else value
-    environ.setdefault("CONTENT_LENGTH", str(len(request.body)) if request.body else "")
+    if target.authority is not None:
+        environ["HTTP_HOST"] = target.authority
+    if not environ["CONTENT_TYPE"]:
+        del environ["CONTENT_TYPE"]
     return environ
 
 
@@ -103,11 +120,19 @@ class WSGIResponse:
         self.headers: list[tuple[str, str]] = []
         self.headers_sent = False
         self.keep_alive = request.keep_alive
+        #: Set by :func:`run_wsgi` when the app raised or handed over something invalid.
+        self.failed = False
         self._chunked = False
         self._content_length: int | None = None
+        self._written = 0
+        self._excess_logged = False
         self._head_only = request.method == "HEAD"
         #: Tells whether the app accepted an upgrade (set by the HTTP layer).
         self.upgrade_accepted: Callable[[], bool] = lambda: False
+
+    @property
+    def has_body(self) -> bool:
+        return not self._head_only and self.status_code not in _NO_BODY_STATUSES
 
     def start_response(
         self,
@@ -123,70 +148,140 @@ class WSGIResponse:
                 exc_info = None
         elif self.status is not None:
             raise AssertionError("start_response called twice without exc_info")
+        code = check_status(status)
+        headers = list(headers)
+        content_length = check_app_headers(code, headers)
         self.status = status
-        self.status_code = int(status.split(" ", 1)[0])
-        self.headers = list(headers)
+        self.status_code = code
+        self.headers = headers
+        self._content_length = content_length
         return self.write
 
     def write(self, data: bytes) -> None:
         """The legacy ``write`` callable, also used for each chunk of the iterable."""
         if self.status is None:
             raise AssertionError("write() before start_response()")
-        if not self.headers_sent:
-            self._send_head(None)
-        if not data or self._head_only or self.status_code in _NO_BODY_STATUSES:
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise InvalidResponse(f"the body must be bytes, not {type(data).__name__}")
+        head = b"" if self.headers_sent else self._head(None)
+        if not data or not self.has_body:
+            if head:
+                self._sink.write_from_thread(head)
             return
+        limit = self._content_length
+        if limit is not None:
+            room = limit - self._written
+            if len(data) > room:
+                if not self._excess_logged:
+                    self._excess_logged = True
+                    logger.warning(
+                        "%s %s: the app wrote more than its Content-Length (%d); "
+                        "the excess is not sent",
+                        self._request.method,
+                        self._request.target,
+                        limit,
+                    )
+                data = data[: max(room, 0)]
+            self._written += len(data)
+            if not data:
+                if head:
+                    self._sink.write_from_thread(head)
+                return
         if self._chunked:
-            self._sink.write_from_thread(b"%x\r\n%s\r\n" % (len(data), data))
+            self._sink.write_from_thread(head + b"%x\r\n%s\r\n" % (len(data), data))
         else:
-            self._sink.write_from_thread(data)
+            self._sink.write_from_thread(head + bytes(data) if head else bytes(data))
 
-    def _send_head(self, body_length: int | None) -> None:
-        """Frame the body: the app's Content-Length, else a known length, else chunked
-        (HTTP/1.1) or end-of-connection (HTTP/1.0)."""
+    def _head(self, body_length: int | None) -> bytes:
+        """The response head.  The body is framed by the app's Content-Length, else a
+        known length, else chunked (HTTP/1.1) or the end of the connection (HTTP/1.0)."""
         assert self.status is not None
-        names = {name.lower() for name, _ in self.headers}
-        headers = list(self.headers)
-        bodiless = self.status_code in _NO_BODY_STATUSES or self.status_code < 200
-        if "content-length" in names or bodiless:
+        code = self.status_code
+        headers: list[tuple[str, str]] = []
+        has_server = has_date = False
+        for name, value in self.headers:
+            lower = name.lower()
+            if lower == "connection":
+                self.keep_alive = False  # check_app_headers lets only "close" through
+                continue
+            if lower == "content-length" and (code < 200 or code == 204):
+                continue  # RFC 9110 section 8.6: never in a 1xx or 204 response
+            has_server = has_server or lower == "server"
+            has_date = has_date or lower == "date"
+            headers.append((name, value))
+        if self._content_length is not None or code < 200 or code in _NO_BODY_STATUSES:
             pass
         elif body_length is not None:
+            self._content_length = body_length
             headers.append(("Content-Length", str(body_length)))
         elif self._request.http_version == "1.1":
             self._chunked = True
             headers.append(("Transfer-Encoding", "chunked"))
         else:
             self.keep_alive = False
-        if "connection" in names:
-            for name, value in self.headers:
-                if name.lower() == "connection" and "close" in value.lower():
-                    self.keep_alive = False
-        elif not self.keep_alive:
+        if not self.keep_alive:
             headers.append(("Connection", "close"))
         elif self._request.http_version == "1.0":
             headers.append(("Connection", "keep-alive"))
-        if "server" not in names:
+        if not has_server:
             headers.append(("Server", "stargate"))
-        lines = [f"HTTP/1.1 {self.status}\r\n"]
-        lines.extend(f"{name}: {value}\r\n" for name, value in headers)
-        lines.append("\r\n")
+        if not has_date:
+            headers.append(("Date", http_date()))
         self.headers_sent = True
-        self._sink.write_from_thread("".join(lines).encode("latin-1"))
+        return serialize_head(self.status, headers)
+
+    def send_whole(self, body: bytes) -> None:
+        """A response whose body is known at once: head and body in one write."""
+        head = self._head(len(body))
+        self._written = len(body)
+        self._sink.write_from_thread(head + body if body and self.has_body else head)
 
     def finish(self) -> None:
+        """After the app's iterable: the head if nothing was written, the chunked body's
+        end, and a check that the body was as long as the app said (else close)."""
         if self.status is None and self.upgrade_accepted():
             return  # the app accepted a WebSocket upgrade: its response does not matter
         if not self.headers_sent:
-            self._send_head(0)
-        elif self._chunked and not self._head_only:
+            self._sink.write_from_thread(self._head(0))
+        elif self._chunked and self.has_body:
             self._sink.write_from_thread(b"0\r\n\r\n")
+        if (
+            self.has_body
+            and self._content_length is not None
+            and self._written < self._content_length
+        ):
+            logger.warning(
+                "%s %s: the app wrote %d bytes of its Content-Length %d; closing the "
+                "connection (the client cannot tell the next response from the body)",
+                self._request.method,
+                self._request.target,
+                self._written,
+                self._content_length,
+            )
+            self.keep_alive = False
+
+    def fail(self) -> None:
+        """The app failed: a 500 if nothing was sent yet, else close the connection (the
+        client can only tell from a truncated response)."""
+        self.failed = True
+        self.keep_alive = False
+        if self.headers_sent:
+            return
+        body = b"Internal Server Error\n"
+        self.status = None
+        self.start_response(
+            "500 Internal Server Error",
+            [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
+        )
+        self.send_whole(body)
 
 
 def run_wsgi(app: WSGIApp, environ: dict[str, Any], response: WSGIResponse) -> None:
     """Call the app and send its response; runs in a worker thread.
 
-    A failure before the head is sent becomes a 500; after, the connection is closed
-    (``keep_alive`` False) since the client cannot be told otherwise.
+    A failure (an exception, or something invalid handed over) before the head is sent
+    becomes a logged 500; after, the connection is closed.  A client that went away
+    stops the app's iterable quietly.
     """
     try:
         result = app(environ, response.start_response)
@@ -198,14 +293,12 @@ def run_wsgi(app: WSGIApp, environ: dict[str, Any], response: WSGIResponse) -> N
                 and response.status is not None
             ):
                 body = result[0] if result else b""
-                response._send_head(len(body))
-                if (
-                    body
-                    and not response._head_only
-                    and response.status_code not in _NO_BODY_STATUSES
-                ):
-                    response._sink.write_from_thread(body)
-                return
+                if not isinstance(body, bytes):
+                    raise InvalidResponse(f"the body must be bytes, not {type(body).__name__}")
+                limit = response._content_length
+                if limit is None or len(body) == limit or not response.has_body:
+                    response.send_whole(body)
+                    return
             for chunk in result:
                 if chunk:
                     response.write(chunk)
@@ -214,39 +307,12 @@ def run_wsgi(app: WSGIApp, environ: dict[str, Any], response: WSGIResponse) -> N
             close = getattr(result, "close", None)
             if close is not None:
                 close()
+    except ClientGone:
+        response.keep_alive = False
+        logger.debug("%s %s: the client went away", environ["REQUEST_METHOD"], environ["RAW_URI"])
     except Exception:
         logger.exception(
             "WSGI application error on %s %s", environ["REQUEST_METHOD"], environ["RAW_URI"]
         )
-        if response.headers_sent:
-            response.keep_alive = False
-        else:
-            body = b"Internal Server Error\n"
-            response.status = None
-            response.start_response(
-                "500 Internal Server Error",
-                [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
-            )
-            response.keep_alive = False
-            response._send_head(None)
-            response._sink.write_from_thread(body)
-
-
-def status_line(code: int) -> str:
-    return f"{code} {HTTPStatus(code).phrase}"
-
-
-def simple_response(
-    code: int, reason: str, *, keep_alive: bool = False, headers: Iterable[tuple[str, str]] = ()
-) -> bytes:
-    """A complete plain-text response, for errors the server answers itself."""
-    body = (reason + "\n").encode("utf-8")
-    lines = [
-        f"HTTP/1.1 {status_line(code)}\r\n",
-        "Content-Type: text/plain; charset=utf-8\r\n",
-        f"Content-Length: {len(body)}\r\n",
-        "Server: stargate\r\n",
-    ]
-    lines.extend(f"{name}: {value}\r\n" for name, value in headers)
-    lines.append("Connection: keep-alive\r\n\r\n" if keep_alive else "Connection: close\r\n\r\n")
-    return "".join(lines).encode("latin-1") + body
+        with contextlib.suppress(ClientGone):
+            response.fail()
