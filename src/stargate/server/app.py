@@ -16,14 +16,12 @@ import socket
 from collections.abc import Callable, Collection
 from typing import Any
 
-from ..errors import ConnectionClosed
-from ..handshake import ALL_VERSIONS, RFC_VERSIONS, OriginPolicy
+from ..handshake import OriginPolicy
 from ..protocol import CloseCode, ProtocolVersion
+from .channel import HttpChannel
 from .config import ServerConfig
-from .http import HttpProtocol
 from .routing import Routes
-from .sync import SyncWebSocket
-from .upgrade import Handler, is_async_handler
+from .state import ServerState
 from .websocket import WebSocket
 from .wsgi import WSGIApp
 
@@ -34,123 +32,115 @@ class Server:
     """Serves one WSGI app or route table on one port, HTTP and WebSocket alike."""
 
     def __init__(self, app: WSGIApp | Routes, config: ServerConfig | None = None) -> None:
-        self.config = config = config or ServerConfig()
-        self.routes = app if isinstance(app, Routes) else None
-        self.wsgi_app: WSGIApp | None = None if isinstance(app, Routes) else app
-        self.origin_policy: OriginPolicy = config.origin_policy
-        self.versions: Collection[ProtocolVersion] = (
-            ALL_VERSIONS if config.legacy_protocols else RFC_VERSIONS
-        )
-        self.multiprocess = False
-        self.host = config.host
-        self.port = config.port
-        self.shutting_down = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._handler_executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self.state = ServerState(app, config or ServerConfig())
         self._server: asyncio.Server | None = None
-        self._http: set[HttpProtocol] = set()
-        self._websockets: set[WebSocket] = set()
-        self._handlers: set[asyncio.Future[Any]] = set()
         self._stopped: asyncio.Event | None = None
 
-    # -- state the protocols use -------------------------------------------------------------
+    # -- what applications and tests read --------------------------------------------------
+
+    @property
+    def config(self) -> ServerConfig:
+        return self.state.config
+
+    @property
+    def host(self) -> str:
+        """The address listened on (after :meth:`start`: the bound one)."""
+        return self.state.host
+
+    @property
+    def port(self) -> int:
+        """The port listened on (after :meth:`start`: the bound one, for port 0)."""
+        return self.state.port
+
+    @property
+    def routes(self) -> Routes | None:
+        return self.state.routes
+
+    @property
+    def wsgi_app(self) -> WSGIApp | None:
+        return self.state.wsgi_app
+
+    @property
+    def origin_policy(self) -> OriginPolicy:
+        return self.state.origin_policy
+
+    @property
+    def versions(self) -> Collection[ProtocolVersion]:
+        return self.state.versions
+
+    @property
+    def multiprocess(self) -> bool:
+        """``wsgi.multiprocess``: set by the workers supervisor before :meth:`start`."""
+        return self.state.multiprocess
+
+    @multiprocess.setter
+    def multiprocess(self, value: bool) -> None:
+        self.state.multiprocess = value
+
+    @property
+    def shutting_down(self) -> bool:
+        return self.state.shutting_down
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
-        assert self._loop is not None, "server not started"
-        return self._loop
+        assert self.state.loop is not None, "server not started"
+        return self.state.loop
 
     @property
     def executor(self) -> concurrent.futures.ThreadPoolExecutor:
-        assert self._executor is not None, "server not started"
-        return self._executor
+        """The WSGI thread pool (requests and upgrade decisions)."""
+        assert self.state.executor is not None, "server not started"
+        return self.state.executor
 
     @property
     def websockets(self) -> frozenset[WebSocket]:
         """The open WebSocket connections."""
-        return frozenset(self._websockets)
+        return frozenset(self.state.websockets)
 
-    def _connection_opened(self, protocol: HttpProtocol) -> bool:
-        if self.shutting_down:
-            return False
-        if len(self._http) + len(self._websockets) >= self.config.max_connections:
-            logger.warning("max_connections (%d) reached: refusing", self.config.max_connections)
-            return False
-        self._http.add(protocol)
-        return True
+    @property
+    def http_connections(self) -> int:
+        """Connections still speaking HTTP (idle keep-alive ones included)."""
+        return len(self.state.channels)
 
-    def _connection_closed(self, protocol: HttpProtocol) -> None:
-        self._http.discard(protocol)
+    @property
+    def running_handlers(self) -> int:
+        """WebSocket handlers still running (tasks and threads)."""
+        return len(self.state.handlers)
 
-    def _upgraded(self, protocol: HttpProtocol, ws: WebSocket) -> None:
-        self._http.discard(protocol)
-        self._websockets.add(ws)
-        ws.add_close_callback(self._websockets.discard)
+    # Older names, read by tests that predate the split of the server package.
+    @property
+    def _http(self) -> set[HttpChannel]:
+        return self.state.channels
 
-    def _start_handler(self, ws: WebSocket, handler: Handler) -> None:
-        """An ``async def`` handler becomes one task; a ``def`` handler one worker thread."""
-        if is_async_handler(handler):
-            future: asyncio.Future[Any] = self.loop.create_task(self._run_async(handler, ws))
-        else:
-            sync = SyncWebSocket(ws, self.loop)
-            assert self._handler_executor is not None
-            future = self.loop.run_in_executor(
-                self._handler_executor, self._run_sync, handler, sync
-            )
-        self._handlers.add(future)
-        future.add_done_callback(self._handlers.discard)
+    @property
+    def _handlers(self) -> set[asyncio.Future[Any]]:
+        return self.state.handlers
 
-    async def _run_async(self, handler: Handler, ws: WebSocket) -> None:
-        try:
-            await handler(ws)  # type: ignore[arg-type,misc]
-        except ConnectionClosed:
-            ws._handler_finished()
-        except Exception:
-            logger.exception("%r: handler failed", ws)
-            ws._handler_failed()
-        else:
-            ws._handler_finished()
-
-    def _run_sync(self, handler: Handler, sync: SyncWebSocket) -> None:
-        ws = sync.ws
-        try:
-            handler(sync)  # type: ignore[arg-type]
-        except ConnectionClosed:
-            self.loop.call_soon_threadsafe(ws._handler_finished)
-        except Exception:
-            logger.exception("%r: handler failed", ws)
-            self.loop.call_soon_threadsafe(ws._handler_failed)
-        else:
-            self.loop.call_soon_threadsafe(ws._handler_finished)
+    @property
+    def _loop(self) -> asyncio.AbstractEventLoop | None:
+        return self.state.loop
 
     # -- lifetime ------------------------------------------------------------------------------
 
     async def start(self, sock: socket.socket | None = None) -> None:
         """Listen (on ``sock`` if given, for pre-forked workers) and serve in the background."""
-        self._loop = asyncio.get_running_loop()
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=self.config.threads, thread_name_prefix="stargate-worker"
-        )
-        self._handler_executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=self.config.websocket_threads, thread_name_prefix="stargate-websocket"
-        )
+        loop = asyncio.get_running_loop()
+        state = self.state
+        state.start(loop)
         self._stopped = asyncio.Event()
         kwargs: dict[str, Any] = {"ssl": self.config.ssl_context, "backlog": 1024}
         if sock is not None:
-            self._server = await self._loop.create_server(
-                lambda: HttpProtocol(self), sock=sock, **kwargs
-            )
+            self._server = await loop.create_server(lambda: HttpChannel(state), sock=sock, **kwargs)
         else:
-            self._server = await self._loop.create_server(
-                lambda: HttpProtocol(self),
+            self._server = await loop.create_server(
+                lambda: HttpChannel(state),
                 self.config.host,
                 self.config.port,
                 reuse_address=True,
                 **kwargs,
             )
         bound = self._server.sockets[0].getsockname()
-        self.host, self.port = bound[0], bound[1]
+        state.host, state.port = bound[0], bound[1]
         logger.info(
             "stargate serving on %s://%s:%d",
             "https" if self.config.ssl_context else "http",
@@ -165,39 +155,38 @@ class Server:
     async def shutdown(self, timeout: float | None = None) -> None:
         """Graceful stop: no new connections, WebSockets closed with 1001 (going away),
         in-flight HTTP answered, all within ``timeout`` (default: ``shutdown_timeout``)."""
-        if self.shutting_down:
+        state = self.state
+        if state.shutting_down:
             if self._stopped is not None:
                 await self._stopped.wait()
             return
-        self.shutting_down = True
+        state.shutting_down = True
         timeout = self.config.shutdown_timeout if timeout is None else timeout
         loop = self.loop
         deadline = loop.time() + timeout
         if self._server is not None:
             self._server.close()
-        for protocol in list(self._http):
-            protocol.close_if_idle()
-        for ws in list(self._websockets):
+        for channel in list(state.channels):
+            channel.close_if_idle()
+        for ws in list(state.websockets):
             ws._start_close(CloseCode.GOING_AWAY, "server shutting down")
-        waits = [ws.wait_closed() for ws in self._websockets]
+        waits = [ws.wait_closed() for ws in state.websockets]
         if waits:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*waits), max(0.0, deadline - loop.time()))
-        while self._http and loop.time() < deadline:
+        while state.channels and loop.time() < deadline:
             await asyncio.sleep(0.05)
-        for protocol in list(self._http):
-            if protocol.transport is not None:
-                protocol.transport.abort()
-        for ws in list(self._websockets):
+        for channel in list(state.channels):
+            if channel.transport is not None:
+                channel.transport.abort()
+        for ws in list(state.websockets):
             ws._abort()
-        handlers = [h for h in self._handlers if not h.done()]
+        handlers = [h for h in state.handlers if not h.done()]
         if handlers:
             await asyncio.wait(handlers, timeout=max(0.0, deadline - loop.time()))
         for handler in handlers:
             handler.cancel()
-        for executor in (self._executor, self._handler_executor):
-            if executor is not None:
-                executor.shutdown(wait=False, cancel_futures=True)
+        state.stop_executors()
         assert self._stopped is not None
         self._stopped.set()
 

@@ -2,8 +2,9 @@
 
 :class:`HttpChannel` parses with httptools (llhttp, the parser of Node.js: fast, maintained,
 handles chunked bodies and pipelining, and reports where an upgrade's WebSocket bytes begin),
-answers each request in order (a WSGI app in a worker thread, or a ``Routes`` table on the
-loop), and hands the transport over to a WebSocket when an upgrade is accepted.
+queues requests and answers them in order through :mod:`~stargate.server.dispatch` (a WSGI
+app in a worker thread, or a ``Routes`` table on the loop), writes their output, and hands
+the transport over (:mod:`~stargate.server.handover`) once an upgrade is accepted.
 
 What a client can make it spend is bounded at every phase:
 
@@ -23,32 +24,26 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any, cast
+from typing import cast
 
 import httptools
 
 from .. import handshake
-from ..connection import Connection
 from ..errors import HandshakeError
-from ..headers import Headers, has_token
-from ..protocol import Role
+from ..headers import has_token
+from . import dispatch
 from .buffers import OutputBuffer, RequestBody
+from .handover import Refused, hand_over, handshake_response, start_handler
 from .request import BadTarget, HttpRequest, parse_target
 from .response import simple_response
-from .upgrade import ENVIRON_KEY, Acceptance, Upgrade
-from .websocket import WebSocket, WebSocketProtocol
-from .wsgi import ClientGone, WSGIResponse, build_environ, run_wsgi
-
-if TYPE_CHECKING:
-    from .app import Server
+from .state import ServerState
+from .upgrade import Acceptance
+from .wsgi import ClientGone
 
 logger = logging.getLogger("stargate.http")
 
 #: Bytes handed to the transport at a time while draining the output buffer.
 _WRITE_CHUNK = 256 * 1024
-#: An app's answer to an upgrade request it refuses is held until the decision; more than
-#: this is not an error page but a misuse, and becomes a 500.
-_MAX_REFUSAL = 1024 * 1024
 
 
 class _Refuse(Exception):
@@ -60,25 +55,14 @@ class _Refuse(Exception):
         self.reason = reason
 
 
-class _HeldSink:
-    """Holds an app's answer to an upgrade request until it is known whether it stands."""
-
-    def __init__(self) -> None:
-        self.data = bytearray()
-
-    def write_from_thread(self, data: bytes) -> None:
-        if len(self.data) + len(data) > _MAX_REFUSAL:
-            raise ValueError("the app's answer to an upgrade request exceeds 1 MiB")
-        self.data += data
-
-
 class HttpChannel(asyncio.Protocol):
     """One client connection while it speaks HTTP; hands itself over on upgrade."""
 
-    def __init__(self, server: Server) -> None:
-        self.server = server
-        self.config = config = server.config
-        self.loop = server.loop
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.config = config = state.config
+        assert state.loop is not None, "the server is not started"
+        self.loop = state.loop
         self.transport: asyncio.Transport | None = None
         self.peername: tuple[str, int] | None = None
         self.secure = False
@@ -98,7 +82,7 @@ class HttpChannel(asyncio.Protocol):
         self._busy = False
         self._processing = False
         self._upgrade: HttpRequest | None = None
-        self._pending: tuple[handshake.Request, Acceptance] | None = None
+        self._pending: tuple[handshake.Request, Acceptance] | None = None  # decided
         # Output and the connection's end.
         self._write_paused = False
         self._flush_scheduled = False
@@ -121,7 +105,7 @@ class HttpChannel(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peername = (peer[0], peer[1]) if isinstance(peer, tuple) else None
         self.secure = transport.get_extra_info("sslcontext") is not None
-        if not self.server._connection_opened(self):
+        if not self.state.admit(self):
             self._closed = True
             transport.abort()
             return
@@ -205,7 +189,7 @@ class HttpChannel(asyncio.Protocol):
         self.output.close()  # wake workers waiting for room; their writes raise ClientGone
         if self._body is not None:
             self._body.finish().close()
-        self.server._connection_closed(self)
+        self.state.release(self)
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -320,12 +304,12 @@ class HttpChannel(asyncio.Protocol):
                 and len(self.output) < self.config.output_buffer_memory
             ):
                 request = self._queue.popleft()
-                if request is self._upgrade:
-                    self._busy = True
-                    self._handle_upgrade(request)
-                    break
                 self._busy = True
-                self._handle_http(request)
+                if request is self._upgrade:
+                    self._arm_timer(self.config.header_timeout)  # the decision and key3
+                    dispatch.decide_upgrade(self, request)
+                    break
+                dispatch.answer(self, request)
             if (
                 self._reading_paused
                 and self._upgrade is None
@@ -344,59 +328,20 @@ class HttpChannel(asyncio.Protocol):
         sooner, its body would be read behind another response."""
         if self._continue_owed and self._in_body and not self._busy and not self._queue:
             self._continue_owed = False
-            self._output(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.respond(b"HTTP/1.1 100 Continue\r\n\r\n")
 
-    def _environ(self, request: HttpRequest) -> dict[str, Any]:
-        return build_environ(
-            request,
-            server_name=self.server.host,
-            server_port=self.server.port,
-            remote=self.peername,
-            url_scheme="https" if self.secure else "http",
-            multiprocess=self.server.multiprocess,
-        )
-
-    def _handle_http(self, request: HttpRequest) -> None:
-        routes = self.server.routes
-        if routes is not None:
-            # The client's keep-alive decides (HTTP/1.0, Connection: close), as for the app.
-            keep_alive = request.keep_alive
-            path = request.parsed.path
-            if routes.resolve(path) is None:
-                data = simple_response(404, f"no route for {path}", keep_alive=keep_alive)
-            else:
-                data = simple_response(
-                    426,
-                    "this URL serves WebSocket connections only",
-                    keep_alive=keep_alive,
-                    headers=[("Upgrade", "websocket")],
-                )
-            self._output(data)
-            self._request_done(keep_alive)
-            return
-        app = self.server.wsgi_app
-        assert app is not None
-        response = WSGIResponse(self, request)
-        future = self.loop.run_in_executor(
-            self.server.executor, run_wsgi, app, self._environ(request), response
-        )
-
-        def done(f: asyncio.Future[None]) -> None:
-            request.body.close()
-            self._request_done(response.keep_alive and not f.exception())
-
-        future.add_done_callback(done)
-
-    def _request_done(self, keep_alive: bool) -> None:
+    def request_done(self, keep_alive: bool) -> None:
+        """The current request is answered (its output handed over, maybe not yet sent):
+        go on with the next one, or close."""
         self._busy = False
         if self._lost:
             return
         if self._refusal is not None:
-            self._output(self._refusal)
+            self.respond(self._refusal)
             self._refusal = None
             self._close_after_flush(linger=True)
             return
-        if not keep_alive or self.server.shutting_down or (self._eof and not self._queue):
+        if not keep_alive or self.state.shutting_down or (self._eof and not self._queue):
             self._close_after_flush()
             return
         self._process()
@@ -431,7 +376,7 @@ class HttpChannel(asyncio.Protocol):
             self._flush_scheduled = True
         self.loop.call_soon_threadsafe(self._flush)
 
-    def _output(self, data: bytes) -> None:
+    def respond(self, data: bytes) -> None:
         """Bytes from the loop itself, in order after whatever is buffered."""
         if len(self.output) == 0 and not self._write_paused:
             assert self.transport is not None
@@ -509,12 +454,12 @@ class HttpChannel(asyncio.Protocol):
         if self._busy and self._upgrade is None:
             self._refusal = data
             return
-        self._output(data)
+        self.respond(data)
         self._linger()
 
     def _send_and_close(self, data: bytes) -> None:
         self._queue.clear()
-        self._output(data)
+        self.respond(data)
         self._closed = True
         self._linger()
 
@@ -546,122 +491,68 @@ class HttpChannel(asyncio.Protocol):
 
     # -- upgrade ---------------------------------------------------------------------------
 
-    def _handle_upgrade(self, request: HttpRequest) -> None:
-        target = request.parsed
-        hs_request = handshake.Request(
-            method=request.method,
-            target=f"{target.path}?{target.query}" if target.query else target.path,
-            headers=Headers(request.headers),
-            http_version=request.http_version,
-        )
-        self._arm_timer(self.config.header_timeout)  # bounds the app's decision and key3
-        routes = self.server.routes
-        if routes is not None:
-            acceptance = routes.resolve(hs_request.path)
-            if acceptance is None:
-                self._send_and_close(
-                    simple_response(404, f"no WebSocket route for {hs_request.path}")
-                )
-                return
-            self._pending = (hs_request, acceptance)
-            self._busy = False
-            self._try_complete_upgrade()
+    @property
+    def lost(self) -> bool:
+        """Whether the client is gone."""
+        return self._lost
+
+    def upgrade_accepted(self, request: handshake.Request, acceptance: Acceptance) -> None:
+        """The app (or the route table) accepted the upgrade: handshake once possible."""
+        self._busy = False
+        if self._lost:
             return
-        app = self.server.wsgi_app
-        assert app is not None
-        upgrade = Upgrade(hs_request)
-        environ = self._environ(request)
-        environ[ENVIRON_KEY] = upgrade
-        sink = _HeldSink()
-        response = WSGIResponse(sink, request)
-        response.upgrade_accepted = lambda: upgrade.acceptance is not None
-        future = self.loop.run_in_executor(self.server.executor, run_wsgi, app, environ, response)
+        self._pending = (request, acceptance)
+        self._try_complete_upgrade()
 
-        def decided(f: asyncio.Future[None]) -> None:
-            self._busy = False
-            if self._lost:
-                return
-            # The upgrade happens only if the app's answer stands: accepted, no exception,
-            # no error status.  A Pyramid exception view or tween that turns an accepted
-            # view's answer into a 403 or 500 must not let the handler run anyway.
-            stands = (
-                upgrade.acceptance is not None
-                and not response.failed
-                and f.exception() is None
-                and response.status_code < 400
-            )
-            if stands:
-                assert upgrade.acceptance is not None
-                self._pending = (hs_request, upgrade.acceptance)
-                self._try_complete_upgrade()
-            elif response.status_code >= 400 or response.failed:
-                self._send_and_close(bytes(sink.data))
-            else:
-                self._send_and_close(
-                    simple_response(404, f"no WebSocket handler for {hs_request.path}")
-                )
-
-        future.add_done_callback(decided)
+    def upgrade_refused(self, response: bytes) -> None:
+        """The upgrade does not happen: send ``response`` (the app's, or ours) and close."""
+        self._busy = False
+        if self._lost:
+            return
+        self._send_and_close(response)
 
     def _try_complete_upgrade(self) -> None:
         """Handshake once hixie-76's 8 bytes of key3 are in (RFC 6455 needs none) and the
-        responses to earlier pipelined requests have left."""
+        responses to earlier pipelined requests have left; then hand the transport over."""
         assert self._pending is not None and self._upgrade is not None
         if len(self.output) or self._write_paused:
             return  # _flush calls again once earlier responses are out
         request, acceptance = self._pending
-        options = acceptance.options or self.config.websocket
-        compression = options.compression
+        trailing = self._upgrade.trailing
         try:
             needed = handshake.key3_length(request)
-            trailing = self._upgrade.trailing
-            if len(trailing) < needed:
-                return
-            accepted = handshake.accept(
-                request,
-                key3=bytes(trailing[:needed]),
-                secure=self.secure,
-                subprotocols=acceptance.subprotocols,
-                origin_policy=acceptance.origin_policy or self.server.origin_policy,
-                versions=self.server.versions,
-                extra_headers=acceptance.headers,
-                extensions=[compression] if compression is not None else [],
-            )
         except HandshakeError as exc:
             self._pending = None
             self._send_and_close(handshake.reject_response(exc))
             return
-        except ValueError as exc:  # the app's extra headers cannot be sent (CR/LF in them)
-            logger.error("cannot accept the upgrade of %s: %s", request.target, exc)
-            self._pending = None
-            self._send_and_close(simple_response(500, "invalid handshake headers from the app"))
+        if len(trailing) < needed:
             return
         self._pending = None
+        accepted = handshake_response(
+            self.state, request, acceptance, bytes(trailing[:needed]), secure=self.secure
+        )
+        if isinstance(accepted, Refused):
+            self._send_and_close(accepted.response)
+            return
         self._cancel_timer()
         self._cancel_write_timer()
-        rest = bytes(self._upgrade.trailing[needed:])
-        connection = Connection(
-            Role.SERVER, accepted.version, limits=options.limits, extensions=accepted.extensions
-        )
-        ws = WebSocket(
-            connection,
-            request,
-            loop=self.loop,
-            options=options,
-            subprotocol=accepted.subprotocol,
-            remote_address=self.peername,
-        )
+        rest = bytes(trailing[needed:])
         transport = self.transport
         assert transport is not None
-        transport.write(accepted.response)
-        transport.set_protocol(WebSocketProtocol(ws))
-        ws._attach(transport)
-        ws._writing_paused = self._write_paused
+        ws = hand_over(
+            self.state,
+            transport,
+            request,
+            accepted,
+            acceptance,
+            remote_address=self.peername,
+            write_paused=self._write_paused,
+        )
         self._closed = True  # this object is done; the WebSocket owns the transport
-        self.server._upgraded(self, ws)
+        self.state.upgraded(self, ws)
         if self._reading_paused:
             transport.resume_reading()
-        self.server._start_handler(ws, acceptance.handler)
+        start_handler(self.state, ws, acceptance.handler)
         if rest:
             ws._data_received(rest)
 
@@ -701,8 +592,3 @@ class HttpChannel(asyncio.Protocol):
         if not self._reading_paused and self.transport is not None:
             self._reading_paused = True
             self.transport.pause_reading()
-
-
-#: The name this class had before the server package was split into channel, request,
-#: response, buffers and WSGI task.
-HttpProtocol = HttpChannel

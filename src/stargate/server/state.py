@@ -1,0 +1,103 @@
+"""What the connections of one server share, and the one way they report to it.
+
+The listener (:class:`~stargate.server.app.Server`) makes one :class:`ServerState`; each HTTP
+channel and each WebSocket it hands over reports here (admitted, released, upgraded, a
+handler started), so the modules below the listener never import it (uvicorn's
+``ServerState`` plays the same part).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Any
+
+from ..handshake import ALL_VERSIONS, RFC_VERSIONS, OriginPolicy
+from ..protocol import ProtocolVersion
+from .config import ServerConfig
+from .routing import Routes
+from .wsgi import WSGIApp
+
+if TYPE_CHECKING:
+    from .channel import HttpChannel
+    from .websocket import WebSocket
+
+logger = logging.getLogger("stargate.server")
+
+
+class ServerState:
+    """Settings, executors and the open connections of one server process."""
+
+    def __init__(self, app: WSGIApp | Routes, config: ServerConfig) -> None:
+        self.config = config
+        #: A route table (pure WebSocket server) or a WSGI app: exactly one is set.
+        self.routes = app if isinstance(app, Routes) else None
+        self.wsgi_app: WSGIApp | None = None if isinstance(app, Routes) else app
+        self.origin_policy: OriginPolicy = config.origin_policy
+        self.versions: Collection[ProtocolVersion] = (
+            ALL_VERSIONS if config.legacy_protocols else RFC_VERSIONS
+        )
+        #: Where the server listens, once bound (port 0 becomes the real port).
+        self.host = config.host
+        self.port = config.port
+        #: ``wsgi.multiprocess``: several worker processes serve the same app.
+        self.multiprocess = False
+        self.shutting_down = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+        #: WSGI requests and upgrade decisions run here (``threads``).
+        self.executor: concurrent.futures.ThreadPoolExecutor | None = None
+        #: ``def`` WebSocket handlers run here (``websocket_threads``), apart from the WSGI
+        #: pool so that long-lived handlers cannot starve plain HTTP.
+        self.handler_executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self.channels: set[HttpChannel] = set()
+        self.websockets: set[WebSocket] = set()
+        #: Running handlers: a task per ``async def`` handler, a future per ``def`` one.
+        self.handlers: set[asyncio.Future[Any]] = set()
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=self.config.threads, thread_name_prefix="stargate-worker"
+        )
+        self.handler_executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=self.config.websocket_threads, thread_name_prefix="stargate-websocket"
+        )
+
+    def stop_executors(self) -> None:
+        for executor in (self.executor, self.handler_executor):
+            if executor is not None:
+                executor.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def secure(self) -> bool:
+        """Whether the listener speaks TLS."""
+        return self.config.ssl_context is not None
+
+    # -- what the connections report -------------------------------------------------------
+
+    def admit(self, channel: HttpChannel) -> bool:
+        """A new connection: False (refuse it) while shutting down or at ``max_connections``."""
+        if self.shutting_down:
+            return False
+        if len(self.channels) + len(self.websockets) >= self.config.max_connections:
+            logger.warning("max_connections (%d) reached: refusing", self.config.max_connections)
+            return False
+        self.channels.add(channel)
+        return True
+
+    def release(self, channel: HttpChannel) -> None:
+        """The connection is gone (or handed over: see :meth:`upgraded`)."""
+        self.channels.discard(channel)
+
+    def upgraded(self, channel: HttpChannel, ws: WebSocket) -> None:
+        """``channel``'s transport now belongs to ``ws``; it counts as a WebSocket."""
+        self.channels.discard(channel)
+        self.websockets.add(ws)
+        ws.add_close_callback(self.websockets.discard)
+
+    def track_handler(self, future: asyncio.Future[Any]) -> None:
+        """Keep a running handler until it ends (shutdown waits for it)."""
+        self.handlers.add(future)
+        future.add_done_callback(self.handlers.discard)
