@@ -190,3 +190,18 @@ def test_add_arguments_for_the_main_cli() -> None:
     args = parser.parse_args(["client", "ws://h/", "-p", "a", "-p", "b", "-k"])
     assert args.subprotocol == ["a", "b"] and args.insecure and args.url == "ws://h/"
     assert args.client_main is cli.run_args
+
+
+def test_no_password_on_the_terminal(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with run_app(routes(Recorder())) as server:
+        url = server.url("/greet").replace("ws://", "ws://alice:s3cret@")
+        monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+        assert cli.run([url, "--ping-interval", "0"]) == 0
+        _, err = capsys.readouterr()
+        assert "connected to ws://alice:***@" in err and "s3cret" not in err
+        refused = url.replace("/greet", "/nowhere")
+        assert cli.run([refused]) == 1
+        _, err = capsys.readouterr()
+        assert "404" in err and "alice:***@" in err and "s3cret" not in err

@@ -7,6 +7,7 @@ import asyncio
 import json
 import ssl
 import time
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -23,7 +24,13 @@ from stargate.client import (
     RedirectError,
     TLSError,
 )
-from stargate.client.opening import WebSocketURL, _redirect_target, parse_url
+from stargate.client.opening import (
+    ConnectParams,
+    WebSocketURL,
+    _redirect_target,
+    parse_url,
+    same_origin,
+)
 from stargate.errors import InvalidHandshakeResponse
 from stargate.protocol import ProtocolVersion
 from stargate.server import Routes
@@ -437,3 +444,142 @@ def test_every_error_is_a_connect_error() -> None:
     ):
         assert issubclass(cls, ConnectError)
         assert issubclass(cls, stargate.StargateError)
+
+
+# -- credentials on redirects -------------------------------------------------------------------
+
+#: What the client must not hand to another origin (issue 10).
+SECRETS = ("authorization", "cookie", "proxy-authorization")
+
+
+@dataclass
+class Hop:
+    """A raw server that records every request head it reads and answers from ``routes``:
+    a path mapped to a ``Location`` (a 302 to it) or to ``None`` (a 101, then a close)."""
+
+    routes: dict[str, str | None]
+    heads: list[bytes] = field(default_factory=list)
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await read_head(reader)
+        self.heads.append(head)
+        path = head.split(b" ", 2)[1].decode()
+        location = self.routes[path]
+        if location is None:
+            # A valid 101 and an immediate close frame (1000): the client's close is quick.
+            writer.write(switching(head) + b"\x88\x02\x03\xe8")
+            await writer.drain()
+            await reader.read(2 + 4 + 2)  # the client's echo of the close
+        else:
+            writer.write(
+                f"HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n".encode()
+            )
+            await reader.read()
+
+
+def sent(head: bytes) -> dict[str, str]:
+    """The fields of a request head, names lower-cased."""
+    lines = head.decode("latin-1").split("\r\n")[1:]
+    return {n.strip().lower(): v.strip() for n, _, v in (ln.partition(":") for ln in lines if ln)}
+
+
+async def follow(url: str, credentials: str) -> str:
+    """Open ``url`` with credentials in the URL (``"url"``) or as an ``Authorization``
+    header (``"header"``), plus a cookie and proxy credentials; returns where it landed."""
+    headers = [("Cookie", "session=42"), ("Proxy-Authorization", "Basic cHJveHk6cHc=")]
+    headers.append(("X-Trace", "7"))
+    if credentials == "url":
+        url = url.replace("ws://", "ws://alice:s3cret@")
+    else:
+        headers.append(("Authorization", "Bearer s3cret"))
+    ws = await stargate.connect(url, extra_headers=headers, follow_redirects=3)
+    await asyncio.wait_for(ws.wait_closed(), TIMEOUT)
+    return ws.url
+
+
+@pytest.mark.parametrize("credentials", ["url", "header"])
+async def test_cross_origin_redirect_drops_credentials(credentials: str) -> None:
+    landing = Hop({"/landing": None})
+    async with fake_server(landing) as other:
+        start = Hop({"/start": other.url("/landing")})
+        async with fake_server(start) as first:
+            assert await follow(first.url("/start"), credentials) == other.url("/landing")
+    (first_head,), (second_head,) = start.heads, landing.heads
+    first_fields, second_fields = sent(first_head), sent(second_head)
+    for name in SECRETS:
+        assert name in first_fields
+        assert name not in second_fields, f"{name} was sent to another origin"
+    assert b"s3cret" not in second_head and b"session=42" not in second_head
+    assert second_fields["x-trace"] == "7"  # other headers still go
+    assert second_fields["host"] == f"127.0.0.1:{other.port}"
+
+
+@pytest.mark.parametrize("credentials", ["url", "header"])
+async def test_same_origin_redirect_keeps_credentials(credentials: str) -> None:
+    hop = Hop({"/start": "/landing", "/landing": None})
+    async with fake_server(hop) as fake:
+        landed = await follow(fake.url("/start"), credentials)
+    assert landed.endswith(f"@127.0.0.1:{fake.port}/landing" if credentials == "url" else "")
+    assert landed.endswith(f"127.0.0.1:{fake.port}/landing") and "s3cret" not in landed
+    first, second = (sent(head) for head in hop.heads)
+    for name in SECRETS:
+        assert first[name] == second[name]
+
+
+async def test_credentials_stay_dropped_back_on_the_first_origin() -> None:
+    """Once handed to another origin, a redirect back does not restore them: what that
+    origin's redirect asks for is not what the caller asked for."""
+    elsewhere = Hop({"/bounce": None})
+    async with fake_server(elsewhere) as other:
+        hop = Hop({"/start": other.url("/bounce"), "/landing": None})
+        async with fake_server(hop) as first:
+            elsewhere.routes["/bounce"] = first.url("/landing")
+            assert await follow(first.url("/start"), "header") == first.url("/landing")
+    heads = [sent(head) for head in (hop.heads[0], elsewhere.heads[0], hop.heads[1])]
+    assert [name in fields for fields in heads for name in SECRETS] == [True] * 3 + [False] * 6
+
+
+@pytest.mark.parametrize(
+    ("url", "location", "same"),
+    [
+        ("ws://h:1/a", "/b", True),
+        ("ws://h/a", "http://H:80/b", True),  # http is ws's page scheme; 80 is its default
+        ("ws://h:1/a", "ws://h:2/a", False),
+        ("ws://h/a", "ws://g/a", False),
+        ("ws://h/a", "wss://h/a", False),  # another scheme is another origin (RFC 6454)
+        ("ws://127.0.0.1:1/a", "ws://localhost:1/a", False),
+    ],
+)
+def test_same_origin(url: str, location: str, same: bool) -> None:
+    target = _redirect_target(url, location)
+    assert target is not None
+    assert same_origin(parse_url(url), parse_url(target)) is same
+
+
+async def test_no_password_in_errors() -> None:
+    url = f"ws://alice:s3cret@127.0.0.1:{closed_port()}/"
+    with pytest.raises(ConnectionRefused) as info:
+        await stargate.connect(url)
+    assert "s3cret" not in str(info.value) and "s3cret" not in info.value.url
+    assert "alice:***@" in str(info.value)
+
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+        await reader.read()
+
+    async with fake_server(refuse) as fake:
+        with pytest.raises(InvalidStatus) as refused:
+            await stargate.connect(fake.url().replace("ws://", "ws://alice:s3cret@"))
+    assert "s3cret" not in str(refused.value) and "s3cret" not in repr(refused.value)
+    with pytest.raises(InvalidURL) as invalid:
+        await stargate.connect("ws://alice:s3cret@h:99999/")
+    assert "s3cret" not in str(invalid.value)
+
+
+async def test_no_secret_in_reprs(server: AppServer) -> None:
+    params = ConnectParams.build(extra_headers={"Authorization": "Bearer s3cret"})
+    assert "s3cret" not in repr(params)
+    url = server.url("/echo").replace("ws://", "ws://alice:s3cret@")
+    async with stargate.connect(url) as ws:
+        assert "s3cret" not in repr(ws) and "s3cret" not in ws.url

@@ -57,7 +57,8 @@ __all__ = [
 
 
 class ConnectError(StargateError):
-    """The base of every failure to open a client connection; ``url`` is what was opened."""
+    """The base of every failure to open a client connection; ``url`` is what was opened,
+    with the password of its ``user:password@`` masked (it ends up in logs)."""
 
     def __init__(self, message: str, url: str = "") -> None:
         super().__init__(message)

@@ -13,7 +13,7 @@ import functools
 import socket
 import ssl as ssl_module
 from collections.abc import Generator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from typing import Any
 from urllib.parse import quote, unquote, urljoin, urlsplit
@@ -32,6 +32,7 @@ from ..handshake import (
 from ..headers import Headers
 from ..limits import KiB, Limits
 from ..protocol import ProtocolVersion, Role
+from ..redact import redact_url
 from .errors import (
     ConnectionFailed,
     ConnectionRefused,
@@ -47,6 +48,7 @@ from .errors import (
 from .websocket import ClientOptions, ClientWebSocket
 
 __all__ = [
+    "CREDENTIAL_HEADERS",
     "DEFAULT_COMPRESSION",
     "USER_AGENT",
     "Connect",
@@ -55,6 +57,7 @@ __all__ = [
     "connect",
     "open_connection",
     "parse_url",
+    "same_origin",
 ]
 
 
@@ -74,6 +77,10 @@ DEFAULT_COMPRESSION = PerMessageDeflateClientOffer()
 #: to wait for it once the response head is in).
 BODY_PREFIX = 1024
 BODY_GRACE = 1.0
+
+#: Request headers that carry credentials: sent to the origin the caller opened, never to
+#: another origin a redirect points to (what browsers and HTTP clients do for the same reason).
+CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 
 _DEFAULT_PORTS = {"ws": 80, "wss": 443}
 
@@ -110,19 +117,20 @@ class WebSocketURL:
 
 
 def parse_url(url: str) -> WebSocketURL:
-    """Parse a WebSocket URL; :class:`InvalidURL` if it cannot be opened."""
+    """Parse a WebSocket URL; :class:`InvalidURL` (its password masked) if it cannot be opened."""
+    shown = redact_url(url)
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise InvalidURL(f"invalid URL {url!r}: {exc}", url) from None
+        raise InvalidURL(f"invalid URL {shown!r}: {exc}", shown) from None
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS:
-        raise InvalidURL(f"not a ws:// or wss:// URL: {url!r}", url)
+        raise InvalidURL(f"not a ws:// or wss:// URL: {shown!r}", shown)
     if not parts.hostname:
-        raise InvalidURL(f"no host in {url!r}", url)
+        raise InvalidURL(f"no host in {shown!r}", shown)
     if parts.fragment or url.endswith("#"):
-        raise InvalidURL(f"a WebSocket URL has no fragment (RFC 6455 section 3): {url!r}", url)
+        raise InvalidURL(f"a WebSocket URL has no fragment (RFC 6455 section 3): {shown!r}", shown)
     resource = parts.path or "/"
     if parts.query:
         resource += "?" + parts.query
@@ -134,7 +142,7 @@ def parse_url(url: str) -> WebSocketURL:
         try:
             host = host.encode("idna").decode("ascii")  # the DNS (punycode) form
         except UnicodeError as exc:
-            raise InvalidURL(f"invalid host name in {url!r}: {exc}", url) from None
+            raise InvalidURL(f"invalid host name in {shown!r}: {exc}", shown) from None
     return WebSocketURL(
         secure=scheme == "wss",
         host=host,
@@ -143,6 +151,11 @@ def parse_url(url: str) -> WebSocketURL:
         username=unquote(parts.username) if parts.username is not None else None,
         password=unquote(parts.password) if parts.password is not None else None,
     )
+
+
+def same_origin(a: WebSocketURL, b: WebSocketURL) -> bool:
+    """Whether two URLs are of one origin: scheme, host and port (RFC 6454 sections 4-5)."""
+    return (a.secure, a.host, a.port) == (b.secure, b.host, b.port)
 
 
 # -- parameters ----------------------------------------------------------------------------
@@ -154,7 +167,8 @@ class ConnectParams:
     the blocking client and :mod:`stargate.testing`)."""
 
     subprotocols: tuple[str, ...] = ()
-    extra_headers: tuple[tuple[str, str], ...] = ()
+    # Not in the repr: it may hold an Authorization or a Cookie.
+    extra_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     origin: str | None = None
     ssl: ssl_module.SSLContext | None = None
     server_hostname: str | None = None
@@ -218,15 +232,33 @@ class ConnectParams:
             options=options,
         )
 
+    def without_credentials(self) -> ConnectParams:
+        """These parameters for another origin: no :data:`CREDENTIAL_HEADERS`."""
+        headers = tuple(
+            (n, v) for n, v in self.extra_headers if n.lower() not in CREDENTIAL_HEADERS
+        )
+        return replace(self, extra_headers=headers)
+
+    def with_url_credentials(self, target: WebSocketURL) -> ConnectParams:
+        """These parameters with the ``user:password@`` of ``target`` as HTTP Basic
+        credentials (RFC 7617), unless an ``Authorization`` header is given already.
+
+        Folded into the headers so that they follow the same rule as an explicit
+        ``Authorization`` on redirects: kept for the same origin, dropped for another.
+        """
+        names = {name.lower() for name, _ in self.extra_headers}
+        if target.username is None or "authorization" in names:
+            return self
+        credentials = f"{target.username}:{target.password or ''}".encode()
+        basic = ("Authorization", "Basic " + base64.b64encode(credentials).decode())
+        return replace(self, extra_headers=(*self.extra_headers, basic))
+
     def handshake(self, target: WebSocketURL) -> ClientHandshake:
         """The core's handshake for one attempt (a fresh key each time)."""
         headers = list(self.extra_headers)
         names = {name.lower() for name, _ in headers}
         if self.user_agent is not None and "user-agent" not in names:
             headers.append(("User-Agent", self.user_agent))
-        if target.username is not None and "authorization" not in names:
-            credentials = f"{target.username}:{target.password or ''}".encode()
-            headers.append(("Authorization", "Basic " + base64.b64encode(credentials).decode()))
         compression = self.options.compression
         return ClientHandshake(
             target.host_header,
@@ -364,7 +396,7 @@ class _ClientProtocol(asyncio.Protocol):
             location = headers.get("Location") or ""
             self._fail(
                 RedirectError(
-                    f"redirect {status} {response.reason} to {location!r}".rstrip(),
+                    f"redirect {status} {response.reason} to {redact_url(location)!r}".rstrip(),
                     self.url,
                     status=status,
                     headers=headers,
@@ -490,8 +522,11 @@ class _ClientProtocol(asyncio.Protocol):
 class _Attempt:
     """One attempt to open a URL, with the phase it is in (for the timeout's message)."""
 
-    def __init__(self, url: str, params: ConnectParams, loop: asyncio.AbstractEventLoop) -> None:
-        self.url = url
+    def __init__(
+        self, target: WebSocketURL, url: str, params: ConnectParams, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self.target = target
+        self.url = redact_url(url)  # what errors and the connection show
         self.params = params
         self.loop = loop
         self.phase = "dns"
@@ -540,8 +575,7 @@ class _Attempt:
             self.sock.close()
 
     async def _open(self) -> ClientWebSocket:
-        params = self.params
-        target = parse_url(self.url)
+        params, target = self.params, self.target
         context = params.ssl
         if target.secure:
             if context is None:
@@ -622,24 +656,31 @@ def _redirect_target(url: str, location: str) -> str | None:
 
 
 async def open_connection(url: str, params: ConnectParams) -> ClientWebSocket:
-    """Open ``url`` with ``params`` on the running loop (what ``await connect(...)`` does)."""
+    """Open ``url`` with ``params`` on the running loop (what ``await connect(...)`` does).
+
+    A redirect to another origin drops the credentials (:data:`CREDENTIAL_HEADERS`, those of
+    the URL included) for the rest of the way: they were given for the origin first opened.
+    """
     loop = asyncio.get_running_loop()
     timeout = params.options.open_timeout
     deadline = None if timeout is None else loop.time() + timeout
     redirects = 0
     while True:
+        current = parse_url(url)
+        params = params.with_url_credentials(current)
         try:
-            return await _Attempt(url, params, loop).run(deadline)
+            return await _Attempt(current, url, params, loop).run(deadline)
         except RedirectError as exc:
             target = _redirect_target(url, exc.location)
             if target is None:
                 exc.reason = (
-                    f"the server redirects to {exc.location!r} ({exc.status}), "
+                    f"the server redirects to {redact_url(exc.location)!r} ({exc.status}), "
                     "which is not a WebSocket URL that can be followed"
                 )
             elif redirects >= params.follow_redirects:
                 exc.reason = (
-                    f"the server redirects to {exc.location!r} ({exc.status}); redirects are "
+                    f"the server redirects to {redact_url(exc.location)!r} ({exc.status}); "
+                    "redirects are "
                     + (
                         f"followed at most {params.follow_redirects} times"
                         if params.follow_redirects
@@ -648,6 +689,8 @@ async def open_connection(url: str, params: ConnectParams) -> ClientWebSocket:
                 )
             else:
                 redirects += 1
+                if not same_origin(current, parse_url(target)):
+                    params = params.without_credentials()
                 url = target
                 continue
             exc.args = (exc.reason,)
@@ -709,8 +752,11 @@ def connect(
 
     * ``subprotocols``: offered in order; the server's choice is ``ws.subprotocol``.
     * ``extra_headers``: more request headers (pairs or a mapping), e.g. cookies or an
-      ``Authorization``; they are sent again to a redirect's target.  ``user:password@`` in
-      the URL sends HTTP Basic credentials.  ``origin`` sends an ``Origin`` header.
+      ``Authorization``.  ``user:password@`` in the URL sends HTTP Basic credentials.  A
+      redirect to the same origin gets them all again; a redirect to another origin (another
+      scheme, host or port) gets neither ``Authorization``, ``Cookie``,
+      ``Proxy-Authorization`` nor the URL's credentials.  ``origin`` sends an ``Origin``
+      header.  Errors, ``ws.url`` and reprs show the URL with its password masked.
     * ``compression``: the permessage-deflate offer (RFC 7692), on by default; ``None``
       turns it off.  ``ws.compression`` tells whether the server agreed.
     * ``limits``: message, frame and response-head sizes (:class:`~stargate.limits.Limits`:
