@@ -34,6 +34,7 @@ from ..headers import has_token
 from . import dispatch
 from .buffers import OutputBuffer, RequestBody
 from .handover import Refused, hand_over, handshake_response, start_handler
+from .proxy import ClientView
 from .request import BadTarget, HttpRequest, parse_target
 from .response import simple_response
 from .state import ServerState
@@ -82,7 +83,7 @@ class HttpChannel(asyncio.Protocol):
         self._busy = False
         self._processing = False
         self._upgrade: HttpRequest | None = None
-        self._pending: tuple[handshake.Request, Acceptance] | None = None  # decided
+        self._pending: tuple[handshake.Request, Acceptance, ClientView] | None = None
         # Output and the connection's end.
         self._write_paused = False
         self._flush_scheduled = False
@@ -496,12 +497,15 @@ class HttpChannel(asyncio.Protocol):
         """Whether the client is gone."""
         return self._lost
 
-    def upgrade_accepted(self, request: handshake.Request, acceptance: Acceptance) -> None:
-        """The app (or the route table) accepted the upgrade: handshake once possible."""
+    def upgrade_accepted(
+        self, request: handshake.Request, acceptance: Acceptance, client: ClientView
+    ) -> None:
+        """The app (or the route table) accepted the upgrade of ``client``: handshake once
+        possible."""
         self._busy = False
         if self._lost:
             return
-        self._pending = (request, acceptance)
+        self._pending = (request, acceptance, client)
         self._try_complete_upgrade()
 
     def upgrade_refused(self, response: bytes) -> None:
@@ -517,7 +521,7 @@ class HttpChannel(asyncio.Protocol):
         assert self._pending is not None and self._upgrade is not None
         if len(self.output) or self._write_paused:
             return  # _flush calls again once earlier responses are out
-        request, acceptance = self._pending
+        request, acceptance, client = self._pending
         trailing = self._upgrade.trailing
         try:
             needed = handshake.key3_length(request)
@@ -529,7 +533,12 @@ class HttpChannel(asyncio.Protocol):
             return
         self._pending = None
         accepted = handshake_response(
-            self.state, request, acceptance, bytes(trailing[:needed]), secure=self.secure
+            self.state,
+            request,
+            acceptance,
+            bytes(trailing[:needed]),
+            secure=client.secure,
+            authority=client.host,
         )
         if isinstance(accepted, Refused):
             self._send_and_close(accepted.response)
@@ -545,7 +554,7 @@ class HttpChannel(asyncio.Protocol):
             request,
             accepted,
             acceptance,
-            remote_address=self.peername,
+            remote_address=client.remote,
             write_paused=self._write_paused,
         )
         self._closed = True  # this object is done; the WebSocket owns the transport

@@ -97,6 +97,11 @@ class ServerConfig:
     legacy_protocols: bool = True
     #: Which browser origins may open WebSockets (same-origin by default, DESIGN.md).
     origin_policy: OriginPolicy = field(default_factory=OriginPolicy)
+    #: Peers whose forwarding headers (``Forwarded``, ``X-Forwarded-For/Proto/Host/Port``)
+    #: are believed: IP addresses or CIDR networks (``127.0.0.1``, ``10.0.0.0/8``), or
+    #: ``"*"`` for every peer.  Empty (the default): those headers are ignored, since any
+    #: client can send them.  See :mod:`stargate.server.proxy`.
+    trusted_proxies: tuple[str, ...] = ()
     #: The broker that carries group messages between processes (``stargate.brokers``):
     #: ``None`` or ``memory://`` for one process, ``redis://host:6379/0`` for several.
     #: Read by :func:`stargate.server.workers.run_workers` (``stargate serve --broker``).

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import handshake
 from ..headers import Headers
+from .proxy import ClientView, client_view
 from .request import HttpRequest
 from .response import simple_response
 from .upgrade import ENVIRON_KEY, Upgrade
@@ -41,17 +42,30 @@ class _HeldSink:
         self.data += data
 
 
-def environ(channel: HttpChannel, request: HttpRequest) -> dict[str, Any]:
-    """The WSGI environ of ``request`` as received on ``channel``."""
+def client_of(channel: HttpChannel, request: HttpRequest) -> ClientView:
+    """The client of ``request``: the socket's peer, or whom a trusted proxy names."""
+    return client_view(
+        request.headers,
+        channel.peername,
+        secure=channel.secure,
+        trusted=channel.state.trusted_proxies,
+    )
+
+
+def environ(channel: HttpChannel, request: HttpRequest, client: ClientView) -> dict[str, Any]:
+    """The WSGI environ of ``request`` from ``client`` (see :func:`client_of`)."""
     state = channel.state
-    return build_environ(
+    env = build_environ(
         request,
         server_name=state.host,
         server_port=state.port,
-        remote=channel.peername,
-        url_scheme="https" if channel.secure else "http",
+        remote=client.remote,
+        url_scheme=client.scheme,
         multiprocess=state.multiprocess,
     )
+    if client.host is not None:
+        env["HTTP_HOST"] = client.host
+    return env
 
 
 def answer(channel: HttpChannel, request: HttpRequest) -> None:
@@ -76,9 +90,8 @@ def answer(channel: HttpChannel, request: HttpRequest) -> None:
     app = state.wsgi_app
     assert app is not None and state.loop is not None
     response = WSGIResponse(channel, request)
-    future = state.loop.run_in_executor(
-        state.executor, run_wsgi, app, environ(channel, request), response
-    )
+    env = environ(channel, request, client_of(channel, request))
+    future = state.loop.run_in_executor(state.executor, run_wsgi, app, env, response)
 
     def done(f: asyncio.Future[None]) -> None:
         request.body.close()
@@ -103,6 +116,7 @@ def decide_upgrade(channel: HttpChannel, request: HttpRequest) -> None:
     the outcome through ``upgrade_accepted`` or ``upgrade_refused``."""
     state = channel.state
     hs_request = handshake_request(request)
+    client = client_of(channel, request)
     if state.routes is not None:
         acceptance = state.routes.resolve(hs_request.path)
         if acceptance is None:
@@ -110,12 +124,12 @@ def decide_upgrade(channel: HttpChannel, request: HttpRequest) -> None:
                 simple_response(404, f"no WebSocket route for {hs_request.path}")
             )
         else:
-            channel.upgrade_accepted(hs_request, acceptance)
+            channel.upgrade_accepted(hs_request, acceptance, client)
         return
     app = state.wsgi_app
     assert app is not None and state.loop is not None
     upgrade = Upgrade(hs_request)
-    env = environ(channel, request)
+    env = environ(channel, request, client)
     env[ENVIRON_KEY] = upgrade
     sink = _HeldSink()
     response = WSGIResponse(sink, request)
@@ -133,7 +147,7 @@ def decide_upgrade(channel: HttpChannel, request: HttpRequest) -> None:
         )
         if stands:
             assert upgrade.acceptance is not None
-            channel.upgrade_accepted(hs_request, upgrade.acceptance)
+            channel.upgrade_accepted(hs_request, upgrade.acceptance, client)
         elif response.status_code >= 400 or response.failed:
             channel.upgrade_refused(bytes(sink.data))
         else:

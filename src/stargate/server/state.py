@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..handshake import ALL_VERSIONS, RFC_VERSIONS, OriginPolicy
 from ..protocol import ProtocolVersion
 from .config import ServerConfig
+from .proxy import TrustedProxies
 from .routing import Routes
 from .wsgi import WSGIApp
 
@@ -39,6 +40,8 @@ class ServerState:
         self.versions: Collection[ProtocolVersion] = (
             ALL_VERSIONS if config.legacy_protocols else RFC_VERSIONS
         )
+        #: Whose forwarding headers are believed (checked here: a bad entry fails at start).
+        self.trusted_proxies = TrustedProxies(config.trusted_proxies)
         #: Where the server listens, once bound (port 0 becomes the real port).
         self.host = config.host
         self.port = config.port

@@ -1,0 +1,236 @@
+"""Who the client is, when a reverse proxy stands between it and us.
+
+Behind nginx the socket's peer is the proxy: the client's address, the scheme it used
+(https, terminated at the proxy) and the host it asked for travel in ``Forwarded``
+(RFC 7239) or the de-facto ``X-Forwarded-For/Proto/Host/Port`` headers.  Anyone can send
+those headers, so they are believed only from a peer listed in ``trusted_proxies``; from any
+other peer they are ignored (left in the environ as ``HTTP_X_FORWARDED_*``, as gunicorn and
+waitress leave them, but never used by the server).
+
+What the proxy says sets ``REMOTE_ADDR``, ``wsgi.url_scheme`` and ``HTTP_HOST`` in the WSGI
+environ, the WebSocket's remote address, and the origin the same-origin check compares with:
+an https page whose Host the proxy rewrote is same-origin with the upgrade it sends.
+
+Through a chain of proxies, the client is the nearest hop (from the right) that is not a
+trusted proxy itself (RFC 7239 section 5.2, X-Forwarded-For alike): an address a client
+wrote into its own request, left of the first trusted hop, is never taken.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+__all__ = ["ClientView", "TrustedProxies", "client_view", "parse_forwarded"]
+
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class ClientView:
+    """The client as the application should see it."""
+
+    #: The client's address and port (port 0 when a proxy named only the address).
+    remote: tuple[str, int] | None
+    #: ``"https"`` or ``"http"``: how the client reached us (or the first trusted proxy).
+    scheme: str
+    #: ``host[:port]`` the client asked for; ``None``: the request's own Host stands.
+    host: str | None = None
+
+    @property
+    def secure(self) -> bool:
+        return self.scheme == "https"
+
+
+class TrustedProxies:
+    """The peers whose forwarding headers are believed: addresses or CIDR networks.
+
+    ``"*"`` trusts every peer: only for a server that nothing but the proxy can reach (a
+    Unix socket, a private network).  An empty list (the default) trusts nobody.
+    """
+
+    def __init__(self, entries: Iterable[str] = ()) -> None:
+        self.any = False
+        networks: list[_Network] = []
+        for entry in entries:
+            entry = entry.strip()
+            if not entry:
+                continue
+            if entry == "*":
+                self.any = True
+                continue
+            try:
+                networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                raise ValueError(
+                    f"trusted proxy {entry!r} is not an IP address or network (CIDR)"
+                ) from None
+        self.networks = tuple(networks)
+
+    def __bool__(self) -> bool:
+        return self.any or bool(self.networks)
+
+    def __contains__(self, address: object) -> bool:
+        if not isinstance(address, str):
+            return False
+        if self.any:
+            return True
+        try:
+            ip = ipaddress.ip_address(address.partition("%")[0])  # no IPv6 zone
+        except ValueError:
+            return False  # "unknown", an obfuscated identifier (RFC 7239 section 6.3)
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in network for network in self.networks)
+
+
+@dataclass(frozen=True, slots=True)
+class _Hop:
+    """One proxy's statement: whom it served (``for``), over what, for which host."""
+
+    node: str | None = None
+    proto: str | None = None
+    host: str | None = None
+
+
+def _unquote(value: str) -> str:
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    return value
+
+
+def _split_elements(value: str) -> list[str]:
+    """Split on ``sep`` outside quoted strings (RFC 7239 values may quote ``,`` and ``;``)."""
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
+    for char in value:
+        if escaped:
+            escaped = False
+        elif char == "\\" and quoted:
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char == "," and not quoted:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    parts.append("".join(current))
+    return parts
+
+
+def parse_forwarded(values: Sequence[str]) -> list[_Hop] | None:
+    """The hops of ``Forwarded`` header fields, in order; None when malformed (then the
+    header is ignored as a whole rather than half-believed)."""
+    hops: list[_Hop] = []
+    for value in values:
+        for element in _split_elements(value):
+            if not element.strip():
+                continue
+            fields: dict[str, str] = {}
+            for pair in element.split(";"):
+                if not pair.strip():
+                    continue
+                name, sep, raw = pair.partition("=")
+                if not sep:
+                    return None
+                fields[name.strip().lower()] = _unquote(raw)
+            hops.append(_Hop(fields.get("for"), fields.get("proto"), fields.get("host")))
+    return hops
+
+
+def _node_address(node: str | None) -> tuple[str, int] | None:
+    """``for=`` value -> (address, port): ``1.2.3.4``, ``1.2.3.4:80``, ``[::1]:80``."""
+    if node is None:
+        return None
+    node = node.strip()
+    if node.startswith("["):
+        address, _, rest = node[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    elif node.count(":") == 1:
+        address, _, port = node.partition(":")
+    else:
+        address, port = node, ""
+    return address, int(port) if port.isdigit() and len(port) <= 5 else 0
+
+
+def _list(headers: Sequence[tuple[str, str]], name: str) -> list[str]:
+    items: list[str] = []
+    for key, value in headers:
+        if key.lower() == name:
+            items.extend(item.strip() for item in value.split(","))
+    return items
+
+
+def _x_forwarded_hops(headers: Sequence[tuple[str, str]]) -> list[_Hop]:
+    """``X-Forwarded-For`` with ``-Proto``/``-Host`` lined up from the right: a proxy that
+    appends to each list lines them up; one that sets a single value (nginx's usual
+    ``proxy_set_header X-Forwarded-Proto $scheme``) speaks for the nearest hop."""
+    nodes = _list(headers, "x-forwarded-for")
+    protos = _list(headers, "x-forwarded-proto")
+    hosts = _list(headers, "x-forwarded-host")
+    port = _list(headers, "x-forwarded-port")
+    if not nodes:
+        nodes = [""]  # no address given: the statement about scheme and host still counts
+    hops: list[_Hop] = []
+    count = len(nodes)
+    for index, node in enumerate(nodes):
+        from_right = count - index
+        proto = protos[-from_right] if len(protos) >= from_right else None
+        host = hosts[-from_right] if len(hosts) >= from_right else None
+        if from_right == 1:
+            proto = proto or (protos[-1] if protos else None)
+            host = host or (hosts[-1] if hosts else None)
+            if port and port[-1].isdigit() and host is not None and not _has_port(host):
+                host = f"{host}:{port[-1]}"
+        hops.append(_Hop(node or None, proto, host))
+    return hops
+
+
+def _has_port(host: str) -> bool:
+    if host.startswith("["):
+        return "]:" in host
+    return ":" in host
+
+
+def client_view(
+    headers: Sequence[tuple[str, str]],
+    peer: tuple[str, int] | None,
+    *,
+    secure: bool,
+    trusted: TrustedProxies,
+) -> ClientView:
+    """The client behind the proxies we trust (or the socket's peer, if it is no proxy)."""
+    direct = ClientView(peer, "https" if secure else "http")
+    if peer is None or not trusted or peer[0] not in trusted:
+        return direct
+    forwarded = [value for name, value in headers if name.lower() == "forwarded"]
+    hops = parse_forwarded(forwarded) if forwarded else _x_forwarded_hops(headers)
+    if not hops:
+        return direct
+    # Walk from the nearest hop: each trusted proxy's statement names its own peer; stop at
+    # the first peer that is not a trusted proxy (the client), or at the leftmost hop.
+    chosen = hops[-1]
+    for hop in reversed(hops):
+        chosen = hop
+        address = _node_address(hop.node)
+        if address is None or address[0] not in trusted:
+            break
+    address = _node_address(chosen.node)
+    remote = peer if address is None or not address[0] or address[0] == "unknown" else address
+    proto = (chosen.proto or "").strip().lower()
+    scheme = proto if proto in ("http", "https") else direct.scheme
+    if proto in ("ws", "wss"):
+        scheme = "https" if proto == "wss" else "http"
+    host = chosen.host.strip() if chosen.host and chosen.host.strip() else None
+    if host is not None and not _valid_host(host):
+        host = None
+    return ClientView(remote, scheme, host)
+
+
+def _valid_host(host: str) -> bool:
+    """A ``host[:port]`` with no characters that could smuggle anything into HTTP_HOST."""
+    return all(c.isalnum() or c in "-._:[]" for c in host) and len(host) <= 255

@@ -1,0 +1,200 @@
+"""Trusted proxies (stargate.server.proxy): forwarding headers believed only from them.
+
+The tables check the decision itself; the socket tests check that what it decides reaches the
+WSGI environ, the WebSocket's remote address and the same-origin check, and that a client
+talking to the server directly cannot spoof any of it.  tests/server/test_nginx.py puts a real
+nginx in front.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import pytest
+import websockets
+from websockets.asyncio.client import connect
+from websockets.typing import Origin
+
+from stargate.server import ENVIRON_KEY, WebSocket
+from stargate.server.proxy import ClientView, TrustedProxies, client_view, parse_forwarded
+from stargate.server.wsgi import StartResponse
+
+from .support import TIMEOUT, StartServer, get
+
+PEER = ("10.0.0.2", 40000)
+
+
+def view(headers: list[tuple[str, str]], trusted: Iterable[str] = ("10.0.0.2",)) -> ClientView:
+    return client_view(headers, PEER, secure=False, trusted=TrustedProxies(trusted))
+
+
+def test_nobody_is_trusted_by_default() -> None:
+    headers = [("X-Forwarded-For", "1.2.3.4"), ("X-Forwarded-Proto", "https")]
+    assert view(headers, trusted=()) == ClientView(PEER, "http")
+
+
+def test_an_untrusted_peer_is_not_believed() -> None:
+    headers = [("X-Forwarded-For", "1.2.3.4"), ("Forwarded", "for=1.2.3.4;proto=https")]
+    assert view(headers, trusted=("10.0.0.3", "192.168.0.0/16")) == ClientView(PEER, "http")
+
+
+def test_x_forwarded_from_a_trusted_peer() -> None:
+    headers = [
+        ("X-Forwarded-For", "203.0.113.7"),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-Host", "chat.example.com"),
+    ]
+    assert view(headers) == ClientView(("203.0.113.7", 0), "https", "chat.example.com")
+
+
+def test_x_forwarded_port_joins_the_host() -> None:
+    headers = [
+        ("X-Forwarded-For", "203.0.113.7"),
+        ("X-Forwarded-Host", "example.com"),
+        ("X-Forwarded-Port", "8443"),
+    ]
+    assert view(headers).host == "example.com:8443"
+
+
+def test_cidr_networks_and_star() -> None:
+    headers = [("X-Forwarded-For", "203.0.113.7")]
+    assert view(headers, trusted=("10.0.0.0/8",)).remote == ("203.0.113.7", 0)
+    assert view(headers, trusted=("*",)).remote == ("203.0.113.7", 0)
+    assert view(headers, trusted=("10.1.0.0/16",)).remote == PEER
+
+
+def test_a_spoofed_address_left_of_the_trusted_hops_is_ignored() -> None:
+    # The client wrote "6.6.6.6" itself; our proxy appended the address it saw.
+    headers = [("X-Forwarded-For", "6.6.6.6, 203.0.113.7")]
+    assert view(headers).remote == ("203.0.113.7", 0)
+    # Two trusted proxies in a row: the client is the first untrusted hop from the right.
+    headers = [("X-Forwarded-For", "6.6.6.6, 203.0.113.7, 10.0.0.9")]
+    assert view(headers, trusted=("10.0.0.0/8",)).remote == ("203.0.113.7", 0)
+
+
+def test_rfc7239_forwarded() -> None:
+    headers = [("Forwarded", 'for="[2001:db8::1]:4711";proto=https;host=example.com')]
+    assert view(headers) == ClientView(("2001:db8::1", 4711), "https", "example.com")
+    # Several elements and fields; Forwarded wins over X-Forwarded-*.
+    headers = [
+        ("Forwarded", "for=6.6.6.6, for=198.51.100.1;proto=https"),
+        ("X-Forwarded-For", "1.1.1.1"),
+    ]
+    assert view(headers) == ClientView(("198.51.100.1", 0), "https", None)
+
+
+def test_malformed_forwarded_is_ignored_whole() -> None:
+    assert parse_forwarded(["for"]) is None
+    assert view([("Forwarded", "for;proto=https")]) == ClientView(PEER, "http")
+
+
+def test_a_forwarded_host_that_could_smuggle_is_dropped() -> None:
+    assert view([("X-Forwarded-Host", "a.com\r\nX: y")]).host is None
+    assert view([("X-Forwarded-Host", "a.com/evil")]).host is None
+
+
+def test_unknown_and_obfuscated_nodes_keep_the_peer_address() -> None:
+    assert view([("Forwarded", "for=unknown;proto=https")]) == ClientView(PEER, "https")
+    assert view([("Forwarded", "for=_hidden")]).remote == ("_hidden", 0)
+
+
+def test_a_bad_entry_is_refused() -> None:
+    with pytest.raises(ValueError, match="not an IP address"):
+        TrustedProxies(["nginx.local"])
+
+
+def test_ipv4_mapped_peer_matches_an_ipv4_entry() -> None:
+    assert "::ffff:10.0.0.2" in TrustedProxies(["10.0.0.0/8"])
+
+
+# -- over sockets -------------------------------------------------------------------------
+
+
+def environ_app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+    upgrade = environ.get(ENVIRON_KEY)
+    if upgrade is not None:
+
+        async def handler(ws: WebSocket) -> None:
+            await ws.send(json.dumps(ws.remote_address))
+
+        upgrade.accept(handler)
+        return []
+    body = json.dumps(
+        {
+            key: environ.get(key)
+            for key in ("REMOTE_ADDR", "wsgi.url_scheme", "HTTP_HOST", "HTTP_X_FORWARDED_FOR")
+        }
+    ).encode()
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [body]
+
+
+FORWARDED = [
+    ("X-Forwarded-For", "203.0.113.7"),
+    ("X-Forwarded-Proto", "https"),
+    ("X-Forwarded-Host", "public.example"),
+]
+
+
+@pytest.mark.asyncio
+async def test_environ_from_a_trusted_proxy(start_server: StartServer) -> None:
+    server = await start_server(environ_app, trusted_proxies=("127.0.0.1",))
+    response = await get(server.port, "/", FORWARDED)
+    assert json.loads(response.body) == {
+        "REMOTE_ADDR": "203.0.113.7",
+        "wsgi.url_scheme": "https",
+        "HTTP_HOST": "public.example",
+        "HTTP_X_FORWARDED_FOR": "203.0.113.7",
+    }
+
+
+@pytest.mark.asyncio
+async def test_environ_from_an_untrusted_client(start_server: StartServer) -> None:
+    server = await start_server(environ_app)
+    response = await get(server.port, "/", FORWARDED)
+    seen = json.loads(response.body)
+    assert seen["REMOTE_ADDR"] == "127.0.0.1"
+    assert seen["wsgi.url_scheme"] == "http"
+    assert seen["HTTP_HOST"] == "localhost"  # the request's own Host (support.get sends it)
+
+
+@pytest.mark.asyncio
+async def test_same_origin_follows_the_forwarded_scheme_and_host(start_server: StartServer) -> None:
+    """An https page on the public host, through a TLS-terminating proxy that rewrote Host."""
+    server = await start_server(environ_app, trusted_proxies=("127.0.0.0/8",))
+    url = f"ws://127.0.0.1:{server.port}/"
+    async with connect(
+        url,
+        origin=Origin("https://public.example"),
+        additional_headers=FORWARDED,
+        open_timeout=TIMEOUT,
+    ) as ws:
+        assert json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT)) == ["203.0.113.7", 0]
+    # Not from the forwarded host's http origin, nor from the rewritten Host's.
+    for origin in ("http://public.example", f"http://127.0.0.1:{server.port}"):
+        with pytest.raises(websockets.exceptions.InvalidStatus) as info:
+            async with connect(
+                url, origin=Origin(origin), additional_headers=FORWARDED, open_timeout=TIMEOUT
+            ):
+                pass
+        assert info.value.response.status_code == 403
+
+
+@pytest.mark.asyncio
+async def test_an_untrusted_client_cannot_forward_its_way_past_the_origin_check(
+    start_server: StartServer,
+) -> None:
+    server = await start_server(environ_app)
+    url = f"ws://127.0.0.1:{server.port}/"
+    with pytest.raises(websockets.exceptions.InvalidStatus) as info:
+        async with connect(
+            url,
+            origin=Origin("https://public.example"),
+            additional_headers=FORWARDED,
+            open_timeout=TIMEOUT,
+        ):
+            pass
+    assert info.value.response.status_code == 403
