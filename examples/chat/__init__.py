@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import threading
+import uuid
 from typing import Any, ClassVar
 
 from pyramid.authentication import AuthTktCookieHelper
@@ -34,19 +35,25 @@ class Room(WebSocketAwareResource):
 
     __acl__: ClassVar[list[tuple[str, str, str]]] = [(Allow, Authenticated, "chat")]
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, parent: Rooms) -> None:
         self.__name__ = name
+        self.__parent__ = parent
         self.name = name
         #: Connection id -> name of the person on it (changed on the server's loop only).
         self.people: dict[int, str] = {}
 
 
 class Rooms:
-    """Every room of the app, created on first visit."""
+    """Every room of the app, created on first visit; the root of the rooms, so a room's
+    listeners are this app's ``/lobby``, never another app's room or resource of that name."""
+
+    __name__ = ""
+    __parent__ = None
 
     def __init__(self, names: tuple[str, ...] = ("lobby", "random")) -> None:
+        self.listener_namespace = f"examples.chat:{uuid.uuid4().hex}"
         self._lock = threading.Lock()
-        self._rooms = {name: Room(name) for name in names}
+        self._rooms = {name: Room(name, self) for name in names}
 
     def get(self, name: str) -> Room:
         if not ROOM_NAME.match(name):
@@ -54,7 +61,7 @@ class Rooms:
         with self._lock:
             room = self._rooms.get(name)
             if room is None:
-                room = self._rooms[name] = Room(name)
+                room = self._rooms[name] = Room(name, self)
             return room
 
     def all(self) -> list[Room]:

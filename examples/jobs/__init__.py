@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -67,6 +68,10 @@ class Root:
     __parent__ = None
 
     def __init__(self, jobs: Iterable[tuple[str, str]] = DEFAULT_JOBS) -> None:
+        #: The jobs' state lives in this object, so their listeners are this tree's alone:
+        #: another jobs app in the process (tests build several) has the same paths but
+        #: never hears these jobs (see stargate.pyramid.resources).
+        self.listener_namespace = f"examples.jobs:{uuid.uuid4().hex}"
         self.jobs = {name: Job(name, title, self) for name, title in jobs}
 
     def __getitem__(self, name: str) -> Job:

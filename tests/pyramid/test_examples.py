@@ -83,6 +83,33 @@ def test_jobs_toggle_is_pushed_to_every_listener(serve: Serve) -> None:
             assert recv_json(ws) == {"name": "build", "state": "running", "version": 1}
 
 
+def toggle(server: ServerThread, job: str) -> Any:
+    request = urllib.request.Request(
+        server.url(f"/{job}/toggle"), method="POST", headers={"Accept": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+        return json.loads(response.read())
+
+
+def test_jobs_apps_in_one_process_do_not_share_listeners(serve: Serve) -> None:
+    """Two jobs apps, one process, the same ``/build/``: a toggle in one is never pushed to
+    the other's tabs (they would read the other app's versions in between their own)."""
+    first, second = serve(jobs.main({})), serve(jobs.main({}))
+    with (
+        connect(first.ws_url("/build/"), open_timeout=TIMEOUT) as mine,
+        connect(second.ws_url("/build/"), open_timeout=TIMEOUT) as theirs,
+    ):
+        for ws in (mine, theirs):
+            assert recv_json(ws)["version"] == 0
+        assert toggle(first, "build")["version"] == 1
+        assert toggle(second, "build")["version"] == 1
+        assert toggle(second, "build")["version"] == 2
+        assert toggle(first, "build")["version"] == 2
+        for ws in (mine, theirs):
+            assert recv_json(ws) == {"name": "build", "state": "running", "version": 1}
+            assert recv_json(ws) == {"name": "build", "state": "stopped", "version": 2}
+
+
 # -- chat -----------------------------------------------------------------------------------
 
 
