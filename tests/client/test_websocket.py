@@ -9,6 +9,7 @@ write) against scripted fake servers.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -447,3 +448,57 @@ async def test_send_waits_while_the_server_does_not_read() -> None:
             raise AssertionError("send never waited")
         await ws.close()
     assert ws.closed
+
+
+async def test_a_server_that_pings_and_never_reads_costs_a_bounded_buffer() -> None:
+    """The client owes a pong per ping: against a server that floods pings and never reads,
+    reading pauses once the transport is above ``write_high_water``, so what the client
+    buffers stays under ``write_high_water`` plus the pongs of one read.  One read carries at
+    most ``max_size`` bytes (asyncio's socket transport: 256 KiB); each 127-byte ping of this
+    flood is answered by a 131-byte pong (a client frame carries a 4-byte mask key)."""
+    ping = frame(Opcode.PING, b"p" * 125)
+    chunk = ping * (65536 // len(ping))
+    flood_bytes = 32 * MiB
+    sent = [0]
+    stalled = asyncio.Event()
+    done = asyncio.Event()
+
+    async def flooding(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(switching(await read_head(reader)))
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        while sent[0] < flood_bytes:
+            writer.write(chunk)
+            try:
+                await asyncio.wait_for(writer.drain(), 1.0)
+            except TimeoutError:
+                break  # the client stopped reading
+            sent[0] += len(chunk)
+        stalled.set()
+        await done.wait()  # never reads: the pongs stay with the client
+        writer.transport.abort()
+
+    # A listening socket with a small receive buffer: the accepted one inherits it.
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    listener.bind(("127.0.0.1", 0))
+    server = await asyncio.start_server(flooding, sock=listener)
+    try:
+        ws = await stargate.connect(
+            f"ws://127.0.0.1:{listener.getsockname()[1]}/", close_timeout=0.2, ping_interval=None
+        )
+        await asyncio.wait_for(stalled.wait(), TIMEOUT)
+        transport = ws._transport
+        assert transport is not None
+        buffered = transport.get_write_buffer_size()
+        one_read = transport.max_size  # type: ignore[attr-defined]
+        bound = 64 * 1024 + one_read * 131 // 127 + 131
+        assert buffered <= bound, f"{buffered} bytes buffered for a server that never reads"
+        assert buffered >= 64 * 1024  # the high-water mark was reached, not just obeyed
+        assert sent[0] < flood_bytes
+        assert not transport.is_reading()
+        ws._abort()
+        await asyncio.wait_for(ws.wait_closed(), TIMEOUT)
+    finally:
+        done.set()
+        server.close()
+        await server.wait_closed()

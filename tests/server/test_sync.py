@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+from wsgiref.validate import validator
 
 import pytest
 from websockets.asyncio.client import connect
@@ -15,7 +16,17 @@ from stargate.server import SyncWebSocket
 
 from .support import TIMEOUT, StartServer, eventually, ws_app
 
+if TYPE_CHECKING:
+    from wsgiref.types import WSGIApplication
+
 pytestmark = pytest.mark.asyncio
+
+
+def checked_app(handler: Any, **accept: Any) -> Any:
+    """:func:`~.support.ws_app` under ``wsgiref.validate``: every environ the server builds
+    and every use of the WSGI protocol by the server is checked by the standard library."""
+    # support's StartResponse is a plain Callable; wsgiref's is a Protocol: the same thing.
+    return validator(cast("WSGIApplication", ws_app(handler, **accept)))
 
 
 async def test_receive_timeout_then_message(start_server: StartServer) -> None:
@@ -30,7 +41,7 @@ async def test_receive_timeout_then_message(start_server: StartServer) -> None:
         ws.send("ready")
         events.append(str(ws.receive(timeout=TIMEOUT)))
 
-    server = await start_server(ws_app(handler))
+    server = await start_server(checked_app(handler))
     async with connect(f"ws://127.0.0.1:{server.port}/") as client:
         assert await client.recv() == "ready"
         await client.send("hello")
@@ -53,7 +64,7 @@ async def test_receive_after_close_raises_connection_closed(start_server: StartS
         except ConnectionClosed:
             seen.append("send refused")
 
-    server = await start_server(ws_app(handler))
+    server = await start_server(checked_app(handler))
     async with connect(f"ws://127.0.0.1:{server.port}/") as client:
         await client.send(b"last")
         await client.close(4005, "gone")
@@ -69,7 +80,7 @@ async def test_messages_received_before_close_are_still_read(start_server: Start
         go.wait(TIMEOUT)
         seen.extend(ws)  # iteration ends at the close, after every queued message
 
-    server = await start_server(ws_app(handler))
+    server = await start_server(checked_app(handler))
     async with connect(f"ws://127.0.0.1:{server.port}/") as client:
         for i in range(3):
             await client.send(str(i))
@@ -95,7 +106,7 @@ async def test_attributes_and_close_callback(start_server: StartServer) -> None:
         ws.add_close_callback(lambda _: called.set())
         ws.close()
 
-    server = await start_server(ws_app(handler))
+    server = await start_server(checked_app(handler))
     async with connect(f"ws://127.0.0.1:{server.port}/sync") as client:
         await client.wait_closed()
     await eventually(called.is_set)
@@ -113,7 +124,7 @@ async def test_many_sync_handlers_each_in_their_thread(start_server: StartServer
         time.sleep(0.05)
         ws.send(f"hello {name!s}")
 
-    server = await start_server(ws_app(handler), threads=8)
+    server = await start_server(checked_app(handler), threads=8)
     clients = [await connect(f"ws://127.0.0.1:{server.port}/") for _ in range(6)]
     for i, client in enumerate(clients):
         await client.send(str(i))
@@ -131,7 +142,7 @@ async def test_open_sync_handlers_do_not_starve_http(start_server: StartServer) 
         for message in ws:
             ws.send(message)
 
-    server = await start_server(ws_app(handler), threads=2)
+    server = await start_server(checked_app(handler), threads=2)
     clients = [await connect(f"ws://127.0.0.1:{server.port}/") for _ in range(4)]
     for client in clients:
         await client.send("x")

@@ -10,25 +10,31 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import struct
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
+from wsgiref.validate import validator
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed as ClientConnectionClosed
 from websockets.typing import Origin, Subprotocol
 
+from stargate.groups import Group
 from stargate.handshake import ClientHandshake, OriginPolicy
 from stargate.protocol import Opcode, ProtocolVersion
-from stargate.server import Server, SyncWebSocket, WebSocket, WebSocketOptions
+from stargate.server import ENVIRON_KEY, Server, SyncWebSocket, WebSocket, WebSocketOptions
 
 from .support import (
     TIMEOUT,
+    RawWebSocket,
     StartServer,
     at_eof,
     close_payload,
+    encode_frame,
     eventually,
     get,
     open_tcp,
@@ -38,7 +44,18 @@ from .support import (
     ws_app,
 )
 
+if TYPE_CHECKING:
+    from wsgiref.types import WSGIApplication
+
 pytestmark = pytest.mark.asyncio
+
+
+def checked_app(handler: Any, **accept: Any) -> Any:
+    """:func:`~.support.ws_app` under ``wsgiref.validate``: every environ the server builds
+    and every use of the WSGI protocol by the server is checked by the standard library."""
+    # support's StartResponse is a plain Callable; wsgiref's is a Protocol: the same thing.
+    return validator(cast("WSGIApplication", ws_app(handler, **accept)))
+
 
 KINDS = ["async", "sync"]
 
@@ -99,7 +116,7 @@ async def echo_server(
     start_server: StartServer, kind: str, received: list[str | bytes] | None = None, **config: Any
 ) -> Server:
     handler = make_handler(kind, received if received is not None else [])
-    return await start_server(ws_app(handler, subprotocols=["chat.v2", "chat.v1"]), **config)
+    return await start_server(checked_app(handler, subprotocols=["chat.v2", "chat.v1"]), **config)
 
 
 def url(server: Server, path: str = "/") -> str:
@@ -147,7 +164,7 @@ async def test_iteration_ends_when_the_client_closes(start_server: StartServer, 
         codes.extend([count, ws.close_code])
         done.set()
 
-    server = await start_server(ws_app(async_handler if kind == "async" else sync_handler))
+    server = await start_server(checked_app(async_handler if kind == "async" else sync_handler))
     async with connect(url(server)) as client:
         for i in range(5):
             await client.send(str(i))
@@ -197,7 +214,7 @@ async def test_handler_returning_closes_with_1000(start_server: StartServer, kin
     def sync_handler(ws: SyncWebSocket) -> None:
         ws.send("bye")
 
-    server = await start_server(ws_app(async_handler if kind == "async" else sync_handler))
+    server = await start_server(checked_app(async_handler if kind == "async" else sync_handler))
     async with connect(url(server)) as client:
         assert await client.recv() == "bye"
         await client.wait_closed()
@@ -358,7 +375,7 @@ async def test_upgrade_the_app_does_not_accept_gets_404_or_the_apps_status(
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"a page, not a websocket"]
 
-    server = await start_server(app)
+    server = await start_server(validator(app))
     response, _, writer = await request(server.port, upgrade_request("/page"))
     assert response.status == 404
     assert b"no WebSocket handler for /page" in response.body
@@ -396,7 +413,7 @@ DRAFT76_RESPONSE = (
 
 async def legacy_server(start_server: StartServer, kind: str, **config: Any) -> Server:
     handler = make_handler(kind, [])
-    app = ws_app(
+    app = checked_app(
         handler,
         subprotocols=["sample"],
         origin_policy=OriginPolicy(allowed=("http://example.com",), same_origin=False),
@@ -599,7 +616,7 @@ async def test_handler_not_reading_pauses_reading(start_server: StartServer, kin
 
     options = WebSocketOptions(max_queue=4)
     server = await start_server(
-        ws_app(async_handler if kind == "async" else sync_handler), websocket=options
+        checked_app(async_handler if kind == "async" else sync_handler), websocket=options
     )
     message = b"m" * 32768
     total = 200  # 6.4 MB: far more than the kernel buffers hold
@@ -646,7 +663,7 @@ async def test_send_waits_while_the_client_does_not_read(
             ws.send(chunk)
             sent[0] += 1
 
-    server = await start_server(ws_app(async_handler if kind == "async" else sync_handler))
+    server = await start_server(checked_app(async_handler if kind == "async" else sync_handler))
     ws = await raw_connect(server.port, rcvbuf=4096)
     server_ws = await _first(server)
     await eventually(lambda: sent[0] > 0)
@@ -673,7 +690,7 @@ async def test_slow_consumer_closed_with_1008_fast_one_gets_everything(
         await ws.wait_closed()
 
     options = WebSocketOptions(max_send_buffer=256 * 1024, close_timeout=5.0)
-    server = await start_server(ws_app(handler), websocket=options)
+    server = await start_server(checked_app(handler), websocket=options)
     slow = await raw_connect(server.port, rcvbuf=4096)
     await eventually(lambda: len(server.websockets) == 1)
     (slow_ws,) = server.websockets
@@ -750,7 +767,7 @@ async def test_on_message_sees_messages_sent_before_it_was_set(
         time.sleep(0.2)
         ws.on_message = ws.ws.send_nowait
 
-    server = await start_server(ws_app(async_handler if kind == "async" else sync_handler))
+    server = await start_server(checked_app(async_handler if kind == "async" else sync_handler))
     async with connect(url(server)) as client:
         await eventually(started.is_set)
         await client.send("early")
@@ -784,7 +801,7 @@ async def test_close_while_reading_is_paused_completes_quickly(
 
     options = WebSocketOptions(max_queue=2, close_timeout=3.0)
     server = await start_server(
-        ws_app(async_handler if kind == "async" else sync_handler), websocket=options
+        checked_app(async_handler if kind == "async" else sync_handler), websocket=options
     )
     async with connect(url(server)) as client:
         for i in range(10):
@@ -801,7 +818,7 @@ async def test_client_sees_messages_on_the_callback_api(start_server: StartServe
     async def handler(ws: WebSocket) -> None:
         ws.on_message = seen.append
 
-    server = await start_server(ws_app(handler))
+    server = await start_server(checked_app(handler))
     async with connect(url(server)) as client:
         await client.send("a")
         await client.send(b"b")
@@ -835,3 +852,267 @@ async def test_hixie76_without_key3_times_out(start_server: StartServer) -> None
     assert await at_eof(reader, 2.0)
     assert not server.websockets
     writer.close()
+
+
+# -- memory bounds: a peer that sends and never reads -----------------------------------------
+#
+# Every reply the server owes (a pong per ping, an echo per message, the close echo) is
+# written to the transport's buffer, in user space, which grows as long as the peer does not
+# read.  The server bounds it by not reading while the transport is above its high-water
+# mark, in every handler mode; ``send`` additionally waits.  These tests flood a real server
+# from a raw socket that never reads, and measure the server-side transport's buffered bytes
+# (``transport.get_write_buffer_size()``) against:
+#
+#     write_high_water + max_read + one message frame
+#
+# * ``write_high_water``: reading goes on until the buffer crosses it;
+# * ``max_read``: the most bytes one read of the transport hands the server (asyncio's
+#   socket transport reads at most ``max_size`` = 256 KiB at a time).  The replies to one
+#   read are smaller than the read itself (a reply frame is the frame it answers without its
+#   4-byte mask key), and once the buffer is past the mark no further read happens;
+# * one message frame: a handler that was not waiting writes one more message before its
+#   ``send`` waits.
+#
+# Without the pause (commit a8e8d4e~1) the buffer of an ``async for`` handler grew by the
+# full flood (~16 MiB/s), so each of these tests fails there.
+
+#: Pings of the largest control payload (RFC 6455 section 5.5: 125 bytes), masked.
+PING = encode_frame(Opcode.PING, b"p" * 125)
+#: Small text messages, as a chat client would send them.
+SMALL = encode_frame(Opcode.TEXT, b"m" * 100)
+#: What the flood sends at most (the server's buffer would hold most of it without a bound).
+FLOOD_BYTES = 32 * 1024 * 1024
+#: The flood has stalled (the server stopped reading) when a write waits this long.
+STALL = 1.0
+
+
+def max_read(transport: Any) -> int:
+    """The most bytes one read of ``transport`` can carry (asyncio's socket transport)."""
+    size = getattr(transport, "max_size", None)
+    assert isinstance(size, int), f"unknown read size of {transport!r}"
+    return size
+
+
+def reply_bound(options: WebSocketOptions, transport: Any, message: bytes) -> int:
+    """See the section comment: the high-water mark, one read's replies, one message."""
+    return options.write_high_water + max_read(transport) + len(message)
+
+
+async def non_reader(port: int, path: str = "/") -> RawWebSocket:
+    """A raw WebSocket whose kernel buffers are small both ways: it never reads, and what it
+    writes stops as soon as the server stops reading."""
+    raw = await raw_connect(port, path, rcvbuf=4096)
+    sock = raw.writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    return raw
+
+
+async def flood(raw: RawWebSocket, frame: bytes, sample: Callable[[], None]) -> int:
+    """Write ``frame`` over and over (never reading) until ``FLOOD_BYTES`` are sent or the
+    server stops reading them; ``sample`` is called after each write.  Returns the bytes
+    sent."""
+    chunk = frame * (65536 // len(frame))
+    sent = 0
+    while sent < FLOOD_BYTES:
+        raw.writer.write(chunk)
+        try:
+            await asyncio.wait_for(raw.writer.drain(), STALL)
+        except TimeoutError:
+            sample()
+            return sent
+        sent += len(chunk)
+        sample()
+    return sent
+
+
+def flood_app(mode: str, group: Group) -> Any:
+    """``/flood``: a handler of ``mode``; any other path: an ``async for`` echo (for the
+    bystanders); plain requests get a page.  Checked by ``wsgiref.validate``."""
+
+    async def echo(ws: WebSocket) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    def sync_echo(ws: SyncWebSocket) -> None:
+        for message in ws:
+            ws.send(message)
+
+    async def callback(ws: WebSocket) -> None:
+        ws.on_message = ws.send_nowait  # an echo without a task: nothing waits in send
+
+    async def member(ws: WebSocket) -> None:
+        group.add(ws)  # returns at once; the membership keeps the connection open
+
+    def sync_member(ws: SyncWebSocket) -> None:
+        group.add(ws)
+
+    handlers: dict[str, Any] = {
+        "async for": echo,
+        "def": sync_echo,
+        "on_message": callback,
+        "group member (async)": member,
+        "group member (def)": sync_member,
+    }
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        upgrade = environ.get(ENVIRON_KEY)
+        if upgrade is not None:
+            upgrade.accept(handlers[mode] if environ["PATH_INFO"] == "/flood" else echo)
+            return []
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"page"]
+
+    return validator(app)
+
+
+async def bystanders_served(server: Server) -> None:
+    """Other connections are served while the flood stands: a page, and an echo."""
+    response = await get(server.port, "/page")
+    assert (response.status, response.body) == (200, b"page")
+    async with connect(url(server, "/echo")) as client:
+        await client.send("still served")
+        assert await asyncio.wait_for(client.recv(), TIMEOUT) == "still served"
+
+
+MODES = ["async for", "def", "on_message", "group member (async)", "group member (def)"]
+ECHO_MODES = ["async for", "def", "on_message"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "frame"),
+    [(mode, PING) for mode in MODES] + [(mode, SMALL) for mode in ECHO_MODES],
+    ids=[f"pings-{mode}" for mode in MODES] + [f"messages-{mode}" for mode in ECHO_MODES],
+)
+async def test_a_peer_that_never_reads_costs_a_bounded_write_buffer(
+    start_server: StartServer, mode: str, frame: bytes
+) -> None:
+    group = Group()
+    options = WebSocketOptions()  # the defaults: the bound is the shipped one
+    server = await start_server(flood_app(mode, group), websocket=options)
+    raw = await non_reader(server.port, "/flood")
+    ws = await _first(server)
+    if mode.startswith("group member"):
+        await eventually(lambda: len(group) == 1 and ws._handler_done)
+    transport = ws._transport
+    assert transport is not None
+    bound = reply_bound(options, transport, frame)
+    peak = [0]
+
+    def sample() -> None:
+        peak[0] = max(peak[0], transport.get_write_buffer_size())
+
+    sent = await flood(raw, frame, sample)
+    assert peak[0] <= bound, f"{peak[0]} bytes buffered for a peer that never reads"
+    # The flood stalled because the server stopped reading, not by its own limit.
+    assert sent < FLOOD_BYTES
+    assert not transport.is_reading()
+    assert peak[0] >= options.write_high_water  # the bound was reached, not just obeyed
+    await bystanders_served(server)
+    sample()
+    assert peak[0] <= bound
+    assert not ws.closed  # bounded, not dropped: the peer may still read one day
+    raw.abort()
+    raw.writer.close()
+    await eventually(lambda: not server.websockets)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_sending_handler_waits_for_a_slow_reader_others_are_served(
+    start_server: StartServer, kind: str
+) -> None:
+    """A handler that only sends (a feed) to a peer that reads slowly waits in ``send``: the
+    buffer holds at most the high-water mark plus the message that crossed it."""
+    chunk = b"s" * 65536
+    total = 64
+    sent = [0]
+
+    async def async_feed(ws: WebSocket) -> None:
+        for _ in range(total):
+            await ws.send(chunk)
+            sent[0] += 1
+
+    def sync_feed(ws: SyncWebSocket) -> None:
+        for _ in range(total):
+            ws.send(chunk)
+            sent[0] += 1
+
+    async def echo(ws: WebSocket) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    feed = async_feed if kind == "async" else sync_feed
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        upgrade = environ.get(ENVIRON_KEY)
+        if upgrade is not None:
+            upgrade.accept(feed if environ["PATH_INFO"] == "/feed" else echo)
+            return []
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"page"]
+
+    options = WebSocketOptions()
+    server = await start_server(validator(app), websocket=options)
+    raw = await non_reader(server.port, "/feed")
+    ws = await _first(server)
+    transport = ws._transport
+    assert transport is not None
+    bound = options.write_high_water + len(chunk) + 16  # 16: the frame header, generously
+    await eventually(lambda: sent[0] > 0)
+    stalled = -1
+    while stalled != sent[0]:  # until the handler stops making progress
+        stalled = sent[0]
+        await asyncio.sleep(0.3)
+        assert transport.get_write_buffer_size() <= bound
+    assert stalled < total
+    await bystanders_served(server)
+    assert sent[0] == stalled  # still waiting in send()
+    assert transport.get_write_buffer_size() <= bound
+    for _ in range(total):  # reading now: every message arrives, whole and in order
+        _, opcode, payload = await raw.read_frame()
+        assert (opcode, payload) == (Opcode.BINARY, chunk)
+    await eventually(lambda: sent[0] == total)
+    raw.writer.close()
+
+
+async def test_a_broadcast_closes_the_member_that_does_not_read_with_1008_alone(
+    start_server: StartServer,
+) -> None:
+    """A group send cannot wait for one member: past ``max_send_buffer`` that member alone is
+    closed with 1008 (slow consumer); the others receive every message and stay open."""
+    room = Group()
+
+    async def handler(ws: WebSocket) -> None:
+        room.add(ws)
+
+    options = WebSocketOptions(max_send_buffer=256 * 1024, close_timeout=2.0)
+    server = await start_server(checked_app(handler), websocket=options)
+    slow = await non_reader(server.port)
+    await eventually(lambda: len(room) == 1)
+    (slow_ws,) = server.websockets
+    transport = slow_ws._transport
+    assert transport is not None
+    message = b"b" * 16384
+    # The check comes before each write: at most one frame past the limit.
+    bound = options.max_send_buffer + len(message) + 16
+    async with (
+        connect(url(server), max_size=None, compression=None) as fast,
+        connect(url(server), max_size=None) as other,
+    ):
+        await eventually(lambda: len(room) == 3)
+        total = 1024  # 16 MiB: far more than the kernel buffers absorb for the slow member
+        for i in range(total):
+            room.send(message + b"%d" % i)
+            if not slow_ws.closed:
+                assert transport.get_write_buffer_size() <= bound
+            for client in (fast, other):
+                assert await asyncio.wait_for(client.recv(), TIMEOUT) == message + b"%d" % i
+        code, reason, data = await slow.read_until_close()
+        assert (code, reason) == (1008, "slow consumer: send buffer full")
+        assert 0 < len(data) < total
+        await slow.send(Opcode.CLOSE, close_payload(1008))
+        await eventually(lambda: slow_ws.closed and len(room) == 2)
+        room.send("after")  # the group goes on without it
+        assert await asyncio.wait_for(fast.recv(), TIMEOUT) == "after"
+        assert await asyncio.wait_for(other.recv(), TIMEOUT) == "after"
+    await eventually(lambda: not server.websockets)
+    slow.writer.close()
