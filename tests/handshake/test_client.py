@@ -1,0 +1,382 @@
+"""stargate.handshake.client: the client's request and its check of every kind of answer."""
+
+from __future__ import annotations
+
+import base64
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stargate.errors import HandshakeError, InvalidHandshakeResponse
+from stargate.handshake.client import ClientAccepted, ClientHandshake
+from stargate.handshake.heads import Response, parse_request
+from stargate.handshake.server import ALL_VERSIONS, RFC_VERSIONS, Accepted, accept, reject_response
+from stargate.headers import Headers
+from stargate.protocol import ProtocolVersion
+
+from .support import (
+    MAX,
+    RFC_ACCEPT,
+    RFC_KEY,
+    RecordingExtension,
+    V,
+    server_response,
+)
+
+# =============================================================================================
+# Client
+
+
+def test_client_request_bytes_rfc6455() -> None:
+    client = ClientHandshake(
+        "server.example.com",
+        "/chat",
+        key=b"the sample nonce",
+        origin="http://example.com",
+        subprotocols=["chat", "superchat"],
+        extensions=["permessage-deflate; client_max_window_bits"],
+        extra_headers=[("Cookie", "a=b")],
+    )
+    assert client.key == RFC_KEY
+    assert client.request_bytes() == (
+        b"GET /chat HTTP/1.1\r\n"
+        b"Host: server.example.com\r\n"
+        b"Upgrade: websocket\r\n"
+        b"Connection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\n"
+        b"Origin: http://example.com\r\n"
+        b"Sec-WebSocket-Protocol: chat, superchat\r\n"
+        b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+        b"Cookie: a=b\r\n"
+        b"\r\n"
+    )
+
+
+def test_client_random_key_is_fresh() -> None:
+    keys = {ClientHandshake("x").key for _ in range(5)}
+    assert len(keys) == 5
+    assert all(len(base64.b64decode(key)) == 16 for key in keys)
+
+
+def test_client_hybi_sends_sec_websocket_origin() -> None:
+    client = ClientHandshake("x", version=V.HYBI_08, origin="http://x", key=b"k" * 16)
+    data = client.request_bytes()
+    assert b"\r\nSec-WebSocket-Version: 8\r\n" in data
+    assert b"\r\nSec-WebSocket-Origin: http://x\r\n" in data
+    assert b"\r\nOrigin:" not in data
+
+
+ROUND_TRIP_VERSIONS = [V.RFC6455, V.HYBI_08, V.HYBI_07, V.HIXIE_76, V.HIXIE_75]
+
+
+@pytest.mark.parametrize("version", ROUND_TRIP_VERSIONS)
+@pytest.mark.parametrize("chunked", [False, True])
+def test_client_round_trip(version: ProtocolVersion, chunked: bool) -> None:
+    client = ClientHandshake(
+        "example.com:8080",
+        "/room?id=7",
+        version=version,
+        origin="http://example.com:8080",
+        subprotocols=["chat"],
+        rng=random.Random(1234),
+    )
+    request, accepted = server_response(client.request_bytes(), subprotocols=["other", "chat"])
+    assert request.path == "/room"
+    assert request.query == "id=7"
+    assert accepted.version is version
+    assert accepted.subprotocol == "chat"
+    frames = b"\x81\x02hi" if not version.is_hixie else b"\x00hi\xff"
+    stream = accepted.response + frames
+    if chunked:
+        result = None
+        for i in range(len(stream)):
+            result = client.receive(stream[i : i + 1])
+            if result is not None:
+                break
+        assert result is not None
+        done, used = result
+        assert used == 1
+        assert i == len(accepted.response) - 1  # completes on the last handshake byte
+    else:
+        result = client.receive(stream)
+        assert result is not None
+        done, used = result
+        assert stream[used:] == frames
+    assert done.version is version
+    assert done.subprotocol == "chat"
+    assert done.extensions == []
+    assert done.response.status == 101
+    with pytest.raises(RuntimeError):
+        client.receive(b"more")
+
+
+def test_client_round_trip_hixie76_secure_and_split_answer() -> None:
+    client = ClientHandshake("example.com", "/demo", version=V.HIXIE_76, secure=True)
+    _, accepted = server_response(client.request_bytes(), secure=True)
+    head, answer = accepted.response[:-16], accepted.response[-16:]
+    assert client.receive(head) is None  # the answer is still missing
+    assert client.receive(answer[:10]) is None
+    result = client.receive(answer[10:] + b"\x00")
+    assert result is not None
+    assert result[1] == 6
+    assert result[0].subprotocol is None
+
+
+def test_client_round_trip_with_extension() -> None:
+    client = ClientHandshake(
+        "server.example.com",
+        extensions=["permessage-deflate; client_max_window_bits", "x-unused"],
+    )
+    ext = RecordingExtension("permessage-deflate")
+    _, accepted = server_response(client.request_bytes(), extensions=[ext])
+    assert ext.calls == [[("client_max_window_bits", None)]]
+    result = client.receive(accepted.response)
+    assert result is not None
+    assert result[0].extensions == [("permessage-deflate", [("client_max_window_bits", None)])]
+
+
+def test_client_receives_refusal_with_body() -> None:
+    client = ClientHandshake("server.example.com", origin="http://evil.example")
+    request = parse_request(client.request_bytes(), max_header_size=MAX)
+    assert request is not None
+    with pytest.raises(HandshakeError) as refused:
+        accept(request[0])
+    with pytest.raises(InvalidHandshakeResponse) as info:
+        client.receive(reject_response(refused.value))
+    assert info.value.status == 403
+    assert info.value.reason == "the server refused the upgrade: 403 Forbidden"
+    assert info.value.body == b"origin 'http://evil.example' is not allowed\n"
+    with pytest.raises(RuntimeError):
+        client.receive(b"")
+
+
+def test_client_refusal_body_is_bounded() -> None:
+    client = ClientHandshake("x")
+    with pytest.raises(InvalidHandshakeResponse) as info:
+        client.receive(b"HTTP/1.1 500 Oops\r\n\r\n" + b"e" * 5000)
+    assert info.value.status == 500
+    assert info.value.body == b"e" * 1024
+
+
+def _rfc_client() -> ClientHandshake:
+    return ClientHandshake(
+        "server.example.com",
+        key=b"the sample nonce",
+        subprotocols=["chat"],
+        extensions=["permessage-deflate"],
+    )
+
+
+def _rfc_response(*fields: tuple[str, str], status: bytes = b"101 Switching Protocols") -> bytes:
+    lines = b"".join(f"{name}: {value}\r\n".encode() for name, value in fields)
+    return b"HTTP/1.1 " + status + b"\r\n" + lines + b"\r\n"
+
+
+_UP = ("Upgrade", "websocket")
+_CONN = ("Connection", "Upgrade")
+_ACC = ("Sec-WebSocket-Accept", RFC_ACCEPT)
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ((_CONN, _ACC), "Upgrade header is None, not 'websocket'"),
+        ((("Upgrade", "h2c"), _CONN, _ACC), "Upgrade header is 'h2c', not 'websocket'"),
+        ((("Upgrade", "websocket, h2c"), _CONN, _ACC), "not 'websocket'"),
+        ((_UP, _ACC), "Connection header None lacks the 'upgrade' token"),
+        ((_UP, ("Connection", "close"), _ACC), "lacks the 'upgrade' token"),
+        ((_UP, _CONN), "missing Sec-WebSocket-Accept header"),
+        (
+            (_UP, _CONN, ("Sec-WebSocket-Accept", "wrong=")),
+            f"incorrect Sec-WebSocket-Accept 'wrong=', expected {RFC_ACCEPT!r}",
+        ),
+        ((_UP, _CONN, _ACC, _ACC), "incorrect Sec-WebSocket-Accept"),
+        (
+            (_UP, _CONN, _ACC, ("Sec-WebSocket-Protocol", "superchat")),
+            "the server selected subprotocol 'superchat', not offered",
+        ),
+        (
+            (_UP, _CONN, _ACC, ("Sec-WebSocket-Protocol", "chat, chat")),
+            "the server selected several subprotocols",
+        ),
+        (
+            (_UP, _CONN, _ACC, ("Sec-WebSocket-Extensions", "x-webkit-deflate-frame")),
+            "the server accepted extension 'x-webkit-deflate-frame', which was not offered",
+        ),
+        (
+            (_UP, _CONN, _ACC, ("Sec-WebSocket-Extensions", "permessage-deflate;")),
+            "invalid Sec-WebSocket-Extensions header",
+        ),
+    ],
+)
+def test_client_rfc_failures(fields: tuple[tuple[str, str], ...], reason: str) -> None:
+    client = _rfc_client()
+    with pytest.raises(InvalidHandshakeResponse) as info:
+        client.receive(_rfc_response(*fields))
+    assert reason in info.value.reason
+    assert info.value.status == 101
+
+
+def test_client_accepts_case_variants() -> None:
+    client = _rfc_client()
+    response = _rfc_response(
+        ("upgrade", "WebSocket"),
+        ("connection", "keep-alive, upgrade"),
+        ("sec-websocket-accept", RFC_ACCEPT),
+        ("Sec-WebSocket-Protocol", "chat"),
+        ("Sec-WebSocket-Extensions", "permessage-deflate; server_no_context_takeover"),
+    )
+    result = client.receive(response)
+    assert result is not None
+    assert result[0].subprotocol == "chat"
+    assert result[0].extensions == [("permessage-deflate", [("server_no_context_takeover", None)])]
+
+
+def test_client_subprotocol_when_none_offered() -> None:
+    client = ClientHandshake("x", key=b"the sample nonce")
+    with pytest.raises(InvalidHandshakeResponse) as info:
+        client.receive(_rfc_response(_UP, _CONN, _ACC, ("Sec-WebSocket-Protocol", "chat")))
+    assert "subprotocol 'chat', not offered" in info.value.reason
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"HTTP/1.1 abc\r\n\r\n", "malformed response: invalid status line"),
+        (b"HTTP/1.1 101 OK\r\nBad Header\r\n\r\n", "malformed response: header line"),
+        (b"SSH-2.0-OpenSSH\r\n\r\n", "malformed response"),
+    ],
+)
+def test_client_malformed_response(data: bytes, reason: str) -> None:
+    with pytest.raises(InvalidHandshakeResponse) as info:
+        ClientHandshake("x").receive(data)
+    assert reason in info.value.reason
+    assert info.value.status == 0
+
+
+def test_client_response_too_large() -> None:
+    client = ClientHandshake("x", max_header_size=100)
+    assert client.receive(b"HTTP/1.1 101 OK\r\n") is None
+    with pytest.raises(InvalidHandshakeResponse) as info:
+        client.receive(b"X: " + b"y" * 100)
+    assert info.value.reason == "malformed response: header block larger than 100 bytes"
+
+
+def test_client_long_response_fed_byte_by_byte() -> None:
+    client = ClientHandshake("x", key=b"the sample nonce")
+    response = _rfc_response(_UP, _CONN, _ACC, *[("X-Filler", "z" * 50)] * 150)
+    for byte in response[:-1]:
+        assert client.receive(bytes([byte])) is None
+    result = client.receive(response[-1:])
+    assert result is not None
+    assert result[1] == 1
+
+
+def _hixie76_client(**kwargs: object) -> tuple[ClientHandshake, Accepted]:
+    client = ClientHandshake(
+        "example.com",
+        "/demo",
+        version=V.HIXIE_76,
+        origin="http://example.com",
+        subprotocols=["sample"],
+        rng=random.Random(7),
+        **kwargs,  # type: ignore[arg-type]
+    )
+    _, accepted = server_response(client.request_bytes(), subprotocols=["sample"])
+    return client, accepted
+
+
+def test_client_hixie76_wrong_answer() -> None:
+    client, accepted = _hixie76_client()
+    bad = accepted.response[:-1] + bytes([accepted.response[-1] ^ 1])
+    with pytest.raises(InvalidHandshakeResponse) as info:
+        client.receive(bad)
+    assert info.value.reason == "incorrect hixie-76 challenge answer"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "reason"),
+    [
+        (b"ws://example.com/demo", b"ws://example.com/other", "Sec-WebSocket-Location is"),
+        (b"ws://example.com/demo", b"wss://example.com/demo", "Sec-WebSocket-Location is"),
+        (b"Origin: http://example.com", b"Origin: http://evil.com", "Sec-WebSocket-Origin is"),
+        (b"Protocol: sample", b"Protocol: other", "subprotocol 'other', not offered"),
+        (b"Upgrade: WebSocket", b"Upgrade: nope", "Upgrade header is 'nope'"),
+        (b"Connection: Upgrade", b"Connection: close", "lacks the 'upgrade' token"),
+    ],
+)
+def test_client_hixie76_failures(old: bytes, new: bytes, reason: str) -> None:
+    client, accepted = _hixie76_client()
+    assert old in accepted.response
+    with pytest.raises(InvalidHandshakeResponse) as info:
+        client.receive(accepted.response.replace(old, new))
+    assert reason in info.value.reason
+
+
+def test_client_hixie76_refusal_does_not_wait_for_answer() -> None:
+    client, _ = _hixie76_client()
+    with pytest.raises(InvalidHandshakeResponse) as info:
+        client.receive(b"HTTP/1.1 404 Not Found\r\n\r\n")
+    assert info.value.status == 404
+    assert info.value.body == b""
+
+
+def test_client_hixie75_wrong_location() -> None:
+    client = ClientHandshake("example.com", version=V.HIXIE_75)
+    _, accepted = server_response(client.request_bytes(), secure=True)
+    with pytest.raises(InvalidHandshakeResponse) as info:
+        client.receive(accepted.response)
+    assert "WebSocket-Location is 'wss://example.com/'" in info.value.reason
+
+
+@given(st.integers(min_value=0, max_value=2**64))
+@settings(max_examples=300)
+def test_client_hixie76_keys_follow_the_draft(seed: int) -> None:
+    """draft-hixie-76 section 4.1: 1-12 spaces (never first or last), 1-12 noise characters."""
+    client = ClientHandshake("example.com", version=V.HIXIE_76, rng=random.Random(seed))
+    for key in (client.key1, client.key2):
+        spaces = key.count(" ")
+        assert 1 <= spaces <= 12
+        assert not key.startswith(" ")
+        assert not key.endswith(" ")
+        digits = "".join(c for c in key if c.isdigit())
+        noise = [c for c in key if not c.isdigit() and c != " "]
+        assert 1 <= len(noise) <= 12
+        assert all(0x21 <= ord(c) <= 0x7E for c in noise)
+        assert int(digits) % spaces == 0
+        assert int(digits) // spaces <= 0xFFFFFFFF
+    assert len(client.key3) == 8
+    # The server computes the same answer the client expects.
+    request, accepted = server_response(client.request_bytes())
+    assert request.headers.get("Sec-WebSocket-Key1") == client.key1
+    result = client.receive(accepted.response)
+    assert result is not None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"key": b"short"}, "16 bytes"),
+        ({"resource": "chat"}, "must start with '/'"),
+        ({"version": V.HIXIE_76, "subprotocols": ["a", "b"]}, "at most one subprotocol"),
+        ({"version": V.HIXIE_75, "extensions": ["x"]}, "no extensions"),
+        ({"extensions": ["bad;"]}, "Sec-WebSocket-Extensions"),
+    ],
+)
+def test_client_invalid_arguments(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ClientHandshake("x", **kwargs)  # type: ignore[arg-type]
+
+
+def test_client_location() -> None:
+    assert ClientHandshake("h:1", "/p?q").location == "ws://h:1/p?q"
+    assert ClientHandshake("h", secure=True).location == "wss://h/"
+
+
+def test_constants() -> None:
+    assert frozenset(ProtocolVersion) == ALL_VERSIONS
+    assert {V.HYBI_07, V.HYBI_08, V.RFC6455} == RFC_VERSIONS
+    assert isinstance(ClientAccepted(V.RFC6455, None, [], Response(101, "", Headers())), object)
