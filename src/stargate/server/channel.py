@@ -33,7 +33,7 @@ from ..errors import HandshakeError
 from ..headers import has_token
 from . import dispatch
 from .buffers import OutputBuffer, RequestBody
-from .handover import Refused, hand_over, handshake_response, start_handler
+from .handover import Refused, extension_names, hand_over, handshake_response, start_handler
 from .proxy import ClientView
 from .request import BadTarget, HttpRequest, parse_target
 from .response import simple_response
@@ -69,6 +69,9 @@ class HttpChannel(asyncio.Protocol):
         self.secure = False
         self.parser = httptools.HttpRequestParser(self)
         self.output = OutputBuffer(config.output_buffer_memory, config.output_buffer_max)
+        #: Response bytes handed over so far (the access log's size: one request's share is
+        #: the difference across it; only the request being answered writes meanwhile).
+        self.bytes_queued = 0
         # The head being parsed.
         self._url = bytearray()
         self._headers: list[tuple[str, str]] = []
@@ -371,6 +374,7 @@ class HttpChannel(asyncio.Protocol):
             self.loop.call_soon_threadsafe(self._abort, "the client took no output in time")
             raise ClientGone("the client did not read the response in time")
         output.append(data)
+        self.bytes_queued += len(data)
         with output.cond:
             if self._flush_scheduled:
                 return
@@ -379,6 +383,7 @@ class HttpChannel(asyncio.Protocol):
 
     def respond(self, data: bytes) -> None:
         """Bytes from the loop itself, in order after whatever is buffered."""
+        self.bytes_queued += len(data)
         if len(self.output) == 0 and not self._write_paused:
             assert self.transport is not None
             self.transport.write(data)
@@ -449,6 +454,7 @@ class HttpChannel(asyncio.Protocol):
         complete, so the two never interleave.
         """
         self._pause_reading()
+        self._record_refusal(status, reason)
         data = simple_response(status, reason)
         self._queue.clear()
         self._closed = True
@@ -457,6 +463,15 @@ class HttpChannel(asyncio.Protocol):
             return
         self.respond(data)
         self._linger()
+
+    def _record_refusal(self, status: int, reason: str) -> None:
+        """Log a request the parser refused, with what is known of it."""
+        try:
+            method = self.parser.get_method().decode("latin-1")
+        except httptools.HttpParserError:
+            method = "-"
+        target = self._url[:512].decode("latin-1") or "-"
+        self.state.record_refusal(self.peername, method, target, status, reason, websocket=False)
 
     def _send_and_close(self, data: bytes) -> None:
         self._queue.clear()
@@ -508,12 +523,20 @@ class HttpChannel(asyncio.Protocol):
         self._pending = (request, acceptance, client)
         self._try_complete_upgrade()
 
-    def upgrade_refused(self, response: bytes) -> None:
+    def upgrade_refused(
+        self, response: bytes, client: ClientView, status: int, reason: str
+    ) -> None:
         """The upgrade does not happen: send ``response`` (the app's, or ours) and close."""
         self._busy = False
         if self._lost:
             return
+        self._record_upgrade_refusal(client, status, reason)
         self._send_and_close(response)
+
+    def _record_upgrade_refusal(self, client: ClientView, status: int, reason: str) -> None:
+        upgrade = self._upgrade
+        target = upgrade.target if upgrade is not None else "-"
+        self.state.record_refusal(client.remote, "GET", target, status, reason, websocket=True)
 
     def _try_complete_upgrade(self) -> None:
         """Handshake once hixie-76's 8 bytes of key3 are in (RFC 6455 needs none) and the
@@ -527,6 +550,7 @@ class HttpChannel(asyncio.Protocol):
             needed = handshake.key3_length(request)
         except HandshakeError as exc:
             self._pending = None
+            self._record_upgrade_refusal(client, exc.status, exc.reason)
             self._send_and_close(handshake.reject_response(exc))
             return
         if len(trailing) < needed:
@@ -541,6 +565,7 @@ class HttpChannel(asyncio.Protocol):
             authority=client.host,
         )
         if isinstance(accepted, Refused):
+            self._record_upgrade_refusal(client, accepted.status, accepted.reason)
             self._send_and_close(accepted.response)
             return
         self._cancel_timer()
@@ -559,6 +584,7 @@ class HttpChannel(asyncio.Protocol):
         )
         self._closed = True  # this object is done; the WebSocket owns the transport
         self.state.upgraded(self, ws)
+        self.state.record_websocket_open(ws, extension_names(accepted.extensions))
         if self._reading_paused:
             transport.resume_reading()
         start_handler(self.state, ws, acceptance.handler)

@@ -102,6 +102,19 @@ class ServerConfig:
     #: ``"*"`` for every peer.  Empty (the default): those headers are ignored, since any
     #: client can send them.  See :mod:`stargate.server.proxy`.
     trusted_proxies: tuple[str, ...] = ()
+    #: One line per HTTP request and per WebSocket opened, closed or refused, to the
+    #: ``stargate.access`` logger (see :mod:`stargate.server.access`).  Off for the library,
+    #: on in ``stargate serve`` (``--no-access-log``).
+    access_log: bool = False
+    #: ``"text"`` (a web server's line) or ``"json"`` (one object per line).
+    access_log_format: str = "text"
+    #: A path (``/-/metrics``) served by the server itself, before the application, with
+    #: the Prometheus exposition of its metrics (needs ``prometheus_client``, the
+    #: ``prometheus`` extra).  ``None`` (the default): not served.  Restrict it at the proxy.
+    metrics_path: str | None = None
+    #: A path (``/-/ready``) answered 200 while the server takes work, 503 while it shuts
+    #: down or its group broker is disconnected; for load balancers and orchestrators.
+    health_path: str | None = None
     #: The broker that carries group messages between processes (``stargate.brokers``):
     #: ``None`` or ``memory://`` for one process, ``redis://host:6379/0`` for several.
     #: Read by :func:`stargate.server.workers.run_workers` (``stargate serve --broker``).

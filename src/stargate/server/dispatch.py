@@ -12,18 +12,23 @@ sent and no handler runs.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from .. import handshake
 from ..headers import Headers
+from .metrics import CONTENT_TYPE, exposition
 from .proxy import ClientView, client_view
 from .request import HttpRequest
-from .response import simple_response
+from .response import http_date, serialize_head, simple_response
 from .upgrade import ENVIRON_KEY, Upgrade
 from .wsgi import WSGIResponse, build_environ, run_wsgi
 
 if TYPE_CHECKING:
     from .channel import HttpChannel
+
+logger = logging.getLogger("stargate.http")
 
 #: An app's answer to an upgrade request is held until it is known whether it stands; more
 #: than this is not an error page but a misuse, and becomes a 500.
@@ -71,33 +76,99 @@ def environ(channel: HttpChannel, request: HttpRequest, client: ClientView) -> d
 def answer(channel: HttpChannel, request: HttpRequest) -> None:
     """Answer a plain HTTP request; ``channel.request_done`` is called once it is."""
     state = channel.state
+    started = time.monotonic()
+    client = client_of(channel, request)
+    path = request.parsed.path
+    if request.method in ("GET", "HEAD") and path in (
+        state.config.metrics_path,
+        state.config.health_path,
+    ):
+        _answer_itself(channel, request, client, started, _operations(channel, request, path))
+        return
     if state.routes is not None:
         # The client's keep-alive decides (HTTP/1.0, Connection: close), as for the app.
-        keep_alive = request.keep_alive
-        path = request.parsed.path
         if state.routes.resolve(path) is None:
-            data = simple_response(404, f"no route for {path}", keep_alive=keep_alive)
+            status, reason, headers = 404, f"no route for {path}", []
         else:
-            data = simple_response(
-                426,
-                "this URL serves WebSocket connections only",
-                keep_alive=keep_alive,
-                headers=[("Upgrade", "websocket")],
-            )
-        channel.respond(data)
-        channel.request_done(keep_alive)
+            status, reason = 426, "this URL serves WebSocket connections only"
+            headers = [("Upgrade", "websocket")]
+        data = simple_response(status, reason, keep_alive=request.keep_alive, headers=headers)
+        _answer_itself(channel, request, client, started, (status, data))
         return
     app = state.wsgi_app
     assert app is not None and state.loop is not None
     response = WSGIResponse(channel, request)
-    env = environ(channel, request, client_of(channel, request))
+    env = environ(channel, request, client)
+    before = channel.bytes_queued
     future = state.loop.run_in_executor(state.executor, run_wsgi, app, env, response)
 
     def done(f: asyncio.Future[None]) -> None:
         request.body.close()
+        state.record_http(
+            client.remote,
+            request.method,
+            request.target,
+            request.http_version,
+            response.status_code or 500,
+            channel.bytes_queued - before,
+            started,
+        )
         channel.request_done(response.keep_alive and f.exception() is None)
 
     future.add_done_callback(done)
+
+
+def _answer_itself(
+    channel: HttpChannel,
+    request: HttpRequest,
+    client: ClientView,
+    started: float,
+    answer: tuple[int, bytes],
+) -> None:
+    """A response the server makes itself, on the loop: sent, logged, done."""
+    status, data = answer
+    if request.method == "HEAD":
+        data = data.partition(b"\r\n\r\n")[0] + b"\r\n\r\n"
+    channel.respond(data)
+    state = channel.state
+    state.record_http(
+        client.remote,
+        request.method,
+        request.target,
+        request.http_version,
+        status,
+        len(data),
+        started,
+    )
+    channel.request_done(request.keep_alive)
+
+
+def _operations(channel: HttpChannel, request: HttpRequest, path: str) -> tuple[int, bytes]:
+    """The metrics exposition or the readiness answer (see ``ServerConfig``)."""
+    state = channel.state
+    keep_alive = request.keep_alive
+    if path == state.config.health_path:
+        if state.ready:
+            return 200, simple_response(200, "ready", keep_alive=keep_alive)
+        why = "shutting down" if state.shutting_down else "the group broker is disconnected"
+        return 503, simple_response(503, f"not ready: {why}", keep_alive=keep_alive)
+    try:
+        body = exposition(state)
+    except ImportError:
+        logger.error("metrics_path is set but prometheus_client is not installed")
+        reason = "metrics need prometheus_client (pip install 'stargate[prometheus]')"
+        return 500, simple_response(500, reason, keep_alive=keep_alive)
+    head = serialize_head(
+        "200 OK",
+        [
+            ("Content-Type", CONTENT_TYPE),
+            ("Content-Length", str(len(body))),
+            ("Date", http_date()),
+            ("Server", "stargate"),
+            ("Connection", "keep-alive" if keep_alive else "close"),
+        ],
+    )
+    return 200, head + body
 
 
 def handshake_request(request: HttpRequest) -> handshake.Request:
@@ -120,9 +191,8 @@ def decide_upgrade(channel: HttpChannel, request: HttpRequest) -> None:
     if state.routes is not None:
         acceptance = state.routes.resolve(hs_request.path)
         if acceptance is None:
-            channel.upgrade_refused(
-                simple_response(404, f"no WebSocket route for {hs_request.path}")
-            )
+            reason = f"no WebSocket route for {hs_request.path}"
+            channel.upgrade_refused(simple_response(404, reason), client, 404, reason)
         else:
             channel.upgrade_accepted(hs_request, acceptance, client)
         return
@@ -149,10 +219,11 @@ def decide_upgrade(channel: HttpChannel, request: HttpRequest) -> None:
             assert upgrade.acceptance is not None
             channel.upgrade_accepted(hs_request, upgrade.acceptance, client)
         elif response.status_code >= 400 or response.failed:
-            channel.upgrade_refused(bytes(sink.data))
+            status = response.status_code or 500
+            reason = "the application failed" if response.failed else "refused by the application"
+            channel.upgrade_refused(bytes(sink.data), client, status, reason)
         else:
-            channel.upgrade_refused(
-                simple_response(404, f"no WebSocket handler for {hs_request.path}")
-            )
+            reason = f"no WebSocket handler for {hs_request.path}"
+            channel.upgrade_refused(simple_response(404, reason), client, 404, reason)
 
     future.add_done_callback(decided)

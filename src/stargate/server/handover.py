@@ -18,6 +18,8 @@ from typing import Any
 from .. import handshake
 from ..connection import Connection
 from ..errors import ConnectionClosed, HandshakeError
+from ..extensions.permessage_deflate import NAME as PERMESSAGE_DEFLATE
+from ..extensions.permessage_deflate import PerMessageDeflate
 from ..protocol import Role
 from .response import simple_response
 from .state import ServerState
@@ -33,6 +35,8 @@ class Refused:
     """The handshake failed: the complete HTTP response to send before closing."""
 
     response: bytes
+    status: int
+    reason: str
 
 
 def handshake_response(
@@ -67,10 +71,19 @@ def handshake_response(
             authority=authority,
         )
     except HandshakeError as exc:
-        return Refused(handshake.reject_response(exc))
+        return Refused(handshake.reject_response(exc), exc.status, exc.reason)
     except ValueError as exc:  # the app's extra headers cannot be sent (CR/LF in them)
         logger.error("cannot accept the upgrade of %s: %s", request.target, exc)
-        return Refused(simple_response(500, "invalid handshake headers from the app"))
+        reason = "invalid handshake headers from the app"
+        return Refused(simple_response(500, reason), 500, reason)
+
+
+def extension_names(extensions: list[object]) -> list[str]:
+    """The registered names of negotiated extensions (for the access log)."""
+    return [
+        PERMESSAGE_DEFLATE if isinstance(ext, PerMessageDeflate) else type(ext).__name__
+        for ext in extensions
+    ]
 
 
 def hand_over(

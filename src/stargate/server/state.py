@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-from collections.abc import Collection
+import time
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 from ..handshake import ALL_VERSIONS, RFC_VERSIONS, OriginPolicy
 from ..protocol import ProtocolVersion
+from .access import AccessLog
 from .config import ServerConfig
+from .metrics import Metrics
 from .proxy import TrustedProxies
 from .routing import Routes
 from .wsgi import WSGIApp
@@ -58,6 +61,12 @@ class ServerState:
         self.websockets: set[WebSocket] = set()
         #: Running handlers: a task per ``async def`` handler, a future per ``def`` one.
         self.handlers: set[asyncio.Future[Any]] = set()
+        self.metrics = Metrics()
+        self.access = AccessLog(config.access_log, config.access_log_format)
+        #: ``() -> (gaps, connected)`` of the group broker serving this process, set by
+        #: whoever runs a hub beside the server (the workers supervisor, the gunicorn
+        #: worker): read by the metrics and the readiness check.
+        self.broker_health: Callable[[], tuple[int, bool]] | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -99,6 +108,54 @@ class ServerState:
         self.channels.discard(channel)
         self.websockets.add(ws)
         ws.add_close_callback(self.websockets.discard)
+
+    @property
+    def ready(self) -> bool:
+        """Whether the server takes work: not shutting down, its broker (if any) up."""
+        if self.shutting_down:
+            return False
+        return self.broker_health is None or self.broker_health()[1]
+
+    def record_http(
+        self,
+        remote: tuple[str, int] | None,
+        method: str,
+        target: str,
+        version: str,
+        status: int,
+        size: int,
+        started: float,
+    ) -> None:
+        """A request was answered (``started``: ``time.monotonic()`` when it was taken)."""
+        self.metrics.http_responses[status] += 1
+        self.access.http(remote, method, target, version, status, size, time.monotonic() - started)
+
+    def record_refusal(
+        self,
+        remote: tuple[str, int] | None,
+        method: str,
+        target: str,
+        status: int,
+        reason: str,
+        *,
+        websocket: bool,
+    ) -> None:
+        """A request refused by the server, or an upgrade refused by anyone."""
+        if websocket:
+            self.metrics.handshakes[str(status)] += 1
+        else:
+            self.metrics.http_responses[status] += 1
+        self.access.refused(remote, method, target, status, reason, websocket=websocket)
+
+    def record_websocket_open(self, ws: WebSocket, extensions: list[str]) -> None:
+        """A handshake succeeded: ``ws`` is open with these negotiated extensions."""
+        self.metrics.handshakes["accepted"] += 1
+        self.access.websocket_open(ws.remote_address, ws.request.target, ws.subprotocol, extensions)
+
+    def traffic(self) -> tuple[int, int, int, int]:
+        """Messages and bytes in, messages and bytes out, of every WebSocket so far."""
+        metrics = self.metrics
+        return (metrics.messages_in, metrics.bytes_in, metrics.messages_out, metrics.bytes_out)
 
     def track_handler(self, future: asyncio.Future[Any]) -> None:
         """Keep a running handler until it ends (shutdown waits for it)."""

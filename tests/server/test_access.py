@@ -1,0 +1,155 @@
+"""The access log (stargate.server.access): what a request, an upgrade and a refusal leave.
+
+Each test runs a real server with ``access_log=True`` and reads the ``stargate.access``
+records it wrote while real clients (raw sockets, the ``websockets`` client) talked to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from typing import Any
+
+import pytest
+import websockets
+from websockets.asyncio.client import connect
+from websockets.typing import Origin
+
+from stargate.server import ENVIRON_KEY, Routes, WebSocket
+from stargate.server.access import AccessLog
+from stargate.server.wsgi import StartResponse
+
+from .support import TIMEOUT, StartServer, eventually, get, open_tcp, read_response
+
+
+def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+    upgrade = environ.get(ENVIRON_KEY)
+    if upgrade is not None:
+        if environ["PATH_INFO"] == "/forbidden":
+            start_response("403 Forbidden", [("Content-Type", "text/plain")])
+            return [b"no"]
+
+        async def handler(ws: WebSocket) -> None:
+            async for message in ws:
+                await ws.send(message)
+
+        upgrade.accept(handler, subprotocols=["chat.v1"])
+        return []
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"hello"]
+
+
+def lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "stargate.access"]
+
+
+@pytest.mark.asyncio
+async def test_an_http_request_is_one_line(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "stargate.access")
+    server = await start_server(app, access_log=True)
+    response = await get(server.port, "/page?x=1")
+    assert response.status == 200
+    await eventually(lambda: bool(lines(caplog)))
+    (line,) = lines(caplog)
+    match = re.fullmatch(r'127\.0\.0\.1:\d+ "GET /page\?x=1 HTTP/1\.1" 200 (\d+) \d+\.\d{3}s', line)
+    assert match is not None, line
+    assert int(match.group(1)) > len(b"hello")  # head and body
+
+
+@pytest.mark.asyncio
+async def test_off_by_default(start_server: StartServer, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "stargate.access")
+    server = await start_server(app)
+    await get(server.port, "/")
+    await asyncio.sleep(0.05)
+    assert lines(caplog) == []
+
+
+@pytest.mark.asyncio
+async def test_an_upgrade_and_refusals(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "stargate.access")
+    server = await start_server(app, access_log=True)
+    base = f"ws://127.0.0.1:{server.port}"
+    async with connect(f"{base}/chat", subprotocols=["chat.v1"], open_timeout=TIMEOUT) as ws:  # type: ignore[list-item]
+        await ws.send("hi")
+        assert await asyncio.wait_for(ws.recv(), TIMEOUT) == "hi"
+    await eventually(lambda: any(" open " in line for line in lines(caplog)))
+    opened = next(line for line in lines(caplog) if " open " in line)
+    assert '"GET /chat WS" open subprotocol=chat.v1 extensions=permessage-deflate' in opened
+    # Refused by the application, and by the Origin check: each says why.
+    with pytest.raises(websockets.exceptions.InvalidStatus):
+        async with connect(f"{base}/forbidden", open_timeout=TIMEOUT):
+            pass
+    with pytest.raises(websockets.exceptions.InvalidStatus):
+        async with connect(
+            f"{base}/chat", origin=Origin("https://evil.example"), open_timeout=TIMEOUT
+        ):
+            pass
+    await eventually(lambda: sum(" refused " in line for line in lines(caplog)) == 2)
+    refused = [line for line in lines(caplog) if " refused " in line]
+    assert '"GET /forbidden WS" refused 403 "refused by the application"' in refused[0]
+    assert '"GET /chat WS" refused 403' in refused[1]
+    assert "evil.example" in refused[1]
+
+
+@pytest.mark.asyncio
+async def test_a_malformed_request_is_logged(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "stargate.access")
+    server = await start_server(Routes(), access_log=True)
+    reader, writer = await open_tcp(server.port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")
+    response = await read_response(reader)
+    writer.close()
+    assert response.status == 400
+    await eventually(lambda: bool(lines(caplog)))
+    assert '"GET / HTTP" refused 400' not in lines(caplog)[0]  # no version is made up
+    assert " refused 400 " in lines(caplog)[0]
+
+
+@pytest.mark.asyncio
+async def test_json_lines(start_server: StartServer, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "stargate.access")
+    server = await start_server(app, access_log=True, access_log_format="json")
+    await get(server.port, "/")
+    await eventually(lambda: bool(lines(caplog)))
+    record = json.loads(lines(caplog)[0])
+    assert record["event"] == "http"
+    assert record["method"] == "GET" and record["target"] == "/" and record["status"] == 200
+    assert record["peer"].startswith("127.0.0.1:")
+
+
+def test_a_line_cannot_be_forged() -> None:
+    """A target with a newline or quote stays inside one quoted field."""
+    log = AccessLog(True)
+    logger = logging.getLogger("stargate.access")
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep()
+    logger.addHandler(handler)
+    old = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        log.http(("1.2.3.4", 5), "GET", '/x"\n127.0.0.1 "GET /admin', "1.1", 200, 1, 0.0)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old)
+    (record,) = records
+    assert "\n" not in record.getMessage()
+    assert '\\"\\n127.0.0.1 \\"GET /admin' in record.getMessage()
+
+
+def test_an_unknown_format_is_refused() -> None:
+    with pytest.raises(ValueError, match="text"):
+        AccessLog(True, "xml")
