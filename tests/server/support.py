@@ -17,11 +17,12 @@ import threading
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from wsgiref.validate import validator
 
 from stargate.handshake import ClientHandshake
 from stargate.protocol import Opcode
 from stargate.server import ENVIRON_KEY, Server, Upgrade
-from stargate.server.wsgi import StartResponse
+from stargate.server.wsgi import StartResponse, WSGIApp
 
 #: Upper bound of every wait in these tests: a bug makes a test fail, never hang.
 TIMEOUT = 5.0
@@ -140,6 +141,18 @@ async def get(port: int, path: str = "/", headers: Sequence[tuple[str, str]] = (
     return response
 
 
+async def read_to_eof(reader: asyncio.StreamReader, timeout: float = TIMEOUT) -> bytes:
+    """Everything the server still sends until it closes (a reset ends it too); fails if
+    the connection is still open after ``timeout``."""
+    data = bytearray()
+    try:
+        while chunk := await asyncio.wait_for(reader.read(65536), timeout):
+            data += chunk
+    except ConnectionResetError:
+        pass
+    return bytes(data)
+
+
 async def at_eof(reader: asyncio.StreamReader, timeout: float = TIMEOUT) -> bool:
     """Whether the server closes the connection (reads to EOF) within ``timeout``."""
     try:
@@ -248,12 +261,38 @@ async def raw_connect(
 
 # -- apps ------------------------------------------------------------------------------------
 
+#: The iterators :func:`validated` apps returned during the current test; the conftest checks
+#: that the server closed every one (PEP 3333), which ``wsgiref.validate`` can only print.
+validated_iterators: list[Any] = []
+
+
+def validated(app: Any) -> WSGIApp:
+    """``app`` behind ``wsgiref.validate.validator``: every environ the server builds and
+    every call it makes on the app's response is checked by the standard library.  What the
+    validator finds fails the test (see the conftest), even when the server turned it into a
+    500 the test did not look at.
+
+    Apps that hand over an invalid response on purpose (to see the server refuse it) cannot
+    be wrapped: the validator would refuse it first, and the server's check go untested.
+    """
+    lint = validator(app)
+
+    def checked(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        iterator: Iterable[bytes] = lint(environ, start_response)
+        validated_iterators.append(iterator)
+        return iterator
+
+    return checked
+
 
 def page_app(body: bytes = b"page") -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
-    """A WSGI app that serves ``body`` at every path."""
+    """A WSGI app that serves ``body`` at every path, with its Content-Length (as most
+    frameworks do: the framing does not depend on the server seeing a list)."""
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
-        start_response("200 OK", [("Content-Type", "text/plain")])
+        start_response(
+            "200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))]
+        )
         return [body]
 
     return app

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pytest
 
+from stargate.server import ENVIRON_KEY
 from stargate.server.wsgi import StartResponse
 
 from .support import (
@@ -26,23 +28,28 @@ from .support import (
     open_tcp,
     page_app,
     read_response,
+    read_to_eof,
     request,
+    validated,
 )
 
 pytestmark = pytest.mark.asyncio
 
 
-def echo_app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
-    """Answers ``METHOD PATH?QUERY body=<request body> port=<client port>``."""
+def _echo_app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+    """Answers ``METHOD PATH?QUERY port=<client port> body=<request body>``."""
     if environ["PATH_INFO"] == "/slow":
         time.sleep(0.2)
-    body = environ["wsgi.input"].read()
+    body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
     text = (
         f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']}?{environ['QUERY_STRING']} "
         f"port={environ['REMOTE_PORT']} body="
     ).encode() + body
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [text]
+
+
+echo_app = validated(_echo_app)
 
 
 def http_get(port: int, paths: list[str]) -> list[tuple[int, bytes]]:
@@ -113,7 +120,7 @@ async def test_streaming_response_is_chunked_and_closed(start_server: StartServe
         start_response("200 OK", [("Content-Type", "text/plain")])
         return Body()
 
-    server = await start_server(app)
+    server = await start_server(validated(app))
     response, reader, writer = await request(server.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     assert response.header("Transfer-Encoding") == "chunked"
     assert response.header("Content-Length") is None
@@ -131,7 +138,7 @@ async def test_head_has_no_body(start_server: StartServer) -> None:
         start_response("200 OK", [("Content-Type", "text/plain")])
         yield b"streamed body"
 
-    server = await start_server(page_app(b"0123456789"))
+    server = await start_server(validated(page_app(b"0123456789")))
     reader, writer = await open_tcp(server.port)
     writer.write(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
     head = await read_response(reader, head=True)
@@ -142,7 +149,7 @@ async def test_head_has_no_body(start_server: StartServer) -> None:
     assert (after.status, after.body) == (200, b"0123456789")
     writer.close()
 
-    streaming = await start_server(app)
+    streaming = await start_server(validated(app))
     reader, writer = await open_tcp(streaming.port)
     writer.write(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
     head = await read_response(reader, head=True)
@@ -158,7 +165,7 @@ async def test_http10_without_content_length_closes(start_server: StartServer) -
         yield b"no "
         yield b"length"
 
-    server = await start_server(app)
+    server = await start_server(validated(app))
     response, _, writer = await request(server.port, b"GET / HTTP/1.0\r\n\r\n")
     assert response.header("Transfer-Encoding") is None  # HTTP/1.0 knows no chunked
     assert response.header("Content-Length") is None
@@ -168,7 +175,7 @@ async def test_http10_without_content_length_closes(start_server: StartServer) -
 
 
 async def test_http10_with_content_length_keeps_alive_on_request(start_server: StartServer) -> None:
-    server = await start_server(page_app(b"abc"))
+    server = await start_server(validated(page_app(b"abc")))
     reader, writer = await open_tcp(server.port)
     writer.write(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
     first = await read_response(reader)
@@ -184,10 +191,10 @@ async def test_app_exception_gives_500_and_server_survives(start_server: StartSe
     def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
         if environ["PATH_INFO"] == "/boom":
             raise RuntimeError("boom")
-        start_response("200 OK", [])
+        start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"fine"]
 
-    server = await start_server(app)
+    server = await start_server(validated(app))
     response, reader, writer = await request(server.port, b"GET /boom HTTP/1.1\r\nHost: x\r\n\r\n")
     assert response.status == 500
     assert response.reason == "Internal Server Error"
@@ -202,11 +209,11 @@ async def test_exception_inside_the_iterable_before_the_head_gives_500(
     start_server: StartServer,
 ) -> None:
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterator[bytes]:
-        start_response("200 OK", [])
+        start_response("200 OK", [("Content-Type", "text/plain")])
         raise RuntimeError("late")
         yield b""  # a generator: the error comes on the first iteration
 
-    server = await start_server(app)
+    server = await start_server(validated(app))
     assert (await get(server.port, "/")).status == 500
 
 
@@ -347,7 +354,7 @@ async def test_header_timeout_closes_a_slowloris_connection(start_server: StartS
 
 
 async def test_idle_keep_alive_connection_is_closed(start_server: StartServer) -> None:
-    server = await start_server(page_app(), keepalive_timeout=0.2)
+    server = await start_server(validated(page_app()), keepalive_timeout=0.2)
     response, reader, writer = await request(server.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     assert response.status == 200
     assert await at_eof(reader, 1.0)
@@ -414,4 +421,374 @@ async def test_upgrade_to_another_protocol_is_served_as_plain_http(
     assert first.status == 200 and first.body.startswith(b"GET /page? ")
     second = await read_response(reader)
     assert second.status == 200 and second.body.startswith(b"GET /next? ")
+    writer.close()
+
+
+# -- what the app hands over: validated before it reaches the wire ----------------------------
+#
+# These apps are not behind ``validated``: they hand over an invalid response on purpose, and
+# wsgiref's validator would refuse it before the server's own check could be seen.
+
+#: A second response, as an app could smuggle it onto a keep-alive connection.
+FORGED = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nSet-Cookie: session=forged\r\n\r\nforged"
+
+SPLITTING = {
+    "CRLF in a value": ("200 OK", [("X-Echo", "a\r\nSet-Cookie: session=forged")]),
+    "LF in a value": ("200 OK", [("X-Echo", "a\nSet-Cookie: session=forged")]),
+    "CR in a value": ("200 OK", [("X-Echo", "a\rSet-Cookie: session=forged")]),
+    "NUL in a value": ("200 OK", [("X-Echo", "a\0Set-Cookie: session=forged")]),
+    "a second response in a value": (
+        "200 OK",
+        [("X-Echo", "a\r\nContent-Length: 0\r\n\r\n" + FORGED.decode())],
+    ),
+    "non-latin-1 value": ("200 OK", [("X-Echo", "\u20ac Set-Cookie: session=forged")]),
+    "CRLF in a name": ("200 OK", [("X-Echo\r\nSet-Cookie", "session=forged")]),
+    "colon in a name": ("200 OK", [("Set-Cookie: session=forged\r\nX", "y")]),
+    "space in a name": ("200 OK", [("Set-Cookie session", "forged")]),
+    "non-latin-1 name": ("200 OK", [("X-\u20ac", "Set-Cookie: session=forged")]),
+    "CRLF in the status": ("200 OK\r\nSet-Cookie: session=forged", []),
+    "LF in the status": ("200 OK\nSet-Cookie: session=forged", []),
+    "NUL in the status": ("200 OK\0Set-Cookie: session=forged", []),
+    "non-latin-1 status": ("200 \u2713 Set-Cookie: session=forged", []),
+    "1xx status": ("101 Switching Protocols", []),
+}
+
+
+@pytest.mark.parametrize("case", SPLITTING)
+async def test_response_splitting_gives_a_logged_500_and_nothing_injected(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture, case: str
+) -> None:
+    """A status or header with CR, LF, NUL or what latin-1 cannot carry is a 500 that closes
+    the connection: no injected header, no second response, the pipelined request behind
+    it unanswered (its client cannot tell it apart from the forged one)."""
+    status, headers = SPLITTING[case]
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        if environ["PATH_INFO"] == "/next":
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"next"]
+        start_response(status, [("Content-Type", "text/plain"), *headers])
+        return [b"body"]
+
+    server = await start_server(app)
+    reader, writer = await open_tcp(server.port)
+    writer.write(b"GET /evil HTTP/1.1\r\nHost: x\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+    response = await read_response(reader)
+    rest = await read_to_eof(reader)
+    writer.close()
+    assert (response.status, response.body) == (500, b"Internal Server Error\n")
+    assert response.header("Connection") == "close"
+    assert response.header("Set-Cookie") is None and response.header("X-Echo") is None
+    assert rest == b""  # no forged response, and /next is not answered
+    errors = [r for r in caplog.records if r.name == "stargate.wsgi" and r.levelname == "ERROR"]
+    assert errors, "the app's invalid response must be logged"
+
+
+async def test_invalid_header_after_a_valid_start_response_with_exc_info(
+    start_server: StartServer,
+) -> None:
+    """An app's error handler (start_response with exc_info) is checked like any other."""
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        try:
+            raise KeyError("late")
+        except KeyError:
+            start_response("500 Oops\r\nX-Injected: 1", [], sys.exc_info())
+        return [b"x"]
+
+    server = await start_server(app)
+    response = await get(server.port, "/")
+    assert response.status == 500
+    assert response.header("X-Injected") is None
+
+
+BODIES: dict[str, Callable[[], Iterable[bytes]]] = {
+    "list": lambda: [b"hello", FORGED],
+    "single item": lambda: [b"hello" + FORGED],
+    "generator": lambda: iter([b"he", b"llo" + FORGED, FORGED]),
+}
+
+
+@pytest.mark.parametrize("kind", BODIES)
+async def test_body_beyond_content_length_is_cut_never_a_second_response(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture, kind: str
+) -> None:
+    """RFC 9112 section 6.3: the Content-Length frames the body; what an app writes past it
+    would be read by a keep-alive client as the next response.  It is cut and logged."""
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ["PATH_INFO"] == "/next":
+            start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "4")])
+            return [b"next"]
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
+        return BODIES[kind]()
+
+    server = await start_server(validated(app))
+    reader, writer = await open_tcp(server.port)
+    writer.write(b"GET /long HTTP/1.1\r\nHost: x\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+    first = await read_response(reader)
+    second = await read_response(reader)
+    assert (first.status, first.body) == (200, b"hello")
+    assert (second.status, second.body, second.header("Set-Cookie")) == (200, b"next", None)
+    writer.write(b"GET /next HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    third = await read_response(reader)
+    assert third.body == b"next"
+    assert b"forged" not in await read_to_eof(reader)  # the connection stayed in sync
+    writer.close()
+    assert any("more than its Content-Length" in r.getMessage() for r in caplog.records)
+
+
+async def test_write_callable_beyond_content_length_is_cut(start_server: StartServer) -> None:
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        write = start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "3")])
+        write(b"abc")
+        write(FORGED)
+        return []
+
+    server = await start_server(validated(app))
+    reader, writer = await open_tcp(server.port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert [(await read_response(reader)).body for _ in range(2)] == [b"abc", b"abc"]
+    writer.close()
+
+
+@pytest.mark.parametrize("kind", ["list", "generator", "write"])
+async def test_body_short_of_content_length_closes_the_connection(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture, kind: str
+) -> None:
+    """A body shorter than its Content-Length: the client would read the next response as
+    the rest of this body, so the connection is closed after what was written."""
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        write = start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "10")])
+        if kind == "write":
+            write(b"short")
+            return []
+        return [b"short"] if kind == "list" else iter([b"sh", b"ort"])
+
+    server = await start_server(validated(app))
+    reader, writer = await open_tcp(server.port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+    response = await read_response(reader, head=True)
+    assert response.header("Content-Length") == "10"
+    assert await read_to_eof(reader) == b"short"  # then closed: /next is not answered
+    writer.close()
+    assert any("closing the connection" in r.getMessage() for r in caplog.records)
+
+
+HOP_BY_HOP = [
+    ("Transfer-Encoding", "chunked"),
+    ("Transfer-Encoding", "identity"),
+    ("Connection", "keep-alive"),
+    ("Connection", "Upgrade"),
+    ("Keep-Alive", "timeout=300"),
+    ("TE", "trailers"),
+    ("Trailer", "X-Checksum"),
+    ("Upgrade", "websocket"),
+    ("Proxy-Authenticate", "Basic"),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), HOP_BY_HOP)
+async def test_app_hop_by_hop_headers_are_a_500_as_in_waitress(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture, name: str, value: str
+) -> None:
+    """PEP 3333: hop-by-hop headers are the server's.  An app that frames its body itself
+    (``Transfer-Encoding: chunked`` and pre-chunked bytes) would otherwise be chunked twice;
+    waitress answers such an app with a 500, and so does this server."""
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain"), (name, value)])
+        yield b"5\r\nhello\r\n"
+        yield b"0\r\n\r\n"
+
+    server = await start_server(app)
+    response, reader, writer = await request(server.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (response.status, response.body) == (500, b"Internal Server Error\n")
+    assert response.header("Transfer-Encoding") is None  # one framing: Content-Length
+    assert await read_to_eof(reader) == b""
+    writer.close()
+    assert any("hop-by-hop" in (r.exc_text or "") for r in caplog.records)
+
+
+async def test_app_connection_close_is_honoured(start_server: StartServer) -> None:
+    """``Connection: close`` is the one hop-by-hop header an app may set: it is obeyed."""
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Connection", "close")])
+        return [b"bye"]
+
+    server = await start_server(validated(app))
+    reader, writer = await open_tcp(server.port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    response = await read_response(reader)
+    assert (response.body, response.header("Connection")) == (b"bye", "close")
+    assert await read_to_eof(reader) == b""  # the pipelined request is not answered
+    writer.close()
+
+
+async def test_app_426_may_name_the_upgrade(start_server: StartServer) -> None:
+    """RFC 9110 section 15.5.22: a 426 MUST send Upgrade, so an app may set it there."""
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        start_response(
+            "426 Upgrade Required", [("Content-Type", "text/plain"), ("Upgrade", "websocket")]
+        )
+        return [b"use a WebSocket"]
+
+    server = await start_server(validated(app))
+    response = await get(server.port, "/")
+    assert (response.status, response.header("Upgrade")) == (426, "websocket")
+
+
+# -- the upgrade happens only if the app's answer stands ------------------------------------
+
+UPGRADE = (
+    b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+def accepting(then: Callable[[dict[str, Any], StartResponse], Iterable[bytes]]) -> Any:
+    """An app that accepts the upgrade with a handler that records it ran, then does
+    ``then`` (answers, raises ...) as a view behind a tween or an exception view would."""
+    ran = threading.Event()
+
+    async def handler(ws: Any) -> None:
+        ran.set()
+        await ws.send("the handler runs")
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        environ[ENVIRON_KEY].accept(handler)
+        return then(environ, start_response)
+
+    app.ran = ran  # type: ignore[attr-defined]
+    return app
+
+
+def forbidden(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+    start_response("403 Forbidden", [("Content-Type", "text/plain")])
+    return [b"not you"]
+
+
+def raising(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+    raise PermissionError("the view failed after accepting")
+
+
+def exception_view(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+    """A framework's exception view: the view raised, the framework answers for it."""
+    try:
+        raising(environ, start_response)
+    except PermissionError:
+        start_response("403 Forbidden", [("Content-Type", "text/plain")], sys.exc_info())
+        return [b"exception view"]
+    raise AssertionError("unreachable")
+
+
+def streamed_refusal(environ: dict[str, Any], start_response: StartResponse) -> Iterator[bytes]:
+    start_response("401 Unauthorized", [("Content-Type", "text/plain")])
+    yield b"log "
+    yield b"in"
+
+
+REFUSALS = {
+    "403 after accept": (forbidden, 403, b"not you"),
+    "exception after accept": (raising, 500, b"Internal Server Error\n"),
+    "exception view 403": (exception_view, 403, b"exception view"),
+    "streamed 401": (streamed_refusal, 401, b"log in"),
+}
+
+
+@pytest.mark.parametrize("case", REFUSALS)
+async def test_upgrade_refused_after_accept_gets_the_apps_answer_and_no_101(
+    start_server: StartServer, case: str
+) -> None:
+    """Issue 10: an app (or a tween, or an exception view) that accepts and then answers
+    403 or raises used to get ``101 Switching Protocols`` and a running handler."""
+    then, status, body = REFUSALS[case]
+    app = accepting(then)
+    server = await start_server(validated(app))
+    reader, writer = await open_tcp(server.port)
+    writer.write(UPGRADE)
+    response = await read_response(reader)
+    assert (response.status, response.body) == (status, body)
+    assert b"101" not in await read_to_eof(reader)
+    writer.close()
+    await asyncio.sleep(0.1)  # a handler started with the decision would have run by now
+    assert not app.ran.is_set()
+    assert not server.websockets
+
+
+async def test_upgrade_accepted_and_answered_200_stands(start_server: StartServer) -> None:
+    """The control: an accepting app whose answer is not an error gets its WebSocket."""
+
+    def ok(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ignored"]
+
+    app = accepting(ok)
+    server = await start_server(validated(app))
+    reader, writer = await open_tcp(server.port)
+    writer.write(UPGRADE)
+    response = await read_response(reader, head=True)
+    assert response.status == 101
+    await asyncio.wait_for(asyncio.to_thread(app.ran.wait, TIMEOUT), TIMEOUT)
+    assert app.ran.is_set()
+    writer.close()
+
+
+async def test_upgrade_refusal_too_large_to_hold_is_a_500(start_server: StartServer) -> None:
+    """The app's answer to an upgrade is held until it is known whether it stands; a 2 MiB
+    error page is no refusal but a misuse, and becomes a 500, not a silent close."""
+
+    def huge(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        start_response("403 Forbidden", [("Content-Type", "text/plain")])
+        return [b"x" * (2 << 20)]
+
+    app = accepting(huge)
+    server = await start_server(app)
+    response, reader, writer = await request(server.port, UPGRADE)
+    assert (response.status, response.body) == (500, b"Internal Server Error\n")
+    assert await read_to_eof(reader) == b""
+    writer.close()
+    assert not app.ran.is_set()
+
+
+# -- deadlines -------------------------------------------------------------------------------
+
+
+async def test_stalled_body_is_dropped_after_body_timeout(start_server: StartServer) -> None:
+    """Issue 10: once the head was complete no deadline applied, and a body that stalled
+    kept its connection forever."""
+    called = threading.Event()
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        called.set()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"never"]
+
+    server = await start_server(validated(app), body_timeout=0.3, header_timeout=30.0)
+    for head in (
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789",
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n",  # not one byte
+    ):
+        reader, writer = await open_tcp(server.port)
+        writer.write(head)
+        assert await read_to_eof(reader, TIMEOUT) == b""  # dropped, well before TIMEOUT
+        writer.close()
+    assert not called.is_set()
+
+
+async def test_slow_but_steady_body_is_not_cut(start_server: StartServer) -> None:
+    """``body_timeout`` bounds the silence between bytes, not the whole upload."""
+    server = await start_server(echo_app, body_timeout=1.0)
+    reader, writer = await open_tcp(server.port)
+    writer.write(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 15\r\n\r\n")
+    for byte in b"0123456789abcde":  # 1.5 s in all, a byte every 0.1 s
+        await asyncio.sleep(0.1)
+        writer.write(bytes([byte]))
+    response = await read_response(reader)
+    assert response.body.endswith(b"body=0123456789abcde")
     writer.close()

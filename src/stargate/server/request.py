@@ -8,9 +8,14 @@ decision ever gets ``http://host/x`` as a path or a ``#fragment`` in it.
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass, field
 from typing import IO
 from urllib.parse import urlsplit
+
+#: RFC 9110 section 4.2.1 / RFC 3986 section 3.2: host (an IP-literal in brackets or a
+#: reg-name) and an optional port of digits; no userinfo, nothing that could end a header.
+_AUTHORITY = re.compile(r"(\[[0-9A-Za-z:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]+)(:[0-9]*)?\Z")
 
 
 class BadTarget(ValueError):
@@ -60,8 +65,9 @@ def parse_target(method: str, target: str) -> Target:
             parts = urlsplit(target)
         except ValueError as exc:
             raise BadTarget(f"malformed absolute-form target: {exc}") from None
-        if not parts.netloc or "@" in parts.netloc:
-            raise BadTarget("an absolute-form target needs a host and no userinfo")
+        if not _AUTHORITY.match(parts.netloc):
+            # It replaces the Host header (section 3.2.2): a host, no userinfo.
+            raise BadTarget(f"absolute-form authority {parts.netloc[:80]!r} is not host[:port]")
         return Target(parts.path or "/", parts.query, parts.netloc)
     raise BadTarget(f"request-target {target[:80]!r} is of no known form")
 

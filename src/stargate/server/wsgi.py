@@ -165,8 +165,7 @@ class WSGIResponse:
             raise InvalidResponse(f"the body must be bytes, not {type(data).__name__}")
         head = b"" if self.headers_sent else self._head(None)
         if not data or not self.has_body:
-            if head:
-                self._sink.write_from_thread(head)
+            self._send(head, b"")
             return
         limit = self._content_length
         if limit is not None:
@@ -184,13 +183,21 @@ class WSGIResponse:
                 data = data[: max(room, 0)]
             self._written += len(data)
             if not data:
-                if head:
-                    self._sink.write_from_thread(head)
+                self._send(head, b"")
                 return
         if self._chunked:
-            self._sink.write_from_thread(head + b"%x\r\n%s\r\n" % (len(data), data))
+            self._send(head, b"%x\r\n%s\r\n" % (len(data), data))
         else:
-            self._sink.write_from_thread(head + bytes(data) if head else bytes(data))
+            self._send(head, bytes(data))
+
+    def _send(self, head: bytes, body: bytes) -> None:
+        """Hand ``head`` (if not sent yet) and ``body`` to the sink.  The head counts as
+        sent only once the sink took it: if it refuses (an upgrade's answer too large to
+        hold), the app's failure can still be answered with a 500."""
+        if head or body:
+            self._sink.write_from_thread(head + body if head else body)
+        if head:
+            self.headers_sent = True
 
     def _head(self, body_length: int | None) -> bytes:
         """The response head.  The body is framed by the app's Content-Length, else a
@@ -227,14 +234,13 @@ class WSGIResponse:
             headers.append(("Server", "stargate"))
         if not has_date:
             headers.append(("Date", http_date()))
-        self.headers_sent = True
         return serialize_head(self.status, headers)
 
     def send_whole(self, body: bytes) -> None:
         """A response whose body is known at once: head and body in one write."""
         head = self._head(len(body))
         self._written = len(body)
-        self._sink.write_from_thread(head + body if body and self.has_body else head)
+        self._send(head, body if self.has_body else b"")
 
     def finish(self) -> None:
         """After the app's iterable: the head if nothing was written, the chunked body's
@@ -242,9 +248,9 @@ class WSGIResponse:
         if self.status is None and self.upgrade_accepted():
             return  # the app accepted a WebSocket upgrade: its response does not matter
         if not self.headers_sent:
-            self._sink.write_from_thread(self._head(0))
+            self._send(self._head(0), b"")
         elif self._chunked and self.has_body:
-            self._sink.write_from_thread(b"0\r\n\r\n")
+            self._send(b"", b"0\r\n\r\n")
         if (
             self.has_body
             and self._content_length is not None
@@ -269,6 +275,8 @@ class WSGIResponse:
             return
         body = b"Internal Server Error\n"
         self.status = None
+        self._chunked = False  # a head that never reached the sink may have said chunked
+        self._written = 0
         self.start_response(
             "500 Internal Server Error",
             [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
