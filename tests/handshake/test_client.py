@@ -10,8 +10,27 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stargate.errors import HandshakeError, InvalidHandshakeResponse
-from stargate.handshake.client import ClientAccepted, ClientHandshake
+from stargate.extensions.permessage_deflate import (
+    PerMessageDeflate,
+    PerMessageDeflateClientOffer,
+    PerMessageDeflateOffer,
+)
+from stargate.handshake.client import (
+    ClientAccepted,
+    ClientHandshake,
+    ExtensionNegotiationFailed,
+    InvalidAcceptKey,
+    InvalidChallengeAnswer,
+    InvalidEcho,
+    InvalidUpgrade,
+    MalformedResponse,
+    Redirected,
+    RejectedResponse,
+    UnexpectedSubprotocol,
+    UpgradeRefused,
+)
 from stargate.handshake.heads import Response, parse_request
+from stargate.handshake.keys import accept_key
 from stargate.handshake.server import ALL_VERSIONS, RFC_VERSIONS, Accepted, accept, reject_response
 from stargate.headers import Headers
 from stargate.protocol import ProtocolVersion
@@ -20,6 +39,7 @@ from .support import (
     MAX,
     RFC_ACCEPT,
     RFC_KEY,
+    Params,
     RecordingExtension,
     V,
     server_response,
@@ -380,3 +400,172 @@ def test_constants() -> None:
     assert frozenset(ProtocolVersion) == ALL_VERSIONS
     assert {V.HYBI_07, V.HYBI_08, V.RFC6455} == RFC_VERSIONS
     assert isinstance(ClientAccepted(V.RFC6455, None, [], Response(101, "", Headers())), object)
+
+
+# =============================================================================================
+# Typed failures: each check of the response its own exception, with the parsed response
+
+
+@pytest.mark.parametrize(
+    ("fields", "failure"),
+    [
+        ((_CONN, _ACC), InvalidUpgrade),
+        ((_UP, ("Connection", "close"), _ACC), InvalidUpgrade),
+        ((_UP, _CONN), InvalidAcceptKey),
+        ((_UP, _CONN, ("Sec-WebSocket-Accept", "wrong=")), InvalidAcceptKey),
+        ((_UP, _CONN, _ACC, ("Sec-WebSocket-Protocol", "superchat")), UnexpectedSubprotocol),
+        ((_UP, _CONN, _ACC, ("Sec-WebSocket-Protocol", "chat, chat")), UnexpectedSubprotocol),
+        ((_UP, _CONN, _ACC, ("Sec-WebSocket-Extensions", "x-other")), ExtensionNegotiationFailed),
+        (
+            (_UP, _CONN, _ACC, ("Sec-WebSocket-Extensions", "permessage-deflate;")),
+            ExtensionNegotiationFailed,
+        ),
+    ],
+)
+def test_client_rfc_failures_are_typed(
+    fields: tuple[tuple[str, str], ...], failure: type[RejectedResponse]
+) -> None:
+    with pytest.raises(failure) as info:
+        _rfc_client().receive(_rfc_response(*fields))
+    assert isinstance(info.value, RejectedResponse)
+    assert info.value.response.status == info.value.status == 101
+    assert info.value.response.headers.get("Upgrade") == dict(fields).get("Upgrade")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "failure"),
+    [
+        (b"ws://example.com/demo", b"ws://example.com/other", InvalidEcho),
+        (b"Origin: http://example.com", b"Origin: http://evil.com", InvalidEcho),
+        (b"Protocol: sample", b"Protocol: other", UnexpectedSubprotocol),
+        (b"Upgrade: WebSocket", b"Upgrade: nope", InvalidUpgrade),
+    ],
+)
+def test_client_hixie76_failures_are_typed(
+    old: bytes, new: bytes, failure: type[RejectedResponse]
+) -> None:
+    client, accepted = _hixie76_client()
+    with pytest.raises(failure):
+        client.receive(accepted.response.replace(old, new))
+
+
+def test_client_hixie76_wrong_answer_is_typed() -> None:
+    client, accepted = _hixie76_client()
+    with pytest.raises(InvalidChallengeAnswer) as info:
+        client.receive(accepted.response[:-1] + bytes([accepted.response[-1] ^ 1]))
+    assert info.value.response.headers.get("Sec-WebSocket-Location") == "ws://example.com/demo"
+
+
+def test_client_refusal_is_typed_with_its_response_and_body() -> None:
+    with pytest.raises(UpgradeRefused) as info:
+        ClientHandshake("x").receive(
+            b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\n\r\nno entry"
+        )
+    assert not isinstance(info.value, Redirected)
+    assert (info.value.status, info.value.body) == (403, b"no entry")
+    assert info.value.response.headers.get("Content-Type") == "text/plain"
+
+
+@pytest.mark.parametrize(
+    ("status", "location"), [(301, "wss://elsewhere/chat"), (307, "/other"), (302, "")]
+)
+def test_client_redirect_is_typed_with_its_location(status: int, location: str) -> None:
+    field = f"Location: {location}\r\n".encode() if location else b""
+    with pytest.raises(Redirected) as info:
+        ClientHandshake("x").receive(b"HTTP/1.1 %d Moved\r\n%s\r\n" % (status, field))
+    assert (info.value.status, info.value.location) == (status, location)
+    assert isinstance(info.value, UpgradeRefused)
+
+
+def test_client_malformed_is_typed() -> None:
+    with pytest.raises(MalformedResponse) as info:
+        ClientHandshake("x").receive(b"SSH-2.0-OpenSSH\r\n\r\n")
+    assert info.value.status == 0
+    assert info.value.reason.startswith("malformed response: ")
+
+
+# =============================================================================================
+# Extensions negotiated in the core
+
+
+class Offer:
+    """A ClientExtension that accepts the parameters listed in ``accepts``."""
+
+    def __init__(self, name: str, value: str, accepts: Params | None = None) -> None:
+        self.name = name
+        self.value = value
+        self.accepts = accepts
+        self.calls: list[Params] = []
+
+    def header_value(self) -> str:
+        return self.value
+
+    def accept_response(self, params: Params) -> object:
+        self.calls.append(params)
+        if self.accepts is not None and params != self.accepts:
+            raise ValueError(f"{params!r} does not answer {self.value!r}")
+        return (self.name, tuple(params))
+
+
+def _extension_response(client: ClientHandshake, extensions: str) -> bytes:
+    return _rfc_response(
+        _UP,
+        _CONN,
+        ("Sec-WebSocket-Accept", accept_key(client.key)),
+        ("Sec-WebSocket-Extensions", extensions),
+    )
+
+
+def test_client_negotiates_permessage_deflate() -> None:
+    client = ClientHandshake("x", extensions=[PerMessageDeflateClientOffer()])
+    request = client.request_bytes()
+    assert b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" in request
+    _, accepted = server_response(request, extensions=[PerMessageDeflateOffer()])
+    result = client.receive(accepted.response)
+    assert result is not None
+    (session,) = result[0].negotiated
+    assert isinstance(session, PerMessageDeflate)
+    assert result[0].extensions[0][0] == "permessage-deflate"
+
+
+@pytest.mark.parametrize(
+    ("response", "reason"),
+    [
+        ("permessage-deflate; server_max_window_bits=99", "invalid permessage-deflate response"),
+        ("permessage-deflate; client_max_window_bits", "invalid permessage-deflate response"),
+        ("permessage-deflate, permessage-deflate", "'permessage-deflate' twice"),
+        ("x-other", "'x-other', which was not offered"),
+    ],
+)
+def test_client_refuses_what_deflate_cannot_agree_to(response: str, reason: str) -> None:
+    offer = PerMessageDeflateClientOffer(client_max_window_bits=None)
+    client = ClientHandshake("x", key=b"the sample nonce", extensions=[offer])
+    with pytest.raises(ExtensionNegotiationFailed, match=reason) as info:
+        client.receive(_extension_response(client, response))
+    assert info.value.response.headers.get("Sec-WebSocket-Extensions") == response
+
+
+def test_client_extension_fallback_offers_and_order() -> None:
+    strict = Offer("x-a", "x-a; strict", accepts=[("strict", None)])
+    loose = Offer("x-a", "x-a", accepts=[])
+    other = Offer("x-b", "x-b")
+    client = ClientHandshake("x", extensions=[strict, loose, "x-raw", other])
+    assert b"Sec-WebSocket-Extensions: x-a; strict, x-a, x-raw, x-b\r\n" in client.request_bytes()
+    result = client.receive(_extension_response(client, "x-b; p=1, x-raw; q, x-a"))
+    assert result is not None
+    # In the server's order; the raw string offer is left to the caller.
+    assert result[0].negotiated == [("x-b", (("p", "1"),)), ("x-a", ())]
+    assert result[0].extensions[1] == ("x-raw", [("q", None)])
+    assert strict.calls == [[]] and loose.calls == [[]]
+
+
+def test_client_extension_offer_refusing_every_answer() -> None:
+    offer = Offer("x-a", "x-a", accepts=[("p", None)])
+    client = ClientHandshake("x", extensions=[offer])
+    with pytest.raises(ExtensionNegotiationFailed, match="invalid x-a response: "):
+        client.receive(_extension_response(client, "x-a; q"))
+
+
+def test_client_hixie_has_no_extension_objects_either() -> None:
+    with pytest.raises(ValueError, match="no extensions"):
+        ClientHandshake("x", version=V.HIXIE_76, extensions=[PerMessageDeflateClientOffer()])

@@ -7,7 +7,8 @@ import):
 * :mod:`.origin`: the Origin policy, the defence against cross-site WebSocket hijacking;
 * :mod:`.keys`: the proofs a server gives that it read the request (accept key, hixie-76 MD5);
 * :mod:`.server`: :func:`accept` an upgrade request or refuse it (:func:`reject_response`);
-* :mod:`.client`: :class:`ClientHandshake`, the client's request and its check of the answer.
+* :mod:`.client`: :class:`ClientHandshake`, the client's request and its check of the answer,
+  each failed check its own exception (:class:`UpgradeRefused`, :class:`InvalidAcceptKey` ...).
 
 Generations handled:
 
@@ -22,7 +23,21 @@ Nothing here does I/O: every function takes bytes or parsed values and returns b
 
 from __future__ import annotations
 
-from .client import ClientAccepted, ClientHandshake
+from .client import (
+    ClientAccepted,
+    ClientExtension,
+    ClientHandshake,
+    ExtensionNegotiationFailed,
+    InvalidAcceptKey,
+    InvalidChallengeAnswer,
+    InvalidEcho,
+    InvalidUpgrade,
+    MalformedResponse,
+    Redirected,
+    RejectedResponse,
+    UnexpectedSubprotocol,
+    UpgradeRefused,
+)
 from .heads import Request, Response, parse_request, parse_response
 from .keys import WEBSOCKET_GUID, accept_key, hixie76_answer
 from .origin import OriginPolicy
@@ -43,11 +58,22 @@ __all__ = [
     "WEBSOCKET_GUID",
     "Accepted",
     "ClientAccepted",
+    "ClientExtension",
     "ClientHandshake",
+    "ExtensionNegotiationFailed",
+    "InvalidAcceptKey",
+    "InvalidChallengeAnswer",
+    "InvalidEcho",
+    "InvalidUpgrade",
+    "MalformedResponse",
     "OriginPolicy",
+    "Redirected",
+    "RejectedResponse",
     "Request",
     "Response",
     "ServerExtension",
+    "UnexpectedSubprotocol",
+    "UpgradeRefused",
     "accept",
     "accept_key",
     "detect_version",

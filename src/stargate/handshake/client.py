@@ -2,7 +2,12 @@
 
 :class:`ClientHandshake` writes the upgrade request and reads the server's answer, however it
 is split into reads, and tells whether it opens the connection (RFC 6455 section 4.1,
-hybi-07/08, draft-hixie-75/76).
+hybi-07/08, draft-hixie-75/76).  Each way a response can fail raises its own subclass of
+:class:`~stargate.errors.InvalidHandshakeResponse` (:class:`UpgradeRefused`,
+:class:`Redirected`, :class:`InvalidAcceptKey` ...), carrying the parsed response, so that the
+I/O layer around it maps failures to its own errors without parsing anything again.
+Extensions offered as objects (:class:`ClientExtension`, such as permessage-deflate's offer)
+are negotiated here too.
 """
 
 from __future__ import annotations
@@ -11,7 +16,8 @@ import base64
 import random
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from ..errors import HandshakeError, InvalidHandshakeResponse
 from ..headers import has_token, parse_extensions, split_tokens
@@ -19,27 +25,142 @@ from ..protocol import ProtocolVersion
 from .heads import Response, find_head_end, parse_response, serialize_head
 from .keys import accept_key, hixie76_answer, hixie76_key
 
-__all__ = ["ClientAccepted", "ClientHandshake"]
+__all__ = [
+    "BODY_PREFIX",
+    "ClientAccepted",
+    "ClientExtension",
+    "ClientHandshake",
+    "ExtensionNegotiationFailed",
+    "InvalidAcceptKey",
+    "InvalidChallengeAnswer",
+    "InvalidEcho",
+    "InvalidUpgrade",
+    "MalformedResponse",
+    "Redirected",
+    "RejectedResponse",
+    "UnexpectedSubprotocol",
+    "UpgradeRefused",
+]
 
 #: How much of a refusal's body the client keeps to show the user.
-_BODY_PREFIX = 1024
+BODY_PREFIX = 1024
+
+ExtensionParams = list[tuple[str, str | None]]
+
+
+# -- failures ----------------------------------------------------------------------------------
+
+
+class MalformedResponse(InvalidHandshakeResponse):
+    """What the server sent is not an HTTP response head, or a head over ``max_header_size``
+    (``status`` is 0: none was read)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"malformed response: {reason}")
+
+
+class RejectedResponse(InvalidHandshakeResponse):
+    """A complete response head that does not open the connection; ``response`` is that head
+    (status, reason and every header field)."""
+
+    def __init__(self, reason: str, response: Response, body: bytes = b"") -> None:
+        super().__init__(reason, response.status, body)
+        self.response = response
+
+
+class UpgradeRefused(RejectedResponse):
+    """The server answered with a status other than 101: it refused the upgrade.  ``body``
+    holds the first bytes of its body (at most :data:`BODY_PREFIX`) that came with the head."""
+
+
+class Redirected(UpgradeRefused):
+    """A 3xx answer: the resource is elsewhere, at ``location`` (``""`` when the server did
+    not say).  Following it is the I/O layer's decision."""
+
+    @property
+    def location(self) -> str:
+        return self.response.headers.get("Location") or ""
+
+
+class InvalidUpgrade(RejectedResponse):
+    """A 101 whose ``Upgrade`` is not ``websocket`` or whose ``Connection`` lacks ``upgrade``
+    (RFC 6455 section 4.1, the client's checks 2 and 3)."""
+
+
+class InvalidAcceptKey(RejectedResponse):
+    """``Sec-WebSocket-Accept`` is missing or is not the hash of our key (RFC 6455 section 4.1,
+    check 4): the answer is not from a WebSocket server that read our request."""
+
+
+class InvalidChallengeAnswer(RejectedResponse):
+    """The 16 bytes after a hixie-76 head are not the answer to our keys (draft-hixie-76
+    section 4.1 step 42)."""
+
+
+class InvalidEcho(RejectedResponse):
+    """A hixie server echoed a ``Location`` or ``Origin`` other than ours (draft-hixie-76
+    section 4.1 steps 36-39)."""
+
+
+class UnexpectedSubprotocol(RejectedResponse):
+    """The server selected a subprotocol we did not offer, or several (RFC 6455 section 4.1,
+    check 6)."""
+
+
+class ExtensionNegotiationFailed(RejectedResponse):
+    """The server's ``Sec-WebSocket-Extensions`` is malformed, names an extension we did not
+    offer (RFC 6455 section 4.1, check 5) or one twice, or has parameters that do not answer
+    our offer (for permessage-deflate, RFC 7692 section 7.1)."""
+
+
+# -- results and extensions --------------------------------------------------------------------
+
+
+class ClientExtension(Protocol):
+    """An extension the client offers and negotiates (permessage-deflate's
+    :class:`~stargate.extensions.permessage_deflate.PerMessageDeflateClientOffer`)."""
+
+    @property
+    def name(self) -> str:
+        """The extension token, compared exactly with the names in the response."""
+        ...
+
+    def header_value(self) -> str:
+        """The offer, as one element of ``Sec-WebSocket-Extensions``."""
+        ...
+
+    def accept_response(self, params: ExtensionParams) -> object:
+        """The negotiated extension for the server's parameters; ValueError refuses them."""
+        ...
 
 
 @dataclass(frozen=True)
 class ClientAccepted:
-    """A server response that completed the client's handshake."""
+    """A server response that completed the client's handshake.
+
+    ``extensions`` lists what the server's ``Sec-WebSocket-Extensions`` accepted, parsed;
+    ``negotiated`` the objects the :class:`ClientExtension` offers made of it, in the order
+    the server listed them (the order they apply in, RFC 6455 section 9.1).
+    """
 
     version: ProtocolVersion
     subprotocol: str | None
-    extensions: list[tuple[str, list[tuple[str, str | None]]]]
+    extensions: list[tuple[str, ExtensionParams]]
     response: Response
+    negotiated: list[object] = field(default_factory=list)
+
+
+# -- the handshake -----------------------------------------------------------------------------
 
 
 class ClientHandshake:
     """The client's side of the opening handshake (RFC 6455 section 4.1, hybi-07/08, hixie).
 
     Write :meth:`request_bytes`, then feed what the server sends to :meth:`receive` until it
-    returns a result; failures raise :class:`InvalidHandshakeResponse`.
+    returns a result; failures raise a subclass of :class:`InvalidHandshakeResponse` that says
+    which check failed.  ``extensions`` are offered in order: a string is sent as it is (the
+    caller negotiates with the parameters in :attr:`ClientAccepted.extensions`), a
+    :class:`ClientExtension` is negotiated here (:attr:`ClientAccepted.negotiated`).
     """
 
     def __init__(
@@ -50,7 +171,7 @@ class ClientHandshake:
         secure: bool = False,
         version: ProtocolVersion = ProtocolVersion.RFC6455,
         subprotocols: Sequence[str] = (),
-        extensions: Sequence[str] = (),
+        extensions: Sequence[str | ClientExtension] = (),
         origin: str | None = None,
         extra_headers: Sequence[tuple[str, str]] = (),
         key: bytes | None = None,
@@ -68,7 +189,8 @@ class ClientHandshake:
         self.secure = secure
         self.version = version
         self.subprotocols = tuple(subprotocols)
-        self.extensions = tuple(extensions)
+        #: The ``Sec-WebSocket-Extensions`` elements offered, in order.
+        self.extensions = tuple(e if isinstance(e, str) else e.header_value() for e in extensions)
         self.origin = origin
         self.extra_headers = tuple(extra_headers)
         self.max_header_size = max_header_size
@@ -76,6 +198,10 @@ class ClientHandshake:
             self._offered_extensions = {name for name, _ in parse_extensions(self.extensions)}
         except HandshakeError as exc:
             raise ValueError(exc.reason) from None
+        self._negotiators: dict[str, list[ClientExtension]] = {}
+        for extension in extensions:
+            if not isinstance(extension, str):
+                self._negotiators.setdefault(extension.name, []).append(extension)
         self._buffer = bytearray()
         self._done = False
         self._response: Response | None = None  # set once the head is parsed
@@ -127,7 +253,7 @@ class ClientHandshake:
             ]
             if self.origin is not None:
                 origin_name = (
-                    "Origin" if version is ProtocolVersion.RFC6455 else ("Sec-WebSocket-Origin")
+                    "Origin" if version is ProtocolVersion.RFC6455 else "Sec-WebSocket-Origin"
                 )
                 fields.append((origin_name, self.origin))
             if self.subprotocols:
@@ -142,7 +268,8 @@ class ClientHandshake:
 
         Returns None while more bytes are needed, else ``(accepted, n)`` where ``n`` is how many
         bytes of THIS ``data`` belonged to the handshake: ``data[n:]`` are the first frame bytes.
-        Raises :class:`InvalidHandshakeResponse` if the response does not accept our request.
+        Raises a subclass of :class:`InvalidHandshakeResponse` if the response does not accept
+        our request; the handshake is over either way.
         """
         if self._done:
             raise RuntimeError("the handshake is already complete or failed")
@@ -172,16 +299,10 @@ class ClientHandshake:
                     return None
                 parsed = parse_response(self._buffer, max_header_size=self.max_header_size)
             except HandshakeError as exc:
-                raise InvalidHandshakeResponse(f"malformed response: {exc.reason}") from None
+                raise MalformedResponse(exc.reason) from None
             assert parsed is not None  # the head is complete
             self._response, self._head_end = parsed
-            if self._response.status != 101:
-                raise InvalidHandshakeResponse(
-                    f"the server refused the upgrade: {self._response.status} "
-                    f"{self._response.reason}".rstrip(),
-                    self._response.status,
-                    bytes(self._buffer[self._head_end : self._head_end + _BODY_PREFIX]),
-                )
+            self._check_status(self._response)
         end = self._head_end
         if self.version is ProtocolVersion.HIXIE_76:
             end += 16  # draft-hixie-76 section 4.1: the challenge answer follows the head
@@ -190,60 +311,119 @@ class ClientHandshake:
         answer = bytes(self._buffer[self._head_end : end])
         return self._check(self._response, answer), end
 
-    def _fail(self, reason: str) -> InvalidHandshakeResponse:
-        return InvalidHandshakeResponse(reason, 101)
+    def _check_status(self, response: Response) -> None:
+        """Anything but 101 refuses the upgrade (RFC 6455 section 4.1, check 1); a 3xx says
+        where to go instead.  A hixie-76 refusal does not wait for a challenge answer."""
+        if response.status == 101:
+            return
+        body = bytes(self._buffer[self._head_end : self._head_end + BODY_PREFIX])
+        reason = f"the server refused the upgrade: {response.status} {response.reason}".rstrip()
+        if 300 <= response.status < 400:
+            raise Redirected(reason, response, body)
+        raise UpgradeRefused(reason, response, body)
 
     def _check(self, response: Response, answer: bytes) -> ClientAccepted:
         headers = response.headers
         upgrade = split_tokens(headers.get_all("Upgrade"))
         if [t.lower() for t in upgrade] != ["websocket"]:
             # RFC 6455 section 4.1 (client's step 2 after the response): MUST _Fail_.
-            raise self._fail(f"Upgrade header is {headers.get('Upgrade')!r}, not 'websocket'")
+            raise InvalidUpgrade(
+                f"Upgrade header is {headers.get('Upgrade')!r}, not 'websocket'", response
+            )
         if not has_token(headers.get_all("Connection"), "upgrade"):
-            raise self._fail(
-                f"Connection header {headers.get('Connection')!r} lacks the 'upgrade' token"
+            raise InvalidUpgrade(
+                f"Connection header {headers.get('Connection')!r} lacks the 'upgrade' token",
+                response,
             )
         if self.version.is_hixie:
             return self._check_hixie(response, answer)
         accept_values = headers.get_all("Sec-WebSocket-Accept")
         if not accept_values:
-            raise self._fail("missing Sec-WebSocket-Accept header")
+            raise InvalidAcceptKey("missing Sec-WebSocket-Accept header", response)
         if accept_values != [self._expected_accept]:
-            raise self._fail(
+            raise InvalidAcceptKey(
                 f"incorrect Sec-WebSocket-Accept {accept_values[0]!r}, "
-                f"expected {self._expected_accept!r}"
+                f"expected {self._expected_accept!r}",
+                response,
             )
-        try:
-            extensions = parse_extensions(headers.get_all("Sec-WebSocket-Extensions"))
-        except HandshakeError as exc:
-            raise self._fail(exc.reason) from None
-        for name, _ in extensions:
-            # RFC 6455 section 4.1: an extension not requested by the client MUST fail.
-            if name not in self._offered_extensions:
-                raise self._fail(f"the server accepted extension {name!r}, which was not offered")
+        extensions, negotiated = self._negotiate(response)
         protocols = split_tokens(headers.get_all("Sec-WebSocket-Protocol"))
         if len(protocols) > 1:
-            raise self._fail(f"the server selected several subprotocols: {protocols!r}")
+            raise UnexpectedSubprotocol(
+                f"the server selected several subprotocols: {protocols!r}", response
+            )
         subprotocol = protocols[0] if protocols else None
         if subprotocol is not None and subprotocol not in self.subprotocols:
             # RFC 6455 section 4.1: a subprotocol not requested by the client MUST fail.
-            raise self._fail(f"the server selected subprotocol {subprotocol!r}, not offered")
-        return ClientAccepted(self.version, subprotocol, extensions, response)
+            raise UnexpectedSubprotocol(
+                f"the server selected subprotocol {subprotocol!r}, not offered", response
+            )
+        return ClientAccepted(self.version, subprotocol, extensions, response, negotiated)
+
+    def _negotiate(
+        self, response: Response
+    ) -> tuple[list[tuple[str, ExtensionParams]], list[object]]:
+        """The extensions the server accepted, checked against our offers, and what our
+        :class:`ClientExtension` offers make of their parameters."""
+        try:
+            extensions = parse_extensions(response.headers.get_all("Sec-WebSocket-Extensions"))
+        except HandshakeError as exc:
+            raise ExtensionNegotiationFailed(exc.reason, response) from None
+        negotiated: list[object] = []
+        seen: set[str] = set()
+        for name, params in extensions:
+            # RFC 6455 section 4.1: an extension not requested by the client MUST fail.
+            if name not in self._offered_extensions:
+                raise ExtensionNegotiationFailed(
+                    f"the server accepted extension {name!r}, which was not offered", response
+                )
+            offers = self._negotiators.get(name)
+            if offers is None:
+                continue  # offered as a string: the caller negotiates
+            if name in seen:
+                raise ExtensionNegotiationFailed(
+                    f"the server accepted extension {name!r} twice", response
+                )
+            seen.add(name)
+            negotiated.append(self._accept_response(name, offers, params, response))
+        return extensions, negotiated
+
+    @staticmethod
+    def _accept_response(
+        name: str, offers: list[ClientExtension], params: ExtensionParams, response: Response
+    ) -> object:
+        """The first of our offers of ``name`` that the server's parameters answer (a client
+        may offer fallbacks, RFC 7692 section 5)."""
+        refusals = []
+        for offer in offers:
+            try:
+                return offer.accept_response(list(params))
+            except ValueError as exc:
+                refusals.append(str(exc))
+        raise ExtensionNegotiationFailed(
+            f"invalid {name} response: {'; '.join(refusals)}", response
+        )
 
     def _check_hixie(self, response: Response, answer: bytes) -> ClientAccepted:
         headers = response.headers
         prefix = "WebSocket-" if self.version is ProtocolVersion.HIXIE_75 else "Sec-WebSocket-"
         location = headers.get(f"{prefix}Location")
         if location != self.location:
-            raise self._fail(f"{prefix}Location is {location!r}, expected {self.location!r}")
+            raise InvalidEcho(
+                f"{prefix}Location is {location!r}, expected {self.location!r}", response
+            )
         if self.origin is not None:
             origin = headers.get(f"{prefix}Origin")
             if origin != self.origin:
-                raise self._fail(f"{prefix}Origin is {origin!r}, expected {self.origin!r}")
+                raise InvalidEcho(
+                    f"{prefix}Origin is {origin!r}, expected {self.origin!r}", response
+                )
         subprotocol = headers.get(f"{prefix}Protocol")
         if subprotocol is not None and subprotocol not in self.subprotocols:
-            raise self._fail(f"the server selected subprotocol {subprotocol!r}, not offered")
+            raise UnexpectedSubprotocol(
+                f"the server selected subprotocol {subprotocol!r}, not offered", response
+            )
         if self.version is ProtocolVersion.HIXIE_76 and answer != self._expected_answer:
             # draft-hixie-76 section 4.1 step 42: a wrong challenge answer MUST fail.
-            raise self._fail("incorrect hixie-76 challenge answer")
+            raise InvalidChallengeAnswer("incorrect hixie-76 challenge answer", response)
         return ClientAccepted(self.version, subprotocol, [], response)
