@@ -1,0 +1,538 @@
+"""``gunicorn -k stargate.gunicorn.Worker``: Stargate's server in each gunicorn worker.
+
+gunicorn's arbiter does the processes (binding, forking, ``-w``, reload on ``SIGHUP``,
+``TTIN``/``TTOU``, restarting dead or silent workers); each worker runs, on one event loop
+(uvloop when installed), a :class:`~stargate.server.Server` per socket gunicorn hands it and
+the process's group :class:`~stargate.groups.Hub` with its broker, as ``stargate serve
+--workers`` does (:mod:`stargate.server.workers`).  HTTP goes to the WSGI app in a thread
+pool, WebSocket upgrades stay on the same port.
+
+The worker follows gunicorn's contract (``gunicorn/workers/base.py``):
+
+* it calls :meth:`notify` from a loop timer (at least every second), so ``--timeout``
+  kills a worker whose event loop is stuck;
+* ``SIGTERM`` is a graceful stop: no new connections, WebSockets closed with 1001 (going
+  away), in-flight HTTP answered, all within ``--graceful-timeout``; ``SIGQUIT`` and
+  ``SIGINT`` (gunicorn's quick stop) take the same steps within :data:`QUICK_STOP` seconds,
+  since gunicorn kills a worker 2 s after a quick stop interrupts a graceful one;
+  ``SIGUSR1`` reopens the log files; ``SIGABRT`` (the arbiter's timeout) exits at once;
+* it stops by itself when its arbiter dies (the parent pid changes), and after
+  ``--max-requests`` (plus jitter) requests, so that the arbiter starts a fresh one.
+
+gunicorn's settings that have a Stargate equivalent (:func:`worker_settings`):
+
+==============================  ==============================================================
+gunicorn                        Stargate
+==============================  ==============================================================
+``bind`` (several, unix too)    the sockets served: one Server each (limits apply per socket)
+``certfile``/``keyfile`` ...    TLS through gunicorn's own context (``ca_certs``,
+                                ``cert_reqs``, ``ciphers``, the ``ssl_context`` hook), ALPN
+                                pinned to ``http/1.1``
+``threads``                     ``threads``: the WSGI thread pool (gunicorn's default is 1)
+``worker_connections``          ``max_connections`` (HTTP and WebSocket connections alike)
+``keepalive``                   ``keepalive_timeout`` (idle keep-alive HTTP connections)
+``forwarded_allow_ips``         ``trusted_proxies``: from these peers Stargate believes
+                                ``Forwarded`` and ``X-Forwarded-For/Proto/Host/Port`` for the
+                                client's address, scheme and host and the Origin check, where
+                                gunicorn believes only the scheme headers (its default
+                                trusts 127.0.0.1 and ::1: nginx on the same host)
+``graceful_timeout``            ``shutdown_timeout`` (less a margin to exit in time)
+``limit_request_fields``        ``max_headers``
+``limit_request_line``,         ``max_header_size``: Stargate bounds the whole request head,
+``limit_request_field_size``    not each line.  If any of the three ``limit_request_*`` is
+                                set away from gunicorn's default, the head may be as large as
+                                gunicorn's own whole-head budget (line + fields x (field size
+                                + 2), gunicorn's values for 0 = unlimited); at gunicorn's
+                                defaults (about 800 KiB of head) Stargate keeps its 16 KiB.
+                                A request over ``limit_request_fields`` gets 431; a single
+                                long line only counts against the whole head.
+==============================  ==============================================================
+
+Stargate's own settings come from environment variables, set in the environment or with
+gunicorn's ``-e``/``raw_env`` (:data:`ENVIRONMENT`): ``STARGATE_BROKER`` (group broker URL),
+``STARGATE_ALLOW_ORIGIN`` (origins allowed to open WebSockets, comma or space separated,
+``*`` for any), message, frame, body and head sizes, keepalive pings, compression, legacy
+protocols, the ``def`` handler thread pool.  A bad value stops gunicorn at start with one
+line naming the variable.
+
+More than one worker (``-w 2`` and up) needs a broker that spans processes
+(``STARGATE_BROKER=redis://...``): with the in-memory broker every worker would have groups of
+its own, and a group message would silently reach only the clients of the worker that sent
+it.  That is refused at start, as ``stargate serve --workers`` refuses it, unless the broker
+is named in-memory explicitly (``STARGATE_BROKER=memory://``), for apps that use no groups
+across connections: then it is a warning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import signal
+import ssl
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+try:
+    from gunicorn import sock as gunicorn_sock  # type: ignore[import-untyped]
+    from gunicorn.workers.base import Worker as _GunicornWorker  # type: ignore[import-untyped]
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        f"stargate.gunicorn needs gunicorn: pip install 'stargate[gunicorn]' ({exc})"
+    ) from exc
+
+from . import groups
+from .brokers import make_broker
+from .handshake import OriginPolicy
+from .limits import Limits
+from .server.app import Server, new_event_loop
+from .server.config import ServerConfig, WebSocketOptions
+from .server.wsgi import WSGIApp
+
+__all__ = ["ENVIRONMENT", "QUICK_STOP", "Worker", "WorkerSettings", "worker_settings"]
+
+logger = logging.getLogger("stargate.gunicorn")
+
+#: The environment variables this worker reads, and what each sets.
+ENVIRONMENT: Mapping[str, str] = {
+    "STARGATE_BROKER": "group broker URL: memory:// (one process) or redis://host:6379/0",
+    "STARGATE_ALLOW_ORIGIN": "origins allowed besides the same origin; '*' allows any",
+    "STARGATE_MAX_MESSAGE_SIZE": "bytes per WebSocket message (1MiB)",
+    "STARGATE_MAX_FRAME_SIZE": "bytes per WebSocket frame (the message size)",
+    "STARGATE_MAX_BODY_SIZE": "bytes per HTTP request body (16MiB)",
+    "STARGATE_MAX_HEADER_SIZE": "bytes per request head (16KiB, see limit_request_*)",
+    "STARGATE_PING_INTERVAL": "seconds between keepalive pings; 0 or off disables (20)",
+    "STARGATE_PING_TIMEOUT": "seconds to wait for the pong; 0 or off disables (20)",
+    "STARGATE_CLOSE_TIMEOUT": "seconds for the WebSocket close handshake (10)",
+    "STARGATE_COMPRESSION": "offer permessage-deflate: true or false (true)",
+    "STARGATE_LEGACY": "serve the hixie-75/76 drafts: true or false (true)",
+    "STARGATE_WEBSOCKET_THREADS": "threads of 'def' WebSocket handlers (128)",
+}
+#: Set by ``stargate serve --workers`` in its own workers; not a setting.
+_NOT_SETTINGS = frozenset({"STARGATE_WORKER", "STARGATE_CHROMIUM"})
+
+#: Seconds a quick stop (``SIGQUIT``, ``SIGINT``) may take: under the 2 s gunicorn allows
+#: before it kills a worker whose graceful stop a quick one interrupted.
+QUICK_STOP = 1.0
+#: The longest time between two heartbeats (and parent checks).
+_TICK = 1.0
+#: How long stopping the group broker may take at exit.
+_HUB_CLOSE = 2.0
+
+# gunicorn's own bounds of its limit_request_* settings (gunicorn/http/message.py).
+_GUNICORN_MAX_REQUEST_LINE = 8190
+_GUNICORN_UNLIMITED_REQUEST_LINE = 1024 * 1024
+_GUNICORN_MAX_HEADERS = 32768
+_GUNICORN_MAX_FIELD_SIZE = 8190
+_GUNICORN_DEFAULT_LIMITS = (4094, 100, 8190)
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+_UNITS = {"": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2, "mib": 1024**2}
+
+
+class SettingsError(ValueError):
+    """A setting that cannot be used; the message names it and says what it expects."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    """What a worker serves with: the server's settings and the group broker."""
+
+    config: ServerConfig
+    #: ``STARGATE_BROKER``; ``None``: the in-memory broker, not asked for by name.
+    broker_url: str | None
+    #: ``STARGATE_*`` variables that are not settings (a typo, most likely).
+    unknown: tuple[str, ...] = ()
+
+
+def worker_settings(cfg: Any, environ: Mapping[str, str]) -> WorkerSettings:
+    """gunicorn's settings ``cfg`` and the ``STARGATE_*`` variables of ``environ`` -> the
+    worker's :class:`WorkerSettings`; :class:`SettingsError` names a value it cannot use.
+
+    The one place where gunicorn's names meet Stargate's (see the module's table)."""
+    env = {name: value for name, value in environ.items() if name.startswith("STARGATE_")}
+
+    def get(name: str) -> str | None:
+        value = env.get(name)
+        return None if value is None or not value.strip() else value.strip()
+
+    max_message = _size(get("STARGATE_MAX_MESSAGE_SIZE"), "STARGATE_MAX_MESSAGE_SIZE")
+    max_frame = _size(get("STARGATE_MAX_FRAME_SIZE"), "STARGATE_MAX_FRAME_SIZE")
+    default_options = WebSocketOptions()
+    limits = Limits(
+        max_message_size=max_message or default_options.limits.max_message_size,
+        # As the CLI does: one frame may carry a whole message unless told otherwise.
+        max_frame_size=max_frame or max_message or default_options.limits.max_frame_size,
+    )
+    ping_interval = get("STARGATE_PING_INTERVAL")
+    ping_timeout = get("STARGATE_PING_TIMEOUT")
+    close_timeout = get("STARGATE_CLOSE_TIMEOUT")
+    compression = get("STARGATE_COMPRESSION")
+    options = WebSocketOptions(
+        limits=limits,
+        ping_interval=default_options.ping_interval
+        if ping_interval is None
+        else _seconds_or_off(ping_interval, "STARGATE_PING_INTERVAL"),
+        ping_timeout=default_options.ping_timeout
+        if ping_timeout is None
+        else _seconds_or_off(ping_timeout, "STARGATE_PING_TIMEOUT"),
+        close_timeout=default_options.close_timeout
+        if close_timeout is None
+        else _seconds(close_timeout, "STARGATE_CLOSE_TIMEOUT"),
+        compression=None
+        if compression is not None and not _bool(compression, "STARGATE_COMPRESSION")
+        else default_options.compression,
+        # One message, however large, may wait for the peer on top of the usual budget.
+        max_send_buffer=max(default_options.max_send_buffer, 2 * limits.max_message_size),
+    )
+
+    allowed = tuple((get("STARGATE_ALLOW_ORIGIN") or "").replace(",", " ").split())
+    policy = OriginPolicy.any() if "*" in allowed else OriginPolicy(allowed=allowed)
+    legacy = get("STARGATE_LEGACY")
+
+    max_headers, head_size = _head_limits(
+        int(cfg.limit_request_line),
+        int(cfg.limit_request_fields),
+        int(cfg.limit_request_field_size),
+    )
+    explicit_head = _size(get("STARGATE_MAX_HEADER_SIZE"), "STARGATE_MAX_HEADER_SIZE")
+    defaults = ServerConfig()
+    graceful = max(0.0, float(cfg.graceful_timeout))
+    config = ServerConfig(
+        threads=_positive(cfg.threads, "threads"),
+        websocket_threads=_count(get("STARGATE_WEBSOCKET_THREADS"), "STARGATE_WEBSOCKET_THREADS")
+        or defaults.websocket_threads,
+        ssl_context=_ssl_context(cfg),
+        websocket=options,
+        max_header_size=explicit_head or head_size or defaults.max_header_size,
+        max_headers=max_headers,
+        max_body_size=_size(get("STARGATE_MAX_BODY_SIZE"), "STARGATE_MAX_BODY_SIZE")
+        or defaults.max_body_size,
+        keepalive_timeout=max(0.0, float(cfg.keepalive)),
+        max_connections=_positive(cfg.worker_connections, "worker_connections"),
+        # Leave a margin to stop the hub and exit before gunicorn's kill.
+        shutdown_timeout=graceful - min(1.0, graceful / 10),
+        legacy_protocols=True if legacy is None else _bool(legacy, "STARGATE_LEGACY"),
+        origin_policy=policy,
+        trusted_proxies=tuple(str(entry) for entry in cfg.forwarded_allow_ips),
+        broker_url=get("STARGATE_BROKER"),
+    )
+    try:
+        make_broker(config.broker_url)  # an unknown scheme, redis-py missing: say so now
+    except ValueError as exc:
+        raise SettingsError(f"STARGATE_BROKER: {exc}") from None
+    unknown = tuple(sorted(set(env) - set(ENVIRONMENT) - _NOT_SETTINGS))
+    return WorkerSettings(config, config.broker_url, unknown)
+
+
+def _head_limits(line: int, fields: int, field_size: int) -> tuple[int, int | None]:
+    """``(max_headers, max_header_size)`` for gunicorn's ``limit_request_*``.
+
+    gunicorn bounds the request line and each header line apart; Stargate bounds the field
+    count and the whole head.  The count maps as is (0 means gunicorn's maximum).  The head
+    size is gunicorn's own whole-head budget when any limit was set away from gunicorn's
+    default, else ``None`` (Stargate's default stands: gunicorn's defaults would let one
+    request head take about 800 KiB)."""
+    max_headers = fields if 0 < fields <= _GUNICORN_MAX_HEADERS else _GUNICORN_MAX_HEADERS
+    if (line, fields, field_size) == _GUNICORN_DEFAULT_LIMITS:
+        return max_headers, None
+    if line == 0:
+        line = _GUNICORN_UNLIMITED_REQUEST_LINE
+    elif line < 0 or line > _GUNICORN_MAX_REQUEST_LINE:
+        line = _GUNICORN_MAX_REQUEST_LINE
+    if field_size <= 0:
+        field_size = _GUNICORN_MAX_FIELD_SIZE
+    return max_headers, line + 2 + max_headers * (field_size + 2) + 2
+
+
+def _ssl_context(cfg: Any) -> ssl.SSLContext | None:
+    """gunicorn's TLS context for ``certfile``/``keyfile`` (its ``ca_certs``, ``cert_reqs``,
+    ``ciphers`` and ``ssl_context`` hook included), speaking HTTP/1.1 only in ALPN."""
+    if not cfg.is_ssl:
+        return None
+    try:
+        context: ssl.SSLContext = gunicorn_sock.ssl_context(cfg)
+    except (OSError, ssl.SSLError) as exc:
+        raise SettingsError(f"certfile/keyfile: cannot load {cfg.certfile!r}: {exc}") from None
+    context.set_alpn_protocols(["http/1.1"])  # no h2: Stargate speaks HTTP/1.1
+    return context
+
+
+def _size(value: str | None, name: str) -> int | None:
+    """Bytes: ``65536``, ``64KiB``, ``64k``, ``1MiB``, ``1M``."""
+    if value is None:
+        return None
+    text = value.strip().lower()
+    digits = text.rstrip("kmib ")
+    unit = text[len(digits) :].strip()
+    if not digits.isdigit() or unit not in _UNITS or int(digits) <= 0:
+        raise SettingsError(
+            f"{name}: expected a positive size in bytes (65536, 64KiB), not {value!r}"
+        )
+    return int(digits) * _UNITS[unit]
+
+
+def _seconds(value: str, name: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not number > 0:  # NaN too
+        raise SettingsError(f"{name}: expected a positive number of seconds, not {value!r}")
+    return number
+
+
+def _seconds_or_off(value: str, name: str) -> float | None:
+    """Seconds; ``0``, ``off`` or ``none`` turn the feature off (``None``)."""
+    if value.strip().lower() in ("0", "off", "none", "false", "no"):
+        return None
+    return _seconds(value, name)
+
+
+def _bool(value: str, name: str) -> bool:
+    text = value.strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise SettingsError(f"{name}: expected true or false, not {value!r}")
+
+
+def _count(value: str | None, name: str) -> int | None:
+    if value is None:
+        return None
+    if not value.strip().isdigit() or int(value) <= 0:
+        raise SettingsError(f"{name}: expected a positive whole number, not {value!r}")
+    return int(value)
+
+
+def _positive(value: Any, name: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise SettingsError(f"gunicorn's {name} must be positive for this worker, not {value!r}")
+    return number
+
+
+def _refuse_split_groups(cfg: Any, settings: WorkerSettings) -> None:
+    """More than one worker with the in-memory broker: refused unless asked for by name."""
+    workers = int(cfg.workers)
+    if workers <= 1 or make_broker(settings.broker_url).spans_processes:
+        return
+    if settings.broker_url is None:
+        raise SettingsError(
+            f"{workers} workers need a group broker that spans processes, e.g. "
+            "-e STARGATE_BROKER=redis://127.0.0.1:6379/0: with the in-memory broker every "
+            "worker has groups of its own and a group message reaches only the clients of "
+            "the worker that sent it (-e STARGATE_BROKER=memory:// if the app uses no groups)"
+        )
+    logger.warning(
+        "%d workers with the in-memory broker (STARGATE_BROKER=memory://): each worker has "
+        "groups of its own",
+        workers,
+    )
+
+
+def _share_gunicorn_logs(log: Any) -> None:
+    """Stargate's loggers write where gunicorn's do (``--error-logfile``,
+    ``--access-logfile``), unless logging was configured for them or for the root."""
+    if logging.getLogger().handlers:
+        return
+    for name, attribute in (("stargate", "error_log"), ("stargate.access", "access_log")):
+        source = getattr(log, attribute, None)
+        target = logging.getLogger(name)
+        if not isinstance(source, logging.Logger) or target.handlers or not source.handlers:
+            continue
+        for handler in source.handlers:
+            target.addHandler(handler)
+        target.setLevel(source.level)
+        target.propagate = False
+
+
+class Worker(_GunicornWorker):  # type: ignore[misc]
+    """A gunicorn worker serving the app with Stargate: ``gunicorn -k stargate.gunicorn.Worker``."""
+
+    # Set by gunicorn's base class (untyped): what this class reads and writes.
+    wsgi: WSGIApp
+    alive: bool
+    max_requests: int
+
+    @classmethod
+    def check_config(cls, cfg: Any, log: Any) -> None:
+        """In the arbiter, before any fork: refuse settings the workers could not use, with
+        one line (gunicorn prints it and exits 1)."""
+        try:
+            settings = worker_settings(cfg, os.environ)
+            _refuse_split_groups(cfg, settings)
+        except SettingsError as exc:
+            raise RuntimeError(f"stargate: {exc}") from None
+        if settings.unknown:
+            log.warning(
+                "stargate: ignoring unknown variables %s (known: %s)",
+                ", ".join(settings.unknown),
+                ", ".join(ENVIRONMENT),
+            )
+        config = settings.config
+        log.info(
+            "stargate: %d WSGI thread(s) and up to %d connections per worker and socket, "
+            "keep-alive %gs, group broker %s",
+            config.threads,
+            config.max_connections,
+            config.keepalive_timeout,
+            make_broker(settings.broker_url),
+        )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.settings: WorkerSettings | None = None
+        self.hub: groups.Hub | None = None
+        self.servers: list[Server] = []
+        self._quick = False
+        self._wake: asyncio.Event | None = None
+        self._requests = itertools.count(1)
+
+    # -- boot (gunicorn calls init_process, which calls init_signals, load_wsgi, run) ----------
+
+    def init_process(self) -> None:
+        """The event loop first: the signal handlers are installed on it."""
+        self.loop = new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        _share_gunicorn_logs(self.log)
+        super().init_process()
+
+    def init_signals(self) -> None:
+        loop = self.loop
+        assert loop is not None
+        for sig in self.SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+        loop.add_signal_handler(signal.SIGTERM, self._stop, False)
+        loop.add_signal_handler(signal.SIGQUIT, self._stop, True)
+        loop.add_signal_handler(signal.SIGINT, self._stop, True)
+        loop.add_signal_handler(signal.SIGUSR1, self.log.reopen_files)
+        loop.add_signal_handler(signal.SIGWINCH, lambda: None)
+        # Not through the loop: the arbiter sends SIGABRT when the loop is stuck.
+        signal.signal(signal.SIGABRT, self.handle_abort)
+
+    def load_wsgi(self) -> None:
+        """The settings (with ``raw_env`` applied) and the process's hub with its broker,
+        then the app: its module sees the configured hub when it creates a ``Group``."""
+        settings = self.settings = worker_settings(self.cfg, os.environ)
+        _refuse_split_groups(self.cfg, settings)
+        self.hub = groups.configure(settings.broker_url)
+        super().load_wsgi()
+        if self.max_requests < sys.maxsize:
+            self.wsgi = self._counting(self.wsgi)
+
+    def _counting(self, app: WSGIApp) -> WSGIApp:
+        """``app`` counting its requests for ``max_requests`` (one counter step each)."""
+        count = self._requests
+        limit = self.max_requests
+
+        def counted(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+            if next(count) == limit and self.loop is not None:
+                self.loop.call_soon_threadsafe(self._retire)
+            return app(environ, start_response)
+
+        return counted
+
+    # -- running ---------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        loop = self.loop
+        assert loop is not None
+        with asyncio.Runner(loop_factory=lambda: loop) as runner:
+            runner.run(self._serve())
+
+    async def _serve(self) -> None:
+        assert self.settings is not None and self.hub is not None
+        self._wake = asyncio.Event()
+        config = self.settings.config
+        for listener in self.sockets:
+            server = Server(self.wsgi, config)
+            server.multiprocess = int(self.cfg.workers) > 1
+            await server.start(sock=listener.sock)
+            self.servers.append(server)
+        await self.hub.start()
+        loop = asyncio.get_running_loop()
+        self.log.info(
+            "stargate: worker %s serving on %s (%s loop)",
+            self.pid,
+            ", ".join(str(listener) for listener in self.sockets),
+            type(loop).__module__.partition(".")[0],
+        )
+        try:
+            while self.alive:
+                self.notify()
+                if self.ppid != os.getppid():
+                    self.log.info(
+                        "stargate: arbiter %s gone: worker %s stopping", self.ppid, self.pid
+                    )
+                    self.alive = False
+                    break
+                await self._sleep()
+            await self._shutdown()
+        finally:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.hub.close(), _HUB_CLOSE)
+
+    async def _sleep(self) -> None:
+        """Until the next heartbeat, or a signal."""
+        wake = self._wake
+        assert wake is not None
+        interval = _TICK if not self.timeout else min(_TICK, float(self.timeout))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), interval)
+        wake.clear()
+
+    async def _shutdown(self) -> None:
+        """Every server's graceful stop, the heartbeat going on (a slow stop is not a stuck
+        worker); cut short by a quick stop."""
+        loop = asyncio.get_running_loop()
+        assert self.settings is not None
+        graceful = self.settings.config.shutdown_timeout
+        timeout = min(graceful, QUICK_STOP) if self._quick else graceful
+        stopping: asyncio.Future[Any] = asyncio.gather(
+            *(server.shutdown(timeout) for server in self.servers)
+        )
+        quick_deadline: float | None = None
+        while not stopping.done():
+            self.notify()
+            if self._quick:
+                if quick_deadline is None:
+                    quick_deadline = loop.time() + QUICK_STOP
+                elif loop.time() >= quick_deadline:
+                    self.log.warning("stargate: quick stop: leaving connections behind")
+                    stopping.cancel()
+                    break
+            sleeper: asyncio.Future[Any] = asyncio.ensure_future(self._sleep())
+            await asyncio.wait({stopping, sleeper}, return_when=asyncio.FIRST_COMPLETED)
+            sleeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await stopping
+
+    # -- signals ---------------------------------------------------------------------------------
+
+    def _stop(self, quick: bool) -> None:
+        """SIGTERM (graceful) or SIGQUIT/SIGINT (quick); on the loop."""
+        if quick:
+            if not self._quick:
+                self.cfg.worker_int(self)
+            self._quick = True
+        self.alive = False
+        if self._wake is not None:
+            self._wake.set()
+
+    def _retire(self) -> None:
+        """``max_requests`` reached: a graceful stop, the arbiter starts a new worker."""
+        if self.alive:
+            self.log.info(
+                "stargate: max requests (%d) reached: worker %s restarting",
+                self.max_requests,
+                self.pid,
+            )
+            self._stop(False)

@@ -1,0 +1,493 @@
+"""``gunicorn -k stargate.gunicorn.Worker``: the real gunicorn, started as a subprocess.
+
+Each test runs gunicorn's own arbiter (``python -m gunicorn``) on a free port with a small
+app module written to ``tmp_path``, talks to it with raw sockets, ``http.client`` and the
+``websockets`` client, and kills the arbiter's process group in a ``finally``.  Without
+gunicorn these tests are skipped, unless CI is set: then they fail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import ClientConnection, connect, unix_connect
+from websockets.typing import Origin
+
+from stargate.brokers.testing import RedisServer, free_port
+
+#: Every wait of these tests is bounded by this many seconds (a loaded 2-core machine).
+WAIT = 30.0
+MODULE = "gunicorn_testapp"
+
+APP = """
+import os
+import pathlib
+import time
+
+from stargate.groups import Group
+
+room = Group("room")
+HERE = pathlib.Path(__file__).parent
+
+
+async def echo(ws):
+    async for message in ws:
+        await ws.send(message)
+
+
+async def join(ws):
+    room.add(ws)
+    await room.wait_subscribed(timeout=20)
+    await ws.send(f"joined {os.getpid()}")
+    async for message in ws:
+        room.send(message)
+
+
+def app(environ, start_response):
+    path = environ["PATH_INFO"]
+    upgrade = environ.get("stargate.websocket")
+    handler = {"/echo": echo, "/room": join}.get(path)
+    if upgrade is not None and handler is not None:
+        upgrade.accept(handler)
+        return []
+    if path == "/slow":
+        (HERE / "slow-started").write_text("")
+        time.sleep(float(environ.get("QUERY_STRING") or "1"))
+        body = b"slow done"
+    elif path == "/pid":
+        body = str(os.getpid()).encode()
+    else:
+        body = b"hello"
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+"""
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def gunicorn_version() -> tuple[int, ...]:
+    try:
+        import gunicorn  # type: ignore[import-untyped]
+    except ImportError as exc:
+        if in_ci():
+            pytest.fail(f"gunicorn is not installed ({exc}); CI is set: it must be", pytrace=False)
+        pytest.skip("gunicorn is not installed (pip install 'stargate[gunicorn]')")
+    version: tuple[int, ...] = tuple(gunicorn.version_info)
+    return version
+
+
+class Arbiter:
+    """One gunicorn arbiter serving :data:`APP` on 127.0.0.1:``port``."""
+
+    def __init__(self, directory: Path, args: Sequence[str], env: dict[str, str]) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.log_path = directory / "gunicorn.log"
+        command = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-k",
+            "stargate.gunicorn.Worker",
+            "--chdir",
+            str(directory),
+            "-b",
+            f"127.0.0.1:{self.port}",
+            "--graceful-timeout",
+            "10",
+        ]
+        if gunicorn_version() >= (25, 1):
+            command.append("--no-control-socket")  # a per-user socket: concurrent runs clash
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("STARGATE_")}
+        environ.update(env, PYTHONUNBUFFERED="1")
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [*command, *args, f"{MODULE}:app"],
+                cwd=directory,
+                env=environ,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def url(self, path: str, scheme: str = "ws") -> str:
+        return f"{scheme}://127.0.0.1:{self.port}{path}"
+
+    def wait_ready(self) -> int:
+        """Wait until a worker answers; its pid."""
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"gunicorn exited with {self.process.returncode}:\n{self.log}")
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                return self.pid()
+            time.sleep(0.1)
+        pytest.fail(f"gunicorn did not answer within {WAIT} s:\n{self.log}")
+
+    def get(self, path: str, **kwargs: Any) -> tuple[int, bytes]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=WAIT, **kwargs)
+        try:
+            connection.request("GET", path)
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
+
+    def pid(self) -> int:
+        status, body = self.get("/pid")
+        assert status == 200, body
+        return int(body)
+
+    def signal(self, sig: int) -> None:
+        self.process.send_signal(sig)
+
+    def wait(self) -> int:
+        try:
+            return self.process.wait(WAIT)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"gunicorn did not exit within {WAIT} s:\n{self.log}")
+
+    def kill(self) -> None:
+        """Stop the arbiter (SIGTERM, then SIGKILL) and whatever is left of its group."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(WAIT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(WAIT)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)  # orphaned workers, if any
+
+
+@pytest.fixture
+def gunicorn(tmp_path: Path) -> Iterator[Callable[..., Arbiter]]:
+    """``gunicorn(*args, env={})``: an arbiter started and ready; every one killed after."""
+    gunicorn_version()
+    (tmp_path / f"{MODULE}.py").write_text(APP)
+    arbiters: list[Arbiter] = []
+
+    def start(*args: str, env: dict[str, str] | None = None, ready: bool = True) -> Arbiter:
+        arbiter = Arbiter(tmp_path, args, env or {})
+        arbiters.append(arbiter)
+        if ready:
+            arbiter.wait_ready()
+        return arbiter
+
+    try:
+        yield start
+    finally:
+        for arbiter in arbiters:
+            arbiter.kill()
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie is not)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {WAIT} s: {what}")
+        time.sleep(0.1)
+
+
+def raw_request(port: int, head: bytes) -> bytes:
+    """Send a request head, read until the server closes (or WAIT)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
+        sock.sendall(head)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+        return data
+
+
+def test_http_and_websocket_echo(gunicorn: Callable[..., Arbiter]) -> None:
+    arbiter = gunicorn("-w", "2", env={"STARGATE_BROKER": "memory://"})
+    assert arbiter.get("/") == (200, b"hello")
+    with connect(arbiter.url("/echo"), open_timeout=WAIT, close_timeout=WAIT) as ws:
+        ws.send("text message")
+        assert ws.recv(timeout=WAIT) == "text message"
+        ws.send(b"\x00\xffbinary")
+        assert ws.recv(timeout=WAIT) == b"\x00\xffbinary"
+    assert "stargate serving on http://127.0.0.1" in arbiter.log
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        assert "(asyncio loop)" in arbiter.log
+    else:
+        assert "(uvloop loop)" in arbiter.log
+
+
+def test_a_unix_socket_and_a_tcp_port_at_once(
+    gunicorn: Callable[..., Arbiter], tmp_path: Path
+) -> None:
+    path = tmp_path / "gunicorn.sock"
+    arbiter = gunicorn("-b", f"unix:{path}")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(WAIT)
+        sock.connect(str(path))
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"\r\n\r\nhello")
+    with unix_connect(str(path), "ws://app/echo", open_timeout=WAIT, close_timeout=WAIT) as ws:
+        ws.send("over a unix socket")
+        assert ws.recv(timeout=WAIT) == "over a unix socket"
+    assert arbiter.get("/") == (200, b"hello")
+
+
+@pytest.mark.parametrize("preload", [False, True], ids=["import-in-worker", "preload"])
+def test_a_group_spans_two_workers_through_redis(
+    gunicorn: Callable[..., Arbiter], redis_server: RedisServer, preload: bool
+) -> None:
+    """A module-level Group: with ``--preload`` imported in the arbiter before the fork."""
+    args = ["-w", "2", *(["--preload"] if preload else [])]
+    arbiter = gunicorn(*args, env={"STARGATE_BROKER": redis_server.url})
+    clients: list[ClientConnection] = []
+    pids: set[int] = set()
+    with contextlib.ExitStack() as stack:
+        while len(pids) < 2:
+            assert len(clients) < 60, f"every room connection went to worker(s) {pids}"
+            ws = stack.enter_context(
+                connect(arbiter.url("/room"), open_timeout=WAIT, close_timeout=5)
+            )
+            clients.append(ws)
+            joined = ws.recv(timeout=WAIT)
+            assert isinstance(joined, str) and joined.startswith("joined ")
+            pids.add(int(joined.split()[1]))
+        clients[-1].send("hello, room")
+        for ws in clients:
+            assert ws.recv(timeout=WAIT) == "hello, room"
+
+
+def test_two_workers_without_a_broker_are_refused(gunicorn: Callable[..., Arbiter]) -> None:
+    arbiter = gunicorn("-w", "2", ready=False)
+    assert arbiter.wait() == 1
+    assert "STARGATE_BROKER=redis://" in arbiter.log
+    assert "Booting worker" not in arbiter.log
+
+
+def test_a_bad_stargate_variable_stops_gunicorn_with_its_name(
+    gunicorn: Callable[..., Arbiter],
+) -> None:
+    arbiter = gunicorn(env={"STARGATE_MAX_MESSAGE_SIZE": "lots"}, ready=False)
+    assert arbiter.wait() == 1
+    assert "STARGATE_MAX_MESSAGE_SIZE" in arbiter.log
+    assert "'lots'" in arbiter.log
+
+
+def test_raw_env_sets_stargate_variables(gunicorn: Callable[..., Arbiter]) -> None:
+    arbiter = gunicorn(
+        "-e",
+        "STARGATE_MAX_MESSAGE_SIZE=1KiB",
+        "-e",
+        "STARGATE_ALLOW_ORIGIN=https://app.example, https://admin.example",
+        "-e",
+        "STARGATE_ALLOWED_ORIGINS=a-typo",
+    )
+    assert "unknown variables STARGATE_ALLOWED_ORIGINS" in arbiter.log
+    with connect(
+        arbiter.url("/echo"),
+        origin=Origin("https://admin.example"),
+        open_timeout=WAIT,
+        close_timeout=WAIT,
+    ) as ws:
+        ws.send("x" * 1024)
+        assert ws.recv(timeout=WAIT) == "x" * 1024
+        ws.send("x" * 1025)
+        with pytest.raises(ConnectionClosed) as caught:
+            ws.recv(timeout=WAIT)
+    assert caught.value.rcvd is not None and caught.value.rcvd.code == 1009
+    evil = Origin("https://evil.example")
+    with (
+        pytest.raises(InvalidStatus) as refused,
+        connect(arbiter.url("/echo"), origin=evil, open_timeout=WAIT),
+    ):
+        pass
+    assert refused.value.response.status_code == 403
+
+
+def test_sigterm_closes_websockets_with_1001_answers_in_flight_http_and_exits_0(
+    gunicorn: Callable[..., Arbiter], tmp_path: Path
+) -> None:
+    arbiter = gunicorn()
+    answers: list[tuple[int, bytes]] = []
+    slow = threading.Thread(target=lambda: answers.append(arbiter.get("/slow?2")))
+    with connect(arbiter.url("/echo"), open_timeout=WAIT, close_timeout=WAIT) as ws:
+        ws.send("before")
+        assert ws.recv(timeout=WAIT) == "before"
+        slow.start()
+        wait_for((tmp_path / "slow-started").exists, "the slow request reached the app")
+        arbiter.signal(signal.SIGTERM)
+        with pytest.raises(ConnectionClosed) as caught:
+            ws.recv(timeout=WAIT)
+    assert caught.value.rcvd is not None, "closed without a close frame"
+    assert caught.value.rcvd.code == 1001
+    slow.join(WAIT)
+    assert answers == [(200, b"slow done")]
+    assert arbiter.wait() == 0
+
+
+def test_sigquit_is_a_quick_stop_that_still_says_1001(gunicorn: Callable[..., Arbiter]) -> None:
+    arbiter = gunicorn()
+    with connect(arbiter.url("/echo"), open_timeout=WAIT, close_timeout=WAIT) as ws:
+        arbiter.signal(signal.SIGQUIT)
+        with pytest.raises(ConnectionClosed) as caught:
+            ws.recv(timeout=WAIT)
+    assert caught.value.rcvd is not None and caught.value.rcvd.code == 1001
+    assert arbiter.wait() == 0
+
+
+def test_sighup_replaces_the_workers(gunicorn: Callable[..., Arbiter]) -> None:
+    arbiter = gunicorn()
+    old = arbiter.pid()
+    with connect(arbiter.url("/echo"), open_timeout=WAIT, close_timeout=WAIT) as ws:
+        arbiter.signal(signal.SIGHUP)
+        with pytest.raises(ConnectionClosed) as caught:
+            ws.recv(timeout=WAIT)
+    assert caught.value.rcvd is not None and caught.value.rcvd.code == 1001
+    wait_for(lambda: arbiter.pid() != old, "a new worker answers")
+    wait_for(lambda: not running(old), "the old worker exited")
+    with connect(arbiter.url("/echo"), open_timeout=WAIT, close_timeout=WAIT) as ws:
+        ws.send("after reload")
+        assert ws.recv(timeout=WAIT) == "after reload"
+    assert arbiter.process.poll() is None
+
+
+def test_a_worker_whose_arbiter_died_stops(gunicorn: Callable[..., Arbiter]) -> None:
+    arbiter = gunicorn()
+    worker = arbiter.pid()
+    arbiter.process.kill()
+    arbiter.process.wait(WAIT)
+    wait_for(lambda: not running(worker), "the orphaned worker exited")
+
+
+def test_max_requests_restarts_the_worker(gunicorn: Callable[..., Arbiter]) -> None:
+    arbiter = gunicorn("--max-requests", "3")
+    first = arbiter.pid()
+    answered: list[int] = []
+
+    def new_worker_answers() -> bool:
+        try:
+            answered.append(arbiter.pid())
+        except (ConnectionResetError, http.client.RemoteDisconnected):
+            # The server resets a connection its loop accepted just as it began to stop
+            # (reported as a server defect): the next request reaches the new worker.
+            return False
+        return answered[-1] != first
+
+    wait_for(new_worker_answers, "a worker restarted after 3 requests")
+    wait_for(lambda: not running(first), "the retired worker exited")
+    # The retired worker answered 3 requests: wait_ready's, ``first`` and one more.
+    assert answered.count(first) <= 1, answered
+
+
+def test_limits_keepalive_and_timeout_are_gunicorns(gunicorn: Callable[..., Arbiter]) -> None:
+    """limit_request_fields=5 is Stargate's max_headers; keepalive=60 keeps an idle
+    connection past both projects' defaults (5 s, 2 s); timeout=5 does not kill a worker
+    that idles longer, since its loop beats the heartbeat."""
+    arbiter = gunicorn("--limit-request-fields", "5", "--keep-alive", "60", "--timeout", "5")
+    worker = arbiter.pid()
+
+    def head(fields: int) -> bytes:  # Host and Connection are two of the fields
+        extra = b"".join(b"X-Field-%d: %d\r\n" % (n, n) for n in range(fields - 2))
+        return b"GET / HTTP/1.1\r\nHost: x\r\n" + extra + b"Connection: close\r\n\r\n"
+
+    assert raw_request(arbiter.port, head(5)).startswith(b"HTTP/1.1 200 ")
+    assert raw_request(arbiter.port, head(6)).startswith(b"HTTP/1.1 431 ")
+
+    connection = http.client.HTTPConnection("127.0.0.1", arbiter.port, timeout=WAIT)
+    try:
+        connection.request("GET", "/pid")
+        assert connection.getresponse().read() == str(worker).encode()
+        sock = connection.sock
+        time.sleep(11)
+        connection.request("GET", "/pid")  # same connection: not reopened
+        assert connection.sock is sock
+        assert connection.getresponse().read() == str(worker).encode()
+    finally:
+        connection.close()
+    assert "WORKER TIMEOUT" not in arbiter.log
+
+
+def make_certificate(directory: Path) -> tuple[Path, Path]:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        if in_ci():
+            pytest.fail("the openssl command is not installed; CI is set", pytrace=False)
+        pytest.skip("the openssl command is not installed: cannot make a test certificate")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
+            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=WAIT,
+    )  # fmt: skip
+    return cert, key
+
+
+def test_tls_from_certfile_and_keyfile(gunicorn: Callable[..., Arbiter], tmp_path: Path) -> None:
+    cert, key = make_certificate(tmp_path)
+    arbiter = gunicorn("--certfile", str(cert), "--keyfile", str(key), ready=False)
+    context = ssl.create_default_context(cafile=str(cert))
+    wait_for(lambda: _answers_https(arbiter, context), "https answered")
+    with connect(
+        arbiter.url("/echo", "wss"), ssl=context, open_timeout=WAIT, close_timeout=WAIT
+    ) as ws:
+        ws.send("over tls")
+        assert ws.recv(timeout=WAIT) == "over tls"
+    h2 = ssl.create_default_context(cafile=str(cert))
+    h2.set_alpn_protocols(["h2", "http/1.1"])
+    with (
+        socket.create_connection(("127.0.0.1", arbiter.port), timeout=WAIT) as raw,
+        h2.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        assert tls.selected_alpn_protocol() == "http/1.1"
+
+
+def _answers_https(arbiter: Arbiter, context: ssl.SSLContext) -> bool:
+    if arbiter.process.poll() is not None:
+        pytest.fail(f"gunicorn exited with {arbiter.process.returncode}:\n{arbiter.log}")
+    try:
+        connection = http.client.HTTPSConnection(
+            "127.0.0.1", arbiter.port, timeout=WAIT, context=context
+        )
+        connection.request("GET", "/")
+        answer = connection.getresponse().read()
+        connection.close()
+    except OSError:
+        return False
+    return answer == b"hello"
