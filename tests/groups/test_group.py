@@ -387,9 +387,7 @@ async def test_a_broadcast_is_encoded_once_per_frame_family(
         hub.group("fanout").add(ws)
 
     offer = PerMessageDeflateOffer(server_no_context_takeover=True)
-    server = await start_server(
-        hub_app(hub, member), websocket=WebSocketOptions(compression=offer)
-    )
+    server = await start_server(hub_app(hub, member), websocket=WebSocketOptions(compression=offer))
     url = f"ws://127.0.0.1:{server.port}/"
     clients = [await connect(url) for _ in range(5)]  # compressing: one family
     clients += [await connect(url, compression=None) for _ in range(5)]  # plain: another
@@ -415,9 +413,10 @@ async def test_order_per_publisher_from_threads(start_server: StartServer) -> No
         group.add(ws)
 
     server = await start_server(group_app(group, member))
-    async with connect(f"ws://127.0.0.1:{server.port}/") as a, connect(
-        f"ws://127.0.0.1:{server.port}/"
-    ) as b:
+    async with (
+        connect(f"ws://127.0.0.1:{server.port}/") as a,
+        connect(f"ws://127.0.0.1:{server.port}/") as b,
+    ):
         await eventually(lambda: len(group) == 2)
 
         def publish(name: str) -> None:

@@ -1,0 +1,79 @@
+"""A group's local members (stargate.groups.members): encoded once per frame family."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from stargate.groups.members import GroupState, Message, deliver_to, normalize, send_one
+
+
+class Conn:
+    """Stands for a connection: what the group needs of one, and what it got."""
+
+    encodings: ClassVar[list[tuple[str, Message]]] = []
+
+    def __init__(self, id: int, family: str, *, closed: bool = False, hixie: bool = False) -> None:
+        self.id = id
+        self.frame_family = family
+        self.closed = closed
+        self.hixie = hixie
+        self.got: list[bytes] = []
+        self._conn = self
+
+    def encode_shared(self, message: Message) -> bytes:
+        if self.hixie and isinstance(message, bytes):
+            raise TypeError("hixie carries text only")
+        Conn.encodings.append((self.frame_family, message))
+        data = message.encode() if isinstance(message, str) else message
+        return self.frame_family.encode() + b":" + data
+
+    def send_encoded(self, frame: bytes) -> None:
+        if self.closed:
+            raise ConnectionError("closing")
+        self.got.append(frame)
+
+
+def group(*conns: Conn) -> GroupState:
+    state = GroupState("g", "g:g", lambda s, ws: None)
+    for conn in conns:
+        assert state.add(conn)  # type: ignore[arg-type]
+    return state
+
+
+def test_one_encoding_per_family() -> None:
+    Conn.encodings = []
+    a, b, c = Conn(1, "rfc"), Conn(2, "rfc"), Conn(3, "deflate")
+    group(a, b, c).deliver("hi")
+    assert sorted(Conn.encodings) == [("deflate", "hi"), ("rfc", "hi")]
+    assert a.got == b.got == [b"rfc:hi"] and c.got == [b"deflate:hi"]
+
+
+def test_a_batch_is_one_write_per_member() -> None:
+    a = Conn(1, "rfc")
+    group(a).deliver_batch(["1", "2", "3"])
+    assert a.got == [b"rfc:1rfc:2rfc:3"]
+
+
+def test_binary_skips_hixie_and_a_closing_member_does_not_stop_others() -> None:
+    old, closing, fine = Conn(1, "hixie", hixie=True), Conn(2, "x", closed=True), Conn(3, "y")
+    group(old, closing, fine).deliver(b"\x00")
+    assert old.got == [] and fine.got == [b"y:\x00"]
+
+
+def test_add_and_discard_keep_families_tidy() -> None:
+    a = Conn(1, "rfc")
+    state = group(a)
+    assert not state.add(a)  # type: ignore[arg-type]
+    assert state.discard(a)  # type: ignore[arg-type]
+    assert not state.discard(a)  # type: ignore[arg-type]
+    assert state.members == {} and state.families == {}
+
+
+def test_send_one_and_deliver_to() -> None:
+    a, b, shut = Conn(1, "rfc"), Conn(2, "rfc"), Conn(3, "rfc", closed=True)
+    send_one(a, "only a")  # type: ignore[arg-type]
+    send_one(shut, "never")  # type: ignore[arg-type]
+    Conn.encodings = []
+    deliver_to([a, b], normalize(bytearray(b"all")))  # type: ignore[list-item]
+    assert a.got == [b"rfc:only a", b"rfc:all"] and b.got == [b"rfc:all"]
+    assert shut.got == [] and Conn.encodings == [("rfc", b"all")]
