@@ -41,6 +41,14 @@ async def next_event(client: ClientConnection) -> dict[str, Any]:
     return event
 
 
+async def join(url: str) -> tuple[ClientConnection, str]:
+    """Connect; the welcome (name and limit) comes first, to this client only."""
+    client = await connect(url)
+    welcome = await next_event(client)
+    assert welcome == {"type": "welcome", "name": welcome["name"], "limit": demo.MAX_CHARS}
+    return client, welcome["name"]
+
+
 @pytest.mark.asyncio
 async def test_page_and_404(server: Server) -> None:
     head, body = await http_get(server.port, "/")
@@ -48,6 +56,8 @@ async def test_page_and_404(server: Server) -> None:
     assert b"Content-Type: text/html; charset=utf-8" in head
     assert b"<title>Stargate demo chat</title>" in body
     assert b'"/chat"' in body  # the page opens its WebSocket on the same host and port
+    # The page shows and checks the server's limit.
+    assert b'data-max-chars="2000"' in body and b"__MAX_CHARS__" not in body
     head, body = await http_get(server.port, "/missing")
     assert head.startswith(b"HTTP/1.1 404 Not Found\r\n")
     assert body == b"not found\n"
@@ -56,15 +66,14 @@ async def test_page_and_404(server: Server) -> None:
 @pytest.mark.asyncio
 async def test_two_clients_see_each_others_messages(server: Server) -> None:
     url = f"ws://127.0.0.1:{server.port}/chat"
-    async with connect(url) as ann:
-        joined = await next_event(ann)
-        assert joined["type"] == "join" and joined["count"] == 1
-        ann_name = joined["name"]
-        async with connect(url) as bob:
+    ann, ann_name = await join(url)
+    async with ann:
+        assert await next_event(ann) == {"type": "join", "name": ann_name, "count": 1}
+        bob, bob_name = await join(url)
+        async with bob:
             bob_joined = await next_event(bob)
-            assert bob_joined["count"] == 2
+            assert bob_joined == {"type": "join", "name": bob_name, "count": 2}
             assert await next_event(ann) == bob_joined
-            bob_name = bob_joined["name"]
 
             await ann.send("hello bob")
             expected = {"type": "message", "name": ann_name, "text": "hello bob"}
@@ -77,6 +86,61 @@ async def test_two_clients_see_each_others_messages(server: Server) -> None:
             assert await next_event(ann) == expected
         left = await next_event(ann)
         assert left == {"type": "leave", "name": bob_name, "count": 1}  # ann is still here
+
+
+@pytest.mark.asyncio
+async def test_a_message_over_the_limit_is_refused_whole_never_cut(server: Server) -> None:
+    url = f"ws://127.0.0.1:{server.port}/chat"
+    ann, ann_name = await join(url)
+    bob, _ = await join(url)
+    async with ann, bob:
+        await next_event(ann)  # ann joined
+        for client in (ann, bob):
+            assert (await next_event(client))["type"] == "join"  # bob joined
+
+        # The limit counts characters (code points): an astral character is one.
+        longest = "\U0001f680" + "x" * (demo.MAX_CHARS - 1)
+        await ann.send(longest)
+        expected = {"type": "message", "name": ann_name, "text": longest}
+        assert await next_event(ann) == expected and await next_event(bob) == expected
+
+        await ann.send(longest + "y")
+        await ann.send(json.dumps({"type": "say", "id": "t-2", "text": longest + "y"}))
+        over = f"{demo.MAX_CHARS + 1} characters: over the limit of {demo.MAX_CHARS}, not sent"
+        assert await next_event(ann) == {"type": "refused", "reason": over}
+        assert await next_event(ann) == {"type": "refused", "reason": over, "id": "t-2"}
+        await ann.send(b"binary")
+        refused = await next_event(ann)
+        assert refused["type"] == "refused" and "binary" in refused["reason"]
+
+        # Bob heard none of it: his next event is the next message relayed.
+        await ann.send("after")
+        assert await next_event(bob) == {"type": "message", "name": ann_name, "text": "after"}
+
+
+@pytest.mark.asyncio
+async def test_a_say_envelope_keeps_its_id(server: Server) -> None:
+    """The page's envelope: the id comes back, so a re-sent message shows once."""
+    url = f"ws://127.0.0.1:{server.port}/chat"
+    ann, name = await join(url)
+    async with ann:
+        await next_event(ann)  # joined
+        await ann.send(json.dumps({"type": "say", "id": "tab-1", "text": "hi"}))
+        assert await next_event(ann) == {
+            "type": "message",
+            "name": name,
+            "text": "hi",
+            "id": "tab-1",
+        }
+        # An id that is not a short string is dropped, the text still relayed.
+        await ann.send(json.dumps({"type": "say", "id": "x" * 65, "text": "long id"}))
+        assert await next_event(ann) == {"type": "message", "name": name, "text": "long id"}
+        await ann.send(json.dumps({"type": "say", "id": 7, "text": "number id"}))
+        assert await next_event(ann) == {"type": "message", "name": name, "text": "number id"}
+        # Other JSON is text like any other.
+        for other in ('{"type": "shout", "text": "x"}', "{not json", '{"type": "say"}'):
+            await ann.send(other)
+            assert await next_event(ann) == {"type": "message", "name": name, "text": other}
 
 
 @pytest.mark.asyncio

@@ -2,12 +2,12 @@
 
 import secrets
 
-from examples._run import run
-from examples.chat import main
+from examples._run import load, run
 
+app = load("examples.chat.app")
 run(
     "The chat example: rooms, names, join and leave notices.",
-    lambda: main(
+    lambda: app.main(
         {}, **{"pyramid.includes": "stargate.pyramid", "chat.secret": secrets.token_hex()}
     ),
 )

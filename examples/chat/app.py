@@ -1,17 +1,4 @@
-"""A chat with URL dispatch, rooms, names and Pyramid security.
-
-``/`` asks for a name (kept in a signed auth_tkt cookie) and lists the rooms;
-``/rooms/{room}`` is a room's page *and* its WebSocket (``websocket=True``).  Both views
-need the ``chat`` permission, which the room's ACL grants to authenticated users, so an
-anonymous WebSocket upgrade gets 403 from Pyramid's own security and is never upgraded.
-Everyone in a room sees who joins and leaves and what each person says.
-
-Run it (from the repository root)::
-
-    python -m examples.chat                          # http://127.0.0.1:6543/
-    pserve examples/chat/development.ini
-    stargate serve examples/chat/development.ini --port 6543
-"""
+"""The chat example's resources and its app factory (``main``, PasteDeploy's app factory)."""
 
 from __future__ import annotations
 

@@ -12,16 +12,18 @@ from pyramid.security import forget, remember
 from stargate.pyramid import WebSocketView
 from stargate.server import WebSocket
 
-from . import Room, Rooms
+from .app import Room, Rooms
 
 STYLE = """<style>
   body { font: 16px system-ui, sans-serif; margin: 2rem auto; max-width: 40rem; }
   #log { border: 1px solid #ccc; height: 20rem; overflow-y: auto; padding: .5rem; }
-  #log p { margin: .2rem 0; }
+  #log p { margin: .2rem 0; white-space: pre-wrap; overflow-wrap: anywhere; }
   .notice { color: #777; font-style: italic; }
   .name { font-weight: bold; }
   form { display: flex; gap: .5rem; margin-top: .5rem; }
-  input[type=text] { flex: 1; }
+  input[type=text] { flex: 1; min-width: 0; }
+  #status, .hint { color: #555; font-size: .9em; }
+  #problem { color: #a00; }
 </style>"""
 
 HOME = """<!doctype html>
@@ -48,20 +50,29 @@ ROOMS = """<p>You are <span class="name">{name}</span>.</p>
   <button type="submit">Open</button>
 </form>"""
 
+#: The most characters (code points) a message may have: a longer one is refused, never cut.
+MAX_CHARS = 2000
+
 ROOM = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>#{room} - chat</title>{style}</head>
-<body>
+<body data-max-chars="{max_chars}">
 <h1>#{room}</h1>
 <p>You are <span class="name" id="me">{name}</span>. Here: <span id="people"></span>
 <a href="{home}">other rooms</a></p>
+<p id="status" data-state="connecting" role="status">connecting&hellip;</p>
 <div id="log"></div>
-<form id="say"><input type="text" id="text" autocomplete="off" autofocus maxlength="2000">
+<form id="say"><input type="text" id="text" autocomplete="off" autofocus>
 <button type="submit">Send</button></form>
+<p class="hint">At most {max_chars} characters.</p>
+<p id="problem" role="alert"></p>
 <script>
 "use strict";
 const log = document.getElementById("log");
 const say = document.getElementById("say");
 const text = document.getElementById("text");
+const status = document.getElementById("status");
+const problem = document.getElementById("problem");
+const limit = Number(document.body.dataset.maxChars);
 const add = (cls, ...parts) => {{
   const p = document.createElement("p");
   p.className = cls;
@@ -74,24 +85,55 @@ const add = (cls, ...parts) => {{
   log.append(p);
   log.scrollTop = log.scrollHeight;
 }};
-let ws;
+const setStatus = (state, message) => {{
+  status.dataset.state = state;
+  status.textContent = message;
+}};
+// Reconnect after 1, 2, 4, 8, then every 10 s (+-20%).  Every connection starts with our
+// own join, whose list of people is a fresh snapshot of the room.
+let ws, attempts = 0;
 const connect = () => {{
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  ws = new WebSocket(scheme + "//" + location.host + location.pathname);
-  ws.onopen = () => {{ document.body.dataset.connected = ""; }};
-  ws.onmessage = (event) => {{
+  const socket = ws = new WebSocket(scheme + "//" + location.host + location.pathname);
+  socket.onopen = () => {{
+    attempts = 0;
+    document.body.dataset.connected = "";
+    setStatus("connected", "connected");
+  }};
+  socket.onmessage = (event) => {{
     const m = JSON.parse(event.data);
     if (m.type === "message") add("message", ["name", m.name], ["", ": " + m.text]);
+    else if (m.type === "refused") problem.textContent = "Not sent: " + m.reason + ".";
     else add("notice", ["", m.name + (m.type === "join" ? " joined" : " left")]);
     if (m.people) document.getElementById("people").textContent = m.people.join(", ");
   }};
-  ws.onclose = () => {{ delete document.body.dataset.connected; setTimeout(connect, 1000); }};
+  socket.onclose = (event) => {{
+    const wasOpen = "connected" in document.body.dataset;
+    delete document.body.dataset.connected;
+    const why = "closed " + event.code + (event.reason ? " (" + event.reason + ")" : "");
+    if (wasOpen) add("notice", ["", "disconnected: " + why]);
+    const delay = Math.min(10, 2 ** attempts) * (0.8 + 0.4 * Math.random());
+    attempts += 1;
+    setStatus("reconnecting", why + "; reconnecting in " + Math.ceil(delay) + " s");
+    setTimeout(connect, delay * 1000);
+  }};
 }};
 connect();
 say.addEventListener("submit", (event) => {{
   event.preventDefault();
-  if (text.value.trim() && ws.readyState === WebSocket.OPEN) {{ ws.send(text.value); }}
-  text.value = "";
+  if (!text.value.trim()) return;
+  const n = [...text.value].length;
+  if (n > limit) {{
+    problem.textContent = "Not sent: " + n + " characters, over the limit of " + limit
+      + ". Your text is still in the box.";
+  }} else if (ws.readyState !== WebSocket.OPEN) {{
+    problem.textContent = "Not sent: not connected. Your text is still in the box: "
+      + "send it again once connected.";
+  }} else {{
+    ws.send(text.value);
+    text.value = "";
+    problem.textContent = "";
+  }}
 }});
 </script>
 </body></html>
@@ -146,6 +188,7 @@ def room_page(context: Room, request: Any) -> Any:
     response.content_type = "text/html"
     response.text = ROOM.format(
         style=STYLE,
+        max_chars=MAX_CHARS,
         room=html.escape(context.name),
         name=html.escape(request.authenticated_userid),
         home=html.escape(request.route_path("home")),
@@ -167,8 +210,13 @@ class RoomSocket(WebSocketView):
         self.announce("join", name)
         try:
             async for message in websocket:
-                if isinstance(message, str) and message.strip():
-                    room.send(json.dumps({"type": "message", "name": name, "text": message[:2000]}))
+                if not isinstance(message, str) or not message.strip():
+                    continue
+                if len(message) > MAX_CHARS:
+                    reason = f"{len(message)} characters: over the limit of {MAX_CHARS}"
+                    await websocket.send(json.dumps({"type": "refused", "reason": reason}))
+                    continue
+                room.send(json.dumps({"type": "message", "name": name, "text": message}))
         finally:
             room.people.pop(websocket.id, None)
             room.remove_listener(websocket)

@@ -1,6 +1,6 @@
 """``python -m examples.jobs [--port 6543]``: the jobs example on one port."""
 
-from examples._run import run
-from examples.jobs import main
+from examples._run import load, run
 
-run("The jobs example: toggle a job in one tab, see it in every tab.", main)
+app = load("examples.jobs.app")
+run("The jobs example: toggle a job in one tab, see it in every tab.", app.main)

@@ -1,17 +1,4 @@
-"""The seed's jobs example in Pyramid 2, with traversal.
-
-The root holds :class:`Job` resources; each job is a
-:class:`~stargate.pyramid.WebSocketAwareResource`.  ``/`` shows every job's state with a
-button; the button POSTs to ``/<job>/toggle``, which flips the state and pushes it to every
-WebSocket listening to that job, so every open tab shows the new state at once.  ``/<job>/``
-serves a page for one job, and the same URL is the job's WebSocket (``websocket=True``).
-
-Run it (from the repository root, nothing to install but stargate and pyramid)::
-
-    python -m examples.jobs                          # http://127.0.0.1:6543/
-    pserve examples/jobs/development.ini             # the same with PasteDeploy
-    stargate serve examples/jobs/development.ini --port 6543
-"""
+"""The jobs example's resources and its app factory (``main``, PasteDeploy's app factory)."""
 
 from __future__ import annotations
 
@@ -37,8 +24,10 @@ class Job(WebSocketAwareResource):
         self.__parent__ = parent
         self.title = title
         self.state = "stopped"
-        #: Grows with every change: a tab keeps the newest state it heard, whatever order
-        #: its first snapshot and a concurrent push arrive in.
+        #: Grows with every change: a tab keeps the newest state it heard on a connection,
+        #: whatever order its first snapshot and a concurrent push arrive in.  It counts
+        #: from 0 again in a restarted server, so a tab takes the first message of every
+        #: new connection as it is (see views.PAGE).
         self.version = 0
         self._lock = threading.Lock()
 

@@ -10,7 +10,7 @@ from pyramid.httpexceptions import HTTPSeeOther
 from stargate.pyramid import WebSocketView
 from stargate.server import SyncWebSocket
 
-from . import Job, Root
+from .app import Job, Root
 
 PAGE = """<!doctype html>
 <html lang="en">
@@ -24,7 +24,8 @@ PAGE = """<!doctype html>
   .state {{ font-weight: bold; min-width: 6rem; }}
   [data-state=running] .state {{ color: #080; }}
   [data-state=stopped] .state {{ color: #a00; }}
-  [data-live] .live::after {{ content: "live"; color: #888; font-size: .8em; }}
+  .live {{ color: #888; font-size: .8em; min-width: 9rem; }}
+  .error {{ color: #a00; font-size: .8em; }}
 </style>
 </head>
 <body>
@@ -37,24 +38,58 @@ PAGE = """<!doctype html>
 "use strict";
 const scheme = location.protocol === "https:" ? "wss:" : "ws:";
 for (const row of document.querySelectorAll("li[data-job]")) {{
-  const show = (job) => {{
-    if (job.version < Number(row.dataset.version)) return;  // an older state: keep ours
+  const live = row.querySelector(".live");
+  const error = row.querySelector(".error");
+  // A connection starts with a snapshot of the job, taken as it is: the server may have
+  // restarted, counting versions from 0 again.  After it, versions order the pushes and a
+  // toggle's answer, whatever order they arrive in; the answer to a toggle sent before
+  // the latest reconnect is not shown (the snapshot since is newer).
+  let current = null;
+  const show = (job, snapshot) => {{
+    if (!snapshot && job.version < Number(row.dataset.version)) return;
     row.dataset.version = job.version;
     row.dataset.state = job.state;
     row.querySelector(".state").textContent = job.state;
   }};
+  // Reconnect after 1, 2, 4, 8, then every 10 s (+-20%).
+  let attempts = 0;
   const connect = () => {{
+    live.textContent = attempts ? "reconnecting\u2026" : "connecting\u2026";
     const ws = new WebSocket(scheme + "//" + location.host + row.dataset.url);
-    ws.onmessage = (event) => {{ show(JSON.parse(event.data)); row.dataset.live = ""; }};
-    ws.onclose = () => {{ delete row.dataset.live; setTimeout(connect, 1000); }};
+    let first = true;
+    ws.onmessage = (event) => {{
+      show(JSON.parse(event.data), first);
+      first = false;
+      current = ws;
+      attempts = 0;
+      row.dataset.live = "";
+      live.textContent = "live";
+    }};
+    ws.onclose = (event) => {{
+      if (current === ws) current = null;
+      delete row.dataset.live;
+      const delay = Math.min(10, 2 ** attempts) * (0.8 + 0.4 * Math.random());
+      attempts += 1;
+      live.textContent = "closed " + event.code + (event.reason ? " (" + event.reason + ")" : "")
+        + ", reconnecting in " + Math.ceil(delay) + " s";
+      setTimeout(connect, delay * 1000);
+    }};
   }};
   connect();
   row.querySelector("form").addEventListener("submit", async (event) => {{
     event.preventDefault();
-    const response = await fetch(event.target.action, {{
-      method: "POST", headers: {{Accept: "application/json"}},
-    }});
-    show(await response.json());
+    error.textContent = "";
+    const sentOn = current;
+    try {{
+      const response = await fetch(event.target.action, {{
+        method: "POST", headers: {{Accept: "application/json"}},
+      }});
+      if (!response.ok) throw new Error("the server answered " + response.status);
+      const job = await response.json();
+      if (current === sentOn) show(job, false);
+    }} catch (failure) {{
+      error.textContent = "not toggled: " + failure.message;
+    }}
   }});
 }}
 </script>
@@ -64,7 +99,7 @@ for (const row of document.querySelectorAll("li[data-job]")) {{
 
 ROW = """<li data-job="{name}" data-url="{url}" data-state="{state}" data-version="{version}">
   <a class="title" href="{url}">{title}</a> <span class="state">{state}</span>
-  <span class="live"></span>
+  <span class="live"></span> <span class="error" role="alert"></span>
   <form method="post" action="{toggle}"><button type="submit">Toggle</button></form>
 </li>"""
 

@@ -101,13 +101,15 @@ class UpgradeRecorder:
 
 
 @pytest.fixture
-def serve() -> Iterator[Callable[[Any], tuple[ServerThread, UpgradeRecorder]]]:
-    """``serve(app)``: the app behind an :class:`UpgradeRecorder` on a real server."""
+def serve() -> Iterator[Callable[..., tuple[ServerThread, UpgradeRecorder]]]:
+    """``serve(app, **ServerConfig fields)``: the app behind an :class:`UpgradeRecorder` on a
+    real server (an ephemeral port unless ``port=`` says which: a restart on the port of a
+    stopped one)."""
     started: list[ServerThread] = []
 
-    def start(app: Any) -> tuple[ServerThread, UpgradeRecorder]:
+    def start(app: Any, **config: Any) -> tuple[ServerThread, UpgradeRecorder]:
         recorder = UpgradeRecorder(app)
-        server = ServerThread(recorder).start()
+        server = ServerThread(recorder, **config).start()
         started.append(server)
         return server, recorder
 

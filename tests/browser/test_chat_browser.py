@@ -3,10 +3,12 @@ name is in a login cookie), see each other join, talk and leave."""
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
 from examples import chat
+from examples.chat import views as chat_views
 from playwright.sync_api import Browser, Page, expect
 
 WITHIN = 1.0
@@ -92,3 +94,63 @@ def test_anonymous_visitor_is_sent_to_the_name_form(browser: Browser, serve: Any
         expect(tab.locator("body")).to_have_attribute("data-connected", "")
     finally:
         tab.context.close()
+
+
+def test_a_restart_keeps_unsent_text_and_refreshes_who_is_here(
+    browser: Browser, serve: Any
+) -> None:
+    """The server restarts under two open tabs: each says so and reconnects by itself; what
+    Ada typed meanwhile stays in her box (and is sent once she is back); the people list
+    is the new server's."""
+    server, _ = serve(chat.main({}, **SETTINGS))
+    port = server.port
+    ada = enter(browser, server.url("/"), "Ada")
+    bob = enter(browser, server.url("/"), "Bob")
+    try:
+        for tab in (ada, bob):
+            expect(tab.locator("#people")).to_have_text("Ada, Bob")
+            expect(tab.locator("#status")).to_have_attribute("data-state", "connected")
+
+        server.stop()
+        for tab in (ada, bob):
+            expect(tab.locator("body")).not_to_have_attribute("data-connected", "")
+            expect(tab.locator("#status")).to_have_text(
+                re.compile(r"reconnecting in \d+ s$"), timeout=10_000
+            )
+            expect(last(tab, "notice")).to_have_text(
+                "disconnected: closed 1001 (server shutting down)"
+            )
+
+        say(ada, "said while the server was down")
+        expect(ada.locator("#problem")).to_contain_text("not connected")
+        assert ada.locator("#text").input_value() == "said while the server was down"
+
+        # The same secret: the login cookies stay valid on the new server.
+        serve(chat.main({}, **SETTINGS), port=port)
+        for tab in (ada, bob):
+            expect(tab.locator("body")).to_have_attribute("data-connected", "", timeout=30_000)
+            expect(tab.locator("#status")).to_have_text("connected")
+            expect(tab.locator("#people")).to_have_text("Ada, Bob", timeout=10_000)
+
+        ada.bring_to_front()
+        ada.press("#text", "Enter")
+        for tab in (ada, bob):
+            expect(last(tab, "message")).to_have_text("Ada: said while the server was down")
+        assert ada.locator("#text").input_value() == ""
+        expect(ada.locator("#problem")).to_have_text("")
+    finally:
+        ada.context.close()
+        bob.context.close()
+
+
+def test_a_message_over_the_limit_is_refused_and_kept(browser: Browser, serve: Any) -> None:
+    server, _ = serve(chat.main({}, **SETTINGS))
+    ada = enter(browser, server.url("/"), "Ada")
+    try:
+        too_long = "x" * (chat_views.MAX_CHARS + 1)
+        say(ada, too_long)
+        expect(ada.locator("#problem")).to_contain_text(f"over the limit of {chat_views.MAX_CHARS}")
+        assert ada.locator("#text").input_value() == too_long  # no maxlength cut it short
+        expect(ada.locator("#log p.message")).to_have_count(0)
+    finally:
+        ada.context.close()

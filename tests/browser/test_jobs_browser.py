@@ -88,3 +88,31 @@ def test_job_page_is_also_its_websocket(browser: Browser, serve: Any) -> None:
     finally:
         for tab in tabs:
             tab.context.close()
+
+
+def test_a_restarted_server_state_replaces_the_old_one(browser: Browser, serve: Any) -> None:
+    """After a restart the versions count from 0 again: each tab takes the new server's
+    snapshot when it reconnects, instead of keeping the old state as the newer one."""
+    server, _ = serve(jobs.main({}))
+    port = server.port
+    (tab,) = open_tabs(browser, server.url("/"), 1)
+    try:
+        assert click_and_see([tab], tab, "build", "running") < WITHIN
+        assert click_and_see([tab], tab, "build", "stopped") < WITHIN
+        assert click_and_see([tab], tab, "build", "running") < WITHIN  # version 3
+
+        server.stop()
+        expect(tab.locator("li[data-job][data-live]")).to_have_count(0, timeout=10_000)
+        expect(tab.locator('li[data-job="build"] .live')).to_contain_text(
+            "closed 1001 (server shutting down), reconnecting in"
+        )
+        expect(state(tab, "build")).to_have_text("running")  # the last state it heard
+
+        serve(jobs.main({}), port=port)  # a new app: every job stopped, version 0
+        expect(tab.locator("li[data-job]:not([data-live])")).to_have_count(0, timeout=30_000)
+        expect(state(tab, "build")).to_have_text("stopped")
+        assert tab.evaluate("window.notReloaded") is True  # reconnected, not reloaded
+        # And it is live on the new server: a toggle there shows at once.
+        assert click_and_see([tab], tab, "build", "running") < WITHIN
+    finally:
+        tab.context.close()

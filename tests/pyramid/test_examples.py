@@ -4,14 +4,19 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Callable
 from http.cookiejar import CookieJar
+from pathlib import Path
 from typing import Any
 
 import pytest
 import webtest
 from examples import chat, jobs
+from examples.chat import views as chat_views
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
@@ -100,11 +105,12 @@ def test_jobs_apps_in_one_process_do_not_share_listeners(serve: Serve) -> None:
         connect(second.ws_url("/build/"), open_timeout=TIMEOUT) as theirs,
     ):
         for ws in (mine, theirs):
-            assert recv_json(ws)["version"] == 0
+            assert recv_json(ws) == {"name": "build", "state": "stopped", "version": 0}
         assert toggle(first, "build")["version"] == 1
         assert toggle(second, "build")["version"] == 1
         assert toggle(second, "build")["version"] == 2
         assert toggle(first, "build")["version"] == 2
+        # Had one app's pushes reached the other's tab, it would read a version 1 twice.
         for ws in (mine, theirs):
             assert recv_json(ws) == {"name": "build", "state": "running", "version": 1}
             assert recv_json(ws) == {"name": "build", "state": "stopped", "version": 2}
@@ -186,3 +192,88 @@ def test_chat_over_websockets(serve: Serve) -> None:
             said = {"type": "message", "name": "ann", "text": "hello"}
             assert recv_json(b) == said and recv_json(a) == said
         assert recv_json(a) == {"type": "leave", "name": "bob", "people": ["ann"]}
+
+
+def test_chat_refuses_a_message_over_the_limit_whole(serve: Serve) -> None:
+    """Refused to the sender only, with the reason; never cut and relayed."""
+    server = serve(chat.main({}, **CHAT_SETTINGS))
+    url = server.ws_url("/rooms/lobby")
+    ann = {"Cookie": login_cookie(server, "ann")}
+    bob = {"Cookie": login_cookie(server, "bob")}
+    with connect(url, additional_headers=ann, open_timeout=TIMEOUT) as a:
+        recv_json(a)  # ann joined
+        with connect(url, additional_headers=bob, open_timeout=TIMEOUT) as b:
+            recv_json(a), recv_json(b)  # bob joined
+            limit = chat_views.MAX_CHARS
+            a.send("\U0001f680" * limit)  # characters, not bytes, are counted
+            said = {"type": "message", "name": "ann", "text": "\U0001f680" * limit}
+            assert recv_json(a) == said and recv_json(b) == said
+            a.send("y" * (limit + 1))
+            reason = f"{limit + 1} characters: over the limit of {limit}"
+            assert recv_json(a) == {"type": "refused", "reason": reason}
+            a.send("short")
+            said = {"type": "message", "name": "ann", "text": "short"}
+            assert recv_json(b) == said  # bob heard nothing in between
+            assert recv_json(a) == said
+
+
+# -- python -m examples.NAME -----------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+#: Imported at start-up (``sitecustomize``) by a Python whose ``sys.path`` begins with its
+#: directory: Pyramid is then missing as it is from an environment without it.
+WITHOUT_PYRAMID = """
+import importlib.abc
+import sys
+
+
+class Missing(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] == "pyramid":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, Missing())
+"""
+
+
+def run_python(*args: str, without_pyramid: Path | None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    paths = [str(ROOT)] if without_pyramid is None else [str(without_pyramid), str(ROOT)]
+    env["PYTHONPATH"] = os.pathsep.join([*paths, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("example", ["jobs", "chat"])
+def test_python_m_example_without_pyramid_is_one_line_with_the_fix(
+    example: str, tmp_path: Path
+) -> None:
+    (tmp_path / "sitecustomize.py").write_text(WITHOUT_PYRAMID)
+    probe = run_python("-c", "import pyramid", without_pyramid=tmp_path)
+    assert probe.returncode != 0 and "No module named 'pyramid'" in probe.stderr  # it is gone
+
+    result = run_python("-m", f"examples.{example}", "--port", "0", without_pyramid=tmp_path)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"python -m examples.{example}: the module 'pyramid' is not installed: "
+        "python3 -m pip install 'stargate[pyramid]' "
+        "(in a checkout of stargate: python3 -m pip install -e '.[pyramid]')\n"
+    )
+
+
+@pytest.mark.parametrize("example", ["jobs", "chat"])
+def test_python_m_example_help_with_pyramid(example: str) -> None:
+    """The same command with Pyramid gets as far as its arguments (``--help`` exits 0)."""
+    result = run_python("-m", f"examples.{example}", "--help", without_pyramid=None)
+    assert result.returncode == 0, result.stderr
+    assert "--port" in result.stdout

@@ -36,7 +36,7 @@ class ServerThread:
         self, app: WSGIApp | Routes, config: ServerConfig | None = None, **overrides: Any
     ) -> None:
         if config is None:
-            config = ServerConfig(port=0, **overrides)
+            config = ServerConfig(**{"port": 0, **overrides})
         elif overrides:
             from dataclasses import replace
 
