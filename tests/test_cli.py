@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import re
 import signal
+import subprocess
 import sys
-from collections.abc import AsyncIterator
+import urllib.request
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from websockets.asyncio.client import connect
-from websockets.typing import Origin
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Origin, Subprotocol
 
+from stargate.brokers.testing import RedisServer, free_port
 from stargate.cli import _add_server_options, config_from_args, echo, load_target, main
 from stargate.handshake import OriginPolicy
 from stargate.server import Routes
@@ -122,3 +129,285 @@ async def test_stargate_echo_echoes_text_and_binary(echo_process: int) -> None:
         assert [await client.recv() for _ in range(50)] == [str(i) for i in range(50)]
         await client.close(4000, "bye")
     assert client.close_code == 4000
+
+
+# -- stargate serve as a process ----------------------------------------------------------------
+
+TIMEOUT = 30.0  # a bound, not a wait: process start-up on a loaded 2-core machine
+
+#: The README's chat snippet as a user writes it in ``mymodule.py``: a module-level Group.
+#: The 101 response names the worker process that accepted, so the test can spread clients.
+CHAT_MODULE = """
+import os
+
+from stargate.groups import Group
+
+room = Group("room")
+
+async def chat(ws):
+    room.add(ws)
+    async for message in ws:
+        room.send(message)
+
+def app(environ, start_response):
+    upgrade = environ.get("stargate.websocket")
+    if upgrade is not None and environ["PATH_INFO"] == "/chat":
+        pid = [("X-Worker-Pid", str(os.getpid()))]
+        upgrade.accept(chat, subprotocols=["chat.v1"], headers=pid)
+        return []
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"hello"]
+"""
+
+
+async def eventually(predicate: Callable[[], object], timeout: float, why: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, why
+        await asyncio.sleep(0.05)
+
+
+class Served:
+    """``python -m stargate ARGS`` running in ``cwd``: the port from its ready line; what it
+    writes to stderr goes to a file (a pipe nobody reads could fill up and stall it)."""
+
+    def __init__(self, process: asyncio.subprocess.Process, port: int, stderr: Path) -> None:
+        self.process = process
+        self.port = port
+        self.stderr_path = stderr
+
+    @classmethod
+    async def start(cls, *args: str, cwd: Path, env: dict[str, str] | None = None) -> Served:
+        stderr = cwd / f"stderr-{len(list(cwd.glob('stderr-*')))}.txt"
+        with stderr.open("wb") as err:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "stargate", *args,
+                cwd=cwd,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=err,
+                env=dict(os.environ if env is None else env, PYTHONUNBUFFERED="1"),
+            )  # fmt: skip
+        assert process.stdout is not None
+        try:
+            line = await asyncio.wait_for(process.stdout.readline(), TIMEOUT)
+        except TimeoutError:
+            line = b""
+        match = re.match(rb"stargate \w+: https?://[^ ]+:(\d+)/", line)
+        if match is None:
+            process.kill()
+            await process.wait()
+            raise AssertionError(f"no ready line: {line!r}\n{stderr.read_text()}")
+        return cls(process, int(match.group(1)), stderr)
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text()
+
+    async def stop(self) -> int | None:
+        """SIGTERM: a graceful stop (``None``: it had to be killed)."""
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return await asyncio.wait_for(self.process.wait(), TIMEOUT)
+        except TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+            return None
+
+
+def with_pythonpath(directory: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(directory), env.get("PYTHONPATH")]))
+    return env
+
+
+class Reader:
+    """Every message one client receives, collected in the background."""
+
+    def __init__(self, client: ClientConnection) -> None:
+        self.client = client
+        self.messages: list[str] = []
+        self.task = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for message in self.client:
+                assert isinstance(message, str)
+                self.messages.append(message)
+
+
+@pytest.mark.asyncio
+async def test_serve_workers_and_a_broker_every_client_gets_every_message(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """The README's chat under ``stargate serve mymodule:app --workers 2 --broker redis://``.
+
+    Each worker imports ``mymodule`` after the fork, so each has its own hub (its own
+    identity on the broker): a message sent in one worker reaches the clients of both.
+    When the supervisor imported the app before forking, both workers shared one hub
+    identity and dropped each other's messages as their own echoes.
+    """
+    (tmp_path / "mymodule.py").write_text(CHAT_MODULE)
+    server = await Served.start(
+        "serve", "mymodule:app", "--port", "0", "--workers", "2", "--broker", redis_server.url,
+        "--ping-interval", "0", "--log-level", "warning",
+        cwd=tmp_path, env=with_pythonpath(tmp_path),
+    )  # fmt: skip
+    readers: dict[int, list[Reader]] = {}
+    try:
+        for _ in range(100):  # the kernel hands each connection to whichever worker accepts
+            client = await connect(
+                f"ws://127.0.0.1:{server.port}/chat",
+                subprotocols=[Subprotocol("chat.v1")],
+                open_timeout=TIMEOUT,
+            )
+            assert client.response is not None
+            pid = int(client.response.headers["X-Worker-Pid"])
+            readers.setdefault(pid, []).append(Reader(client))
+            if len(readers) == 2 and all(len(group) >= 2 for group in readers.values()):
+                break
+        assert len(readers) == 2, f"every client landed on worker {list(readers)}"
+        everyone = [reader for group in readers.values() for reader in group]
+        senders = {pid: group[0].client for pid, group in readers.items()}
+
+        # Each worker subscribes to the room's channel once it has a member; until then what
+        # the other worker sends is not for it (at most once).  Warm up until each client
+        # has heard from both workers; then every message must reach every client.
+        def heard_from_both() -> bool:
+            return all(
+                any(m.startswith(f"warmup {pid} ") for m in reader.messages)
+                for reader in everyone
+                for pid in senders
+            )
+
+        for i in range(200):
+            for pid, sender in senders.items():
+                await sender.send(f"warmup {pid} {i}")
+            if heard_from_both():
+                break
+            await asyncio.sleep(0.1)
+        assert heard_from_both(), "clients never got what the other worker's clients sent: " + repr(
+            {pid: [r.messages[-3:] for r in group] for pid, group in readers.items()}
+        )
+
+        expected = {pid: [f"message {pid} {k}" for k in range(20)] for pid in senders}
+        for k in range(20):
+            for pid, sender in senders.items():
+                await sender.send(expected[pid][k])
+
+        def got(reader: Reader, pid: int) -> list[str]:
+            return [m for m in reader.messages if m.startswith(f"message {pid} ")]
+
+        await eventually(
+            lambda: all(len(got(r, pid)) >= 20 for r in everyone for pid in senders),
+            TIMEOUT,
+            "some client missed messages",
+        )
+        for reader in everyone:
+            for pid in senders:  # every message, once, in the order its sender sent them
+                assert got(reader, pid) == expected[pid]
+        for reader in everyone:
+            await reader.client.close()
+            await reader.task
+    finally:
+        for group in readers.values():
+            for reader in group:
+                reader.task.cancel()
+                await reader.client.close()
+        assert await server.stop() == 0
+    assert "Traceback" not in server.stderr()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("workers", ["1", "2"])
+async def test_an_unreachable_broker_is_reported_at_start(tmp_path: Path, workers: str) -> None:
+    """A warning at start, before any group message: the reason, the URL's password masked;
+    the server serves anyway (local delivery) and the broker keeps retrying."""
+    pytest.importorskip("redis")
+    (tmp_path / "mymodule.py").write_text(CHAT_MODULE)
+    port = free_port()
+    server = await Served.start(
+        "serve", "mymodule:app", "--port", "0", "--workers", workers,
+        "--broker", f"redis://:{SECRET}@127.0.0.1:{port}/0", "--log-level", "warning",
+        cwd=tmp_path, env=with_pythonpath(tmp_path),
+    )  # fmt: skip
+    try:
+        await eventually(lambda: "unreachable" in server.stderr(), TIMEOUT, server.stderr())
+        warning = next(line for line in server.stderr().splitlines() if "unreachable" in line)
+        assert "WARNING" in warning
+        assert f"redis://:***@127.0.0.1:{port}/0" in warning
+        assert f"connecting to 127.0.0.1:{port}" in warning  # redis-py's reason
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/", timeout=TIMEOUT) as r:
+            assert r.read() == b"hello"  # served anyway
+    finally:
+        assert await server.stop() == 0
+    assert SECRET not in server.stderr()
+    assert "Traceback" not in server.stderr()
+
+
+# -- one-line errors ----------------------------------------------------------------------------
+
+SECRET = "s3cret-Pa55"
+
+
+def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """``python -m stargate ARGS`` to its end: (exit status, stdout, stderr)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "stargate", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    return result.returncode, result.stdout, result.stderr
+
+
+def assert_one_line_error(result: tuple[int, str, str], *fragments: str) -> str:
+    """Exit status 2, nothing on stdout, one line on stderr with every fragment in it."""
+    code, out, err = result
+    assert "Traceback" not in err, err
+    assert err.count("\n") == 1 and err.endswith("\n"), err
+    assert code == 2, (code, err)
+    assert out == ""
+    assert err.startswith("stargate: error: "), err
+    for fragment in fragments:
+        assert fragment in err
+    return err
+
+
+def without_redis(tmp_path: Path) -> dict[str, str]:
+    """An environment where ``import redis`` fails as if the package were not installed:
+    a ``redis`` package first on the path that raises what a missing module raises."""
+    shadow = tmp_path / "no-redis" / "redis"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text(
+        'raise ModuleNotFoundError("No module named \'redis\'", name="redis")\n'
+    )
+    return with_pythonpath(shadow.parent)
+
+
+def test_a_redis_broker_without_the_redis_package(tmp_path: Path) -> None:
+    env = without_redis(tmp_path)
+    check = subprocess.run(
+        [sys.executable, "-c", "import redis"], env=env, capture_output=True, check=False
+    )
+    assert check.returncode == 1 and b"No module named 'redis'" in check.stderr
+    for workers in ("1", "2"):
+        result = run_cli(
+            "serve", "stargate.demo:app", "--port", "0", "--workers", workers,
+            "--broker", f"redis://:{SECRET}@127.0.0.1:6379/0",
+            cwd=tmp_path, env=env,
+        )  # fmt: skip
+        err = assert_one_line_error(result, "pip install 'stargate[redis]'", "redis://:***@")
+        assert SECRET not in err
+
+
+def test_an_unknown_broker_scheme(tmp_path: Path) -> None:
+    result = run_cli(
+        "serve", "stargate.demo:app", "--port", "0", "--broker", f"amqp://guest:{SECRET}@host/",
+        cwd=tmp_path,
+    )  # fmt: skip
+    err = assert_one_line_error(result, "unknown scheme 'amqp'", "redis")
+    assert SECRET not in err
