@@ -230,7 +230,9 @@ def raw_request(port: int, head: bytes) -> bytes:
 
 
 def test_http_and_websocket_echo(gunicorn: Callable[..., Arbiter]) -> None:
-    arbiter = gunicorn("-w", "2", env={"STARGATE_BROKER": "memory://"})
+    arbiter = gunicorn(
+        "-w", "2", "--access-logfile", "-", env={"STARGATE_BROKER": "memory://"}
+    )  # fmt: skip
     assert arbiter.get("/") == (200, b"hello")
     with connect(arbiter.url("/echo"), open_timeout=WAIT, close_timeout=WAIT) as ws:
         ws.send("text message")
@@ -238,6 +240,9 @@ def test_http_and_websocket_echo(gunicorn: Callable[..., Arbiter]) -> None:
         ws.send(b"\x00\xffbinary")
         assert ws.recv(timeout=WAIT) == b"\x00\xffbinary"
     assert "stargate serving on http://127.0.0.1" in arbiter.log
+    # gunicorn's --access-logfile receives Stargate's access lines.
+    wait_for(lambda: '"GET /echo WS" open' in arbiter.log, "the upgrade in the access log")
+    assert '"GET / HTTP/1.1" 200 ' in arbiter.log
     try:
         import uvloop  # noqa: F401
     except ImportError:
@@ -313,8 +318,16 @@ def test_raw_env_sets_stargate_variables(gunicorn: Callable[..., Arbiter]) -> No
         "STARGATE_ALLOW_ORIGIN=https://app.example, https://admin.example",
         "-e",
         "STARGATE_ALLOWED_ORIGINS=a-typo",
+        "-e",
+        "STARGATE_HEALTH_PATH=/-/ready",
+        "-e",
+        "STARGATE_METRICS_PATH=/-/metrics",
     )
     assert "unknown variables STARGATE_ALLOWED_ORIGINS" in arbiter.log
+    assert arbiter.get("/-/ready")[0] == 200
+    status, metrics = arbiter.get("/-/metrics")
+    assert status == 200
+    assert f'worker="{arbiter.pid()}"'.encode() in metrics  # one series per worker process
     with connect(
         arbiter.url("/echo"),
         origin=Origin("https://admin.example"),

@@ -31,6 +31,9 @@ gunicorn                        Stargate
 ``threads``                     ``threads``: the WSGI thread pool (gunicorn's default is 1)
 ``worker_connections``          ``max_connections`` (HTTP and WebSocket connections alike)
 ``keepalive``                   ``keepalive_timeout`` (idle keep-alive HTTP connections)
+``accesslog``                   ``access_log``: Stargate's access lines (requests, WebSocket
+                                opens, closes and refusals) go to gunicorn's access log, in
+                                Stargate's format (``STARGATE_ACCESS_LOG_FORMAT``)
 ``forwarded_allow_ips``         ``trusted_proxies``: from these peers Stargate believes
                                 ``Forwarded`` and ``X-Forwarded-For/Proto/Host/Port`` for the
                                 client's address, scheme and host and the Origin check, where
@@ -52,7 +55,8 @@ Stargate's own settings come from environment variables, set in the environment 
 gunicorn's ``-e``/``raw_env`` (:data:`ENVIRONMENT`): ``STARGATE_BROKER`` (group broker URL),
 ``STARGATE_ALLOW_ORIGIN`` (origins allowed to open WebSockets, comma or space separated,
 ``*`` for any), message, frame, body and head sizes, keepalive pings, compression, legacy
-protocols, the ``def`` handler thread pool.  A bad value stops gunicorn at start with one
+protocols, the ``def`` handler thread pool, the access log's format, health and metrics
+paths.  A bad value stops gunicorn at start with one
 line naming the variable.
 
 More than one worker (``-w 2`` and up) needs a broker that spans processes
@@ -89,6 +93,7 @@ from . import groups
 from .brokers import make_broker
 from .handshake import OriginPolicy
 from .limits import Limits
+from .server.access import FORMATS as ACCESS_LOG_FORMATS
 from .server.app import Server, new_event_loop
 from .server.config import ServerConfig, WebSocketOptions
 from .server.wsgi import WSGIApp
@@ -111,6 +116,9 @@ ENVIRONMENT: Mapping[str, str] = {
     "STARGATE_COMPRESSION": "offer permessage-deflate: true or false (true)",
     "STARGATE_LEGACY": "serve the hixie-75/76 drafts: true or false (true)",
     "STARGATE_WEBSOCKET_THREADS": "threads of 'def' WebSocket handlers (128)",
+    "STARGATE_ACCESS_LOG_FORMAT": "text or json: the access log's lines (text)",
+    "STARGATE_HEALTH_PATH": "a path answered 200 while the worker takes work (off)",
+    "STARGATE_METRICS_PATH": "a path serving Prometheus metrics, one worker each (off)",
 }
 #: Set by ``stargate serve --workers`` in its own workers; not a setting.
 _NOT_SETTINGS = frozenset({"STARGATE_WORKER", "STARGATE_CHROMIUM"})
@@ -156,6 +164,7 @@ def worker_settings(cfg: Any, environ: Mapping[str, str]) -> WorkerSettings:
 
     The one place where gunicorn's names meet Stargate's (see the module's table)."""
     env = {name: value for name, value in environ.items() if name.startswith("STARGATE_")}
+    defaults = ServerConfig()
 
     def get(name: str) -> str | None:
         value = env.get(name)
@@ -194,6 +203,12 @@ def worker_settings(cfg: Any, environ: Mapping[str, str]) -> WorkerSettings:
     allowed = tuple((get("STARGATE_ALLOW_ORIGIN") or "").replace(",", " ").split())
     policy = OriginPolicy.any() if "*" in allowed else OriginPolicy(allowed=allowed)
     legacy = get("STARGATE_LEGACY")
+    access_format = get("STARGATE_ACCESS_LOG_FORMAT") or defaults.access_log_format
+    if access_format not in ACCESS_LOG_FORMATS:
+        raise SettingsError(
+            f"STARGATE_ACCESS_LOG_FORMAT: one of {', '.join(ACCESS_LOG_FORMATS)}, "
+            f"not {access_format!r}"
+        )
 
     max_headers, head_size = _head_limits(
         int(cfg.limit_request_line),
@@ -201,7 +216,6 @@ def worker_settings(cfg: Any, environ: Mapping[str, str]) -> WorkerSettings:
         int(cfg.limit_request_field_size),
     )
     explicit_head = _size(get("STARGATE_MAX_HEADER_SIZE"), "STARGATE_MAX_HEADER_SIZE")
-    defaults = ServerConfig()
     graceful = max(0.0, float(cfg.graceful_timeout))
     config = ServerConfig(
         threads=_positive(cfg.threads, "threads"),
@@ -220,6 +234,10 @@ def worker_settings(cfg: Any, environ: Mapping[str, str]) -> WorkerSettings:
         legacy_protocols=True if legacy is None else _bool(legacy, "STARGATE_LEGACY"),
         origin_policy=policy,
         trusted_proxies=tuple(str(entry) for entry in cfg.forwarded_allow_ips),
+        access_log=cfg.accesslog is not None,
+        access_log_format=access_format,
+        health_path=_path(get("STARGATE_HEALTH_PATH"), "STARGATE_HEALTH_PATH"),
+        metrics_path=_path(get("STARGATE_METRICS_PATH"), "STARGATE_METRICS_PATH"),
         broker_url=get("STARGATE_BROKER"),
     )
     try:
@@ -292,6 +310,12 @@ def _seconds_or_off(value: str, name: str) -> float | None:
     if value.strip().lower() in ("0", "off", "none", "false", "no"):
         return None
     return _seconds(value, name)
+
+
+def _path(value: str | None, name: str) -> str | None:
+    if value is not None and not value.startswith("/"):
+        raise SettingsError(f"{name}: expected a path starting with /, not {value!r}")
+    return value
 
 
 def _bool(value: str, name: str) -> bool:
@@ -400,6 +424,8 @@ class Worker(_GunicornWorker):  # type: ignore[misc]
 
     def init_process(self) -> None:
         """The event loop first: the signal handlers are installed on it."""
+        # The metrics' worker label: gunicorn's workers have no slot number, a pid is unique.
+        os.environ["STARGATE_WORKER"] = str(os.getpid())
         self.loop = new_event_loop()
         asyncio.set_event_loop(self.loop)
         _share_gunicorn_logs(self.log)
