@@ -36,7 +36,8 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from typing import Any
 
-from .client.opening import Connect, ConnectParams, connect
+from .client.opening import Connect, connect
+from .client.params import ConnectParams
 from .client.sync import SyncClientWebSocket, connect_params
 from .connection import Connection
 from .events import Event
@@ -126,7 +127,7 @@ class SyncAppServer(AppServer):
     def connect(self, path: str = "/", **kwargs: Any) -> SyncClientWebSocket:  # type: ignore[override]
         """A blocking client connected to ``path`` (use it in a ``with`` block).
         Keyword arguments are :func:`stargate.connect`'s."""
-        return connect_params(self.url(path), ConnectParams.build(**kwargs))
+        return connect_params(self.url(path), ConnectParams(**kwargs))
 
 
 @contextlib.contextmanager

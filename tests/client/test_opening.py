@@ -24,14 +24,17 @@ from stargate.client import (
     RedirectError,
     TLSError,
 )
-from stargate.client.opening import (
-    ConnectParams,
-    WebSocketURL,
-    _redirect_target,
-    parse_url,
-    same_origin,
-)
 from stargate.errors import InvalidHandshakeResponse
+from stargate.handshake import (
+    ExtensionNegotiationFailed,
+    InvalidAcceptKey,
+    InvalidUpgrade,
+    MalformedResponse,
+    Redirected,
+    RejectedResponse,
+    UnexpectedSubprotocol,
+    UpgradeRefused,
+)
 from stargate.protocol import ProtocolVersion
 from stargate.server import Routes
 from stargate.testing import AppServer, serve_app
@@ -49,36 +52,6 @@ from .support import (
 )
 
 # -- URLs -----------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("url", "expected"),
-    [
-        ("ws://example.com", WebSocketURL(False, "example.com", 80, "/")),
-        ("wss://example.com/", WebSocketURL(True, "example.com", 443, "/")),
-        ("WS://Example.COM:8080/a/b?x=1&y", WebSocketURL(False, "example.com", 8080, "/a/b?x=1&y")),
-        ("ws://[::1]:9001/chat", WebSocketURL(False, "::1", 9001, "/chat")),
-        ("wss://u:p%40ss@h/", WebSocketURL(True, "h", 443, "/", "u", "p@ss")),
-        ("ws://h/a b/ü?q=é&r=%20", WebSocketURL(False, "h", 80, "/a%20b/%C3%BC?q=%C3%A9&r=%20")),
-        ("ws://bücher.example/", WebSocketURL(False, "xn--bcher-kva.example", 80, "/")),
-    ],
-)
-def test_parse_url(url: str, expected: WebSocketURL) -> None:
-    assert parse_url(url) == expected
-
-
-@pytest.mark.parametrize(
-    ("url", "host_header"),
-    [
-        ("ws://h", "h"),
-        ("ws://h:80", "h"),
-        ("ws://h:443", "h:443"),
-        ("wss://h:443", "h"),
-        ("ws://[::1]:9001", "[::1]:9001"),
-    ],
-)
-def test_host_header(url: str, host_header: str) -> None:
-    assert parse_url(url).host_header == host_header
 
 
 @pytest.mark.parametrize(
@@ -407,23 +380,6 @@ async def test_redirect_followed(server: AppServer) -> None:
                 assert await ws.receive() == "followed"
 
 
-@pytest.mark.parametrize(
-    ("url", "location", "target"),
-    [
-        ("ws://h:1/a/b", "/c", "ws://h:1/c"),
-        ("ws://h:1/a/b", "c?x", "ws://h:1/a/c?x"),
-        ("wss://h/a", "https://g/", "wss://g/"),
-        ("ws://h/a", "wss://g/", "wss://g/"),
-        ("wss://h/a", "ws://g/", None),  # never from TLS to plain text
-        ("wss://h/a", "http://g/", None),
-        ("ws://h/a", "mailto:x@y", None),
-        ("ws://h/a", "", None),
-    ],
-)
-def test_redirect_target(url: str, location: str, target: str | None) -> None:
-    assert _redirect_target(url, location) == target
-
-
 async def test_redirect_not_to_a_websocket_url() -> None:
     async with fake_server(redirect_to("ftp://example.com/")) as fake:  # type: ignore[arg-type]
         with pytest.raises(RedirectError, match="not a WebSocket URL"):
@@ -539,23 +495,6 @@ async def test_credentials_stay_dropped_back_on_the_first_origin() -> None:
     assert [name in fields for fields in heads for name in SECRETS] == [True] * 3 + [False] * 6
 
 
-@pytest.mark.parametrize(
-    ("url", "location", "same"),
-    [
-        ("ws://h:1/a", "/b", True),
-        ("ws://h/a", "http://H:80/b", True),  # http is ws's page scheme; 80 is its default
-        ("ws://h:1/a", "ws://h:2/a", False),
-        ("ws://h/a", "ws://g/a", False),
-        ("ws://h/a", "wss://h/a", False),  # another scheme is another origin (RFC 6454)
-        ("ws://127.0.0.1:1/a", "ws://localhost:1/a", False),
-    ],
-)
-def test_same_origin(url: str, location: str, same: bool) -> None:
-    target = _redirect_target(url, location)
-    assert target is not None
-    assert same_origin(parse_url(url), parse_url(target)) is same
-
-
 async def test_no_password_in_errors() -> None:
     url = f"ws://alice:s3cret@127.0.0.1:{closed_port()}/"
     with pytest.raises(ConnectionRefused) as info:
@@ -578,8 +517,48 @@ async def test_no_password_in_errors() -> None:
 
 
 async def test_no_secret_in_reprs(server: AppServer) -> None:
-    params = ConnectParams.build(extra_headers={"Authorization": "Bearer s3cret"})
-    assert "s3cret" not in repr(params)
     url = server.url("/echo").replace("ws://", "ws://alice:s3cret@")
     async with stargate.connect(url) as ws:
         assert "s3cret" not in repr(ws) and "s3cret" not in ws.url
+
+
+# -- the core's typed failures, mapped ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("answer", "error", "cause"),
+    [
+        (b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n", InvalidStatus, UpgradeRefused),
+        (b"HTTP/1.1 308 Moved\r\nLocation: /x\r\n\r\n", RedirectError, Redirected),
+        (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", InvalidResponse, MalformedResponse),
+        ("accept=wrong", InvalidAccept, InvalidAcceptKey),
+        ("Sec-WebSocket-Protocol: x\r\n", InvalidResponse, UnexpectedSubprotocol),
+        ("Sec-WebSocket-Extensions: x-y\r\n", InvalidResponse, ExtensionNegotiationFailed),
+        ("Upgrade: h2c\r\n", InvalidResponse, InvalidUpgrade),
+    ],
+)
+async def test_each_failure_of_the_core_maps_to_its_error(
+    answer: bytes | str, error: type[InvalidResponse], cause: type[Exception]
+) -> None:
+    async def respond(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await read_head(reader)
+        if isinstance(answer, bytes):
+            writer.write(answer)
+        elif answer.startswith("accept="):
+            writer.write(switching(head, accept=answer.partition("=")[2]))
+        elif answer.startswith("Upgrade:"):
+            writer.write(switching(head).replace(b"Upgrade: websocket\r\n", answer.encode()))
+        else:
+            writer.write(switching(head, extra=answer))
+        await reader.read()
+
+    async with fake_server(respond) as fake:
+        with pytest.raises(error) as info:
+            await stargate.connect(fake.url())
+    assert type(info.value) is error
+    assert isinstance(info.value.__cause__, cause)
+    core = info.value.__cause__
+    assert isinstance(core, InvalidHandshakeResponse)
+    assert info.value.status == core.status
+    if isinstance(core, RejectedResponse):
+        assert info.value.headers == core.response.headers

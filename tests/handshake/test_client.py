@@ -353,7 +353,7 @@ def test_client_hixie75_wrong_location() -> None:
 
 
 @given(st.integers(min_value=0, max_value=2**64))
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)  # a loaded machine is slow, not wrong
 def test_client_hixie76_keys_follow_the_draft(seed: int) -> None:
     """draft-hixie-76 section 4.1: 1-12 spaces (never first or last), 1-12 noise characters."""
     client = ClientHandshake("example.com", version=V.HIXIE_76, rng=random.Random(seed))

@@ -2,9 +2,10 @@
 
 Both run on the same sans-I/O core as the server (:mod:`stargate.handshake`,
 :mod:`stargate.connection`) and speak RFC 6455 with permessage-deflate (on by default), or a
-legacy draft (``version=ProtocolVersion.HIXIE_76``) for testing old servers.  Failing to
-open a connection raises a :class:`~stargate.client.errors.ConnectError` subclass that says
-how it failed; see :mod:`stargate.client.errors`.
+legacy draft (``version=ProtocolVersion.HIXIE_76``) for testing old servers.  Both take the
+keywords of :class:`~stargate.client.params.ConnectParams`.  Failing to open a connection
+raises a :class:`~stargate.client.errors.ConnectError` subclass that says how it failed; see
+:mod:`stargate.client.errors`.
 """
 
 from .errors import (
@@ -21,6 +22,7 @@ from .errors import (
     TLSError,
 )
 from .opening import Connect, connect
+from .params import ConnectParams
 from .sync import SyncClientWebSocket
 from .sync import connect as sync_connect
 from .websocket import ClientOptions, ClientWebSocket
@@ -30,6 +32,7 @@ __all__ = [
     "ClientWebSocket",
     "Connect",
     "ConnectError",
+    "ConnectParams",
     "ConnectionFailed",
     "ConnectionRefused",
     "DNSError",

@@ -25,7 +25,8 @@ from ..extensions.permessage_deflate import PerMessageDeflateClientOffer
 from ..limits import Limits, MiB
 from ..protocol import CloseCode, ProtocolVersion
 from .errors import ConnectError
-from .opening import connect
+from .opening import open_connection
+from .params import ConnectParams
 from .websocket import ClientWebSocket, Message
 
 HELP = "interactive WebSocket client: stdin lines out, messages in on stdout"
@@ -121,21 +122,25 @@ def _read_lines(
         loop.call_soon_threadsafe(queue.put_nowait, None)
 
 
+def connect_params(args: argparse.Namespace) -> ConnectParams:
+    """What the options ask of the connection: the keywords of :func:`stargate.connect`."""
+    return ConnectParams(
+        subprotocols=args.subprotocol,
+        extra_headers=_headers(args.header),
+        origin=args.origin,
+        compression=None if args.no_compression else PerMessageDeflateClientOffer(),
+        limits=Limits(max_message_size=args.max_message_size),
+        ssl=_ssl_context(args),
+        version=ProtocolVersion.HIXIE_76 if args.hixie76 else ProtocolVersion.RFC6455,
+        open_timeout=args.open_timeout or None,
+        ping_interval=args.ping_interval or None,
+    )
+
+
 async def session(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     """Connect, then pump stdin to the server and the server to stdout until either ends."""
     try:
-        ws = await connect(
-            args.url,
-            subprotocols=args.subprotocol,
-            extra_headers=_headers(args.header),
-            origin=args.origin,
-            compression=None if args.no_compression else PerMessageDeflateClientOffer(),
-            limits=Limits(max_message_size=args.max_message_size),
-            ssl=_ssl_context(args),
-            version=ProtocolVersion.HIXIE_76 if args.hixie76 else ProtocolVersion.RFC6455,
-            open_timeout=args.open_timeout or None,
-            ping_interval=args.ping_interval or None,
-        )
+        ws = await open_connection(args.url, connect_params(args))
     except ConnectError as exc:
         print(f"stargate client: {exc}", file=stderr, flush=True)
         return 1

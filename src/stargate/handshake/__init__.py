@@ -24,6 +24,7 @@ Nothing here does I/O: every function takes bytes or parsed values and returns b
 from __future__ import annotations
 
 from .client import (
+    BODY_PREFIX,
     ClientAccepted,
     ClientExtension,
     ClientHandshake,
@@ -54,6 +55,7 @@ from .server import (
 
 __all__ = [
     "ALL_VERSIONS",
+    "BODY_PREFIX",
     "RFC_VERSIONS",
     "WEBSOCKET_GUID",
     "Accepted",
