@@ -8,7 +8,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stargate.errors import HandshakeError
-from stargate.handshake.heads import Request, Response, parse_request, parse_response
+from stargate.handshake.heads import (
+    Request,
+    Response,
+    is_field_value,
+    parse_http_version,
+    parse_request,
+    parse_response,
+    resource_name,
+    serialize_head,
+    split_host_port,
+)
 from stargate.headers import Headers
 
 from .support import (
@@ -228,3 +238,87 @@ def test_parse_response_random_bytes(data: bytes) -> None:
         parse_response(data, max_header_size=200)
     except HandshakeError as exc:
         assert exc.status in (400, 431)
+
+
+# =============================================================================================
+# Host, HTTP version, writing a head
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Example.COM", ("example.com", None)),
+        ("h:8080", ("h", 8080)),
+        ("h:", ("h", None)),  # RFC 3986 section 3.2.3: an empty port is the default
+        ("[::1]:9001", ("[::1]", 9001)),
+        ("h:65535", ("h", 65535)),
+        ("h:65536", None),
+        ("h:000080", None),  # more than 5 digits
+        ("h:x", None),
+        ("a b", None),
+        ("", None),
+        ("user@h", None),
+    ],
+)
+def test_split_host_port(text: str, expected: tuple[str, int | None] | None) -> None:
+    assert split_host_port(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [("1.1", (1, 1)), ("1.0", (1, 0)), ("2.0", (2, 0)), ("10.3", (10, 3))]
+)
+def test_parse_http_version(text: str, expected: tuple[int, int]) -> None:
+    assert parse_http_version(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "1", "1.", ".1", "a.b", "1.1.1", "\u0661.\u0661"])
+def test_parse_http_version_refuses(text: str) -> None:
+    with pytest.raises(HandshakeError) as info:
+        parse_http_version(text)
+    assert info.value.status == 400
+
+
+def test_serialize_head_round_trips() -> None:
+    head = serialize_head("HTTP/1.1 101 Switching Protocols", [("Upgrade", "websocket"), ("X", "")])
+    assert head == b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nX: \r\n\r\n"
+    parsed = parse_response(head, max_header_size=MAX)
+    assert parsed is not None
+    assert parsed[0].headers.items() == [("Upgrade", "websocket"), ("X", "")]
+    assert serialize_head("GET / HTTP/1.1", [("V", "caf\xe9")]).endswith(b"V: caf\xe9\r\n\r\n")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "match"),
+    [
+        ("X", "a\r\nSet-Cookie: evil=1", "value of header 'X'"),
+        ("X", "a\nb", "value"),
+        ("X", "a\x00b", "value"),
+        ("Bad Name", "v", "header name"),
+        ("X:Y", "v", "header name"),
+        ("", "v", "header name"),
+    ],
+)
+def test_serialize_head_refuses_splitting(name: str, value: str, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        serialize_head("HTTP/1.1 200 OK", [(name, value)])
+
+
+@pytest.mark.parametrize(
+    ("value", "valid"),
+    [("", True), ("a b\tc", True), ("caf\xe9", True), ("a\rb", False), ("\x7f", False)],
+)
+def test_is_field_value(value: str, valid: bool) -> None:
+    assert is_field_value(value) is valid
+
+
+@pytest.mark.parametrize(
+    ("target", "resource"),
+    [
+        ("/a?b", "/a?b"),
+        ("http://h/a?b", "/a?b"),
+        ("https://h", "/"),
+        ("*", "*"),
+    ],
+)
+def test_resource_name(target: str, resource: str) -> None:
+    assert resource_name(target) == resource

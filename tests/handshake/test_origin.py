@@ -6,7 +6,7 @@ import pytest
 
 from stargate.errors import HandshakeError
 from stargate.handshake.heads import parse_request
-from stargate.handshake.origin import OriginPolicy
+from stargate.handshake.origin import OriginPolicy, parse_origin, server_origin
 from stargate.handshake.server import accept, key3_length
 
 from .support import (
@@ -395,3 +395,47 @@ def test_accept_any_origin() -> None:
 def test_accept_syntax_errors_come_before_origin_check() -> None:
     headers = changed(RFC_BASE, Sec_WebSocket_Key="bad", Origin="http://evil.example")
     assert refusal(make_request(headers)).status == 400
+
+
+# =============================================================================================
+# The parts: origins and the server's own origin
+
+
+@pytest.mark.parametrize(
+    ("origin", "parsed"),
+    [
+        ("http://Example.COM", ("http", "example.com", 80)),
+        ("HTTPS://h:8443", ("https", "h", 8443)),
+        ("https://h/", ("https", "h", 443)),  # a trailing slash is tolerated
+        ("chrome-extension://abc:1", ("chrome-extension", "abc", 1)),
+        ("chrome-extension://abc", None),  # no default port for that scheme
+        ("null", None),
+        ("h:80", None),  # no scheme: not a serialized origin
+        ("http://u@h", None),
+        ("http://h/path", None),
+        ("http://h:99999", None),
+        ("://h", None),
+    ],
+)
+def test_parse_origin(origin: str, parsed: tuple[str, str, int] | None) -> None:
+    assert parse_origin(origin) == parsed
+
+
+@pytest.mark.parametrize(
+    ("authority", "secure", "origin"),
+    [
+        ("h", False, ("http", "h", 80)),
+        ("H:8080", False, ("http", "h", 8080)),
+        ("h", True, ("https", "h", 443)),
+        ("h:80", True, ("https", "h", 80)),
+        ("a b", False, None),
+    ],
+)
+def test_server_origin(authority: str, secure: bool, origin: tuple[str, str, int] | None) -> None:
+    assert server_origin(authority, secure) == origin
+
+
+def test_same_origin_needs_a_valid_host() -> None:
+    assert not OriginPolicy().check("http://h", "bad host")
+    assert OriginPolicy().check("http://h", "h")
+    assert not OriginPolicy().check("http://h", None)  # no host to compare with

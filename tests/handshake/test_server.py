@@ -768,3 +768,20 @@ def test_accept_only_raises_handshake_error(
         assert reject_response(exc).startswith(f"HTTP/1.1 {exc.status} ".encode())
     else:
         assert accepted.response.startswith(b"HTTP/1.1 101 ")
+
+
+@pytest.mark.parametrize(
+    ("changes", "kwargs", "reason"),
+    [
+        ({}, {"authority": "a b"}, "invalid authority 'a b' for the origin check"),
+        ({}, {"origin_policy": OriginPolicy(allow_missing=False)}, "without an Origin header"),
+        ({"Origin": " "}, {}, "an empty Origin header is not an origin"),
+        ({"Origin": "http://evil.example"}, {}, "origin 'http://evil.example' is not allowed"),
+    ],
+)
+def test_accept_origin_refusals_say_why(
+    changes: dict[str, str], kwargs: dict[str, object], reason: str
+) -> None:
+    error = refusal(make_request(changed(RFC_BASE, **changes)), **kwargs)
+    assert reason in error.reason
+    assert error.status == (400 if "authority" in kwargs else 403)
