@@ -236,3 +236,19 @@ def test_parse_extensions_only_raises_handshake_error(value: str) -> None:
         parse_extensions([value])
     except HandshakeError as exc:
         assert exc.status == 400
+
+
+def test_repr_masks_credentials() -> None:
+    headers = Headers(
+        [
+            ("Authorization", "Basic YWxpY2U6czNjcmV0"),
+            ("cookie", "session=s3cret"),
+            ("Proxy-Authorization", "Bearer s3cret"),
+            ("Set-Cookie", "id=s3cret"),
+            ("X-Seen", "visible"),
+        ]
+    )
+    shown = repr(headers)
+    assert "s3cret" not in shown and "YWxpY2U6czNjcmV0" not in shown
+    assert "'Authorization', '***'" in shown and "'X-Seen', 'visible'" in shown
+    assert headers.get("Authorization") == "Basic YWxpY2U6czNjcmV0"  # only the repr hides it

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from .errors import HandshakeError
 
 __all__ = [
+    "SECRET_FIELDS",
     "Headers",
     "has_token",
     "is_token",
@@ -26,6 +27,8 @@ __all__ = [
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 #: ``OWS`` of RFC 7230 section 3.2.3.
 _OWS = " \t"
+#: Fields whose values are credentials: masked in :meth:`Headers.__repr__`, which logs show.
+SECRET_FIELDS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
 
 ExtensionParams = list[tuple[str, str | None]]
 
@@ -84,7 +87,9 @@ class Headers:
         return [(n.lower(), v) for n, v in self._items] == [(n.lower(), v) for n, v in other._items]
 
     def __repr__(self) -> str:
-        return f"Headers({self._items!r})"
+        """The fields, with the values of :data:`SECRET_FIELDS` masked (reprs end up in logs)."""
+        shown = [(n, "***" if n.lower() in SECRET_FIELDS else v) for n, v in self._items]
+        return f"Headers({shown!r})"
 
 
 def split_tokens(values: Iterable[str]) -> list[str]:
