@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import importlib.util
 import os
 import shutil
 import signal
@@ -75,6 +76,10 @@ def app(environ, start_response):
         body = b"hello"
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
+
+
+def factory(global_config, **settings):
+    return app
 """
 
 
@@ -96,7 +101,9 @@ def gunicorn_version() -> tuple[int, ...]:
 class Arbiter:
     """One gunicorn arbiter serving :data:`APP` on 127.0.0.1:``port``."""
 
-    def __init__(self, directory: Path, args: Sequence[str], env: dict[str, str]) -> None:
+    def __init__(
+        self, directory: Path, args: Sequence[str], env: dict[str, str], target: Sequence[str]
+    ) -> None:
         self.directory = directory
         self.port = free_port()
         self.log_path = directory / "gunicorn.log"
@@ -119,7 +126,7 @@ class Arbiter:
         environ.update(env, PYTHONUNBUFFERED="1")
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [*command, *args, f"{MODULE}:app"],
+                [*command, *args, *target],
                 cwd=directory,
                 env=environ,
                 stdout=log,
@@ -188,8 +195,13 @@ def gunicorn(tmp_path: Path) -> Iterator[Callable[..., Arbiter]]:
     (tmp_path / f"{MODULE}.py").write_text(APP)
     arbiters: list[Arbiter] = []
 
-    def start(*args: str, env: dict[str, str] | None = None, ready: bool = True) -> Arbiter:
-        arbiter = Arbiter(tmp_path, args, env or {})
+    def start(
+        *args: str,
+        env: dict[str, str] | None = None,
+        ready: bool = True,
+        target: Sequence[str] = (f"{MODULE}:app",),
+    ) -> Arbiter:
+        arbiter = Arbiter(tmp_path, args, env or {}, target)
         arbiters.append(arbiter)
         if ready:
             arbiter.wait_ready()
@@ -240,6 +252,7 @@ def test_http_and_websocket_echo(gunicorn: Callable[..., Arbiter]) -> None:
         ws.send(b"\x00\xffbinary")
         assert ws.recv(timeout=WAIT) == b"\x00\xffbinary"
     assert "stargate serving on http://127.0.0.1" in arbiter.log
+    assert "2 workers with the in-memory broker (STARGATE_BROKER=memory://)" in arbiter.log
     # gunicorn's --access-logfile receives Stargate's access lines.
     wait_for(lambda: '"GET /echo WS" open' in arbiter.log, "the upgrade in the access log")
     assert '"GET / HTTP/1.1" 200 ' in arbiter.log
@@ -249,6 +262,22 @@ def test_http_and_websocket_echo(gunicorn: Callable[..., Arbiter]) -> None:
         assert "(asyncio loop)" in arbiter.log
     else:
         assert "(uvloop loop)" in arbiter.log
+
+
+def test_a_paste_deploy_ini(gunicorn: Callable[..., Arbiter], tmp_path: Path) -> None:
+    if importlib.util.find_spec("paste") is None:
+        if in_ci():
+            pytest.fail("PasteDeploy is not installed; CI is set", pytrace=False)
+        pytest.skip("PasteDeploy is not installed (pip install 'stargate[pyramid]')")
+    (tmp_path / "production.ini").write_text(
+        f"[app:main]\nuse = call:{MODULE}:factory\n\n"
+        "[server:main]\nuse = egg:stargate\nlisten = 127.0.0.1:6543\n"
+    )
+    arbiter = gunicorn(target=("--paste", "production.ini"))
+    assert arbiter.get("/") == (200, b"hello")
+    with connect(arbiter.url("/echo"), open_timeout=WAIT, close_timeout=WAIT) as ws:
+        ws.send("from an ini")
+        assert ws.recv(timeout=WAIT) == "from an ini"
 
 
 def test_a_unix_socket_and_a_tcp_port_at_once(

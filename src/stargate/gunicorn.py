@@ -100,8 +100,6 @@ from .server.wsgi import WSGIApp
 
 __all__ = ["ENVIRONMENT", "QUICK_STOP", "Worker", "WorkerSettings", "worker_settings"]
 
-logger = logging.getLogger("stargate.gunicorn")
-
 #: The environment variables this worker reads, and what each sets.
 ENVIRONMENT: Mapping[str, str] = {
     "STARGATE_BROKER": "group broker URL: memory:// (one process) or redis://host:6379/0",
@@ -342,11 +340,12 @@ def _positive(value: Any, name: str) -> int:
     return number
 
 
-def _refuse_split_groups(cfg: Any, settings: WorkerSettings) -> None:
-    """More than one worker with the in-memory broker: refused unless asked for by name."""
+def _refuse_split_groups(cfg: Any, settings: WorkerSettings) -> str | None:
+    """More than one worker with the in-memory broker: refused unless asked for by name,
+    then the warning to log."""
     workers = int(cfg.workers)
     if workers <= 1 or make_broker(settings.broker_url).spans_processes:
-        return
+        return None
     if settings.broker_url is None:
         raise SettingsError(
             f"{workers} workers need a group broker that spans processes, e.g. "
@@ -354,10 +353,9 @@ def _refuse_split_groups(cfg: Any, settings: WorkerSettings) -> None:
             "worker has groups of its own and a group message reaches only the clients of "
             "the worker that sent it (-e STARGATE_BROKER=memory:// if the app uses no groups)"
         )
-    logger.warning(
-        "%d workers with the in-memory broker (STARGATE_BROKER=memory://): each worker has "
-        "groups of its own",
-        workers,
+    return (
+        f"stargate: {workers} workers with the in-memory broker (STARGATE_BROKER="
+        f"{settings.broker_url}): each worker has groups of its own"
     )
 
 
@@ -391,9 +389,11 @@ class Worker(_GunicornWorker):  # type: ignore[misc]
         one line (gunicorn prints it and exits 1)."""
         try:
             settings = worker_settings(cfg, os.environ)
-            _refuse_split_groups(cfg, settings)
+            warning = _refuse_split_groups(cfg, settings)
         except SettingsError as exc:
             raise RuntimeError(f"stargate: {exc}") from None
+        if warning is not None:
+            log.warning(warning)
         if settings.unknown:
             log.warning(
                 "stargate: ignoring unknown variables %s (known: %s)",
