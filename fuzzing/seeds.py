@@ -3,6 +3,10 @@
 Seeds are small, valid or nearly valid inputs from the RFC 6455 section 5.7 examples and
 the hixie drafts, so that the fuzzer starts deep in the parsers.  The first two bytes of a
 ``connection`` seed choose the configuration and the split (see :mod:`fuzzing.targets`).
+
+The ``http`` and ``upgrade`` seeds (:mod:`fuzzing.server_seeds`) are requests of every kind
+and the attacks a front end and a server must agree on; their byte 0 and 1 are the same
+choices for the server targets (see :mod:`fuzzing.server_targets`).
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import struct
 import zlib
 from pathlib import Path
+
+from fuzzing.server_seeds import http_seeds, upgrade_seeds
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 KEY = bytes.fromhex("37fa213d")
@@ -125,6 +131,8 @@ def seeds() -> dict[str, dict[str, bytes]]:
         "short-mask": b"\x01\x02",
         "long": KEY + bytes(range(256)) * 5,
     }
+    corpus["http"] = {name: seed.data for name, seed in http_seeds().items()}
+    corpus["upgrade"] = {name: seed.data for name, seed in upgrade_seeds().items()}
     return corpus
 
 

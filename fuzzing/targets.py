@@ -1,4 +1,5 @@
-"""Fuzz targets: one per parser of the framing core.
+"""Fuzz targets: one per parser of the framing core, and two of the server's HTTP side
+(``http`` and ``upgrade``, in :mod:`fuzzing.server_targets`).
 
 Each target takes arbitrary bytes and raises (AssertionError, or whatever escaped the
 parser) only when it finds a bug.  They run under atheris (``python -m fuzzing.fuzz``) and
@@ -13,6 +14,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
+from fuzzing.server_targets import fuzz_http, fuzz_upgrade
 from stargate.connection import Connection, ConnectionState
 from stargate.errors import ProtocolError
 from stargate.events import (
@@ -264,4 +266,6 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "frames": fuzz_frames,
     "hixie": fuzz_hixie,
     "masking": fuzz_masking,
+    "http": fuzz_http,
+    "upgrade": fuzz_upgrade,
 }

@@ -1,14 +1,19 @@
 """Replay the fuzzing corpus (``fuzzing/corpus/<target>/``) through the fuzz targets.
 
 The targets hold the invariants (no exception escapes a parser, only defined events and
-close codes, outcome independent of how the bytes are split); this runs them over the seed
-corpus and over a few deterministic mutations of it, quickly and without atheris.
+close codes, outcome independent of how the bytes are split; for the server targets, no
+exception into the loop, well-formed responses, documented refusals, a correct handshake,
+every connection ends); this runs them over the seed corpus and over a few deterministic
+mutations of it, quickly and without atheris.  The server seeds also pin the statuses each
+must get (``fuzzing/server_seeds.py``); a seed the server is known to answer wrongly is an
+expected failure, strict, so that the fix is noticed.
 """
 
 from __future__ import annotations
 
 import random
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,13 +22,40 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # plain ``pytest`` does not put the project root on the path
     sys.path.insert(0, str(ROOT))
 
-from fuzzing import seeds, targets  # noqa: E402
+from fuzzing import seeds, server_seeds, server_targets, targets  # noqa: E402
 from fuzzing.fuzz import CORPUS, inputs, replay  # noqa: E402
 
+#: The server targets: their seeds are replayed one test each (below), with their statuses.
+SERVER: dict[str, tuple[Callable[[], dict[str, server_seeds.Seed]], Callable[[bytes], object]]] = {
+    "http": (server_seeds.http_seeds, server_targets.exchange_http),
+    "upgrade": (server_seeds.upgrade_seeds, server_targets.exchange_upgrade),
+}
+#: Mutations replayed per target (a server input runs a connection: fewer of those).
+MUTATIONS = {"http": 150, "upgrade": 150}
 
-@pytest.mark.parametrize("name", sorted(targets.TARGETS))
+
+@pytest.mark.parametrize("name", sorted(set(targets.TARGETS) - set(SERVER)))
 def test_corpus_replays(name: str) -> None:
     assert replay(targets.TARGETS[name], [CORPUS / name]) > 0
+
+
+def _server_cases() -> list[object]:
+    cases: list[object] = []
+    for target, (make, _) in SERVER.items():
+        for name, seed in make().items():
+            marks = [pytest.mark.xfail(strict=True, reason=seed.bug)] if seed.bug else []
+            cases.append(pytest.param(target, name, id=f"{target}/{name}", marks=marks))
+    return cases
+
+
+@pytest.mark.parametrize(("target", "name"), _server_cases())
+def test_server_seed(target: str, name: str) -> None:
+    make, run = SERVER[target]
+    seed = make()[name]
+    outcome = run((CORPUS / target / name).read_bytes())  # the target's checks hold
+    assert isinstance(outcome, server_targets.Outcome)
+    if seed.expected is not None:
+        assert tuple(outcome.statuses) == seed.expected
 
 
 def test_corpus_matches_the_seed_generator() -> None:
@@ -55,6 +87,9 @@ def _mutate(rng: random.Random, data: bytes) -> bytes:
 def test_mutated_corpus(name: str) -> None:
     target = targets.TARGETS[name]
     rng = random.Random(name)
-    corpus = [data for _, data in inputs([CORPUS / name])]
-    for _ in range(400):
+    known_bugs = (
+        {n for n, seed in SERVER[name][0]().items() if seed.bug} if name in SERVER else set()
+    )
+    corpus = [data for path, data in inputs([CORPUS / name]) if path.name not in known_bugs]
+    for _ in range(MUTATIONS.get(name, 400)):
         target(_mutate(rng, rng.choice(corpus)))
