@@ -118,9 +118,7 @@ async def websockets_target(port: int, subscribers: int) -> Target:
         finally:
             connections.discard(ws)
 
-    server = await serve(
-        handler, HOST, port, ping_interval=None, compression=None, backlog=1024
-    )
+    server = await serve(handler, HOST, port, ping_interval=None, compression=None, backlog=1024)
     target = Target()
     target.count = lambda: len(connections)
     target.publish = lambda message: broadcast(connections, message)
@@ -174,7 +172,6 @@ async def serve_commands(kind: str, port: int, subscribers: int) -> None:
                     publish(message)
                     await asyncio.sleep(0)
             else:  # a thread (a WSGI view), as fast as it can
-
                 await asyncio.to_thread(publish_from_thread, target.threaded, message, count)
                 marker = loop.create_future()
                 loop.call_soon_threadsafe(marker.set_result, None)  # after what was posted
@@ -303,9 +300,7 @@ def pinning(args: argparse.Namespace) -> tuple[list[str], list[str]] | None:
     return ["taskset", "-c", "0"], ["taskset", "-c", f"1-{cpus - 1}"]
 
 
-def run_case(
-    args: argparse.Namespace, server: str, subscribers: int, publisher: str
-) -> Result:
+def run_case(args: argparse.Namespace, server: str, subscribers: int, publisher: str) -> Result:
     messages = max(10, args.deliveries // subscribers)
     port = free_port()
     python = [sys.executable, str(HERE)]
@@ -486,6 +481,7 @@ def main() -> None:
             ],
         }
         Path(args.json).write_text(json.dumps(data, indent=2))
+
 
 if __name__ == "__main__":
     main()
