@@ -7,16 +7,23 @@ what a hostile client can do (garbage, huge heads, slowloris).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import http.client
+import os
+import socket
 import sys
+import tempfile
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from stargate.server import ENVIRON_KEY
+from stargate.server import ENVIRON_KEY, Routes
 from stargate.server.wsgi import StartResponse
 
 from .support import (
@@ -27,6 +34,7 @@ from .support import (
     get,
     open_tcp,
     page_app,
+    raw_connect,
     read_response,
     read_to_eof,
     request,
@@ -792,3 +800,363 @@ async def test_slow_but_steady_body_is_not_cut(start_server: StartServer) -> Non
     response = await read_response(reader)
     assert response.body.endswith(b"body=0123456789abcde")
     writer.close()
+
+
+# -- slow readers: worker threads never wait on a client ---------------------------------------
+
+#: A streamed response larger than what the kernel's socket buffers can hold for a client
+#: that does not read (a few hundred KiB with a small receive window).
+BIG_CHUNK = b"b" * (64 * 1024)
+BIG_CHUNKS = 128  # 8 MiB
+
+
+def big_app(finished: list[str]) -> Any:
+    """Streams 8 MiB at ``/big`` (recording when its iterable is done: the worker thread is
+    free), a short page elsewhere."""
+
+    class Stream:
+        def __init__(self, path: str) -> None:
+            self.path = path
+
+        def __iter__(self) -> Iterator[bytes]:
+            for _ in range(BIG_CHUNKS):
+                yield BIG_CHUNK
+
+        def close(self) -> None:
+            finished.append(self.path)
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        upgrade = environ.get(ENVIRON_KEY)
+        if upgrade is not None:
+
+            async def handler(ws: Any) -> None:
+                await ws.send("upgraded")
+
+            upgrade.accept(handler)
+            return []
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        if environ["PATH_INFO"].startswith("/big"):
+            return Stream(environ["PATH_INFO"])
+        return [b"small"]
+
+    return app
+
+
+def spooled_files(directory: Path) -> int:
+    """Open files of this process in ``directory`` (unlinked temporary files included)."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/self/fd/{fd}").startswith(str(directory)):
+                count += 1
+    return count
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc (Linux)")
+async def test_slow_readers_do_not_hold_worker_threads(
+    start_server: StartServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 10: with ``threads=4``, four clients that ask for a large streamed response and
+    never read blocked every other request and every upgrade decision.  Now each thread
+    hands its output to the connection's buffer (memory, then a temporary file) and is free
+    as soon as the app's iterable is done."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the output spills
+    finished: list[str] = []
+    server = await start_server(
+        validated(big_app(finished)), threads=4, output_buffer_memory=256 * 1024
+    )
+    tracemalloc.start()
+    try:
+        stalled = []
+        for i in range(4):
+            reader, writer = await open_tcp(server.port, rcvbuf=4096)
+            writer.write(b"GET /big/%d HTTP/1.1\r\nHost: x\r\n\r\n" % i)
+            stalled.append((reader, writer))
+        # Every app's iterable ran to its end although no client read: the threads are free.
+        await eventually(lambda: len(finished) == 4)
+        assert spooled_files(tmp_path) >= 4  # each response waits in a temporary file
+        # A fifth client and an upgrade decision are answered at once.
+        response = await asyncio.wait_for(get(server.port, "/small"), TIMEOUT)
+        assert (response.status, response.body) == (200, b"small")
+        ws = await raw_connect(server.port, "/ws")
+        assert (await ws.read_frame())[2] == b"upgraded"
+        ws.abort()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # 32 MiB were produced for clients that took almost none of it; kept in memory it would
+    # cost that much.  Spilled, each connection holds output_buffer_memory (256 KiB), the
+    # transport's buffer and a write chunk: about 2 MiB in all, so 12 MiB is a wide bound.
+    assert peak < 12 << 20, f"peak {peak / 2**20:.1f} MiB"
+    # The output is intact, only waiting: a client that reads after all gets all of it.
+    reader, writer = stalled[0]
+    head = await read_response(reader, head=True)
+    assert head.header("Transfer-Encoding") == "chunked"
+    size = 0
+    while True:
+        line = await asyncio.wait_for(reader.readuntil(b"\r\n"), TIMEOUT)
+        chunk = int(line, 16)
+        size += len(await asyncio.wait_for(reader.readexactly(chunk + 2), TIMEOUT)) - 2
+        if chunk == 0:
+            break
+    assert size == BIG_CHUNKS * len(BIG_CHUNK)
+    for _, writer in stalled:
+        writer.close()
+
+
+async def test_client_that_never_reads_is_aborted_after_write_timeout(
+    start_server: StartServer,
+) -> None:
+    """Issue 10: a client that never read its response was never aborted, and counted
+    against ``max_connections`` forever.  Past ``write_timeout`` without taking any output,
+    it is aborted and its slot is free again."""
+    finished: list[str] = []
+    server = await start_server(validated(big_app(finished)), max_connections=1, write_timeout=0.5)
+    reader, writer = await open_tcp(server.port, rcvbuf=4096)
+    writer.write(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+    await eventually(lambda: finished == ["/big"])
+    # The one slot is taken: another client is refused at once.
+    refused_reader, refused_writer = await open_tcp(server.port)
+    refused_writer.write(b"GET /small HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert await read_to_eof(refused_reader) == b""
+    refused_writer.close()
+
+    # After write_timeout the stalled client is aborted: the slot serves others again.
+    async def served() -> bool:
+        try:
+            return (await get(server.port, "/small")).body == b"small"
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return False
+
+    deadline = asyncio.get_running_loop().time() + TIMEOUT
+    while not await served():
+        assert asyncio.get_running_loop().time() < deadline, "the stalled client kept its slot"
+        await asyncio.sleep(0.1)
+    # What the stalled client gets is what the kernel held, then a reset: not the response.
+    received = await read_to_eof(reader)
+    assert len(received) < BIG_CHUNKS * len(BIG_CHUNK)
+    writer.close()
+
+
+# -- request bodies: spooled to disk past body_spool_size --------------------------------------
+
+UPLOAD_BLOCK = os.urandom(64 * 1024)
+UPLOAD_BLOCKS = 229  # 15,007,744 bytes: about 15 MB, under the default max_body_size
+
+
+def digest_app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+    """Reads the body in pieces (as a real upload handler does) and answers its digest."""
+    stream = environ["wsgi.input"]
+    digest = hashlib.sha256()
+    size = 0
+    while piece := stream.read(64 * 1024):
+        digest.update(piece)
+        size += len(piece)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [f"{size} {digest.hexdigest()}".encode()]
+
+
+async def test_concurrent_large_uploads_are_spooled_not_held_in_memory(
+    start_server: StartServer,
+) -> None:
+    """Issue 10: ten concurrent 15 MB uploads must not cost ~150 MB of RAM.  Past
+    ``body_spool_size`` (512 KiB by default) a body goes to a temporary file."""
+    server = await start_server(validated(digest_app), threads=10)
+    expected = hashlib.sha256(UPLOAD_BLOCK * UPLOAD_BLOCKS).hexdigest()
+    length = len(UPLOAD_BLOCK) * UPLOAD_BLOCKS
+
+    async def upload() -> bytes:
+        reader, writer = await open_tcp(server.port)
+        writer.write(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % length)
+        for _ in range(UPLOAD_BLOCKS):  # one block object, sent again and again
+            writer.write(UPLOAD_BLOCK)
+            await writer.drain()
+        response = await read_response(reader)
+        writer.close()
+        assert response.status == 200
+        return response.body
+
+    tracemalloc.start()
+    try:
+        bodies = await asyncio.wait_for(asyncio.gather(*(upload() for _ in range(10))), 60)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert set(bodies) == {f"{length} {expected}".encode()}
+    # Held in memory, the bodies would cost 150 MB.  Spooled, each upload keeps at most
+    # body_spool_size (512 KiB) in memory before moving it to its file, plus the parser's
+    # and the transports' buffers (a few 64 KiB pieces per connection): some 10 MiB for
+    # ten.  40 MiB leaves a wide margin and stays far below 150 MB.
+    assert peak < 40 << 20, f"peak {peak / 2**20:.1f} MiB"
+
+
+async def test_small_body_and_spooled_body_read_alike(start_server: StartServer) -> None:
+    """``wsgi.input`` reads the same whether the body stayed in memory or was spooled:
+    read(n), readline, iteration, to its end."""
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        stream = environ["wsgi.input"]
+        first = stream.readline()
+        rest = b"".join(stream)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"%d %d %d" % (len(first), len(rest), len(stream.read(10)))]
+
+    server = await start_server(validated(app), body_spool_size=1024)
+    for size in (100, 1024, 1025, 200_000):
+        body = (b"x" * 99 + b"\n") * (size // 100) + b"y" * (size % 100)
+        response, _, writer = await request(
+            server.port,
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body),
+        )
+        writer.close()
+        assert response.body == b"100 %d 0" % (len(body) - 100), size
+
+
+# -- pipelining: a loop, never recursion; bounded memory ----------------------------------------
+
+
+def read_response_sync(stream: Any) -> tuple[int, bytes]:
+    """One response from a blocking file: ``(status, body)``; Content-Length bodies only."""
+    status_line = stream.readline()
+    assert status_line.startswith(b"HTTP/1.1 "), status_line
+    length = 0
+    while (line := stream.readline()) != b"\r\n":
+        assert line, "connection closed inside a response head"
+        name, _, value = line.partition(b":")
+        if name.lower() == b"content-length":
+            length = int(value)
+    return int(status_line.split()[1]), stream.read(length)
+
+
+def pipeline(port: int, data: bytes, expected: list[bytes], *, read_after: float = 0.0) -> None:
+    """Blocking: send ``data`` (many requests) on one connection from one thread while this
+    one reads a response for each ``expected`` body (after ``read_after`` seconds), in
+    order; an error status reads as ``b"<status> <body>"``.  Nothing read is kept, so the
+    memory measured is the server's."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # A small receive window: what the server sends and we do not read yet stays mostly on
+    # its side, where a server that ignored backpressure would have to buffer it.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    sock.settimeout(TIMEOUT)
+    sock.connect(("127.0.0.1", port))
+    failures: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            sock.sendall(data)
+        except BaseException as exc:  # reported by the reading thread
+            failures.append(exc)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        time.sleep(read_after)
+        stream = sock.makefile("rb")
+        for i, body in enumerate(expected):
+            status, received = read_response_sync(stream)
+            if status >= 400:
+                received = b"%d %s" % (status, received)
+            assert received == body, f"response {i}: {received[:100]!r} != {body[:100]!r}"
+    finally:
+        sender.join(TIMEOUT)
+        sock.close()
+        assert not failures, failures
+
+
+#: Each pipelined request carries some header bytes, so that a server that kept every
+#: parsed request (instead of pausing at max_pipelined) would show in memory.
+FILLER = b"X-Filler: " + b"f" * 500 + b"\r\n"
+
+
+async def measured(call: Callable[[], None], traced_for: float | None = None) -> int:
+    """Run ``call()`` in a thread while the server runs on this loop; the process's peak
+    traced allocation meanwhile (or during its first ``traced_for`` seconds only: tracing
+    makes every allocation several times slower)."""
+    tracemalloc.start()
+    try:
+        task = asyncio.ensure_future(asyncio.wait_for(asyncio.to_thread(call), 60))
+        if traced_for is not None:
+            await asyncio.sleep(traced_for)
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+        await task
+        if traced_for is None:
+            peak = tracemalloc.get_traced_memory()[1]
+        return peak
+    finally:
+        tracemalloc.stop()
+
+
+#: The peak traced allocation while pipelined requests are served.  The server parses at
+#: most ``max_pipelined`` requests ahead (plus what one read holds) and stops answering while
+#: the client does not take its output, so it holds about 1 MiB here.  A server that parsed
+#: every request it was sent measured 13 MiB for the WSGI test (``max_pipelined`` raised to
+#: 100,000); 8 MiB sits between the two with a margin of 6 on the bounded side.
+PIPELINE_BOUND = 8 << 20
+
+
+def path_app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+    """Answers the request's path, with a Content-Length."""
+    body = environ["PATH_INFO"].encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+async def test_10000_pipelined_gets_wsgi(start_server: StartServer) -> None:
+    server = await start_server(validated(path_app))
+    count = 10_000
+    data = b"".join(b"GET /%d HTTP/1.1\r\nHost: x\r\n%s\r\n" % (i, FILLER) for i in range(count))
+    # Traced while the reader is stalled: a server that parsed every request it was sent
+    # (10,000 in some milliseconds), or produced answers nobody reads, shows there.
+    expected = [b"/%d" % i for i in range(count)]  # all answered, in order
+    peak = await measured(
+        lambda: pipeline(server.port, data, expected, read_after=1.0), traced_for=1.0
+    )
+    assert peak < PIPELINE_BOUND, f"peak {peak / 2**20:.1f} MiB"
+
+
+async def test_10000_pipelined_gets_routes(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 10: ~2,000 pipelined GETs in Routes mode ended in RecursionError (answers on the
+    loop called back into the next one) and no answers at all."""
+
+    async def chat(ws: Any) -> None:
+        await ws.send("hi")
+
+    server = await start_server(Routes({"/chat": chat}))
+    count = 10_000
+    # Long paths make long 404 bodies: output a server produced regardless of a client
+    # that does not read would show in memory too.
+    padding = b"p" * 1000
+    data = b"".join(
+        b"GET /%s HTTP/1.1\r\nHost: x\r\n\r\n" % (b"chat" if i % 2 else b"%d%s" % (i, padding))
+        for i in range(count)
+    )
+    expected = [
+        b"426 this URL serves WebSocket connections only\n"
+        if i % 2
+        else b"404 no route for /%d%s\n" % (i, padding)
+        for i in range(count)
+    ]
+    peak = await measured(lambda: pipeline(server.port, data, expected, read_after=0.5))
+    assert peak < PIPELINE_BOUND, f"peak {peak / 2**20:.1f} MiB"
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+async def test_2000_pipelined_h2c_upgrades(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 10: ~1,500 pipelined ``Upgrade: h2c`` requests (each ignored, RFC 9110 section
+    7.8, and parsed on by a fresh parser) ended in RecursionError."""
+    server = await start_server(validated(path_app))
+    count = 2_000
+    data = b"".join(
+        b"GET /%d HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+        b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n" % i
+        for i in range(count)
+    )
+    expected = [b"/%d" % i for i in range(count)]
+    peak = await measured(lambda: pipeline(server.port, data, expected))
+    assert peak < PIPELINE_BOUND, f"peak {peak / 2**20:.1f} MiB"
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
