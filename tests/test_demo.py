@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -38,6 +39,15 @@ async def next_event(client: ClientConnection) -> dict[str, Any]:
     message = await asyncio.wait_for(client.recv(), TIMEOUT)
     assert isinstance(message, str)
     event: dict[str, Any] = json.loads(message)
+    return event
+
+
+async def next_said(client: ClientConnection) -> dict[str, Any]:
+    """The next event, a relayed plain text message: its id (made by the server) checked
+    and left out."""
+    event = await next_event(client)
+    assert event["type"] == "message", event
+    assert re.fullmatch(r"[0-9a-f]{16}", event.pop("id"))
     return event
 
 
@@ -76,14 +86,19 @@ async def test_two_clients_see_each_others_messages(server: Server) -> None:
             assert await next_event(ann) == bob_joined
 
             await ann.send("hello bob")
-            expected = {"type": "message", "name": ann_name, "text": "hello bob"}
-            assert await next_event(ann) == expected
-            assert await next_event(bob) == expected
+            said = await next_event(ann)
+            assert said == await next_event(bob)  # one message, one id, for everyone
+            assert said == {
+                "type": "message",
+                "name": ann_name,
+                "text": "hello bob",
+                "id": said["id"],
+            }
             await bob.send("   ")  # blank messages are not relayed
             await bob.send("hi ann")
             expected = {"type": "message", "name": bob_name, "text": "hi ann"}
-            assert await next_event(bob) == expected
-            assert await next_event(ann) == expected
+            assert await next_said(bob) == expected
+            assert await next_said(ann) == expected
         left = await next_event(ann)
         assert left == {"type": "leave", "name": bob_name, "count": 1}  # ann is still here
 
@@ -102,7 +117,7 @@ async def test_a_message_over_the_limit_is_refused_whole_never_cut(server: Serve
         longest = "\U0001f680" + "x" * (demo.MAX_CHARS - 1)
         await ann.send(longest)
         expected = {"type": "message", "name": ann_name, "text": longest}
-        assert await next_event(ann) == expected and await next_event(bob) == expected
+        assert await next_said(ann) == expected and await next_said(bob) == expected
 
         await ann.send(longest + "y")
         await ann.send(json.dumps({"type": "say", "id": "t-2", "text": longest + "y"}))
@@ -115,7 +130,7 @@ async def test_a_message_over_the_limit_is_refused_whole_never_cut(server: Serve
 
         # Bob heard none of it: his next event is the next message relayed.
         await ann.send("after")
-        assert await next_event(bob) == {"type": "message", "name": ann_name, "text": "after"}
+        assert await next_said(bob) == {"type": "message", "name": ann_name, "text": "after"}
 
 
 @pytest.mark.asyncio
@@ -132,15 +147,46 @@ async def test_a_say_envelope_keeps_its_id(server: Server) -> None:
             "text": "hi",
             "id": "tab-1",
         }
-        # An id that is not a short string is dropped, the text still relayed.
+        # An id that is not a short string is replaced by the server's, the text relayed.
         await ann.send(json.dumps({"type": "say", "id": "x" * 65, "text": "long id"}))
-        assert await next_event(ann) == {"type": "message", "name": name, "text": "long id"}
+        assert await next_said(ann) == {"type": "message", "name": name, "text": "long id"}
         await ann.send(json.dumps({"type": "say", "id": 7, "text": "number id"}))
-        assert await next_event(ann) == {"type": "message", "name": name, "text": "number id"}
+        assert await next_said(ann) == {"type": "message", "name": name, "text": "number id"}
         # Other JSON is text like any other.
         for other in ('{"type": "shout", "text": "x"}', "{not json", '{"type": "say"}'):
             await ann.send(other)
-            assert await next_event(ann) == {"type": "message", "name": name, "text": other}
+            assert await next_said(ann) == {"type": "message", "name": name, "text": other}
+
+
+@pytest.mark.asyncio
+async def test_a_tab_that_joins_hears_the_recent_messages(server: Server) -> None:
+    """A tab back from a disconnect catches up (and shows each message once, by its id);
+    the room forgets when it empties."""
+    url = f"ws://127.0.0.1:{server.port}/chat"
+    ann, _ = await join(url)
+    async with ann:
+        await next_event(ann)  # joined
+        said = []
+        for i in range(demo.HISTORY + 2):
+            await ann.send(json.dumps({"type": "say", "id": f"m{i}", "text": f"#{i}"}))
+            said.append(await next_event(ann))
+        bob, bob_name = await join(url)
+        async with bob:
+            # After the welcome, the last HISTORY messages, in order, ids and all.
+            assert [await next_event(bob) for _ in range(demo.HISTORY)] == said[2:]
+            joined = {"type": "join", "name": bob_name, "count": 2}
+            assert await next_event(bob) == joined
+            assert await next_event(ann) == joined
+        assert (await next_event(ann))["type"] == "leave"
+    # Everyone left (once ann's handler has seen her close): the next to come hears
+    # nothing from before.
+    deadline = asyncio.get_running_loop().time() + TIMEOUT
+    while demo._recent:
+        assert asyncio.get_running_loop().time() < deadline, "the room did not forget"
+        await asyncio.sleep(0.01)
+    cy, cy_name = await join(url)
+    async with cy:
+        assert await next_event(cy) == {"type": "join", "name": cy_name, "count": 1}
 
 
 @pytest.mark.asyncio

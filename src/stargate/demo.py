@@ -6,22 +6,27 @@ embedded defaults only (in-process group, no external service).
 What travels on ``/chat`` (JSON text messages from the server):
 
 * to the tab that joined: ``{"type": "welcome", "name", "limit"}`` (``limit``: the most
-  characters a message may have);
+  characters a message may have), then the room's recent messages (up to
+  :data:`HISTORY`, kept while anyone is in the room), so a tab that reconnects catches up
+  on what was said while it was away;
 * to everyone: ``join`` and ``leave`` (``name``, ``count``), and ``message`` (``name``,
-  ``text``, and the sender's ``id`` when it gave one);
+  ``text``, ``id``);
 * to the sender only: ``{"type": "refused", "reason", "id"?}`` for a message that is not
   relayed (over the limit, or binary).  A message is refused whole, never cut.
 
 From a client, a text message is what it says, except a JSON object
-``{"type": "say", "id": "...", "text": "..."}`` (what the page sends): its ``id`` comes
-back in the relayed message, so a page that re-sends a message after a reconnect (not knowing
-whether it arrived before the connection dropped) can show it once.
+``{"type": "say", "id": "...", "text": "..."}`` (what the page sends): its ``id`` is the
+relayed message's (others get one from the server), so a page that re-sends a message after
+a reconnect (not knowing whether it arrived before the connection dropped), or hears it
+again in the recent messages, shows it once.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import secrets
+from collections import deque
 from importlib import resources
 from typing import Any
 
@@ -29,14 +34,19 @@ from .groups import Group
 from .server import ENVIRON_KEY, WebSocket
 from .server.wsgi import StartResponse
 
-__all__ = ["MAX_CHARS", "app", "chat"]
+__all__ = ["HISTORY", "MAX_CHARS", "app", "chat"]
 
 room = Group("demo")
 
 #: The most characters (code points) a chat message may have; a longer one is refused.
 MAX_CHARS = 2000
-#: The most characters of a message id (the page's are about 12).
+#: The most characters of a message id (the page's are 16).
 MAX_ID = 64
+#: How many recent messages a tab that joins is sent.
+HISTORY = 50
+#: The room's recent messages (JSON, as relayed); served by one event loop at a time, like
+#: the room, and forgotten when the room empties.
+_recent: deque[str] = deque(maxlen=HISTORY)
 
 
 def _parse(message: str) -> tuple[str, str | None]:
@@ -65,8 +75,13 @@ def _refusal(reason: str, ident: str | None) -> str:
 async def chat(ws: WebSocket) -> None:
     """Join the room, relay each message to everyone, announce the departure."""
     name = f"guest-{ws.id}"
-    await ws.send(json.dumps({"type": "welcome", "name": name, "limit": MAX_CHARS}))
+    # Joined first, then the recent messages copied, with no await in between: a message
+    # relayed from now on reaches this connection, every earlier one is in the copy.
     room.add(ws)
+    recent = list(_recent)
+    await ws.send(json.dumps({"type": "welcome", "name": name, "limit": MAX_CHARS}))
+    for said in recent:
+        await ws.send(said)
     room.send(json.dumps({"type": "join", "name": name, "count": len(room)}))
     async for message in ws:
         if not isinstance(message, str):
@@ -79,12 +94,15 @@ async def chat(ws: WebSocket) -> None:
             reason = f"{len(text)} characters: over the limit of {MAX_CHARS}, not sent"
             await ws.send(_refusal(reason, ident))
             continue
-        said: dict[str, Any] = {"type": "message", "name": name, "text": text}
-        if ident is not None:
-            said["id"] = ident
-        room.send(json.dumps(said))
+        said = json.dumps(
+            {"type": "message", "name": name, "text": text, "id": ident or secrets.token_hex(8)}
+        )
+        _recent.append(said)
+        room.send(said)
     # By the time iteration ends the connection is closed and has already left the room.
     others = len(room) - (ws in room)
+    if not others:
+        _recent.clear()
     room.send(json.dumps({"type": "leave", "name": name, "count": others}))
 
 
