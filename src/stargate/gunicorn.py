@@ -4,7 +4,7 @@ gunicorn's arbiter does the processes (binding, forking, ``-w``, reload on ``SIG
 ``TTIN``/``TTOU``, restarting dead or silent workers); each worker runs, on one event loop
 (uvloop when installed), a :class:`~stargate.server.Server` per socket gunicorn hands it and
 the process's group :class:`~stargate.groups.Hub` with its broker, as ``stargate serve
---workers`` does (:mod:`stargate.server.workers`).  HTTP goes to the WSGI app in a thread
+--workers`` does (:mod:`stargate.workers`).  HTTP goes to the WSGI app in a thread
 pool, WebSocket upgrades stay on the same port.
 
 The worker follows gunicorn's contract (``gunicorn/workers/base.py``):
