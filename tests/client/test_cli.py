@@ -17,6 +17,9 @@ import pytest_asyncio
 
 from stargate.cli import echo as callback_echo
 from stargate.client import cli
+from stargate.client.params import DEFAULT_COMPRESSION, ConnectParams
+from stargate.limits import Limits
+from stargate.protocol import ProtocolVersion
 from stargate.server import Routes, WebSocket
 from stargate.testing import AppServer, run_app, serve_app
 
@@ -205,3 +208,26 @@ def test_no_password_on_the_terminal(
         assert cli.run([refused]) == 1
         _, err = capsys.readouterr()
         assert "404" in err and "alice:***@" in err and "s3cret" not in err
+
+
+def test_options_are_connect_params() -> None:
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    argv = "wss://h/ -p a -H X:1 --no-compression --ping-interval 0 --open-timeout 3"
+    args = parser.parse_args([*argv.split(), "--max-message-size=99", "--hixie76", "--origin=o"])
+    params = cli.connect_params(args)
+    assert params == ConnectParams(
+        subprotocols=["a"],
+        extra_headers=[("X", "1")],
+        origin="o",
+        compression=None,
+        limits=Limits(max_message_size=99),
+        ssl=params.ssl,
+        version=ProtocolVersion.HIXIE_76,
+        open_timeout=3.0,
+        ping_interval=None,
+    )
+    assert params.ssl is not None  # wss://
+    defaults = cli.connect_params(parser.parse_args(["ws://h/"]))
+    assert defaults.ssl is None and defaults.compression == DEFAULT_COMPRESSION
+    assert defaults.options.ping_interval == 20.0

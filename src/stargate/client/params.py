@@ -50,8 +50,6 @@ DEFAULT_COMPRESSION = PerMessageDeflateClientOffer()
 CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 
 
-# -- parameters ----------------------------------------------------------------------------
-
 #: The defaults :class:`ConnectParams` shares with the connection's options.
 _OPTIONS = ClientOptions()
 
