@@ -12,6 +12,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import AsyncIterator, Callable
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -21,9 +22,10 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Origin, Subprotocol
 
 from stargate.brokers.testing import RedisServer, free_port
-from stargate.cli import _add_server_options, config_from_args, echo, load_target, main
+from stargate.cli import add_server_options, config_from_args, echo, load_target, main
 from stargate.handshake import OriginPolicy
 from stargate.server import Routes
+from stargate.targets import TargetError
 
 
 def test_load_target_resolves_dotted_attributes() -> None:
@@ -34,7 +36,7 @@ def test_load_target_resolves_dotted_attributes() -> None:
 @pytest.mark.parametrize(
     ("target", "message"),
     [
-        ("stargate.cli", "TARGET must be module:attribute, not 'stargate.cli'"),
+        ("stargate.cli", "TARGET must be module:attribute or a .ini file, not 'stargate.cli'"),
         (":app", "TARGET must be module:attribute"),
         ("stargate.cli:", "TARGET must be module:attribute"),
         ("no_such_module_here:app", "cannot import 'no_such_module_here'"),
@@ -43,15 +45,23 @@ def test_load_target_resolves_dotted_attributes() -> None:
     ],
 )
 def test_load_target_errors(target: str, message: str) -> None:
-    with pytest.raises(SystemExit) as excinfo:
+    with pytest.raises(TargetError, match=re.escape(message)):
         load_target(target)
-    assert message in str(excinfo.value.code)
 
 
 def parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    _add_server_options(parser, 8000)
+    add_server_options(parser, 8000)
     return parser.parse_args(argv)
+
+
+def test_only_the_options_given_are_in_the_namespace() -> None:
+    assert vars(parse()) == {"log_level": "info"}
+    assert vars(parse("--port", "9", "--no-legacy")) == {
+        "port": "9",
+        "legacy_protocols": False,
+        "log_level": "info",
+    }
 
 
 def test_config_from_args() -> None:
@@ -62,12 +72,14 @@ def test_config_from_args() -> None:
     assert config.origin_policy == OriginPolicy()
     assert config.websocket.ping_interval == 20.0
     assert config.websocket.limits.max_message_size == 1024 * 1024
+    assert config.access_log is True  # on in the command line, off in the library
 
     config = config_from_args(
         parse(
             "--port", "9", "--ping-interval", "0", "--ping-timeout", "0", "--no-legacy",
             "--allow-origin", "https://a.example", "--allow-origin", "*.b.example",
-            "--max-message-size", "100", "--max-frame-size", "50",
+            "--max-message-size", "100", "--max-frame-size", "50", "--max-body-size", "1MiB",
+            "--no-access-log", "--trusted-proxy", "10.0.0.0/8", "--trusted-proxy", "::1",
         )
     )  # fmt: skip
     assert config.port == 9
@@ -76,7 +88,11 @@ def test_config_from_args() -> None:
     assert config.origin_policy.allowed == ("https://a.example", "*.b.example")
     assert config.websocket.limits.max_message_size == 100
     assert config.websocket.limits.max_frame_size == 50
+    assert config.max_body_size == 1024 * 1024
+    assert config.access_log is False
+    assert config.trusted_proxies == ("10.0.0.0/8", "::1")
     assert config_from_args(parse("--allow-origin", "*")).origin_policy == OriginPolicy.any()
+    assert config_from_args(parse(), "echo").origin_policy == OriginPolicy.any()
 
 
 def test_serve_requires_a_target(capsys: pytest.CaptureFixture[str]) -> None:
@@ -84,6 +100,13 @@ def test_serve_requires_a_target(capsys: pytest.CaptureFixture[str]) -> None:
         main(["serve"])
     assert excinfo.value.code == 2
     assert "target" in capsys.readouterr().err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as excinfo:
+        main(["--version"])
+    assert excinfo.value.code == 0
+    assert capsys.readouterr().out == f"stargate {metadata.version('stargate')}\n"
 
 
 @pytest_asyncio.fixture

@@ -1,4 +1,4 @@
-"""``--workers N`` (stargate.server.workers): N processes on one port whose groups span them
+"""``stargate serve --workers N`` (stargate.workers): N processes on one port whose groups span them
 through Redis; a worker that dies is replaced, SIGTERM stops them all gracefully, and the
 in-memory broker is refused for more than one worker.
 
@@ -25,14 +25,15 @@ from websockets.exceptions import ConnectionClosed
 
 from stargate.brokers.testing import RedisServer
 from stargate.server import ServerConfig
-from stargate.server.workers import run_workers
+from stargate.settings import SettingsError
+from stargate.workers import run_workers
 
 TIMEOUT = 10.0
-APP_DIR = Path(__file__).parent.parent / "brokers"
+APP_DIR = Path(__file__).parent / "brokers"
 
 
 class Supervisor:
-    """``python -m stargate.server.workers stargate_groups_app:app --workers N ...``."""
+    """``python -m stargate serve stargate_groups_app:app --workers N ...``."""
 
     def __init__(self, process: asyncio.subprocess.Process, port: int) -> None:
         self.process = process
@@ -43,7 +44,7 @@ class Supervisor:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(APP_DIR), env.get("PYTHONPATH")]))
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "stargate.server.workers", "stargate_groups_app:app",
+            sys.executable, "-m", "stargate", "serve", "stargate_groups_app:app",
             "--port", "0", "--ping-interval", "0", "--log-level", "warning", *args,
             stdout=asyncio.subprocess.PIPE,
             env=env,
@@ -89,7 +90,11 @@ async def two_workers(redis_server: RedisServer) -> AsyncIterator[Supervisor]:
 
 
 async def clients_on(
-    supervisor: Supervisor, pids: int, *, avoid: set[int] = frozenset(), tries: int = 60  # type: ignore[assignment]
+    supervisor: Supervisor,
+    pids: int,
+    *,
+    avoid: frozenset[int] | set[int] = frozenset(),
+    tries: int = 60,
 ) -> dict[int, list[ClientConnection]]:
     """Connect clients until they are spread over ``pids`` workers not in ``avoid``."""
     spread: dict[int, list[ClientConnection]] = {}
@@ -150,22 +155,23 @@ async def test_sigterm_stops_every_worker_gracefully(redis_server: RedisServer) 
 
 def test_more_than_one_worker_needs_a_broker_that_spans_processes() -> None:
     for broker in (None, "memory://"):
-        with pytest.raises(SystemExit, match="needs a broker that spans processes"):
+        with pytest.raises(SettingsError, match="needs a broker that spans processes"):
             run_workers("stargate.demo:app", ServerConfig(port=0), 2, broker)
-    with pytest.raises(SystemExit, match="needs a broker that spans processes"):
+    with pytest.raises(SettingsError, match="needs a broker that spans processes"):
         run_workers("stargate.demo:app", ServerConfig(port=0, broker_url="memory://x"), 3)
-    with pytest.raises(SystemExit, match="at least 1"):
+    with pytest.raises(SettingsError, match="at least 1"):
         run_workers("stargate.demo:app", ServerConfig(port=0), 0)
 
 
 @pytest.mark.asyncio
 async def test_the_command_line_refuses_workers_without_a_broker() -> None:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "stargate.server.workers", "stargate.demo:app", "--workers", "2",
+        sys.executable, "-m", "stargate", "serve", "stargate.demo:app", "--workers", "2",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(process.communicate(), 20)
-    assert process.returncode == 1
-    assert b"--workers 2 needs a broker that spans processes" in err
+    assert process.returncode == 2
+    assert err.startswith(b"stargate: error: --workers 2 needs a broker that spans processes")
+    assert err.count(b"\n") == 1
     assert b"silently" in err and out == b""

@@ -1,26 +1,43 @@
-"""What ``stargate serve`` serves, and how: the target loader and the server options.
+"""What ``stargate serve`` serves: the one importer of ``module:app`` and ``.ini`` targets.
 
-Shared by the command line (:mod:`stargate.cli`) and the worker supervisor
-(:mod:`stargate.server.workers`) so that neither imports the other: the supervisor checks a
-target's shape (:func:`check_target`) without importing it, and each worker imports it
-(:func:`load_target`) after the fork, so that whatever the app creates at import time (a
-module-level ``Group``, its hub, threads, connections) is the worker's own.
+A target is checked (:func:`check_target`) without importing anything, so that the worker
+supervisor can refuse a malformed one before it forks; each worker then imports it
+(:func:`load_app`) after the fork, so that whatever the app creates at import time (a
+module-level ``Group``, its hub, threads, connections) is the worker's own.  An ``.ini``
+file's ``[server:main]`` section is read here too (:func:`ini_server_settings`), as text:
+:mod:`stargate.settings` converts it.
+
+What the user can fix (a missing module, attribute, file or section; an object that is not
+an app) raises :class:`TargetError`, one line.
 """
 
 from __future__ import annotations
 
-import argparse
+import configparser
 import importlib
-import ssl
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
-from .extensions.permessage_deflate import PerMessageDeflateOffer
-from .handshake import OriginPolicy
-from .limits import Limits, MiB
-from .server.config import ServerConfig, WebSocketOptions
+__all__ = [
+    "APP_SECTIONS",
+    "TargetError",
+    "check_target",
+    "ini_server_settings",
+    "is_ini",
+    "load_app",
+    "load_ini_app",
+    "load_target",
+    "use_current_directory",
+]
 
-__all__ = ["add_server_options", "check_target", "config_from_args", "is_ini", "load_target"]
+#: The section kinds PasteDeploy loads an app from (``[app:main]``, ``[pipeline:main]`` ...).
+APP_SECTIONS = ("app", "pipeline", "composite", "filter-app")
+
+
+class TargetError(Exception):
+    """A target that cannot be served, for a reason its author can fix (one line)."""
 
 
 def is_ini(target: str) -> bool:
@@ -28,107 +45,140 @@ def is_ini(target: str) -> bool:
     return target.partition("#")[0].endswith(".ini")
 
 
+def use_current_directory() -> None:
+    """Put the current directory first on ``sys.path``, so that ``mymodule:app`` is found
+    next to where the command runs, as gunicorn and uvicorn do (the ``stargate`` script's
+    own directory is what Python puts there)."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+
+
+def _ini(target: str) -> tuple[Path, str, configparser.RawConfigParser]:
+    """The file, the app's name (``#name``, default ``main``) and the parsed file."""
+    file, _, name = target.partition("#")
+    path = Path(file)
+    if not path.is_file():
+        raise TargetError(f"no such .ini file: {file!r}")
+    parser = configparser.RawConfigParser(strict=False)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keys keep their case
+    try:
+        parser.read(path, encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise TargetError(f"{file}: not an .ini file PasteDeploy can read: {first}") from None
+    return path, name or "main", parser
+
+
 def check_target(target: str) -> None:
-    """Refuse a malformed target (:class:`SystemExit` with the reason) without importing
-    anything: the supervisor calls it before forking workers that each import the target."""
+    """Refuse a malformed target (:class:`TargetError`) without importing anything: a
+    ``module:attribute`` spelled wrong, an ``.ini`` file that is missing or has no section
+    for the app it names."""
     if is_ini(target):
-        path = Path(target.partition("#")[0])
-        if not path.is_file():
-            raise SystemExit(f"stargate: no such .ini file: {str(path)!r}")
+        path, name, parser = _ini(target)
+        sections = [f"{kind}:{name}" for kind in APP_SECTIONS]
+        if not any(parser.has_section(section) for section in sections):
+            apps = [s for s in parser.sections() if s.partition(":")[0] in APP_SECTIONS]
+            raise TargetError(
+                f"{path} has no [app:{name}] section (nor pipeline, composite, filter-app); "
+                + (
+                    f"it has {', '.join(f'[{s}]' for s in apps)}: name one with {path}#NAME"
+                    if apps
+                    else "add one, e.g. [app:main] with use = egg:myapp"
+                )
+            )
         return
     module_name, sep, attribute = target.partition(":")
     if not sep or not module_name or not attribute:
-        raise SystemExit(f"stargate: TARGET must be module:attribute, not {target!r}")
+        raise TargetError(f"TARGET must be module:attribute or a .ini file, not {target!r}")
 
 
 def load_target(target: str) -> Any:
     """``module:attribute`` (``attribute`` may be dotted) -> the object; a PasteDeploy file
-    (``development.ini`` or ``development.ini#name``) -> its WSGI app.  What the user can fix
-    (a missing module, attribute or file) raises :class:`SystemExit` with a one-line reason."""
-    if is_ini(target):
-        from .pyramid.paste import load_ini_app
-
-        try:
-            return load_ini_app(target)
-        except ImportError as exc:
-            raise SystemExit(
-                f"stargate: an .ini file needs pyramid (pip install 'stargate[pyramid]'): {exc}"
-            ) from exc
-        except FileNotFoundError as exc:
-            raise SystemExit(f"stargate: {exc}") from exc
+    (``development.ini`` or ``development.ini#name``) -> its WSGI app."""
     check_target(target)
+    if is_ini(target):
+        return load_ini_app(target)
     module_name, _, attribute = target.partition(":")
     try:
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
-        raise SystemExit(f"stargate: cannot import {module_name!r}: {exc}") from exc
+        if exc.name is None or not module_name.startswith(exc.name):
+            raise  # the module exists but fails to import something: its traceback helps
+        raise TargetError(
+            f"cannot import {module_name!r}: {exc} (looked in {os.getcwd()} and on sys.path)"
+        ) from None
     for part in attribute.split("."):
         try:
             obj = getattr(obj, part)
         except AttributeError:
-            raise SystemExit(f"stargate: {module_name!r} has no attribute {attribute!r}") from None
+            raise TargetError(f"{module_name!r} has no attribute {attribute!r}") from None
     return obj
 
 
-def add_server_options(parser: argparse.ArgumentParser, port: int) -> None:
-    """The options every serving command takes (``serve``, ``echo``, ``demo``)."""
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    parser.add_argument("--port", type=int, default=port, help=f"port to listen on ({port})")
-    parser.add_argument("--threads", type=int, default=32, help="worker threads (32)")
-    parser.add_argument("--certfile", help="TLS certificate (PEM): serve https and wss")
-    parser.add_argument("--keyfile", help="TLS private key (PEM)")
-    parser.add_argument(
-        "--max-message-size", type=int, default=1 * MiB, help="bytes per message (1 MiB)"
-    )
-    parser.add_argument("--max-frame-size", type=int, help="bytes per frame (max-message-size)")
-    parser.add_argument(
-        "--ping-interval", type=float, default=20.0, help="keepalive ping seconds; 0 disables"
-    )
-    parser.add_argument("--ping-timeout", type=float, default=20.0, help="seconds to the pong")
-    parser.add_argument("--close-timeout", type=float, default=10.0, help="close handshake s")
-    parser.add_argument(
-        "--allow-origin",
-        action="append",
-        default=[],
-        metavar="ORIGIN",
-        help="allow this Origin (exact, host or *.host); '*' allows any; repeatable",
-    )
-    parser.add_argument("--no-legacy", action="store_true", help="refuse hixie-75/76 clients")
-    parser.add_argument(
-        "--no-compression", action="store_true", help="do not offer permessage-deflate"
-    )
-    parser.add_argument("--log-level", default="info", help="logging level (info)")
+def load_app(target: str) -> Any:
+    """:func:`load_target`, refusing what cannot be served: a WSGI app is a callable
+    ``app(environ, start_response)``, a Routes table serves WebSockets alone."""
+    from .server.routing import Routes
+
+    app = load_target(target)
+    if not isinstance(app, Routes) and not callable(app):
+        raise TargetError(
+            f"{target!r} is not a WSGI app (a callable app(environ, start_response)) nor a "
+            f"stargate.server.Routes table, but an object of type {type(app).__name__}"
+        )
+    return app
 
 
-def config_from_args(args: argparse.Namespace) -> ServerConfig:
-    """The :class:`~stargate.server.ServerConfig` of :func:`add_server_options`' options."""
-    context = None
-    if args.certfile:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(args.certfile, args.keyfile)
-    limits = Limits(
-        max_message_size=args.max_message_size,
-        max_frame_size=args.max_frame_size or args.max_message_size,
-    )
-    options = WebSocketOptions(
-        limits=limits,
-        ping_interval=args.ping_interval or None,
-        ping_timeout=args.ping_timeout or None,
-        close_timeout=args.close_timeout,
-        compression=None if args.no_compression else PerMessageDeflateOffer(),
-        # One message, however large, may wait for the peer on top of the usual budget.
-        max_send_buffer=max(WebSocketOptions().max_send_buffer, 2 * limits.max_message_size),
-    )
-    if "*" in args.allow_origin:
-        policy = OriginPolicy.any()
-    else:
-        policy = OriginPolicy(allowed=tuple(args.allow_origin))
-    return ServerConfig(
-        host=args.host,
-        port=args.port,
-        threads=args.threads,
-        ssl_context=context,
-        websocket=options,
-        legacy_protocols=not args.no_legacy,
-        origin_policy=policy,
+def load_ini_app(config_uri: str) -> Any:
+    """The WSGI app of an .ini file (``development.ini`` or ``development.ini#name``), with
+    the file's logging configuration applied, as pserve does."""
+    try:
+        from pyramid.paster import get_app, setup_logging
+    except ImportError as exc:
+        raise TargetError(
+            f"an .ini file needs pyramid (pip install 'stargate[pyramid]'): {exc}"
+        ) from None
+    path, name, parser = _ini(config_uri)
+    if parser.has_section("loggers"):
+        setup_logging(str(path))
+    try:
+        return get_app(str(path), name)
+    except LookupError as exc:  # PasteDeploy: no such section, no such entry point
+        raise TargetError(f"{path}: {exc}") from None
+
+
+def ini_server_settings(target: str, name: str = "main") -> dict[str, str]:
+    """The ``[server:NAME]`` section of an .ini target as written (``%(here)s`` expanded),
+    without ``use``; empty if the file has no such section.
+
+    A section for another server (``use = egg:waitress#main``) gives only where to listen
+    (``host``, ``port``, ``listen``) and ``threads``: its other keys are that server's."""
+    path, _, parser = _ini(target)
+    section = f"server:{name}"
+    if not parser.has_section(section):
+        return {}
+    here = str(path.resolve().parent)
+    defaults = {"here": here, "__file__": str(path.resolve())}
+    values: dict[str, str] = {}
+    for key in parser.options(section):
+        raw = parser.get(section, key, raw=True)
+        try:
+            values[key] = raw % {**defaults, **parser.defaults()} if "%(" in raw else raw
+        except (KeyError, ValueError) as exc:
+            raise TargetError(f"{path} [{section}] {key}: cannot expand {raw!r}: {exc}") from None
+    for key in list(parser.defaults()):
+        values.pop(key, None)  # [DEFAULT] keys are PasteDeploy's globals, not settings
+    use = values.pop("use", "egg:stargate")
+    if not _is_stargate(use):
+        values = {k: v for k, v in values.items() if k in ("host", "port", "listen", "threads")}
+    return values
+
+
+def _is_stargate(use: str) -> bool:
+    """``egg:stargate``, ``egg:stargate#main`` or ``call:stargate.pyramid.paste:...``."""
+    scheme, _, rest = use.strip().partition(":")
+    return scheme in ("egg", "call") and rest.partition("#")[0].partition(".")[0] in (
+        "stargate",
+        "stargate[pyramid]",
     )

@@ -1,37 +1,43 @@
-"""Several server processes on one port: ``stargate serve --workers N``.
+"""Serving processes: ``stargate serve`` in one process or several (``--workers N``).
 
-:func:`run_workers` binds the listening socket once in a supervisor process and forks ``N``
-workers that all accept on it (one shared accept queue: a worker that dies loses no queued
+The top of the house: it imports the server, the groups and the target importer, and
+nothing imports it but the command line (:mod:`stargate.cli`) and PasteDeploy's server
+factory (:mod:`stargate.pyramid.paste`).
+
+:func:`bind` opens every listening socket once (``listen``: one or more addresses); with
+one worker, :func:`serve_worker` serves on them in this process.  With more,
+:func:`run_workers` binds them in a supervisor process and forks ``N`` workers that all
+accept on them (one shared accept queue per address: a worker that dies loses no queued
 connection, unlike one SO_REUSEPORT socket per worker).  Each worker runs a
-:class:`~stargate.server.Server` and the process's group :class:`~stargate.groups.Hub`
-with the broker of ``broker_url`` on its event loop.  The supervisor restarts a worker that
-dies (with a backoff when workers die young, so a broken app does not fork in a tight
-loop), and on SIGINT or SIGTERM stops every worker gracefully: WebSockets closed with 1001,
-in-flight requests answered, within ``shutdown_timeout``; stragglers are killed after it.
+:class:`~stargate.server.Server` per socket and the process's group
+:class:`~stargate.groups.Hub` with the broker of ``broker_url``, on one event loop.  The
+supervisor restarts a worker that dies (with a backoff when workers die young, so a broken
+app does not fork in a tight loop), and on SIGINT or SIGTERM stops every worker
+gracefully: WebSockets closed with 1001, in-flight requests answered, within
+``shutdown_timeout``; stragglers are killed after it.
 
 The supervisor never imports the app: a target string (``module:attribute`` or an ``.ini``
 file) is imported by each worker after the fork, so that whatever the app creates at import
 time (a module-level ``Group`` and the hub behind it, threads, connections) is the worker's
 own.  A worker that cannot load the target (a missing module or attribute, an exception at
 import, an object that is not an app) reports one line and exits with
-:data:`EXIT_LOAD_FAILED`; the supervisor then stops the other workers and exits with that
-line (:class:`SystemExit`) instead of restarting workers that would fail the same way.
+:data:`EXIT_LOAD_FAILED`; the supervisor then stops the other workers and raises
+:class:`~stargate.targets.TargetError` with that line instead of restarting workers that
+would fail the same way.
 
 More than one worker needs a broker that spans processes (``redis://...``): with the
 in-memory broker each worker would have groups of its own, and a group message would
 silently reach only the clients of the worker that sent it, so that is refused.  Each
 worker starts its broker with its server: a Redis that cannot be reached is reported then
 (a warning from the broker, URL redacted), and served anyway: local delivery works, and
-the broker connects by itself once Redis is up.
-
-``python -m stargate.server.workers TARGET ...`` is ``stargate serve TARGET ...``.  POSIX
-only (``fork``).
+the broker connects by itself once Redis is up.  POSIX only (``fork``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import select
@@ -40,24 +46,31 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .. import groups
-from ..brokers import make_broker
-from ..targets import check_target, load_target
-from .app import Server, new_event_loop
-from .config import ServerConfig
-from .routing import Routes
-from .wsgi import WSGIApp
+from .groups import Hub, configure
+from .server.app import Server, new_event_loop
+from .server.config import ServerConfig
+from .server.routing import Routes
+from .server.wsgi import WSGIApp
+from .settings import Address, check_workers
+from .targets import TargetError, check_target, load_app
 
-__all__ = ["EXIT_LOAD_FAILED", "Listening", "run_workers", "serve_worker"]
+__all__ = [
+    "EXIT_LOAD_FAILED",
+    "ListenError",
+    "Listening",
+    "banner",
+    "bind",
+    "run_workers",
+    "serve_worker",
+]
 
 logger = logging.getLogger("stargate.workers")
 
 AppTarget = str | WSGIApp | Routes
-Ready = Callable[[Any], object]
 
 #: A worker that dies sooner than this after its start is "dying young": restarts back off.
 _YOUNG = 1.0
@@ -65,45 +78,124 @@ _MAX_RESTART_DELAY = 10.0
 #: The exit status of a worker that could not load the app (gunicorn's APP_LOAD_ERROR): the
 #: supervisor stops rather than restart it.
 EXIT_LOAD_FAILED = 4
+_BACKLOG = 1024
+
+
+class ListenError(OSError):
+    """An address that cannot be listened on (in use, not on this host): one line."""
 
 
 @dataclass(frozen=True, slots=True)
 class Listening:
-    """What ``ready`` gets from a supervisor: where the workers listen."""
+    """What ``ready`` gets: where the server listens, and with how many processes."""
 
-    host: str
-    port: int
-    workers: int
+    addresses: tuple[Address, ...]
+    workers: int = 1
+    tls: bool = False
+
+    @property
+    def host(self) -> str:
+        return self.addresses[0][0]
+
+    @property
+    def port(self) -> int:
+        return self.addresses[0][1]
+
+    def urls(self) -> list[str]:
+        scheme = "https" if self.tls else "http"
+        return [
+            f"{scheme}://[{host}]:{port}/" if ":" in host else f"{scheme}://{host}:{port}/"
+            for host, port in self.addresses
+        ]
 
 
-def _refuse_split_groups(workers: int, broker_url: str | None) -> None:
-    if workers < 1:
-        raise SystemExit(f"stargate: --workers must be at least 1, not {workers}")
-    if workers > 1 and not make_broker(broker_url).spans_processes:
-        raise SystemExit(
-            f"stargate: --workers {workers} needs a broker that spans processes, e.g. "
-            "--broker redis://127.0.0.1:6379/0: with the in-memory broker every worker "
-            "would have groups of its own, and a group message would silently reach only "
-            "the clients of the worker that sent it"
+Ready = Callable[[Listening], object]
+
+
+def banner(command: str, listening: Listening) -> str:
+    """The line that says where a server listens (tests and scripts read the port from
+    it): ``stargate serve: http://127.0.0.1:8000/``, every address, then the workers."""
+    line = f"stargate {command}: {' '.join(listening.urls())}"
+    if listening.workers > 1:
+        line += f" ({listening.workers} workers, supervisor pid {os.getpid()})"
+    return line
+
+
+def bind(addresses: Sequence[Address]) -> list[socket.socket]:
+    """Listening sockets for ``addresses`` (``""`` as the host: every interface; a name:
+    each of its addresses, IPv4 and IPv6).  :class:`ListenError` if one cannot be bound."""
+    socks: list[socket.socket] = []
+    try:
+        for host, port in addresses:
+            socks.extend(_bind_one(host, port))
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
+
+
+def _bind_one(host: str, port: int) -> list[socket.socket]:
+    shown = f"[{host}]:{port}" if ":" in host else f"{host or '*'}:{port}"
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
         )
+    except socket.gaierror as exc:
+        raise ListenError(f"cannot listen on {shown}: {exc.strerror}") from None
+    socks: list[socket.socket] = []
+    seen: set[tuple[Any, ...]] = set()
+    for family, kind, proto, _, sockaddr in infos:
+        if sockaddr in seen or family not in (socket.AF_INET, socket.AF_INET6):
+            continue
+        seen.add(sockaddr)
+        if port == 0 and socks:
+            sockaddr = (sockaddr[0], socks[0].getsockname()[1], *sockaddr[2:])
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:  # "*" binds 0.0.0.0 and :: on one port
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(sockaddr)
+            sock.listen(_BACKLOG)
+        except OSError as exc:
+            sock.close()
+            if socks and exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+                logger.info("%s: not listening on %s (%s)", shown, sockaddr[0], exc.strerror)
+                continue  # "localhost" on a host without IPv6: its IPv4 address will do
+            for bound in socks:
+                bound.close()
+            raise ListenError(f"cannot listen on {shown}: {_why(exc)}") from None
+        socks.append(sock)
+    return socks
 
 
-def _load(app: AppTarget) -> WSGIApp | Routes:
-    if isinstance(app, str):
-        loaded: WSGIApp | Routes = load_target(app)
-        return loaded
-    return app
+def _why(exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            "address already in use: another server listens there; stop it or choose another port"
+        )
+    if exc.errno == errno.EACCES:
+        return "permission denied: ports below 1024 need privileges; choose a port above 1023"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "address not available: it is not an address of this host"
+    return exc.strerror or str(exc)
+
+
+def _listening(socks: Sequence[socket.socket], workers: int, config: ServerConfig) -> Listening:
+    addresses = tuple((str(s.getsockname()[0]), int(s.getsockname()[1])) for s in socks)
+    return Listening(addresses, workers, config.ssl_context is not None)
 
 
 def _prepare(
     app: AppTarget, config: ServerConfig, broker_url: str | None
-) -> tuple[groups.Hub, Server]:
+) -> tuple[Hub, WSGIApp | Routes]:
     """The process's hub with its broker, then the app (imported now if a target string:
-    the hub is configured first, so that the app's module sees it) and its server."""
+    the hub is configured first, so that the app's module sees it)."""
     url = broker_url if broker_url is not None else config.broker_url
-    hub = groups.configure(url)
-    server = Server(_load(app), config)
-    return hub, server
+    hub = configure(url)
+    loaded: WSGIApp | Routes = load_app(app) if isinstance(app, str) else app
+    return hub, loaded
 
 
 def serve_worker(
@@ -111,39 +203,57 @@ def serve_worker(
     config: ServerConfig,
     *,
     broker_url: str | None = None,
-    sock: socket.socket | None = None,
+    listen: Sequence[Address] | None = None,
+    socks: Sequence[socket.socket] | None = None,
     ready: Ready | None = None,
     multiprocess: bool = False,
 ) -> None:
-    """Serve in this process until SIGINT or SIGTERM: the server and the process's group
-    hub with ``broker_url``'s broker (``config.broker_url`` if ``None``), both on one
-    event loop; on ``sock`` when given (a worker's share of the listening socket)."""
-    hub, server = _prepare(app, config, broker_url)
-    _run(hub, server, sock=sock, ready=ready, multiprocess=multiprocess)
+    """Serve in this process until SIGINT or SIGTERM: a server per listening socket and the
+    process's group hub with ``broker_url``'s broker (``config.broker_url`` if ``None``),
+    all on one event loop.  The sockets are ``socks`` when given (a worker's share),
+    else bound here for ``listen`` (default ``config``'s host and port) before the app is
+    loaded, so that a port in use is said at once."""
+    own = socks is None
+    if socks is None:
+        socks = bind(listen or [(config.host, config.port)])
+    try:
+        hub, loaded = _prepare(app, config, broker_url)
+        _run(hub, loaded, config, socks, ready=ready, multiprocess=multiprocess)
+    finally:
+        if own:
+            for sock in socks:
+                sock.close()
 
 
 def _run(
-    hub: groups.Hub,
-    server: Server,
+    hub: Hub,
+    app: WSGIApp | Routes,
+    config: ServerConfig,
+    socks: Sequence[socket.socket],
     *,
-    sock: socket.socket | None,
     ready: Ready | None,
     multiprocess: bool,
 ) -> None:
-    server.multiprocess = multiprocess
     parent = os.getppid()
+    # One server per listening socket (a server takes one): the same app and settings.
+    servers = [Server(app, config) for _ in socks]
+
+    async def stop() -> None:
+        await asyncio.gather(*(server.shutdown() for server in servers))
 
     async def main() -> None:
-        await server.start(sock)
+        for server, sock in zip(servers, socks, strict=True):
+            server.multiprocess = multiprocess
+            await server.start(sock)
         await hub.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(server.shutdown()))
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(stop()))
         if ready is not None:
-            ready(server)
-        orphan_watch = asyncio.ensure_future(_watch_parent(server, parent, multiprocess))
+            ready(_listening(socks, 1, config))
+        orphan_watch = asyncio.ensure_future(_watch_parent(stop, parent, multiprocess))
         try:
-            await server.wait_stopped()
+            await asyncio.gather(*(server.wait_stopped() for server in servers))
         finally:
             orphan_watch.cancel()
             await hub.close()
@@ -152,7 +262,7 @@ def _run(
         runner.run(main())
 
 
-async def _watch_parent(server: Server, parent: int, enabled: bool) -> None:
+async def _watch_parent(stop: Callable[[], Any], parent: int, enabled: bool) -> None:
     """A worker whose supervisor vanished (killed with SIGKILL) shuts down by itself."""
     if not enabled:
         return
@@ -160,21 +270,8 @@ async def _watch_parent(server: Server, parent: int, enabled: bool) -> None:
         await asyncio.sleep(1.0)
         if os.getppid() != parent:
             logger.warning("supervisor %d gone: worker %d shutting down", parent, os.getpid())
-            await server.shutdown()
+            await stop()
             return
-
-
-def _listen(config: ServerConfig) -> socket.socket:
-    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((config.host, config.port))
-        sock.listen(1024)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
 
 
 class _Supervisor:
@@ -184,13 +281,13 @@ class _Supervisor:
         config: ServerConfig,
         workers: int,
         broker_url: str | None,
-        sock: socket.socket,
+        socks: Sequence[socket.socket],
     ) -> None:
         self.app = app
         self.config = config
         self.workers = workers
         self.broker_url = broker_url
-        self.sock = sock
+        self.socks = socks
         #: pid -> (slot, start time)
         self.children: dict[int, tuple[int, float]] = {}
         #: slot -> (monotonic time of its next start, restart delay)
@@ -231,8 +328,8 @@ class _Supervisor:
             if loaded is None:
                 code = EXIT_LOAD_FAILED
             else:
-                hub, server = loaded
-                _run(hub, server, sock=self.sock, ready=None, multiprocess=True)
+                hub, app = loaded
+                _run(hub, app, self.config, self.socks, ready=None, multiprocess=True)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
             if exc.code is not None and not isinstance(exc.code, int):
@@ -246,19 +343,18 @@ class _Supervisor:
                 sys.stderr.flush()
             os._exit(code)
 
-    def _load_in_child(self) -> tuple[groups.Hub, Server] | None:
-        """The worker's hub and server, the app imported now; ``None`` after telling the
-        supervisor (one line on the error pipe) why the app could not be loaded."""
+    def _load_in_child(self) -> tuple[Hub, WSGIApp | Routes] | None:
+        """The worker's hub and app, imported now; ``None`` after telling the supervisor
+        (one line on the error pipe) why the app could not be loaded."""
         try:
             return _prepare(self.app, self.config, self.broker_url)
-        except SystemExit as exc:  # what load_target says the user can fix: one line
-            if isinstance(exc.code, str):
-                line = exc.code
-            else:
-                line = f"stargate: loading {self.app!r} exited with status {exc.code}"
+        except TargetError as exc:  # what the user can fix: one line
+            line = str(exc)
+        except SystemExit as exc:  # the app's module exited while imported
+            line = f"loading {self.app!r} exited with status {exc.code}"
         except Exception as exc:  # a bug in the app's module: its traceback helps
             traceback.print_exc()
-            line = f"stargate: cannot load {self.app!r}: {type(exc).__name__}: {exc}"
+            line = f"cannot load {self.app!r}: {type(exc).__name__}: {exc}"
         data = " ".join(line.splitlines()).encode("utf-8", "replace")[: select.PIPE_BUF - 1]
         with contextlib.suppress(OSError):
             os.write(self._errors_w, data + b"\n")
@@ -270,7 +366,7 @@ class _Supervisor:
         except (BlockingIOError, OSError):
             data = b""
         lines = data.decode("utf-8", "replace").splitlines()
-        return lines[0] if lines else f"stargate: a worker could not load {self.app!r}"
+        return lines[0] if lines else f"a worker could not load {self.app!r}"
 
     def reap(self) -> None:
         while self.children:
@@ -337,7 +433,7 @@ class _Supervisor:
 
     def run(self) -> int:
         """Serve until SIGINT or SIGTERM (0), or until a worker could not load the app
-        (:class:`SystemExit` with its one-line reason)."""
+        (:class:`~stargate.targets.TargetError` with its one-line reason)."""
         watched = {signal.SIGCHLD, signal.SIGINT, signal.SIGTERM}
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, watched)
         try:
@@ -357,7 +453,7 @@ class _Supervisor:
                 if self.stopping:
                     if not self.children:
                         if self.load_error is not None:
-                            raise SystemExit(self.load_error)
+                            raise TargetError(self.load_error)
                         return 0
                     if self.deadline is not None and time.monotonic() > self.deadline:
                         logger.warning("killing %d workers after the timeout", len(self.children))
@@ -384,41 +480,35 @@ def run_workers(
     workers: int = 1,
     broker_url: str | None = None,
     *,
+    listen: Sequence[Address] | None = None,
     ready: Ready | None = None,
 ) -> int:
     """Serve ``app_target`` (``module:attribute`` or an ``.ini`` file, imported in each
     worker after the fork, never in the supervisor; or an app object) with ``workers``
-    processes on ``config``'s port and group messages carried by ``broker_url``'s broker
-    (default ``config.broker_url``, else in-memory); returns the exit status after SIGINT or
-    SIGTERM.
+    processes on ``listen`` (default ``config``'s host and port) and group messages carried
+    by ``broker_url``'s broker (default ``config.broker_url``, else in-memory); returns the
+    exit status after SIGINT or SIGTERM.
 
     One worker serves in this process (no supervisor).  More than one needs a broker that
-    spans processes: otherwise :class:`SystemExit` with the reason, as for a target that
-    workers could not load (they stop, and are not restarted).  ``ready`` is called once
-    listening, with the :class:`~stargate.server.Server` (one worker) or a
-    :class:`Listening` (host, port, workers).
+    spans processes (else :class:`~stargate.settings.SettingsError`).  A target that the
+    workers cannot load raises :class:`~stargate.targets.TargetError` (they stop, and are
+    not restarted); an address that cannot be bound :class:`ListenError`.  ``ready`` is
+    called once listening, with a :class:`Listening`.
     """
     url = broker_url if broker_url is not None else config.broker_url
     if isinstance(app_target, str):
         check_target(app_target)
-    _refuse_split_groups(workers, url)
+    check_workers(workers, url)
+    addresses = listen or [(config.host, config.port)]
     if workers == 1:
-        serve_worker(app_target, config, broker_url=url, ready=ready)
+        serve_worker(app_target, config, broker_url=url, listen=addresses, ready=ready)
         return 0
-    sock = _listen(config)
+    socks = bind(addresses)
     try:
-        host, port = sock.getsockname()[:2]
-        supervisor = _Supervisor(app_target, config, workers, url, sock)
+        supervisor = _Supervisor(app_target, config, workers, url, socks)
         if ready is not None:
-            ready(Listening(host, port, workers))
+            ready(_listening(socks, workers, config))
         return supervisor.run()
     finally:
-        sock.close()
-
-
-if __name__ == "__main__":
-    # ``python -m stargate.server.workers ARGS`` is ``stargate serve ARGS``.  Run as a
-    # script this file is ``__main__``: the library module itself never imports the CLI.
-    from stargate.cli import main
-
-    sys.exit(main(["serve", *sys.argv[1:]]))
+        for sock in socks:
+            sock.close()

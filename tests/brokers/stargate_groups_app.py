@@ -1,5 +1,5 @@
 """The app the multi-process tests serve in subprocesses
-(``python -m stargate.server.workers stargate_groups_app:app --broker redis://...``).
+(``python -m stargate serve stargate_groups_app:app --broker redis://...``).
 
 * WebSocket ``/join/NAME``: joins group NAME, waits until other processes' messages to it
   arrive here, says ``{"pid", "id", "subscribed"}``, then relays every message it receives

@@ -66,7 +66,7 @@ def _valid() -> bytearray:
 @pytest.mark.parametrize(
     ("mutate", "error"),
     [
-        (lambda d: d[:HEADER_SIZE - 1], "shorter than its header"),
+        (lambda d: d[: HEADER_SIZE - 1], "shorter than its header"),
         (lambda d: b"", "shorter than its header"),
         (lambda d: b"XX" + d[2:], "bad magic"),
         (lambda d: d[:2] + b"\x02" + d[3:], "unknown envelope version 2"),

@@ -41,6 +41,7 @@ async def test_memory_broker_moves_bytes_between_brokers_of_one_bus() -> None:
     bus = MemoryBus()
     a, b, c = MemoryBroker(bus), MemoryBroker(bus), MemoryBroker(bus)
     got: dict[str, list[tuple[str, bytes]]] = {"a": [], "b": [], "c": []}
+
     def collect(name: str) -> Callable[[str, bytes], None]:
         return lambda channel, data: got[name].append((channel, data))
 

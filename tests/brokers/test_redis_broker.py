@@ -123,7 +123,7 @@ async def test_redis_broker_reconnects_and_reports_gaps(redis_server: RedisServe
 
 
 class StargateProcess:
-    """``python -m stargate.server.workers stargate_groups_app:app`` in a subprocess."""
+    """``python -m stargate serve stargate_groups_app:app`` in a subprocess."""
 
     def __init__(self, process: asyncio.subprocess.Process, port: int) -> None:
         self.process = process
@@ -134,7 +134,7 @@ class StargateProcess:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(APP_DIR), env.get("PYTHONPATH")]))
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "stargate.server.workers", "stargate_groups_app:app",
+            sys.executable, "-m", "stargate", "serve", "stargate_groups_app:app",
             "--port", "0", "--ping-interval", "0", "--log-level", "warning", *args,
             stdout=asyncio.subprocess.PIPE,
             env=env,
@@ -206,7 +206,9 @@ async def test_a_group_spans_two_processes_in_order(
 ) -> None:
     a, b = processes
     (a1, hello_a), (a2, _), (b1, hello_b) = [
-        await a.join("room"), await a.join("room"), await b.join("room")
+        await a.join("room"),
+        await a.join("room"),
+        await b.join("room"),
     ]
     assert hello_a["subscribed"] and hello_b["subscribed"] and hello_a["pid"] != hello_b["pid"]
     messages = [f"m{i}" for i in range(100)]

@@ -5,130 +5,77 @@
 
     [server:main]
     use = egg:stargate
-    host = 127.0.0.1
-    port = 6543
-    # optional: threads, websocket_threads, certfile, keyfile, legacy_protocols, max_connections,
-    # max_header_size, max_body_size, header_timeout, keepalive_timeout, write_timeout,
-    # shutdown_timeout, and the WebSocket keys of stargate.pyramid.settings without their
-    # "stargate." prefix (allowed_origins, max_message_size, ping_interval ...)
+    listen = localhost:6543
+    # or: host = 127.0.0.1 and port = 6543; optional: threads, max_body_size, certfile ...,
+    # and the WebSocket settings (allowed_origins, max_message_size, ping_interval ...)
 
-The app's own ``stargate.*`` settings (in ``[app:main]``) override the WebSocket keys for
-the upgrades that app accepts.
+Every key is a setting of :mod:`stargate.settings`, converted there (as the command line's
+options are); ``stargate serve development.ini`` reads the same section.  The app's own
+``stargate.*`` settings (in ``[app:main]``) override the WebSocket keys for the upgrades
+that app accepts.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-import ssl
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..server import ServerConfig, WebSocketOptions, serve
-from ..server.app import Server
+from ..server import ServerConfig
 from ..server.wsgi import WSGIApp
-from .settings import (
-    LIMIT_KEYS,
-    OPTION_KEYS,
-    ORIGIN_KEYS,
-    as_bool,
-    as_seconds,
-    as_size,
-    parse_settings,
-)
+from ..settings import SERVER_KEYS, ServeSettings, SettingsError, serve_settings
+from ..targets import load_ini_app
+from ..workers import Listening, banner, serve_worker
 
-__all__ = ["app_factory", "load_ini_app", "server_config", "server_factory"]
+__all__ = ["SERVER_KEYS", "app_factory", "load_ini_app", "server_config", "server_factory"]
 
-_INT_KEYS = ("threads", "websocket_threads", "max_connections", "max_pipelined")
-_SIZE_KEYS = ("max_header_size", "max_body_size")
-_SECONDS_KEYS = (
-    "header_timeout",
-    "keepalive_timeout",
-    "write_timeout",
-    "linger_timeout",
-    "shutdown_timeout",
-)
-_OTHER_KEYS = ("certfile", "keyfile", "legacy_protocols")
-#: Every key ``[server:main]`` may carry besides ``use``, ``host`` and ``port``.
-SERVER_KEYS = frozenset(
-    (*_INT_KEYS, *_SIZE_KEYS, *_SECONDS_KEYS, *_OTHER_KEYS, *ORIGIN_KEYS, *LIMIT_KEYS, *OPTION_KEYS)
-)
+_DEFAULT_PORT = 6543
 
 
-def server_config(host: str = "127.0.0.1", port: str | int = 6543, **settings: Any) -> ServerConfig:
-    """A :class:`~stargate.server.ServerConfig` from the (string) values of an .ini section.
-
-    Raises ValueError for an unknown key (a typo must not pass silently) or a bad value.
-    """
-    unknown = sorted(set(settings) - SERVER_KEYS)
-    if unknown:
-        raise ValueError(
-            f"stargate server: unknown setting(s) {', '.join(unknown)}; "
-            f"known: host, port, {', '.join(sorted(SERVER_KEYS))}"
+def _serve_settings(settings: Mapping[str, Any]) -> ServeSettings:
+    values = {key: value for key, value in settings.items() if value is not None}
+    if "listen" not in values:
+        values.setdefault("host", "127.0.0.1")
+    values.setdefault("port", _DEFAULT_PORT)
+    parsed = serve_settings(values, label=lambda key: f"[server:main] {key}")
+    if parsed.workers > 1:
+        raise SettingsError(
+            f"[server:main] workers = {parsed.workers}: pserve loads the app before the "
+            "server, so its workers could not each import their own; "
+            "run stargate serve development.ini (which reads this section) instead"
         )
-    values: dict[str, Any] = {"host": str(host), "port": int(port)}
-    for key in _INT_KEYS:
-        if key in settings:
-            number = int(str(settings[key]).strip())
-            if number <= 0:
-                raise ValueError(f"stargate server: {key} must be positive")
-            values[key] = number
-    for key in _SIZE_KEYS:
-        if key in settings:
-            values[key] = as_size(settings[key], key)
-    for key in _SECONDS_KEYS:
-        if key in settings:
-            values[key] = as_seconds(settings[key], key)
-    if "legacy_protocols" in settings:
-        values["legacy_protocols"] = as_bool(settings["legacy_protocols"], "legacy_protocols")
-    certfile = settings.get("certfile")
-    if certfile:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(str(certfile), settings.get("keyfile") or None)
-        values["ssl_context"] = context
-    websocket = parse_settings(settings, prefix="")
-    if websocket.options is not None:
-        values["websocket"] = websocket.options
-    else:
-        values["websocket"] = WebSocketOptions()
-    if websocket.origin_policy is not None:
-        values["origin_policy"] = websocket.origin_policy
-    return ServerConfig(**values)
+    return parsed
 
 
-def server_factory(
-    global_conf: Mapping[str, Any], host: str = "127.0.0.1", port: str = "6543", **settings: Any
-) -> Callable[[WSGIApp], None]:
+def server_config(
+    host: str | None = None, port: str | int | None = None, **settings: Any
+) -> ServerConfig:
+    """A :class:`~stargate.server.ServerConfig` from the (string) values of an .ini section
+    (``host`` and ``port`` default to 127.0.0.1 and 6543).
+
+    Raises :class:`~stargate.settings.SettingsError` (a ValueError) for an unknown key (a
+    typo must not pass silently) or a bad value.
+    """
+    return _serve_settings({"host": host, "port": port, **settings}).config
+
+
+def server_factory(global_conf: Mapping[str, Any], **settings: Any) -> Callable[[WSGIApp], None]:
     """PasteDeploy server factory: ``[server:main] use = egg:stargate``.
 
     The settings are checked here, when pserve loads the section; the returned ``serve(app)``
     serves the app (HTTP and WebSocket on one port) until SIGINT or SIGTERM.
     """
-    config = server_config(host, port, **settings)
+    parsed = _serve_settings(settings)
 
     def serve_app(app: WSGIApp) -> None:
-        def ready(server: Server) -> None:
-            scheme = "https" if config.ssl_context else "http"
-            print(
-                f"stargate: serving on {scheme}://{server.host}:{server.port}/ "
-                "(HTTP and WebSocket)",
-                flush=True,
-            )
+        def ready(listening: Listening) -> None:
+            print(banner("serve", listening), flush=True)
 
-        serve(app, config, ready=ready)
+        serve_worker(app, parsed.config, listen=parsed.listen, ready=ready)
 
     return serve_app
-
-
-def load_ini_app(config_uri: str) -> WSGIApp:
-    """The WSGI app of an .ini file (``development.ini`` or ``development.ini#name``), with
-    the file's logging configuration applied, as pserve does."""
-    from pyramid.paster import get_app, setup_logging
-
-    setup_logging(config_uri)
-    app: WSGIApp = get_app(config_uri)
-    return app
 
 
 def app_factory(global_conf: Mapping[str, Any], **settings: Any) -> WSGIApp:
