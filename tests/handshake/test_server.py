@@ -61,7 +61,9 @@ def test_detect_version(headers: list[tuple[str, str]], version: ProtocolVersion
     assert detect_version(make_request(headers)) is version
 
 
-@pytest.mark.parametrize("value", ["14", "6", "0", "", "13, 8", "abc"])
+@pytest.mark.parametrize(
+    "value", ["14", "6", "0", "", "13, 8", "abc", "\xa013", "13\x85", "\u200913"]
+)
 def test_detect_version_unsupported(value: str) -> None:
     with pytest.raises(HandshakeError) as info:
         detect_version(make_request(changed(RFC_BASE, Sec_WebSocket_Version=value)))
@@ -785,3 +787,8 @@ def test_accept_origin_refusals_say_why(
     error = refusal(make_request(changed(RFC_BASE, **changes)), **kwargs)
     assert reason in error.reason
     assert error.status == (400 if "authority" in kwargs else 403)
+
+
+def test_detect_version_strips_only_ows() -> None:
+    request = make_request(changed(RFC_BASE, Sec_WebSocket_Version=" \t13\t "))
+    assert detect_version(request) is V.RFC6455

@@ -79,7 +79,8 @@ def detect_version(request: Request) -> ProtocolVersion:
     headers = request.headers
     version = _single(request, "Sec-WebSocket-Version")
     if version is not None:
-        detected = _VERSION_BY_HEADER.get(version.strip())
+        # OWS only (RFC 7230 section 3.2.3): str.strip() would also drop U+00A0 and U+0085.
+        detected = _VERSION_BY_HEADER.get(version.strip(" \t"))
         if detected is None:
             raise HandshakeError(
                 426,
