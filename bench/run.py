@@ -91,13 +91,19 @@ SERVERS = {
 @dataclass(frozen=True)
 class Row:
     key: str
-    title: str
+    template: str  # the title, formatted with the loadgen options in use
     mode: str  # the loadgen mode, or "idle"
     app: str = "echo"
     deflate: bool = False
     #: loadgen options, full run and --quick
     full: dict[str, Any] = field(default_factory=dict)
     quick: dict[str, Any] = field(default_factory=dict)
+
+    def options(self, quick: bool) -> dict[str, Any]:
+        return dict(self.quick if quick else self.full)
+
+    def title(self, quick: bool) -> str:
+        return self.template.format(**self.options(quick))
 
     def applies_to(self, server: Server) -> bool:
         if self.app == "pyramid":
@@ -108,28 +114,28 @@ class Row:
 ROWS = [
     Row(
         "echo64",
-        "echo 64 B, 100 conn x 16 in flight: msg/s (server µs/msg)",
+        "echo 64 B, {conns} conn x {inflight} in flight: msg/s (server µs/msg)",
         "echo",
         full={"conns": 100, "inflight": 16, "size": 64, "warmup": 1, "duration": 5},
         quick={"conns": 100, "inflight": 16, "size": 64, "warmup": 0.2, "duration": 0.6},
     ),
     Row(
         "echo16k",
-        "echo 16 KiB, 10 x 4: MB/s (server µs/msg)",
+        "echo 16 KiB, {conns} x {inflight}: MB/s (server µs/msg)",
         "echo",
         full={"conns": 10, "inflight": 4, "size": 16384, "warmup": 1, "duration": 5},
         quick={"conns": 10, "inflight": 4, "size": 16384, "warmup": 0.2, "duration": 0.6},
     ),
     Row(
         "echo1m",
-        "echo 1 MiB, 1 x 2: MB/s (server µs/msg)",
+        "echo 1 MiB, {conns} x {inflight}: MB/s (server µs/msg)",
         "echo",
         full={"conns": 1, "inflight": 2, "size": 1 << 20, "warmup": 1, "duration": 5},
         quick={"conns": 1, "inflight": 2, "size": 1 << 20, "warmup": 0.2, "duration": 0.6},
     ),
     Row(
         "broadcast",
-        "broadcast 64 B to 1,000 subscribers: deliveries/s (server µs each)",
+        "broadcast 64 B to {conns:,} subscribers: deliveries/s (server µs each)",
         "broadcast",
         app="broadcast",
         full={"conns": 1000, "size": 64, "window": 32, "batch": 16, "warmup": 1, "duration": 5},
@@ -137,7 +143,7 @@ ROWS = [
     ),
     Row(
         "fanout",
-        "fan-out latency at 5 publishes/s to 1,000 subscribers: p50 (p99)",
+        "fan-out latency, {rate} publishes/s to {conns:,} subscribers: p50 (p99)",
         "fanout",
         app="broadcast",
         full={"conns": 1000, "size": 64, "rate": 5, "count": 25},
@@ -145,14 +151,14 @@ ROWS = [
     ),
     Row(
         "handshake",
-        "10,000 handshakes, 64 in flight: per s (server µs each)",
+        "{count:,} handshakes, {concurrency} in flight: per s (server µs each)",
         "handshake",
         full={"count": 10000, "concurrency": 64, "path": "/"},
         quick={"count": 300, "concurrency": 64, "path": "/"},
     ),
     Row(
         "handshake-pyramid",
-        "same, through a Pyramid app (WebSocketView)",
+        "same, through a Pyramid app (WebSocketView at /ws)",
         "handshake",
         app="pyramid",
         full={"count": 10000, "concurrency": 64, "path": "/ws"},
@@ -160,14 +166,14 @@ ROWS = [
     ),
     Row(
         "idle",
-        "idle connection, RSS per connection (2,000 open)",
+        "idle connection, server RSS each ({conns:,} open)",
         "idle",
         full={"conns": 2000, "concurrency": 64},
         quick={"conns": 200, "concurrency": 64},
     ),
     Row(
         "idle-deflate",
-        "idle connection with permessage-deflate negotiated, RSS each",
+        "idle connection with permessage-deflate negotiated ({conns:,} open)",
         "idle",
         deflate=True,
         full={"conns": 2000, "concurrency": 64, "deflate": 1},
@@ -175,7 +181,7 @@ ROWS = [
     ),
     Row(
         "rtt",
-        "round trip, 1 conn, 64 B: p50 (p99)",
+        "round trip, 1 conn, {size} B, {count:,} times: p50 (p99)",
         "rtt",
         full={"size": 64, "count": 5000, "warmup-count": 500},
         quick={"size": 64, "count": 300, "warmup-count": 50},
@@ -363,7 +369,7 @@ def _share(cpu: float | None, elapsed: float) -> float | None:
 def measure(ctx: Context, server: Server, row: Row, round_: int) -> Sample:
     """Start a fresh server, run the row's client against it, stop it."""
     sample = Sample(row.key, server.name, round_)
-    opts = dict(row.quick if ctx.quick else row.full)
+    opts = row.options(ctx.quick)
     try:
         with running_server(ctx, server, row) as srv:
             pid = srv.proc.pid
@@ -499,47 +505,66 @@ def ratio(row: Row, cell: Cell | None, base: Cell | None) -> str:
     return f"{rate:.2f}"
 
 
-def markdown(cells: dict[str, dict[str, Cell]], servers: list[str], rows: list[Row]) -> str:
+def markdown(
+    cells: dict[str, dict[str, Cell]],
+    servers: list[str],
+    rows: list[Row],
+    quick: bool,
+    caption: str,
+) -> str:
     titles = [SERVERS[name].title for name in servers]
-    out = ["| scenario | " + " | ".join(titles) + " |", "|---|" + "---:|" * len(servers)]
+    head = ["| scenario | " + " | ".join(titles) + " |", "|---|" + "---:|" * len(servers)]
+    out = [caption, "", *head]
     for row in rows:
         found = cells.get(row.key, {})
         out.append(
-            f"| {row.title} | "
+            f"| {row.title(quick)} | "
             + " | ".join(format_cell(row, found[n]) if n in found else "-" for n in servers)
             + " |"
         )
-    out += ["", f"Against {BASELINE} (above 1: better than {BASELINE}; server CPU per message"]
-    out += ["first, the rate in parentheses):", ""]
-    out += ["| scenario | " + " | ".join(titles) + " |", "|---|" + "---:|" * len(servers)]
+    out += [
+        "",
+        "Rates are medians over the runs; in parentheses the server's CPU time per message,",
+        "delivery or handshake in µs (utime + stime of /proc/PID/stat over the measured window),",
+        "or the p99 of a latency.  MB = 10^6 bytes of payload one way.  RSS: the server's growth",
+        "per open connection.  (!): a run of that cell reported errors (listed below the tables);",
+        "'-': the server cannot do it (picows has no permessage-deflate; Pyramid is stargate's).",
+        "",
+        f"Against {BASELINE}, above 1 = better than {BASELINE}: server CPU per message first (the",
+        "steadier figure on a shared machine), the rate's ratio in parentheses; for latency and",
+        f"memory, {BASELINE}'s figure over the server's.  The Pyramid row compares each server",
+        "with its own Routes row instead.",
+        "",
+        *head,
+    ]
     for row in rows:
         found = cells.get(row.key, {})
-        base = found.get(BASELINE)
         if row.app == "pyramid":
-            base_row = cells.get("handshake", {})
-            out.append(
-                f"| {row.title}: vs the same server's Routes figure | "
-                + " | ".join(ratio(row, found.get(n), base_row.get(n)) for n in servers)
-                + " |"
-            )
+            routes = cells.get("handshake", {})
+            ratios = [ratio(row, found.get(n), routes.get(n)) for n in servers]
+            out.append(f"| {row.title(quick)}, vs Routes | " + " | ".join(ratios) + " |")
             continue
-        out.append(
-            f"| {row.title} | " + " | ".join(ratio(row, found.get(n), base) for n in servers) + " |"
-        )
-    out += ["", "Client (loadgen) CPU, share of one core over the measured window; the server's:"]
-    out += ["", "| scenario | " + " | ".join(titles) + " |", "|---|" + "---:|" * len(servers)]
+        base = found.get(BASELINE)
+        ratios = [ratio(row, found.get(n), base) for n in servers]
+        out.append(f"| {row.title(quick)} | " + " | ".join(ratios) + " |")
+
+    def share(cell: Cell | None) -> str:
+        if cell is None or cell.client_cpu is None:
+            return "-"
+        srv = f"{100 * cell.server_cpu:.0f}%" if cell.server_cpu is not None else "?"
+        return f"{100 * cell.client_cpu:.0f}% / {srv}"
+
+    out += [
+        "",
+        "CPU over the measured window, share of one core: the client (loadgen) / the server.",
+        "A server well under 100% while the client is too was waiting for a CPU (a busy machine).",
+        "",
+        *head,
+    ]
     for row in rows:
-        if row.mode == "idle":
-            continue
-        found = cells.get(row.key, {})
-
-        def share(cell: Cell | None) -> str:
-            if cell is None or cell.client_cpu is None:
-                return "-"
-            srv = f"{100 * cell.server_cpu:.0f}%" if cell.server_cpu is not None else "?"
-            return f"{100 * cell.client_cpu:.0f}% / {srv}"
-
-        out.append(f"| {row.key} | " + " | ".join(share(found.get(n)) for n in servers) + " |")
+        if row.mode != "idle":
+            found = cells.get(row.key, {})
+            out.append(f"| {row.key} | " + " | ".join(share(found.get(n)) for n in servers) + " |")
     return "\n".join(out)
 
 
@@ -702,7 +727,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     _progress(sample, row)
 
     cells = summarize(samples)
-    table = markdown(cells, servers, rows)
+    caption = (
+        f"{'Smoke run (--quick, tiny counts)' if args.quick else 'Full run'}, {rounds} round(s), "
+        f"load average {load:.1f} on {len(cpus)} CPUs"
+        + (", server and client pinned to their own CPU" if pin else ", not pinned")
+        + f"; stargate at {found['stargate source']}."
+    )
+    table = markdown(cells, servers, rows, args.quick, caption)
     print()
     print(table)
     print()
