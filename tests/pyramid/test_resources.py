@@ -162,6 +162,14 @@ def test_trees_of_one_root_class_apart_by_namespace() -> None:
     assert listener_group_name(tenant_b["jobs"]["1"]) == "pyramid:tenant-b:/jobs/1"
 
 
+def test_a_colon_in_a_namespace_cannot_forge_another_tree() -> None:
+    """Namespace ``a:x`` with ``/b`` and namespace ``a`` with a root named ``x:`` above
+    ``b`` would both read ``a:x:/b`` unquoted."""
+    first, second = Tree(), Node("x:", None)
+    first.listener_namespace, second.listener_namespace = "a:x", "a"  # type: ignore[attr-defined]
+    assert listener_group_name(Node("b", first)) != listener_group_name(Node("b", second))
+
+
 def test_namespace_must_be_a_non_empty_string() -> None:
     root = Tree()
     root.listener_namespace = ""

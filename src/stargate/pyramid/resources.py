@@ -25,9 +25,10 @@ trees in one process with roots of different classes never share.  Two trees of 
 root class in one process (one app mounted twice, two tenants) share unless each root says
 which tree it is: ``root.listener_namespace = "tenant-a"``.
 
-A resource that is not located (no ``__name__``; or a parent without one) has nothing that
-names it beyond the object itself: its listeners are its own (a group local to the object
-and the process), so it must live as long as its connections do.
+A resource that is not located (it declares no ``__name__``, or a resource between it and
+its root has none) has nothing that names it beyond the object itself: its listeners are
+its own (a group local to the object and the process), so it must live as long as its
+connections do.
 
 A resource's place is read when its listeners are first used; set ``__name__`` and
 ``__parent__`` before that, and do not move a resource that has listeners.
@@ -109,7 +110,9 @@ def listener_group_name(resource: object) -> str | None:
     # Pyramid's resource_path: the root's name (usually "") joined with the others, each
     # quoted, so a "/" inside a name cannot make two paths alike.
     path = "/".join(quote_path_segment(name) for name in names) or "/"
-    full = f"{_PREFIX}{_tree_namespace(root)}:{path}"
+    # The namespace's ":" escaped: it cannot make two trees' names alike.
+    namespace = _tree_namespace(root).replace("%", "%25").replace(":", "%3A")
+    full = f"{_PREFIX}{namespace}:{path}"
     if len(full.encode("utf-8")) > _MAX_NAME:
         digest = hashlib.sha256(full.encode("utf-8")).hexdigest()
         full = f"{_PREFIX}sha256:{digest}"
