@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 from collections.abc import Callable
 
 import pytest
@@ -31,9 +34,23 @@ def _rng_bytes(rng: random.Random, n: int) -> bytes:
 
 def test_accelerator_is_built() -> None:
     # The extension ships with the package; running the suite without it would test only
-    # the fallback twice.
-    assert masking.ACCELERATED
-    assert apply_mask is not _apply_mask_python
+    # the fallback twice.  CI runs the core once more with STARGATE_PURE_PYTHON=1.
+    if masking.PURE_PYTHON:
+        assert not masking.ACCELERATED and apply_mask is _apply_mask_python
+    else:
+        assert masking.ACCELERATED
+        assert apply_mask is not _apply_mask_python
+
+
+def test_pure_python_switch() -> None:
+    """STARGATE_PURE_PYTHON=1 selects the fallback even where the extension is built."""
+    code = "from stargate import masking; print(masking.ACCELERATED, masking.PURE_PYTHON)"
+    for value, expected in (("1", "False True"), ("0", "True False")):
+        env = {**os.environ, "STARGATE_PURE_PYTHON": value}
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        assert out.stdout.split() == expected.split()
 
 
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS, ids=IDS)

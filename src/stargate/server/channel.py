@@ -227,7 +227,9 @@ class HttpChannel(asyncio.Protocol):
             raise _Refuse(431, "request header block too large")
         if len(self._headers) >= self.config.max_headers:
             raise _Refuse(431, f"more than {self.config.max_headers} header fields")
-        self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
+        # RFC 9112 section 5: a field value does not include the whitespace around it
+        # (llhttp leaves the trailing one).
+        self._headers.append((name.decode("latin-1"), value.decode("latin-1").strip(" \t")))
 
     def on_headers_complete(self) -> None:
         self._in_head = False
