@@ -52,12 +52,12 @@ gunicorn                        Stargate
 ==============================  ==============================================================
 
 Stargate's own settings come from environment variables, set in the environment or with
-gunicorn's ``-e``/``raw_env`` (:data:`ENVIRONMENT`): ``STARGATE_BROKER`` (group broker URL),
-``STARGATE_ALLOW_ORIGIN`` (origins allowed to open WebSockets, comma or space separated,
-``*`` for any), message, frame, body and head sizes, keepalive pings, compression, legacy
-protocols, the ``def`` handler thread pool, the access log's format, health and metrics
-paths.  A bad value stops gunicorn at start with one
-line naming the variable.
+gunicorn's ``-e``/``raw_env``: ``STARGATE_<NAME>`` for each setting ``name`` of
+:mod:`stargate.settings` (the names of ``stargate serve``'s options and ini keys, converted
+there), e.g. ``STARGATE_BROKER`` (the group broker URL), ``STARGATE_ALLOWED_ORIGINS``,
+``STARGATE_MAX_MESSAGE_SIZE``, except the settings gunicorn carries (:data:`GUNICORN_SETS`:
+``STARGATE_THREADS`` is refused, name gunicorn's ``threads``).  An unknown name or a bad
+value stops gunicorn at start with one line naming the variable.
 
 More than one worker (``-w 2`` and up) needs a broker that spans processes
 (``STARGATE_BROKER=redis://...``): with the in-memory broker every worker would have groups of
@@ -78,7 +78,7 @@ import signal
 import ssl
 import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 try:
@@ -90,36 +90,34 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from . import groups
-from .brokers import make_broker
-from .handshake import OriginPolicy
-from .limits import Limits
-from .server.access import FORMATS as ACCESS_LOG_FORMATS
+from .brokers import BrokerConfigError, make_broker
 from .server.app import Server, new_event_loop
-from .server.config import ServerConfig, WebSocketOptions
+from .server.config import ServerConfig
 from .server.wsgi import WSGIApp
+from .settings import SERVER_KEYS, SettingsError, server_config
 
-__all__ = ["ENVIRONMENT", "QUICK_STOP", "Worker", "WorkerSettings", "worker_settings"]
+__all__ = ["GUNICORN_SETS", "QUICK_STOP", "Worker", "WorkerSettings", "worker_settings"]
 
-#: The environment variables this worker reads, and what each sets.
-ENVIRONMENT: Mapping[str, str] = {
-    "STARGATE_BROKER": "group broker URL: memory:// (one process) or redis://host:6379/0",
-    "STARGATE_ALLOW_ORIGIN": "origins allowed besides the same origin; '*' allows any",
-    "STARGATE_MAX_MESSAGE_SIZE": "bytes per WebSocket message (1MiB)",
-    "STARGATE_MAX_FRAME_SIZE": "bytes per WebSocket frame (the message size)",
-    "STARGATE_MAX_BODY_SIZE": "bytes per HTTP request body (16MiB)",
-    "STARGATE_MAX_HEADER_SIZE": "bytes per request head (16KiB, see limit_request_*)",
-    "STARGATE_PING_INTERVAL": "seconds between keepalive pings; 0 or off disables (20)",
-    "STARGATE_PING_TIMEOUT": "seconds to wait for the pong; 0 or off disables (20)",
-    "STARGATE_CLOSE_TIMEOUT": "seconds for the WebSocket close handshake (10)",
-    "STARGATE_COMPRESSION": "offer permessage-deflate: true or false (true)",
-    "STARGATE_LEGACY": "serve the hixie-75/76 drafts: true or false (true)",
-    "STARGATE_WEBSOCKET_THREADS": "threads of 'def' WebSocket handlers (128)",
-    "STARGATE_ACCESS_LOG_FORMAT": "text or json: the access log's lines (text)",
-    "STARGATE_HEALTH_PATH": "a path answered 200 while the worker takes work (off)",
-    "STARGATE_METRICS_PATH": "a path serving Prometheus metrics, one worker each (off)",
+#: Stargate settings that gunicorn's own settings carry under gunicorn: a ``STARGATE_``
+#: variable for one is refused, naming gunicorn's setting (one source of truth each).
+GUNICORN_SETS: Mapping[str, str] = {
+    "host": "bind (-b)",
+    "port": "bind (-b)",
+    "listen": "bind (-b)",
+    "certfile": "certfile",
+    "keyfile": "keyfile",
+    "workers": "workers (-w)",
+    "threads": "threads",
+    "max_connections": "worker_connections",
+    "keepalive_timeout": "keepalive",
+    "shutdown_timeout": "graceful_timeout",
+    "max_headers": "limit_request_fields",
+    "trusted_proxies": "forwarded_allow_ips",
+    "access_log": "accesslog (--access-logfile)",
 }
-#: Set by ``stargate serve --workers`` in its own workers; not a setting.
+#: Variables of the ``STARGATE_`` namespace that are not settings.
 _NOT_SETTINGS = frozenset({"STARGATE_WORKER", "STARGATE_CHROMIUM"})
+_PREFIX = "STARGATE_"
 
 #: Seconds a quick stop (``SIGQUIT``, ``SIGINT``) may take: under the 2 s gunicorn allows
 #: before it kills a worker whose graceful stop a quick one interrupted.
@@ -136,14 +134,6 @@ _GUNICORN_MAX_HEADERS = 32768
 _GUNICORN_MAX_FIELD_SIZE = 8190
 _GUNICORN_DEFAULT_LIMITS = (4094, 100, 8190)
 
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
-_UNITS = {"": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2, "mib": 1024**2}
-
-
-class SettingsError(ValueError):
-    """A setting that cannot be used; the message names it and says what it expects."""
-
 
 @dataclass(frozen=True, slots=True)
 class WorkerSettings:
@@ -152,98 +142,64 @@ class WorkerSettings:
     config: ServerConfig
     #: ``STARGATE_BROKER``; ``None``: the in-memory broker, not asked for by name.
     broker_url: str | None
-    #: ``STARGATE_*`` variables that are not settings (a typo, most likely).
-    unknown: tuple[str, ...] = ()
 
 
 def worker_settings(cfg: Any, environ: Mapping[str, str]) -> WorkerSettings:
     """gunicorn's settings ``cfg`` and the ``STARGATE_*`` variables of ``environ`` -> the
-    worker's :class:`WorkerSettings`; :class:`SettingsError` names a value it cannot use.
+    worker's :class:`WorkerSettings`; :class:`~stargate.settings.SettingsError` names a
+    variable or a gunicorn setting it cannot use.
 
-    The one place where gunicorn's names meet Stargate's (see the module's table)."""
-    env = {name: value for name, value in environ.items() if name.startswith("STARGATE_")}
-    defaults = ServerConfig()
-
-    def get(name: str) -> str | None:
-        value = env.get(name)
-        return None if value is None or not value.strip() else value.strip()
-
-    max_message = _size(get("STARGATE_MAX_MESSAGE_SIZE"), "STARGATE_MAX_MESSAGE_SIZE")
-    max_frame = _size(get("STARGATE_MAX_FRAME_SIZE"), "STARGATE_MAX_FRAME_SIZE")
-    default_options = WebSocketOptions()
-    limits = Limits(
-        max_message_size=max_message or default_options.limits.max_message_size,
-        # As the CLI does: one frame may carry a whole message unless told otherwise.
-        max_frame_size=max_frame or max_message or default_options.limits.max_frame_size,
-    )
-    ping_interval = get("STARGATE_PING_INTERVAL")
-    ping_timeout = get("STARGATE_PING_TIMEOUT")
-    close_timeout = get("STARGATE_CLOSE_TIMEOUT")
-    compression = get("STARGATE_COMPRESSION")
-    options = WebSocketOptions(
-        limits=limits,
-        ping_interval=default_options.ping_interval
-        if ping_interval is None
-        else _seconds_or_off(ping_interval, "STARGATE_PING_INTERVAL"),
-        ping_timeout=default_options.ping_timeout
-        if ping_timeout is None
-        else _seconds_or_off(ping_timeout, "STARGATE_PING_TIMEOUT"),
-        close_timeout=default_options.close_timeout
-        if close_timeout is None
-        else _seconds(close_timeout, "STARGATE_CLOSE_TIMEOUT"),
-        compression=None
-        if compression is not None and not _bool(compression, "STARGATE_COMPRESSION")
-        else default_options.compression,
-        # One message, however large, may wait for the peer on top of the usual budget.
-        max_send_buffer=max(default_options.max_send_buffer, 2 * limits.max_message_size),
-    )
-
-    allowed = tuple((get("STARGATE_ALLOW_ORIGIN") or "").replace(",", " ").split())
-    policy = OriginPolicy.any() if "*" in allowed else OriginPolicy(allowed=allowed)
-    legacy = get("STARGATE_LEGACY")
-    access_format = get("STARGATE_ACCESS_LOG_FORMAT") or defaults.access_log_format
-    if access_format not in ACCESS_LOG_FORMATS:
-        raise SettingsError(
-            f"STARGATE_ACCESS_LOG_FORMAT: one of {', '.join(ACCESS_LOG_FORMATS)}, "
-            f"not {access_format!r}"
-        )
+    ``STARGATE_<NAME>`` is the setting ``name`` of :mod:`stargate.settings` (converted
+    there, as for the command line and the ini), except those in :data:`GUNICORN_SETS`;
+    then gunicorn's settings are mapped (the module's table)."""
+    values: dict[str, str] = {}
+    for variable, value in environ.items():
+        if not variable.startswith(_PREFIX) or variable in _NOT_SETTINGS:
+            continue
+        name = variable[len(_PREFIX) :].lower()
+        if name in GUNICORN_SETS:
+            raise SettingsError(
+                f"{variable}: set gunicorn's {GUNICORN_SETS[name]} instead, under gunicorn"
+            )
+        if name not in SERVER_KEYS:
+            known = sorted(SERVER_KEYS - set(GUNICORN_SETS))
+            raise SettingsError(
+                f"unknown setting {variable}; known: {', '.join(map(_variable, known))}"
+            )
+        if value.strip():
+            values[name] = value
+    try:
+        config = server_config(values, label=_variable)
+    except BrokerConfigError as exc:  # an unknown scheme, the redis package missing
+        raise SettingsError(f"{_variable('broker')}: {exc}") from None
 
     max_headers, head_size = _head_limits(
         int(cfg.limit_request_line),
         int(cfg.limit_request_fields),
         int(cfg.limit_request_field_size),
     )
-    explicit_head = _size(get("STARGATE_MAX_HEADER_SIZE"), "STARGATE_MAX_HEADER_SIZE")
     graceful = max(0.0, float(cfg.graceful_timeout))
-    config = ServerConfig(
+    config = replace(
+        config,
         threads=_positive(cfg.threads, "threads"),
-        websocket_threads=_count(get("STARGATE_WEBSOCKET_THREADS"), "STARGATE_WEBSOCKET_THREADS")
-        or defaults.websocket_threads,
-        ssl_context=_ssl_context(cfg),
-        websocket=options,
-        max_header_size=explicit_head or head_size or defaults.max_header_size,
-        max_headers=max_headers,
-        max_body_size=_size(get("STARGATE_MAX_BODY_SIZE"), "STARGATE_MAX_BODY_SIZE")
-        or defaults.max_body_size,
-        keepalive_timeout=max(0.0, float(cfg.keepalive)),
         max_connections=_positive(cfg.worker_connections, "worker_connections"),
+        keepalive_timeout=max(0.0, float(cfg.keepalive)),
         # Leave a margin to stop the hub and exit before gunicorn's kill.
         shutdown_timeout=graceful - min(1.0, graceful / 10),
-        legacy_protocols=True if legacy is None else _bool(legacy, "STARGATE_LEGACY"),
-        origin_policy=policy,
+        max_headers=max_headers,
+        max_header_size=config.max_header_size
+        if "max_header_size" in values or head_size is None
+        else head_size,
+        ssl_context=_ssl_context(cfg),
         trusted_proxies=tuple(str(entry) for entry in cfg.forwarded_allow_ips),
         access_log=cfg.accesslog is not None,
-        access_log_format=access_format,
-        health_path=_path(get("STARGATE_HEALTH_PATH"), "STARGATE_HEALTH_PATH"),
-        metrics_path=_path(get("STARGATE_METRICS_PATH"), "STARGATE_METRICS_PATH"),
-        broker_url=get("STARGATE_BROKER"),
     )
-    try:
-        make_broker(config.broker_url)  # an unknown scheme, redis-py missing: say so now
-    except ValueError as exc:
-        raise SettingsError(f"STARGATE_BROKER: {exc}") from None
-    unknown = tuple(sorted(set(env) - set(ENVIRONMENT) - _NOT_SETTINGS))
-    return WorkerSettings(config, config.broker_url, unknown)
+    return WorkerSettings(config, config.broker_url)
+
+
+def _variable(name: str) -> str:
+    """How a setting is spelled here: ``max_body_size`` -> ``STARGATE_MAX_BODY_SIZE``."""
+    return _PREFIX + name.upper()
 
 
 def _head_limits(line: int, fields: int, field_size: int) -> tuple[int, int | None]:
@@ -277,60 +233,6 @@ def _ssl_context(cfg: Any) -> ssl.SSLContext | None:
         raise SettingsError(f"certfile/keyfile: cannot load {cfg.certfile!r}: {exc}") from None
     context.set_alpn_protocols(["http/1.1"])  # no h2: Stargate speaks HTTP/1.1
     return context
-
-
-def _size(value: str | None, name: str) -> int | None:
-    """Bytes: ``65536``, ``64KiB``, ``64k``, ``1MiB``, ``1M``."""
-    if value is None:
-        return None
-    text = value.strip().lower()
-    digits = text.rstrip("kmib ")
-    unit = text[len(digits) :].strip()
-    if not digits.isdigit() or unit not in _UNITS or int(digits) <= 0:
-        raise SettingsError(
-            f"{name}: expected a positive size in bytes (65536, 64KiB), not {value!r}"
-        )
-    return int(digits) * _UNITS[unit]
-
-
-def _seconds(value: str, name: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        number = -1.0
-    if not number > 0:  # NaN too
-        raise SettingsError(f"{name}: expected a positive number of seconds, not {value!r}")
-    return number
-
-
-def _seconds_or_off(value: str, name: str) -> float | None:
-    """Seconds; ``0``, ``off`` or ``none`` turn the feature off (``None``)."""
-    if value.strip().lower() in ("0", "off", "none", "false", "no"):
-        return None
-    return _seconds(value, name)
-
-
-def _path(value: str | None, name: str) -> str | None:
-    if value is not None and not value.startswith("/"):
-        raise SettingsError(f"{name}: expected a path starting with /, not {value!r}")
-    return value
-
-
-def _bool(value: str, name: str) -> bool:
-    text = value.strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise SettingsError(f"{name}: expected true or false, not {value!r}")
-
-
-def _count(value: str | None, name: str) -> int | None:
-    if value is None:
-        return None
-    if not value.strip().isdigit() or int(value) <= 0:
-        raise SettingsError(f"{name}: expected a positive whole number, not {value!r}")
-    return int(value)
 
 
 def _positive(value: Any, name: str) -> int:
@@ -394,12 +296,6 @@ class Worker(_GunicornWorker):  # type: ignore[misc]
             raise RuntimeError(f"stargate: {exc}") from None
         if warning is not None:
             log.warning(warning)
-        if settings.unknown:
-            log.warning(
-                "stargate: ignoring unknown variables %s (known: %s)",
-                ", ".join(settings.unknown),
-                ", ".join(ENVIRONMENT),
-            )
         config = settings.config
         log.info(
             "stargate: %d WSGI thread(s) and up to %d connections per worker and socket, "
