@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 
@@ -199,13 +202,17 @@ class Served:
         self.process = process
         self.port = port
         self.stderr_path = stderr
+        #: Every address of the ready line (the first is ``port``'s).
+        self.addresses: list[tuple[str, int]] = []
 
     @classmethod
-    async def start(cls, *args: str, cwd: Path, env: dict[str, str] | None = None) -> Served:
+    async def start(
+        cls, *args: str, cwd: Path, env: dict[str, str] | None = None, python: Sequence[str] = ()
+    ) -> Served:
         stderr = cwd / f"stderr-{len(list(cwd.glob('stderr-*')))}.txt"
         with stderr.open("wb") as err:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "stargate", *args,
+                sys.executable, *python, "-m", "stargate", *args,
                 cwd=cwd,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=err,
@@ -216,12 +223,14 @@ class Served:
             line = await asyncio.wait_for(process.stdout.readline(), TIMEOUT)
         except TimeoutError:
             line = b""
-        match = re.match(rb"stargate \w+: https?://[^ ]+:(\d+)/", line)
-        if match is None:
+        urls = re.findall(r"https?://(\[[^]]+\]|[^/: ]+):(\d+)/", line.decode())
+        if not line.startswith(b"stargate ") or not urls:
             process.kill()
             await process.wait()
             raise AssertionError(f"no ready line: {line!r}\n{stderr.read_text()}")
-        return cls(process, int(match.group(1)), stderr)
+        served = cls(process, int(urls[0][1]), stderr)
+        served.addresses = [(host.strip("[]"), int(port)) for host, port in urls]
+        return served
 
     def stderr(self) -> str:
         return self.stderr_path.read_text()
@@ -387,13 +396,19 @@ def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> tuple[i
     return result.returncode, result.stdout, result.stderr
 
 
-def assert_one_line_error(result: tuple[int, str, str], *fragments: str) -> str:
-    """Exit status 2, nothing on stdout, one line on stderr with every fragment in it."""
+def assert_one_line_error(
+    result: tuple[int, str, str], *fragments: str, listened: bool = False
+) -> str:
+    """Exit status 2, one line on stderr with every fragment in it, nothing on stdout (but
+    the ready line when ``listened``: a supervisor listens before its workers load)."""
     code, out, err = result
     assert "Traceback" not in err, err
     assert err.count("\n") == 1 and err.endswith("\n"), err
     assert code == 2, (code, err)
-    assert out == ""
+    if listened:
+        assert out.startswith("stargate serve: http://") and out.count("\n") == 1, out
+    else:
+        assert out == ""
     assert err.startswith("stargate: error: "), err
     for fragment in fragments:
         assert fragment in err
@@ -434,3 +449,257 @@ def test_an_unknown_broker_scheme(tmp_path: Path) -> None:
     )  # fmt: skip
     err = assert_one_line_error(result, "unknown scheme 'amqp'", "redis")
     assert SECRET not in err
+
+
+# -- stargate serve: the .ini, listen, the current directory, reload, body size ----------------
+
+#: A plain WSGI app in ``hello.py``: GET says which VERSION it is; POST says how many bytes
+#: it read.  ``make_app`` is its PasteDeploy factory (``use = call:hello:make_app``).
+HELLO_MODULE = """
+VERSION = "one"
+
+def app(environ, start_response):
+    if environ["REQUEST_METHOD"] == "POST":
+        body = environ["wsgi.input"].read()
+        text = f"read {len(body)}"
+    else:
+        text = f"hello {VERSION}"
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [text.encode()]
+
+def make_app(global_config, **settings):
+    return app
+"""
+
+
+def get(host: str, port: int, path: str = "/", data: bytes | None = None) -> tuple[int, str]:
+    """(status, body) of one request; an HTTP error status is returned, not raised."""
+    netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        with urllib.request.urlopen(f"http://{netloc}{path}", data, timeout=TIMEOUT) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def hello_ini(directory: Path, server: str) -> Path:
+    """``app.ini``: the hello app, and a ``[server:main]`` of ``server``'s lines."""
+    (directory / "hello.py").write_text(HELLO_MODULE)
+    ini = directory / "app.ini"
+    ini.write_text(
+        f"[app:main]\nuse = call:hello:make_app\n\n[server:main]\nuse = egg:stargate\n{server}\n"
+    )
+    return ini
+
+
+@pytest.mark.asyncio
+async def test_serve_an_ini_uses_its_server_section_and_flags_override(tmp_path: Path) -> None:
+    pytest.importorskip("pyramid")
+    port = free_port()
+    hello_ini(tmp_path, f"host = 127.0.0.1\nport = {port}\nmax_body_size = 1KiB")
+    server = await Served.start("serve", "app.ini", cwd=tmp_path)
+    try:
+        assert server.addresses == [("127.0.0.1", port)]  # the ini's port, not 8000
+        assert await asyncio.to_thread(get, "127.0.0.1", port) == (200, "hello one")
+        status, _ = await asyncio.to_thread(get, "127.0.0.1", port, "/", b"x" * 2000)
+        assert status == 413  # the ini's max_body_size
+    finally:
+        assert await server.stop() == 0
+    server = await Served.start(
+        "serve", "app.ini", "--port", "0", "--max-body-size", "4KiB", cwd=tmp_path
+    )
+    try:
+        assert server.port != port  # the command line wins
+        reply = await asyncio.to_thread(get, "127.0.0.1", server.port, "/", b"x" * 2000)
+        assert reply == (200, "read 2000")
+    finally:
+        assert await server.stop() == 0
+
+
+@pytest.mark.asyncio
+async def test_serve_an_ini_that_listens_on_several_addresses(tmp_path: Path) -> None:
+    pytest.importorskip("pyramid")
+    port = free_port()
+    hello_ini(tmp_path, f"listen = 127.0.0.1:{port} [::1]:{port}")
+    server = await Served.start("serve", "app.ini", cwd=tmp_path)
+    try:
+        assert server.addresses == [("127.0.0.1", port), ("::1", port)]
+        for host in ("127.0.0.1", "::1"):
+            assert await asyncio.to_thread(get, host, port) == (200, "hello one")
+    finally:
+        assert await server.stop() == 0
+
+
+@pytest.mark.asyncio
+async def test_listen_on_the_command_line(tmp_path: Path) -> None:
+    (tmp_path / "hello.py").write_text(HELLO_MODULE)
+    port = free_port()
+    server = await Served.start(
+        "serve", "hello:app", "--listen", f"localhost:{port}", "--listen", "127.0.0.2:0",
+        cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        hosts = [host for host, _ in server.addresses]
+        assert hosts[0] == "127.0.0.1" and "127.0.0.2" in hosts  # localhost: each address
+        for host, bound in server.addresses:
+            assert await asyncio.to_thread(get, host, bound) == (200, "hello one")
+    finally:
+        assert await server.stop() == 0
+
+
+@pytest.mark.asyncio
+async def test_a_module_in_the_current_directory(tmp_path: Path) -> None:
+    """As gunicorn and uvicorn do.  ``python -P`` leaves the current directory off
+    sys.path, as the ``stargate`` script's own start does: the command puts it there."""
+    (tmp_path / "hello.py").write_text(HELLO_MODULE)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    server = await Served.start(
+        "serve", "hello:app", "--port", "0", cwd=tmp_path, env=env, python=["-P"]
+    )
+    try:
+        assert await asyncio.to_thread(get, "127.0.0.1", server.port) == (200, "hello one")
+    finally:
+        assert await server.stop() == 0
+
+
+@pytest.mark.asyncio
+async def test_reload_restarts_when_the_app_changes(tmp_path: Path) -> None:
+    pytest.importorskip("hupper")
+    module = tmp_path / "hello.py"
+    module.write_text(HELLO_MODULE)
+    port = free_port()  # the restarted server listens where the first one did
+    server = await Served.start("serve", "hello:app", "--port", str(port), "--reload", cwd=tmp_path)
+    try:
+        assert await asyncio.to_thread(get, "127.0.0.1", port) == (200, "hello one")
+
+        async def answer() -> tuple[int, str] | None:
+            try:
+                return await asyncio.to_thread(get, "127.0.0.1", port)
+            except OSError:  # between the old server's stop and the new one's start
+                return None
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + TIMEOUT
+        # Written again until it shows: the monitor starts watching the app's files a
+        # moment after the server is ready, and a change before that goes unseen.
+        while (reply := await answer()) != (200, "hello two"):
+            assert loop.time() < deadline, f"not reloaded: {reply}\n{server.stderr()}"
+            module.write_text(HELLO_MODULE.replace('"one"', '"two"'))
+            await asyncio.sleep(0.5)
+    finally:
+        await server.stop()
+    assert "Traceback" not in server.stderr()
+
+
+# -- one-line errors, each with its fix ----------------------------------------------------------
+
+
+def test_a_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for extra in ([], ["--workers", "2", "--broker", "redis://127.0.0.1:1/0"]):
+            if extra and importlib.util.find_spec("redis") is None:
+                continue
+            result = run_cli(
+                "serve", "stargate.demo:app", "--port", str(port), *extra, cwd=tmp_path
+            )
+            assert_one_line_error(
+                result,
+                f"cannot listen on 127.0.0.1:{port}: address already in use",
+                "choose another port",
+            )
+
+
+def test_a_target_that_is_not_callable(tmp_path: Path) -> None:
+    assert_one_line_error(
+        run_cli("serve", "stargate.limits:MiB", "--port", "0", cwd=tmp_path),
+        "'stargate.limits:MiB' is not a WSGI app",
+        "an object of type int",
+    )
+
+
+@pytest.mark.asyncio
+async def test_a_target_that_is_not_callable_with_workers(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """Each worker imports the target: the supervisor says what the first one found."""
+    result = await asyncio.to_thread(
+        run_cli,
+        "serve", "stargate.limits:MiB", "--port", "0", "--workers", "2",
+        "--broker", redis_server.url, "--log-level", "critical",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert_one_line_error(result, "'stargate.limits:MiB' is not a WSGI app", listened=True)
+
+
+def test_a_missing_module(tmp_path: Path) -> None:
+    assert_one_line_error(
+        run_cli("serve", "nothere:app", cwd=tmp_path),
+        "cannot import 'nothere'",
+        f"looked in {tmp_path}",
+    )
+
+
+def test_a_missing_certificate(tmp_path: Path) -> None:
+    assert_one_line_error(
+        run_cli("serve", "stargate.demo:app", "--certfile", "cert.pem", cwd=tmp_path),
+        "--certfile: no such file: 'cert.pem'",
+    )
+
+
+def test_a_bad_log_level(tmp_path: Path) -> None:
+    assert_one_line_error(
+        run_cli("serve", "stargate.demo:app", "--log-level", "loud", cwd=tmp_path),
+        "--log-level: one of debug, info, warning, error, critical, not 'loud'",
+    )
+
+
+def test_a_bad_value(tmp_path: Path) -> None:
+    assert_one_line_error(
+        run_cli("echo", "--max-message-size", "1.5MiB", cwd=tmp_path),
+        "--max-message-size: expected a size in bytes (e.g. 65536, 64KiB), not '1.5MiB'",
+    )
+
+
+def test_ini_errors(tmp_path: Path) -> None:
+    assert_one_line_error(run_cli("serve", "nope.ini", cwd=tmp_path), "no such .ini file")
+    hello_ini(tmp_path, "port = 6543\nmax_body_size = lots")
+    assert_one_line_error(
+        run_cli("serve", "app.ini#other", cwd=tmp_path),
+        "app.ini has no [app:other] section",
+        "it has [app:main]: name one with app.ini#NAME",
+    )
+    assert_one_line_error(
+        run_cli("serve", "app.ini", cwd=tmp_path),
+        "app.ini [server:main] max_body_size: expected a size in bytes",
+    )
+    (tmp_path / "server-only.ini").write_text("[server:main]\nuse = egg:stargate\n")
+    assert_one_line_error(
+        run_cli("serve", "server-only.ini", cwd=tmp_path),
+        "server-only.ini has no [app:main] section",
+        "add one",
+    )
+
+
+def test_reload_serves_one_worker(tmp_path: Path) -> None:
+    pytest.importorskip("redis")
+    assert_one_line_error(
+        run_cli(
+            "serve",
+            "stargate.demo:app",
+            "--reload",
+            "--workers",
+            "2",
+            "--broker",
+            "redis://127.0.0.1:1/0",
+            cwd=tmp_path,
+        ),
+        "--reload serves with one worker",
+    )
+
+
+def test_version_from_the_command_line(tmp_path: Path) -> None:
+    code, out, err = run_cli("--version", cwd=tmp_path)
+    assert (code, out, err) == (0, f"stargate {metadata.version('stargate')}\n", "")

@@ -245,8 +245,7 @@ def _serve(args: argparse.Namespace, argv: list[str]) -> int:
     imports it (after the fork, with ``--workers``), so that what it creates at import
     time, a module-level ``Group``'s hub above all, is the worker's own."""
     target: str = args.target
-    if not is_ini(target):
-        use_current_directory()
+    use_current_directory()
     check_target(target)
     ini = ini_server_settings(target) if is_ini(target) else {}
     settings = _settings("serve", _given(args), ini, target.partition("#")[0])

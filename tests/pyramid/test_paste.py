@@ -22,11 +22,12 @@ import pytest
 import webtest
 from websockets.sync.client import connect
 
-from stargate import cli
+from stargate.brokers.testing import free_port
 from stargate.handshake import OriginPolicy
 from stargate.limits import Limits
 from stargate.pyramid.paste import app_factory, load_ini_app, server_config, server_factory
 from stargate.server import ServerConfig, WebSocketOptions
+from stargate.settings import SettingsError
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 30.0  # a bound, not a wait: process start-up on a loaded 2-core machine
@@ -91,6 +92,27 @@ def test_bad_server_settings(settings: dict[str, str]) -> None:
 
 def test_server_factory_returns_a_serve_callable() -> None:
     assert callable(server_factory({}, host="127.0.0.1", port="0"))
+
+
+def test_listen_as_cookiecutter_pyramid_writes_it() -> None:
+    config = server_config(listen="localhost:6543")
+    assert (config.host, config.port) == ("localhost", 6543)
+    config = server_config(listen="127.0.0.1:1 [::1]:1 *:2")
+    assert (config.host, config.port) == ("127.0.0.1", 1)
+    with pytest.raises(SettingsError, match=r"\[server:main\] listen and \[server:main\] host"):
+        server_config(host="127.0.0.1", listen="localhost:6543")
+
+
+def test_the_factory_refuses_workers() -> None:
+    """pserve loads the app before the server: workers could not each import their own."""
+    pytest.importorskip("redis")
+    with pytest.raises(SettingsError, match=r"run stargate serve development\.ini"):
+        server_factory({}, workers="2", broker="redis://127.0.0.1:6379/0")
+
+
+def test_server_settings_errors_name_the_section() -> None:
+    with pytest.raises(SettingsError, match=r"^\[server:main\] max_body_size: expected a size"):
+        server_factory({}, max_body_size="lots")
 
 
 # -- loading apps -------------------------------------------------------------------------------
@@ -242,12 +264,21 @@ def test_pserve_serves_page_and_websocket_on_one_port(tmp_path: Path, run_server
     check_page_and_websocket(port)
 
 
-def test_stargate_serve_an_ini_file(tmp_path: Path, run_server: Any) -> None:
+def test_pserve_listens_where_listen_says(tmp_path: Path, run_server: Any) -> None:
+    """cookiecutter-pyramid's ``listen = localhost:6543``."""
+    port = free_port()
     ini = example_ini(tmp_path, "jobs")
-    try:
-        cli.load_target(str(ini))
-    except SystemExit:
-        pytest.skip("stargate.cli.load_target does not accept an .ini path yet")
-    command = [sys.executable, "-m", "stargate.cli", "serve", str(ini), "--port", "0"]
-    port = run_server(command)
+    text = re.sub(r"(?m)^host = .*\nport = .*$", f"listen = localhost:{port}", ini.read_text())
+    assert f"listen = localhost:{port}" in text
+    ini.write_text(text)
+    assert run_server([*pserve_command(), str(ini)]) == port
+    check_page_and_websocket(port)
+
+
+def test_stargate_serve_an_ini_file(tmp_path: Path, run_server: Any) -> None:
+    """Its [server:main] port: the one the ini says, not the command line's 8000."""
+    port = free_port()
+    ini = example_ini(tmp_path, "jobs", port)
+    command = [sys.executable, "-m", "stargate", "serve", str(ini)]
+    assert run_server(command) == port
     check_page_and_websocket(port)
