@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 #: Loop iterations one settling may take: far more than any answer needs, few enough that a
@@ -41,12 +43,16 @@ class FuzzLoop(asyncio.SelectorEventLoop):
 
     Time stands still until :meth:`jump`; work handed to an executor is tracked so that
     :meth:`settle` returns only once every worker thread has answered and the loop has
-    nothing left to run.
+    nothing left to run.  While :attr:`gate` is closed, work handed to an executor waits
+    before it starts (an app that is slow to answer, deterministically: it answers when the
+    gate opens, and :meth:`settle` then waits for it).
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.now = 1_000_000.0
+        self.gate = threading.Event()
+        self.gate.set()
         self.in_flight: set[asyncio.Future[Any]] = set()
         self.errors: list[dict[str, Any]] = []
         self.set_exception_handler(self._record_error)
@@ -58,7 +64,14 @@ class FuzzLoop(asyncio.SelectorEventLoop):
         self.errors.append(context)
 
     def run_in_executor(self, executor: Any, func: Any, *args: Any) -> asyncio.Future[Any]:  # type: ignore[override]
-        future = super().run_in_executor(executor, func, *args)
+        gate = self.gate
+
+        def gated() -> Any:
+            if not gate.wait(THREAD_GRACE):
+                raise Hang(f"the gate stayed closed for {THREAD_GRACE} s")
+            return func(*args)
+
+        future = super().run_in_executor(executor, gated)
         self.in_flight.add(future)
         future.add_done_callback(self.in_flight.discard)
         return future
@@ -80,7 +93,7 @@ class FuzzLoop(asyncio.SelectorEventLoop):
             if self._pending_callbacks:
                 self.step()
                 continue
-            if not self.in_flight:
+            if not self.in_flight or not self.gate.is_set():
                 return
             # A worker thread's answer comes back through call_soon_threadsafe.
             deadline = time.monotonic() + THREAD_GRACE
@@ -322,55 +335,77 @@ def pieces(data: bytes, seed: int) -> list[bytes]:
     return chunks
 
 
-def drive(
-    loop: FuzzLoop,
-    transport: FakeTransport,
-    chunks: list[bytes],
-    *,
-    eof: bool,
-    between: Callable[[], None] | None = None,
-) -> None:
+@dataclass(frozen=True)
+class Client:
+    """How the client behaves (a server input's byte 2, bit by bit)."""
+
+    #: Reads only when it has nothing left to send (the server's writes pause).
+    slow_reader: bool = False
+    #: Half-closes after its last byte.
+    eof: bool = False
+    #: Speaks over TLS (as far as the server can tell: no half-close, ``sslcontext``).
+    tls: bool = False
+    #: The app answers only once the client has sent all it can (work waits at the gate).
+    slow_app: bool = False
+    #: Disappears (a reset) after its last byte, without reading the answers.
+    reset: bool = False
+
+    @classmethod
+    def from_byte(cls, byte: int) -> Client:
+        return cls(*(bool(byte >> bit & 1) for bit in range(5)))
+
+
+def drive(loop: FuzzLoop, transport: FakeTransport, chunks: list[bytes], client: Client) -> None:
     """Play the client until the connection has ended; raise :class:`Hang` if it never does.
 
-    The client sends its pieces while the server reads; reads what it was sent when it
-    cannot send (reading paused) or has sent everything; half-closes after its last piece
-    if ``eof``; then falls silent, and the clock jumps from deadline to deadline.  Every
-    state of a connection has a deadline, so it must end; then the remaining timers run out
-    (none may reschedule itself forever).  ``between`` runs after every settling (checks).
+    The client sends its pieces while the server reads; half-closes or disappears after the
+    last one, if it does; reads what it was sent when it cannot send (reading paused) or
+    has sent everything; then falls silent, and the clock jumps from deadline to deadline.
+    Every state of a connection has a deadline, so it must end; then the remaining timers
+    run out (none may reschedule itself forever).
     """
     queue = deque(chunks)
     eof_sent = False
     jumps = 0
     rounds = 0
-    while True:
-        rounds += 1
-        if rounds > 4 * len(chunks) + 10 * MAX_JUMPS:
-            raise Hang(f"the client and the server were still busy after {rounds} rounds")
-        loop.settle()
-        if between is not None:
-            between()
-        if queue and transport.accepts_data:
-            transport.deliver(queue.popleft())
-            continue
-        if transport.drain():
-            continue
-        if eof and not eof_sent and not queue and not transport.closing:
-            eof_sent = True
-            transport.deliver_eof()
-            continue
-        if transport.lost:
-            break
-        if jumps == MAX_JUMPS:
-            raise Hang(f"the connection had not ended after {MAX_JUMPS} deadlines")
-        jumps += 1
-        if not loop.jump():
-            if transport.switched_at is not None:
-                # An idle WebSocket without keepalive (hixie has no ping) may stay open for
-                # as long as its peer: the client goes away.
+    try:
+        while True:
+            rounds += 1
+            if rounds > 4 * len(chunks) + 10 * MAX_JUMPS:
+                raise Hang(f"the client and the server were still busy after {rounds} rounds")
+            loop.settle()
+            if queue and transport.accepts_data:
+                if client.slow_app:
+                    loop.gate.clear()
+                transport.deliver(queue.popleft())
+                continue
+            if not queue and client.eof and not eof_sent and not transport.closing:
+                eof_sent = True
+                transport.deliver_eof()
+                continue
+            if not queue and client.reset and not transport.lost:
                 transport.reset_by_peer()
                 continue
-            state = "reading paused" if transport.reading_paused else "idle"
-            raise Hang(f"the HTTP connection is open ({state}) and no deadline is set")
+            if not loop.gate.is_set():
+                loop.gate.set()  # the app answers now
+                continue
+            if transport.drain():
+                continue
+            if transport.lost:
+                break
+            if jumps == MAX_JUMPS:
+                raise Hang(f"the connection had not ended after {MAX_JUMPS} deadlines")
+            jumps += 1
+            if not loop.jump():
+                if transport.switched_at is not None:
+                    # An idle WebSocket without keepalive (hixie has no ping) may stay open
+                    # for as long as its peer: the client goes away.
+                    transport.reset_by_peer()
+                    continue
+                state = "reading paused" if transport.reading_paused else "idle"
+                raise Hang(f"the HTTP connection is open ({state}) and no deadline is set")
+    finally:
+        loop.gate.set()
     for _ in range(MAX_JUMPS):
         if not loop.jump():
             break

@@ -12,26 +12,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Byte 0 of an ``http`` seed.
+# Byte 0 of an ``http`` seed: the server.
 WSGI = 0x00
 ROUTES = 0x01
 SMALL = 0x02  # profile 1: small limits
 OPS = 0x04  # profile 2: metrics, readiness, trusted proxies, access log
 JSON = 0x06  # profile 3: JSON access log, no compression, no legacy protocols
 VALIDATED = 0x08
-SLOW = 0x10
-EOF = 0x20
-TLS = 0x40
-# Byte 0 of an ``upgrade`` seed (WSGI, ROUTES and EOF as above).
+# Byte 0 of an ``upgrade`` seed (WSGI and ROUTES as above).
 NO_LEGACY = 0x02
-U_TLS = 0x04
-ALLOW_LIST = 0x08
-NO_COMPRESSION = 0x10
-U_SLOW = 0x40
+ALLOW_LIST = 0x04
+NO_COMPRESSION = 0x08
 # Byte 1: 0 sends everything at once; anything else cuts into pieces of 1 to 64 bytes.
 WHOLE = 0x00
 PIECES = 0x5A
 BYTES = 0x01
+AFTER_GET = 20  # a first piece of 37 bytes: exactly ``get()``
+# Byte 2: the client (``fuzzing.driver.Client``).
+SLOW = 0x01
+EOF = 0x02
+TLS = 0x04
+SLOW_APP = 0x08
+RESET = 0x10
 
 
 @dataclass(frozen=True)
@@ -49,10 +51,11 @@ def seed(
     stream: bytes,
     *expected: int,
     split: int = WHOLE,
+    client: int = 0,
     bug: str | None = None,
     pinned: bool = True,
 ) -> Seed:
-    return Seed(bytes((config, split)) + stream, expected if pinned else None, bug)
+    return Seed(bytes((config, split, client)) + stream, expected if pinned else None, bug)
 
 
 HOST = b"Host: example.com\r\n"
@@ -167,7 +170,7 @@ def http_seeds() -> dict[str, Seed]:
         "post-spooled": seed(SMALL, post(b"/echo", b"x" * 60), 200),
         "stream": seed(VALIDATED, get(b"/stream"), 200),
         "stream-http10": seed(WSGI, get(b"/stream", version=b"1.0"), 200),
-        "stream-slow": seed(SLOW | SMALL, get(b"/stream") * 3, 200, 200, 200),
+        "stream-slow": seed(SMALL, get(b"/stream") * 3, 200, 200, 200, client=SLOW),
         "empty": seed(WSGI, get(b"/empty"), 204),
         "forbidden": seed(WSGI, get(b"/forbidden"), 403),
         "raise": seed(WSGI, get(b"/raise") + get(), 500),
@@ -198,8 +201,8 @@ def http_seeds() -> dict[str, Seed]:
         ),
         "pipelined-small": seed(SMALL, get() * 6, *[200] * 6),
         "pipelined-routes": seed(ROUTES, get(b"/x") * 20, *[404] * 20),
-        "pipelined-slow": seed(SLOW, (get() + get(b"/stream")) * 3, *[200] * 6),
-        "pipelined-eof": seed(EOF, get() * 3, 200, 200, 200),
+        "pipelined-slow": seed(WSGI, (get() + get(b"/stream")) * 3, *[200] * 6, client=SLOW),
+        "pipelined-eof": seed(WSGI, get() * 3, 200, 200, 200, client=EOF),
         "pipelined-h2c": seed(WSGI, get() + h2c + get(), 200, 200, 200),
         # Request-target forms (RFC 9112 section 3.2).
         "absolute-form": seed(VALIDATED, get(b"http://example.com/echo?x=1"), 200),
@@ -321,14 +324,43 @@ def http_seeds() -> dict[str, Seed]:
         "upgrade-ws": seed(WSGI, ws_upgrade + _masked_text(b"Hello"), 101),
         "upgrade-ws-routes": seed(ROUTES, ws_upgrade, 101),
         "upgrade-ws-after-gets": seed(WSGI, get() + get(b"/stream") + ws_upgrade, 200, 200, 101),
-        "upgrade-ws-slow": seed(SLOW, get(b"/stream") * 2 + ws_upgrade, 200, 200, 101),
+        "upgrade-ws-slow": seed(WSGI, get(b"/stream") * 2 + ws_upgrade, 200, 200, 101, client=SLOW),
         "upgrade-not-found": seed(WSGI, rfc6455(b"/nothing"), 404),
         "upgrade-routes-not-found": seed(ROUTES, rfc6455(b"/nothing"), 404),
         "upgrade-forbidden": seed(WSGI, rfc6455(b"/forbidden"), 403),
         "upgrade-raise": seed(WSGI, rfc6455(b"/raise"), 500),
         "upgrade-hixie76": seed(WSGI, hixie76().replace(b"/demo", b"/ws"), 101),
         "upgrade-hixie76-no-legacy": seed(JSON, hixie76().replace(b"/demo", b"/ws"), 426),
-        "upgrade-tls-origin": seed(TLS, rfc6455(b"/ws", b"Origin: https://example.com\r\n"), 101),
+        "upgrade-tls-origin": seed(
+            WSGI, rfc6455(b"/ws", b"Origin: https://example.com\r\n"), 101, client=TLS
+        ),
+        # A slow app (it answers once the client has sent all it can), a client that resets.
+        "slow-app-pipelined": seed(
+            WSGI, get() * 3 + post(b"/echo", b"abc"), 200, 200, 200, 200, client=SLOW_APP
+        ),
+        "slow-app-eof": seed(WSGI, get() + get(b"/stream"), 200, 200, client=SLOW_APP | EOF),
+        "slow-app-bad-behind": seed(
+            WSGI, get() + b"BAD\r\n\r\n", 200, 400, split=AFTER_GET, client=SLOW_APP
+        ),
+        "slow-app-upgrade-frames": seed(
+            WSGI, ws_upgrade + _masked_text(b"Hello") * 3, 101, split=PIECES, client=SLOW_APP
+        ),
+        "slow-app-upgrade-flood": seed(
+            SMALL,
+            ws_upgrade + _masked_text(b"x" * 100) * 8,
+            split=PIECES,
+            client=SLOW_APP,
+            pinned=False,
+        ),
+        "slow-app-hixie76": seed(
+            WSGI, hixie76().replace(b"/demo", b"/ws"), 101, split=PIECES, client=SLOW_APP
+        ),
+        "slow-app-slow-reader": seed(
+            SMALL, get(b"/stream") * 3 + ws_upgrade, 200, 200, 200, 101, client=SLOW_APP | SLOW
+        ),
+        "reset-pipelined": seed(WSGI, get(b"/stream") * 3, client=RESET, pinned=False),
+        "reset-slow-app": seed(WSGI, get() * 2 + ws_upgrade, client=RESET | SLOW_APP, pinned=False),
+        "reset-upgrade": seed(WSGI, ws_upgrade + _masked_text(b"Hello"), 101, client=RESET),
         # Operations.
         "metrics-ready": seed(OPS, get(b"/-/metrics") + get(b"/-/ready"), 200, 200),
         "forwarded": seed(
@@ -345,7 +377,7 @@ def http_seeds() -> dict[str, Seed]:
         "http09": seed(WSGI, b"GET /\r\n\r\n", pinned=False),
         "lowercase-method": seed(WSGI, b"get / HTTP/1.1\r\n" + HOST + b"\r\n", 400),
         "empty-lines-first": seed(WSGI, b"\r\n\r\n" + get(), pinned=False),
-        "tls-refused": seed(TLS, get(b"/", b"Content-Length: x\r\n"), 400),
+        "tls-refused": seed(WSGI, get(b"/", b"Content-Length: x\r\n"), 400, client=TLS),
     }
 
 
@@ -366,10 +398,12 @@ def upgrade_seeds() -> dict[str, Seed]:
         "rfc6455-frames": seed(WSGI, rfc6455(b"/chat", same) + frames, 101),
         "rfc6455-routes": seed(ROUTES, rfc6455(b"/chat", same, deflate) + frames, 101),
         "rfc6455-pieces": seed(WSGI, rfc6455(b"/chat", same) + frames, 101, split=PIECES),
-        "rfc6455-slow": seed(U_SLOW, rfc6455(b"/chat", same) + frames, 101),
-        "rfc6455-eof": seed(EOF, rfc6455(b"/chat", same) + frames, 101),
+        "rfc6455-slow": seed(WSGI, rfc6455(b"/chat", same) + frames, 101, client=SLOW),
+        "rfc6455-eof": seed(WSGI, rfc6455(b"/chat", same) + frames, 101, client=EOF),
         "rfc6455-absolute-form": seed(WSGI, rfc6455(b"http://example.com/chat?x=1"), 101),
-        "rfc6455-tls": seed(U_TLS, rfc6455(b"/chat", b"Origin: https://example.com\r\n"), 101),
+        "rfc6455-tls": seed(
+            WSGI, rfc6455(b"/chat", b"Origin: https://example.com\r\n"), 101, client=TLS
+        ),
         "rfc6455-connection-list": seed(
             WSGI, rfc6455().replace(b"Connection: Upgrade", b"Connection: keep-alive, Upgrade"), 101
         ),
@@ -388,6 +422,11 @@ def upgrade_seeds() -> dict[str, Seed]:
         "hixie76-routes": seed(ROUTES, hixie76(), 101),
         "hixie76-key3-pieces": seed(WSGI, hixie76(), 101, split=BYTES),
         "hixie76-no-key3": seed(WSGI, hixie76(key3=b"^n:d")),
+        "rfc6455-slow-app": seed(
+            WSGI, rfc6455(b"/chat", same) + frames, 101, split=PIECES, client=SLOW_APP
+        ),
+        "hixie76-slow-app": seed(WSGI, hixie76(), 101, split=BYTES, client=SLOW_APP | SLOW),
+        "rfc6455-reset": seed(WSGI, rfc6455(b"/chat", same) + frames, client=RESET, pinned=False),
         # Refused by the handshake.
         "rfc6455-foreign-origin": seed(
             WSGI, rfc6455(b"/chat", b"Origin: http://evil.example\r\n"), 403

@@ -32,6 +32,10 @@ class Malformed(AssertionError):
     """The server wrote something a client cannot read as HTTP/1.1 responses."""
 
 
+class Truncated(Malformed):
+    """The bytes end inside a response."""
+
+
 @dataclass
 class Response:
     """One response as a client reads it."""
@@ -75,12 +79,14 @@ class Stream:
     final: list[Response] = field(default_factory=list)
     switched: Response | None = None
     after_switch: bytes = b""
+    #: The bytes ended inside a response (allowed only when not ``complete``).
+    truncated: bool = False
 
 
 def _head(data: bytes, pos: int) -> tuple[Response, int]:
     end = data.find(b"\r\n\r\n", pos)
     if end < 0:
-        raise Malformed(f"incomplete response head at offset {pos}: {data[pos : pos + 200]!r}")
+        raise Truncated(f"incomplete response head at offset {pos}: {data[pos : pos + 200]!r}")
     lines = data[pos:end].split(b"\r\n")
     for line in lines:
         if b"\r" in line or b"\n" in line or b"\0" in line:
@@ -104,7 +110,7 @@ def _chunked(data: bytes, pos: int) -> tuple[bytes, int]:
     while True:
         eol = data.find(b"\r\n", pos)
         if eol < 0:
-            raise Malformed("incomplete chunk size line")
+            raise Truncated("incomplete chunk size line")
         match = _CHUNK_SIZE.match(data[pos:eol])
         if match is None:
             raise Malformed(f"malformed chunk size line {data[pos:eol][:80]!r}")
@@ -113,7 +119,7 @@ def _chunked(data: bytes, pos: int) -> tuple[bytes, int]:
         if size == 0:
             break
         if len(data) < pos + size + 2:
-            raise Malformed("incomplete chunk")
+            raise Truncated("incomplete chunk")
         body += data[pos : pos + size]
         if data[pos + size : pos + size + 2] != b"\r\n":
             raise Malformed("chunk data not followed by CRLF")
@@ -122,7 +128,7 @@ def _chunked(data: bytes, pos: int) -> tuple[bytes, int]:
     while True:
         eol = data.find(b"\r\n", pos)
         if eol < 0:
-            raise Malformed("incomplete trailer section")
+            raise Truncated("incomplete trailer section")
         line = data[pos:eol]
         pos = eol + 2
         if not line:
@@ -147,9 +153,14 @@ def _framing(response: Response) -> tuple[int | None, bool]:
 
 
 def read_responses(
-    data: bytes, *, head_request: Callable[[int], bool], refused: bool = False
+    data: bytes,
+    *,
+    head_request: Callable[[int], bool],
+    refused: bool = False,
+    complete: bool = True,
 ) -> Stream:
-    """Read ``data`` as a client would: every response complete and framed.
+    """Read ``data`` as a client would: every response complete and framed (the last one
+    may be cut short if not ``complete``: the client went away).
 
     ``head_request(i)`` tells whether the ``i``-th final response answers a HEAD (its head
     says how long a body would have been, and none follows).  When the server also refused
@@ -157,6 +168,16 @@ def read_responses(
     it stands where a HEAD's answer would: the reader tries both.
     """
     stream = Stream()
+    try:
+        _read(data, stream, head_request, refused)
+    except Truncated:
+        if complete:
+            raise
+        stream.truncated = True
+    return stream
+
+
+def _read(data: bytes, stream: Stream, head_request: Callable[[int], bool], refused: bool) -> None:
     pos = 0
     while pos < len(data):
         response, body_at = _head(data, pos)
@@ -164,7 +185,7 @@ def read_responses(
             response.raw = data[pos:body_at]
             stream.switched = response
             stream.after_switch = data[body_at:]
-            return stream
+            return
         if response.status < 200:
             if response.get_all("Content-Length") or response.get_all("Transfer-Encoding"):
                 raise Malformed(f"a {response.status} response with framing headers")
@@ -192,7 +213,7 @@ def read_responses(
             elif length is not None:
                 end = body_at + length
                 if end > len(data):
-                    raise Malformed(f"body shorter than its Content-Length {length}")
+                    raise Truncated(f"body shorter than its Content-Length {length}")
                 response.body = data[body_at:end]
             else:
                 if not response.closes:
@@ -210,7 +231,6 @@ def read_responses(
                 f"{len(data) - pos} bytes after a response that said Connection: close: "
                 f"{data[pos : pos + 80]!r}"
             )
-    return stream
 
 
 @dataclass
