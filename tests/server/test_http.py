@@ -28,6 +28,7 @@ from stargate.server.wsgi import StartResponse
 
 from .support import (
     TIMEOUT,
+    HttpResponse,
     StartServer,
     at_eof,
     eventually,
@@ -802,6 +803,58 @@ async def test_slow_but_steady_body_is_not_cut(start_server: StartServer) -> Non
     writer.close()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="channel: when a response is done while the next pipelined request's body is "
+    "still arriving, request_done arms keepalive_timeout in place of body_timeout, so a "
+    "body pausing longer than keepalive_timeout (5 s by default, body_timeout 30 s) is cut",
+)
+async def test_pipelined_body_keeps_body_timeout_after_the_previous_response(
+    start_server: StartServer,
+) -> None:
+    server = await start_server(echo_app, body_timeout=3.0, keepalive_timeout=0.3)
+    reader, writer = await open_tcp(server.port)
+    writer.write(
+        b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nda"
+    )
+    first = await read_response(reader)  # /slow takes 0.2 s
+    assert first.body.startswith(b"GET /slow?")
+    await asyncio.sleep(0.8)  # past keepalive_timeout, well within body_timeout
+    writer.write(b"ta")
+    second = await read_response(reader)
+    assert second.body.endswith(b"body=data")
+    writer.close()
+
+
+async def test_client_gone_stops_an_endless_stream(start_server: StartServer) -> None:
+    """An app streaming without end to a client that left stops at its next write (its
+    iterable closed), instead of producing for nobody until the disk fills."""
+    closed = threading.Event()
+
+    class Endless:
+        def __iter__(self) -> Iterator[bytes]:
+            while True:
+                yield BIG_CHUNK
+
+        def close(self) -> None:
+            closed.set()
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return Endless() if environ["PATH_INFO"] == "/endless" else [b"page"]
+
+    server = await start_server(validated(app))
+    reader, writer = await open_tcp(server.port)
+    writer.write(b"GET /endless HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (await read_response(reader, head=True)).status == 200
+    await asyncio.wait_for(reader.readexactly(100_000), TIMEOUT)
+    writer.transport.abort()  # gone, with a reset
+    await asyncio.wait_for(asyncio.to_thread(closed.wait, TIMEOUT), TIMEOUT)
+    assert closed.is_set()
+    assert (await get(server.port, "/")).body == b"page"  # and the server goes on
+
+
 # -- slow readers: worker threads never wait on a client ---------------------------------------
 
 #: A streamed response larger than what the kernel's socket buffers can hold for a client
@@ -1160,3 +1213,312 @@ async def test_2000_pipelined_h2c_upgrades(
     peak = await measured(lambda: pipeline(server.port, data, expected))
     assert peak < PIPELINE_BOUND, f"peak {peak / 2**20:.1f} MiB"
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+# -- the request head: target forms, limits, Expect ----------------------------------------------
+
+
+def environ_app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+    """Answers the environ keys a request head decides, one ``KEY=value`` per line."""
+    body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+    keys = ["REQUEST_METHOD", "PATH_INFO", "QUERY_STRING", "HTTP_HOST", "CONTENT_LENGTH"]
+    keys += ["CONTENT_TYPE", "HTTP_CONTENT_LENGTH", "HTTP_CONTENT_TYPE", "HTTP_X_T"]
+    lines = [f"{key}={environ[key]}" for key in keys if key in environ]
+    lines.append(f"body={body.decode('latin-1')}")
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return ["\n".join(lines).encode("latin-1")]
+
+
+def fields(response: HttpResponse) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in response.body.decode("latin-1").split("\n"))
+
+
+async def test_absolute_form_target(start_server: StartServer) -> None:
+    """RFC 9112 section 3.2.2: ``GET http://host/x`` is the path ``/x``, and the target's
+    authority stands for the Host header (issue 10: PATH_INFO was ``http://host/x``)."""
+    server = await start_server(validated(environ_app))
+    response, _, writer = await request(
+        server.port,
+        b"GET http://example.com:8080/x%20y?q=1 HTTP/1.1\r\nHost: other.example\r\n\r\n",
+    )
+    writer.close()
+    assert response.status == 200
+    env = fields(response)
+    assert (env["PATH_INFO"], env["QUERY_STRING"]) == ("/x y", "q=1")
+    assert env["HTTP_HOST"] == "example.com:8080"
+
+
+async def test_fragment_is_dropped_from_the_target(start_server: StartServer) -> None:
+    server = await start_server(validated(environ_app))
+    response, _, writer = await request(server.port, b"GET /x?a=1#frag HTTP/1.1\r\nHost: x\r\n\r\n")
+    writer.close()
+    env = fields(response)
+    assert (env["PATH_INFO"], env["QUERY_STRING"]) == ("/x", "a=1")
+
+
+async def test_asterisk_form_only_for_options(start_server: StartServer) -> None:
+    """RFC 9112 section 3.2.4: ``OPTIONS *`` asks about the server; ``*`` is no target for
+    any other method (400).  PATH_INFO is empty for it (``*`` is no path, and PEP 3333's
+    PATH_INFO starts with "/" or is empty, as wsgiref's validator checks)."""
+    server = await start_server(validated(environ_app))
+    response, _, writer = await request(server.port, b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n")
+    writer.close()
+    assert response.status == 200
+    env = fields(response)
+    assert (env["REQUEST_METHOD"], env["PATH_INFO"]) == ("OPTIONS", "")
+    response, reader, writer = await request(server.port, b"GET * HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert response.status == 400
+    assert await at_eof(reader)
+    writer.close()
+
+
+async def test_connect_is_refused(start_server: StartServer) -> None:
+    """CONNECT asks for a tunnel; this server is no proxy: 405, the app is never called,
+    the connection closed."""
+    called = threading.Event()
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        called.set()
+        return environ_app(environ, start_response)
+
+    server = await start_server(validated(app))
+    response, reader, writer = await request(
+        server.port,
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n\x16\x03\x01",
+    )
+    assert response.status == 405
+    assert await at_eof(reader)
+    writer.close()
+    assert not called.is_set()
+
+
+@pytest.mark.parametrize(
+    "target",
+    [b"example.com:80", b"http://user:pw@example.com/", b"ftp://example.com/x", b"http:///x"],
+)
+async def test_other_target_forms_get_400(start_server: StartServer, target: bytes) -> None:
+    server = await start_server(validated(environ_app))
+    response, reader, writer = await request(
+        server.port, b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % target
+    )
+    assert response.status == 400
+    assert await at_eof(reader)
+    writer.close()
+
+
+async def test_absolute_form_reaches_the_route_table(start_server: StartServer) -> None:
+    async def chat(ws: Any) -> None:
+        await ws.send("hi")
+
+    server = await start_server(Routes({"/chat": chat}))
+    response, _, writer = await request(
+        server.port, b"GET http://example.com/chat HTTP/1.1\r\nHost: example.com\r\n\r\n"
+    )
+    writer.close()
+    assert response.status == 426  # the route /chat, not "http://example.com/chat"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="channel: the upgrade's same-origin check uses the Host header, not the "
+    "absolute-form target's authority that RFC 9112 3.2.2 says replaces it (the WSGI "
+    "environ's HTTP_HOST already is the authority)",
+)
+async def test_absolute_form_authority_is_the_host_of_the_origin_check(
+    start_server: StartServer,
+) -> None:
+    async def chat(ws: Any) -> None:
+        await ws.send("hi")
+
+    server = await start_server(Routes({"/chat": chat}))
+    response, _, writer = await request(
+        server.port,
+        b"GET http://app.example/chat HTTP/1.1\r\nHost: other.example\r\n"
+        b"Origin: http://app.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        head=True,
+    )
+    writer.close()
+    assert response.status == 101
+
+
+async def test_max_headers(start_server: StartServer) -> None:
+    """Issue 10: 2,700 header fields were accepted.  ``max_headers`` (100 by default, as
+    gunicorn) fields are served; one more is a 431."""
+    server = await start_server(validated(environ_app))
+    for count, status in ((100, 200), (101, 431), (2_700, 431)):
+        filler = b"".join(b"X-F%d: v\r\n" % i for i in range(count - 1))
+        response, reader, writer = await request(
+            server.port, b"GET / HTTP/1.1\r\nHost: x\r\n%s\r\n" % filler
+        )
+        assert response.status == status, count
+        if status == 431:
+            assert response.body == b"more than 100 header fields\n"
+            assert await at_eof(reader)
+        writer.close()
+    small = await start_server(validated(environ_app), max_headers=3)
+    response, _, writer = await request(
+        small.port, b"GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n"
+    )
+    writer.close()
+    assert response.status == 431
+
+
+async def test_underscore_twins_of_content_headers_are_never_used(
+    start_server: StartServer,
+) -> None:
+    """Issue 10: ``Content_Length`` and ``Content_Type`` overrode CONTENT_LENGTH and
+    CONTENT_TYPE, so a request framed one way was seen by the app another (smuggling)."""
+    server = await start_server(validated(environ_app))
+    response, _, writer = await request(
+        server.port,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n"
+        b"Content_Length: 1\r\nContent_Type: application/evil\r\n\r\nhello",
+    )
+    writer.close()
+    env = fields(response)
+    assert (env["CONTENT_LENGTH"], env["CONTENT_TYPE"], env["body"]) == ("5", "text/plain", "hello")
+    assert "HTTP_CONTENT_LENGTH" not in env and "HTTP_CONTENT_TYPE" not in env
+    # Alone, an underscore twin is no Content-Type either.
+    response, _, writer = await request(
+        server.port, b"GET / HTTP/1.1\r\nHost: x\r\nContent_Type: application/evil\r\n\r\n"
+    )
+    writer.close()
+    assert "CONTENT_TYPE" not in fields(response)
+
+
+async def test_expect_100_continue_refused_up_front_when_the_body_would_be(
+    start_server: StartServer,
+) -> None:
+    """Issue 10: a body over ``max_body_size`` got ``100 Continue`` (the client sent it all
+    to be refused after).  The refusal comes instead of the 100, before any body byte."""
+    server = await start_server(validated(environ_app), max_body_size=1000)
+    response, reader, writer = await request(
+        server.port,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n",
+    )
+    assert response.status == 413  # the first thing on the wire: no 100 before it
+    assert await at_eof(reader)
+    writer.close()
+    # An expectation other than 100-continue is refused (RFC 9110 section 10.1.1).
+    response, reader, writer = await request(
+        server.port,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 200-maybe\r\n\r\nhello",
+    )
+    assert response.status == 417
+    assert await at_eof(reader)
+    writer.close()
+
+
+async def test_expect_is_ignored_on_http10(start_server: StartServer) -> None:
+    """RFC 9110 section 10.1.1: a server MUST ignore 100-continue in an HTTP/1.0 request; a
+    1.0 client knows no 1xx responses and would read ``100 Continue`` as the answer."""
+    server = await start_server(validated(environ_app))
+    reader, writer = await open_tcp(server.port)
+    writer.write(b"POST / HTTP/1.0\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+    with pytest.raises(TimeoutError):  # nothing is sent before the body
+        await asyncio.wait_for(reader.read(1), 0.3)
+    writer.write(b"hello")
+    response = await read_response(reader)
+    assert (response.status, fields(response)["body"]) == (200, "hello")
+    writer.close()
+
+
+async def test_100_continue_only_once_the_request_is_the_current_one(
+    start_server: StartServer,
+) -> None:
+    """A pipelined request that expects 100-continue behind a slow one gets its 100 after
+    the first response, never in the middle of it."""
+    server = await start_server(echo_app)
+    reader, writer = await open_tcp(server.port)
+    writer.write(
+        b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
+    )
+    first = await read_response(reader)
+    assert first.body.startswith(b"GET /slow?")
+    interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+    writer.write(b"data")
+    assert (await read_response(reader)).body.endswith(b"body=data")
+    writer.close()
+
+
+# -- what a parser must refuse (RFC 9112) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # Both framings: the classic request smuggling (RFC 9112 section 6.3).
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +3\r\n\r\nabc",
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\nabc",
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n folded\r\n\r\n",  # obs-fold
+        b"GET / HTTP/1.1\r\nHost : x\r\n\r\n",  # white space before the colon
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n",
+        b"GET /a\x01b HTTP/1.1\r\nHost: x\r\n\r\n",
+    ],
+)
+async def test_ambiguous_heads_get_400(start_server: StartServer, raw: bytes) -> None:
+    server = await start_server(validated(environ_app))
+    response, reader, writer = await request(server.port, raw)
+    assert response.status == 400
+    assert await at_eof(reader)
+    writer.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="channel: an HTTP/1.1 request without Host, or with two Host fields, is served "
+    "(two are joined into HTTP_HOST 'a,b'); RFC 9112 3.2 says a server MUST answer 400",
+)
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n",
+    ],
+)
+async def test_http11_request_needs_exactly_one_host(start_server: StartServer, raw: bytes) -> None:
+    server = await start_server(validated(environ_app))
+    response, _, writer = await request(server.port, raw)
+    writer.close()
+    assert response.status == 400
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="channel: trailer fields of a chunked body are added to the request's header "
+    "fields (HTTP_X_T, and a trailer Host or Content-Type would be too); RFC 9110 6.5.1 "
+    "says a recipient MUST NOT merge them",
+)
+async def test_trailer_fields_are_not_merged_into_the_head(start_server: StartServer) -> None:
+    server = await start_server(validated(environ_app))
+    response, _, writer = await request(
+        server.port,
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n0\r\nX-T: smuggled\r\nContent-Type: application/evil\r\n\r\n",
+    )
+    writer.close()
+    env = fields(response)
+    assert env["body"] == "abc"
+    assert "HTTP_X_T" not in env and "CONTENT_TYPE" not in env
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="channel: 'Transfer-Encoding: gzip, chunked' is de-chunked and the still-gzipped "
+    "body handed to the app as if plain; RFC 9112 6.1: a coding the server does not "
+    "understand SHOULD get 501 (waitress and gunicorn answer 501)",
+)
+async def test_unknown_transfer_coding_gets_501(start_server: StartServer) -> None:
+    server = await start_server(validated(environ_app))
+    response, _, writer = await request(
+        server.port,
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+        b"3\r\nabc\r\n0\r\n\r\n",
+    )
+    writer.close()
+    assert response.status == 501
