@@ -13,7 +13,7 @@ import contextlib
 import logging
 import signal
 import socket
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from ..handshake import OriginPolicy
@@ -33,7 +33,7 @@ class Server:
 
     def __init__(self, app: WSGIApp | Routes, config: ServerConfig | None = None) -> None:
         self.state = ServerState(app, config or ServerConfig())
-        self._server: asyncio.Server | None = None
+        self._servers: list[asyncio.Server] = []
         self._stopped: asyncio.Event | None = None
 
     # -- what applications and tests read --------------------------------------------------
@@ -122,31 +122,44 @@ class Server:
 
     # -- lifetime ------------------------------------------------------------------------------
 
-    async def start(self, sock: socket.socket | None = None) -> None:
-        """Listen (on ``sock`` if given, for pre-forked workers) and serve in the background."""
+    async def start(self, sock: socket.socket | Sequence[socket.socket] | None = None) -> None:
+        """Listen and serve in the background: on ``config.host``/``config.port``, or on
+        the given listening socket(s) (pre-forked workers, gunicorn, several addresses;
+        TCP or Unix)."""
         loop = asyncio.get_running_loop()
         state = self.state
         state.start(loop)
         self._stopped = asyncio.Event()
         kwargs: dict[str, Any] = {"ssl": self.config.ssl_context, "backlog": 1024}
-        if sock is not None:
-            self._server = await loop.create_server(lambda: HttpChannel(state), sock=sock, **kwargs)
+        socks = [sock] if isinstance(sock, socket.socket) else list(sock or ())
+        if socks:
+            for listening in socks:
+                self._servers.append(
+                    await loop.create_server(lambda: HttpChannel(state), sock=listening, **kwargs)
+                )
         else:
-            self._server = await loop.create_server(
-                lambda: HttpChannel(state),
-                self.config.host,
-                self.config.port,
-                reuse_address=True,
-                **kwargs,
+            self._servers.append(
+                await loop.create_server(
+                    lambda: HttpChannel(state),
+                    self.config.host,
+                    self.config.port,
+                    reuse_address=True,
+                    **kwargs,
+                )
             )
-        bound = self._server.sockets[0].getsockname()
-        state.host, state.port = bound[0], bound[1]
-        logger.info(
-            "stargate serving on %s://%s:%d",
-            "https" if self.config.ssl_context else "http",
-            self.host,
-            self.port,
-        )
+        scheme = "https" if self.config.ssl_context else "http"
+        for server in self._servers:
+            for listening in server.sockets:
+                bound = listening.getsockname()
+                # A Unix socket's name is a path (str, or bytes in Linux's abstract namespace).
+                where = f"{bound[0]}:{bound[1]}" if isinstance(bound, tuple) else f"unix:{bound!r}"
+                logger.info("stargate serving on %s://%s", scheme, where)
+        first = self._servers[0].sockets[0].getsockname()
+        if isinstance(first, tuple):
+            state.host, state.port = first[0], first[1]
+        else:
+            # PEP 3333 wants a SERVER_NAME and SERVER_PORT; the Host header says more.
+            state.host, state.port = "localhost", 0
 
     async def wait_stopped(self) -> None:
         assert self._stopped is not None
@@ -164,8 +177,8 @@ class Server:
         timeout = self.config.shutdown_timeout if timeout is None else timeout
         loop = self.loop
         deadline = loop.time() + timeout
-        if self._server is not None:
-            self._server.close()
+        for server in self._servers:
+            server.close()
         for channel in list(state.channels):
             channel.close_if_idle()
         for ws in list(state.websockets):

@@ -113,7 +113,10 @@ class HttpChannel(asyncio.Protocol):
             self._closed = True
             transport.abort()
             return
-        self._arm_timer(self.config.header_timeout)
+        if self.state.shutting_down:  # a request on its way: it may still come, briefly
+            self._arm_timer(min(self.config.header_timeout, self.config.linger_timeout))
+        else:
+            self._arm_timer(self.config.header_timeout)
 
     def data_received(self, data: bytes) -> None:
         # A loop, not recursion: after an ignored upgrade (h2c) the rest of the read goes

@@ -90,9 +90,9 @@ class ServerState:
     # -- what the connections report -------------------------------------------------------
 
     def admit(self, channel: HttpChannel) -> bool:
-        """A new connection: False (refuse it) while shutting down or at ``max_connections``."""
-        if self.shutting_down:
-            return False
+        """A new connection: False (refuse it) at ``max_connections``.  One accepted while
+        shutting down (it was on its way when the listener closed) is admitted and answered
+        with ``Connection: close``, rather than reset."""
         if len(self.channels) + len(self.websockets) >= self.config.max_connections:
             logger.warning("max_connections (%d) reached: refusing", self.config.max_connections)
             return False
