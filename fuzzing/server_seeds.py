@@ -144,6 +144,18 @@ QUEUE_BUG = (
     "_refuse clears the queue): only the 400 is sent, for the wrong request"
 )
 
+EOF_BUG = (
+    "a parse error while a request is being answered defers the 400 (channel _refuse sets "
+    "_closed); a half-close then makes eof_received return False (it returns False once "
+    "_closed), so the transport closes: neither the answer in flight nor the 400 is sent"
+)
+
+CLOSE_BUG = (
+    "bytes after a request that is not keep-alive make llhttp fail ('Data after Connection: "
+    "close'); while that request is answered the 400 is deferred, then written after its "
+    "response, which said Connection: close (RFC 9112 section 9.6: no further requests)"
+)
+
 
 def http_seeds() -> dict[str, Seed]:
     ws_upgrade = rfc6455(b"/ws", b"Origin: http://example.com\r\n")
@@ -357,6 +369,18 @@ def http_seeds() -> dict[str, Seed]:
         ),
         "slow-app-slow-reader": seed(
             SMALL, get(b"/stream") * 3 + ws_upgrade, 200, 200, 200, 101, client=SLOW_APP | SLOW
+        ),
+        "found-eof-behind-refusal": seed(
+            WSGI,
+            get() + b"BAD\r\n\r\n",
+            200,
+            400,
+            split=AFTER_GET,
+            client=SLOW_APP | EOF,
+            bug=EOF_BUG,
+        ),
+        "found-400-after-close": seed(
+            WSGI, get(version=b"1.0") + get(), 200, split=AFTER_GET, client=SLOW_APP, bug=CLOSE_BUG
         ),
         "reset-pipelined": seed(WSGI, get(b"/stream") * 3, client=RESET, pinned=False),
         "reset-slow-app": seed(WSGI, get() * 2 + ws_upgrade, client=RESET | SLOW_APP, pinned=False),

@@ -339,6 +339,9 @@ def _forget(state: ServerState, transport: FakeTransport) -> None:
         loop.errors.clear()
 
 
+_AFTER_CLOSE = "bad request: Data after `Connection: close`"
+
+
 def check_common(
     state: ServerState, outcome: Outcome, records: list[logging.LogRecord], broken: list[str]
 ) -> None:
@@ -373,6 +376,9 @@ def check_common(
         head_request=lambda i: i < len(parsed) and parsed[i].method == "HEAD",
         refused=bool(refusals),
         complete=not reset,  # a client that went away may have cut the last one short
+        # CLOSE_BUG in fuzzing/server_seeds.py (reported): a 400 for the bytes after a
+        # request that closes, written after its response.  Remove once that seed passes.
+        after_close=any(r.reason == _AFTER_CLOSE for r in refusals),
     )
     outcome.stream = stream
     final = stream.final
@@ -392,8 +398,11 @@ def check_common(
         assert refusal.reason, f"refusal {refusal.status} without a reason"
         app_failed = refusal.status == 500 and refusal.reason in APP_REFUSALS
         assert 400 <= refusal.status < 500 or app_failed, f"refusal status: {refusal}"
-        if reset and (not final or final[-1].status != refusal.status):
-            continue  # the client was gone before the refusal could be written
+        if (reset or outcome.client.eof) and (not final or final[-1].status != refusal.status):
+            # Gone before the refusal could be written; or, a known bug (EOF_BUG in
+            # fuzzing/server_seeds.py, reported), a half-close lost the refusal owed behind
+            # a busy request.  Remove ``eof`` here once that seed stops failing.
+            continue
         assert final, f"refused ({refusal}) but nothing was written"
         last = final[-1]
         assert last.status == refusal.status, f"refused with {refusal}, wrote {last.status}"

@@ -158,9 +158,11 @@ def read_responses(
     head_request: Callable[[int], bool],
     refused: bool = False,
     complete: bool = True,
+    after_close: bool = False,
 ) -> Stream:
     """Read ``data`` as a client would: every response complete and framed (the last one
-    may be cut short if not ``complete``: the client went away).
+    may be cut short if not ``complete``: the client went away).  ``after_close`` lets one
+    response follow a ``Connection: close`` (a known bug the caller tolerates).
 
     ``head_request(i)`` tells whether the ``i``-th final response answers a HEAD (its head
     says how long a body would have been, and none follows).  When the server also refused
@@ -169,7 +171,7 @@ def read_responses(
     """
     stream = Stream()
     try:
-        _read(data, stream, head_request, refused)
+        _read(data, stream, head_request, refused, after_close)
     except Truncated:
         if complete:
             raise
@@ -177,7 +179,13 @@ def read_responses(
     return stream
 
 
-def _read(data: bytes, stream: Stream, head_request: Callable[[int], bool], refused: bool) -> None:
+def _read(
+    data: bytes,
+    stream: Stream,
+    head_request: Callable[[int], bool],
+    refused: bool,
+    after_close: bool,
+) -> None:
     pos = 0
     while pos < len(data):
         response, body_at = _head(data, pos)
@@ -227,6 +235,9 @@ def _read(data: bytes, stream: Stream, head_request: Callable[[int], bool], refu
         stream.final.append(response)
         pos = end
         if response.closes and pos < len(data):
+            if after_close:
+                after_close = False
+                continue
             raise Malformed(
                 f"{len(data) - pos} bytes after a response that said Connection: close: "
                 f"{data[pos : pos + 80]!r}"
