@@ -55,7 +55,8 @@ def _convert(obj: griffe.Object, text: str) -> str:
         tilde, name = match.groups()
         shown = name.rpartition(".")[2] if tilde else name.lstrip(".")
         target = html.escape(_target(obj, name), quote=True)
-        return f'<autoref identifier="{target}" optional><code>{html.escape(shown)}</code></autoref>'
+        code = f"<code>{html.escape(shown)}</code>"
+        return f'<autoref identifier="{target}" optional>{code}</autoref>'
 
     text = _ROLE.sub(role, text)
     return re.sub(r"::$", ":", text, flags=re.MULTILINE)
