@@ -1,5 +1,9 @@
 """stargate.settings: one conversion of named settings, whoever wrote them (the command line,
-an ini section, Pyramid's ``stargate.*``, a plain mapping)."""
+an ini section, Pyramid's ``stargate.*``, a plain mapping).
+
+Not ``test_settings.py``: tests/pyramid/test_settings.py has that basename, and tests/pyramid
+cannot become a package (it would be named ``pyramid`` and shadow the real one).
+"""
 
 from __future__ import annotations
 
