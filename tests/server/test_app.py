@@ -32,6 +32,7 @@ from .support import (
     open_tcp,
     read_response,
     request,
+    validated,
 )
 
 pytestmark = pytest.mark.asyncio
@@ -48,6 +49,9 @@ def sync_echo(ws: SyncWebSocket) -> None:
 
 
 def make_app(slow: threading.Event | None = None) -> Any:
+    """Upgrades to an echo handler (``/sync``: a ``def`` one), answers the URL scheme
+    otherwise (``/slow`` waits for ``slow``); behind wsgiref's validator."""
+
     def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
         upgrade = environ.get("stargate.websocket")
         if upgrade is not None:
@@ -58,7 +62,7 @@ def make_app(slow: threading.Event | None = None) -> Any:
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [environ["wsgi.url_scheme"].encode()]
 
-    return app
+    return validated(app)
 
 
 # -- TLS -------------------------------------------------------------------------------------

@@ -8,8 +8,9 @@ from __future__ import annotations
 import io
 import re
 import sys
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, cast
+from wsgiref.validate import validator
 
 import pytest
 
@@ -260,3 +261,191 @@ def test_simple_response() -> None:
         b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\n"
         b"Content-Length: 5\r\nServer: stargate\r\nX-A: b\r\nConnection: keep-alive\r\n\r\nnope\n"
     )
+
+
+# -- what the app hands over is checked -----------------------------------------------------------
+
+
+def check_environ(environ: dict[str, Any]) -> None:
+    """wsgiref's validator checks the environ it is called with (and raises)."""
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        start_response("204 No Content", [])
+        return []
+
+    def start_response(
+        status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Callable[[bytes], None]:
+        return lambda data: None
+
+    checked: Any = validator(cast(Any, app))
+    iterator = checked(environ, start_response)
+    assert list(iterator) == []
+    iterator.close()
+
+
+def test_environs_pass_wsgiref_validation() -> None:
+    """The environs the server builds for each target form pass the standard library's
+    check."""
+    for request in (
+        make_request(),
+        make_request("POST", "/a%20b?x", headers=[("Content-Type", "a/b")], body=b"xyz"),
+        make_request("OPTIONS", "*"),
+        make_request("GET", "http://example.com:81/p?q", headers=[("Host", "other")]),
+        make_request("GET", "/x#fragment", version="1.0"),
+    ):
+        check_environ(environ_of(request))
+
+
+def test_environ_of_an_absolute_form_target() -> None:
+    """RFC 9112 section 3.2.2: the target's authority replaces the Host header."""
+    environ = environ_of(
+        make_request("GET", "http://example.com:8080/a%2Fb?q=1#f", headers=[("Host", "evil")])
+    )
+    assert (environ["PATH_INFO"], environ["QUERY_STRING"]) == ("/a/b", "q=1")
+    assert environ["HTTP_HOST"] == "example.com:8080"
+    assert environ["RAW_URI"] == "http://example.com:8080/a%2Fb?q=1#f"
+
+
+def test_environ_of_the_asterisk_and_a_fragment() -> None:
+    assert environ_of(make_request("OPTIONS", "*"))["PATH_INFO"] == ""
+    environ = environ_of(make_request("GET", "/x?y#frag"))
+    assert (environ["PATH_INFO"], environ["QUERY_STRING"]) == ("/x", "y")
+
+
+def test_environ_ignores_underscore_twins_of_content_headers() -> None:
+    environ = environ_of(
+        make_request(
+            "POST",
+            headers=[
+                ("Content_Length", "1"),
+                ("Content_Type", "application/evil"),
+                ("Content-Length", "999"),  # the body's actual size wins: the parser framed it
+            ],
+            body=b"abc",
+        )
+    )
+    assert environ["CONTENT_LENGTH"] == "3"
+    assert "CONTENT_TYPE" not in environ
+    assert not [key for key in environ if "CONTENT" in key and key.startswith("HTTP_")]
+
+
+@pytest.mark.parametrize(
+    ("status", "headers"),
+    [
+        ("200 OK\r\nX-Injected: 1", []),
+        ("200 OK", [("X-A", "b\r\nX-Injected: 1")]),
+        ("200 OK", [("X-A\r\nX-Injected", "1")]),
+        ("200 OK", [("X-A", "\u20ac")]),
+        ("200 OK", [("Transfer-Encoding", "chunked")]),
+        ("200 OK", [("Content-Length", "5"), ("Content-Length", "6")]),
+        ("2000 OK", []),
+    ],
+)
+def test_invalid_response_is_a_500_that_closes(status: str, headers: list[tuple[str, str]]) -> None:
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        start_response(status, headers)
+        return [b"body"]
+
+    response, data = run(app, make_request())
+    assert data.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+    assert b"X-Injected" not in data and b"body" not in data
+    assert b"\r\nConnection: close\r\n" in data
+    assert response.failed and not response.keep_alive
+
+
+def test_body_that_is_not_bytes_is_a_500() -> None:
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterator[Any]:
+        start_response("200 OK", [])
+        yield "text, not bytes"
+
+    _, data = run(app, make_request())
+    assert data.startswith(b"HTTP/1.1 500 ")
+
+
+def test_excess_beyond_content_length_is_cut_and_keeps_alive(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Length", "4")])
+        yield b"ab"
+        yield b"cdEXCESS"
+        yield b"MORE"
+
+    response, data = run(app, make_request())
+    assert data.endswith(b"Content-Length: 4\r\nServer: stargate\r\n\r\nabcd")
+    assert response.keep_alive  # the response is complete and framed: the next can follow
+    warnings = [r for r in caplog.records if "more than its Content-Length" in r.getMessage()]
+    assert len(warnings) == 1  # once per response, not per chunk
+
+
+def test_short_body_ends_keep_alive(caplog: pytest.LogCaptureFixture) -> None:
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Length", "10")])
+        yield b"short"
+
+    response, data = run(app, make_request())
+    assert data.endswith(b"\r\n\r\nshort")
+    assert not response.keep_alive
+    assert any("closing the connection" in r.getMessage() for r in caplog.records)
+
+
+def test_short_body_of_a_head_request_is_no_error() -> None:
+    """HEAD sends the length a GET would have, and no body: nothing is short."""
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        start_response("200 OK", [("Content-Length", "10")])
+        return []
+
+    response, data = run(app, make_request("HEAD"))
+    assert data.endswith(b"Content-Length: 10\r\nServer: stargate\r\n\r\n")
+    assert response.keep_alive
+
+
+class RefusingSink:
+    """A sink that refuses writes larger than ``limit`` (as an upgrade's held answer does)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.data = bytearray()
+
+    def write_from_thread(self, data: bytes) -> None:
+        if len(self.data) + len(data) > self.limit:
+            raise ValueError("too large to hold")
+        self.data += data
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_head_refused_by_the_sink_still_allows_the_500(streamed: bool) -> None:
+    """The head counts as sent only once the sink took it: if the sink refuses the first
+    write, the failure is still answered with a 500 rather than nothing."""
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        start_response("403 Forbidden", [("Content-Type", "text/plain")])
+        body = [b"x" * 5000]
+        return iter(body) if streamed else body
+
+    sink = RefusingSink(1000)
+    request = make_request()
+    response = WSGIResponse(sink, request)
+    run_wsgi(app, environ_of(request), response)
+    data = without_date(bytes(sink.data))
+    assert data.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+    assert b"chunked" not in data  # the refused head's framing is not reused
+    assert data.endswith(
+        b"Content-Length: 22\r\nConnection: close\r\nServer: stargate\r\n\r\n"
+        b"Internal Server Error\n"
+    )
+    assert response.failed and response.status_code == 500
+
+
+def test_accepted_upgrade_without_start_response_writes_nothing() -> None:
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        return []
+
+    sink = Sink()
+    request = make_request()
+    response = WSGIResponse(sink, request)
+    response.upgrade_accepted = lambda: True
+    run_wsgi(app, environ_of(request), response)
+    assert sink.data == b"" and not response.failed
