@@ -125,7 +125,9 @@ def test_check_app_headers_returns_the_content_length() -> None:
     assert check_app_headers(200, [("Content-Length", "5"), ("Content-Length", "5")]) == 5
 
 
-@pytest.mark.parametrize("value", ["-1", "1.5", "0x10", " 5", "5 ", "", "five", "١٢", "1e3"])
+@pytest.mark.parametrize(
+    "value", ["-1", "1.5", "0x10", " 5", "5 ", "", "five", "١٢", "1e3", "9" * 19, "9" * 5000]
+)
 def test_check_app_headers_refuses_a_content_length_that_is_no_number(value: str) -> None:
     with pytest.raises(InvalidResponse):
         check_app_headers(200, [("Content-Length", value)])

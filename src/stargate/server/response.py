@@ -84,8 +84,9 @@ def check_app_headers(code: int, headers: Iterable[tuple[str, str]]) -> int | No
         check_field(name, value)
         lower = name.lower()
         if lower == "content-length":
-            if not value.isdigit() or not value.isascii():
-                raise InvalidResponse(f"Content-Length {value!r} is not a number of bytes")
+            # 18 digits is an exabyte; more is no length but a way to make int() raise.
+            if not value.isdigit() or not value.isascii() or len(value) > 18:
+                raise InvalidResponse(f"Content-Length {value[:40]!r} is not a number of bytes")
             length = int(value)
             if content_length is not None and length != content_length:
                 raise InvalidResponse("two different Content-Length headers")
@@ -96,8 +97,7 @@ def check_app_headers(code: int, headers: Iterable[tuple[str, str]]) -> int | No
             if lower == "upgrade" and code == 426:
                 continue
             raise InvalidResponse(
-                f"{name} is a hop-by-hop header: the server frames the response itself "
-                "(PEP 3333)"
+                f"{name} is a hop-by-hop header: the server frames the response itself (PEP 3333)"
             )
     return content_length
 
