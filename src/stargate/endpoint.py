@@ -1,20 +1,22 @@
 """What the server's and the client's WebSocket objects share, in one place.
 
 Both drive a sans-I/O :class:`~stargate.connection.Connection` from an asyncio transport
-with the same machinery: the bounded receive queue and its waiter, ``send`` that waits while
-the transport is above its high-water mark, ``ping`` and keepalive pings, the close timer and
-the cleanup once the transport is gone.  Reading pauses for either of two reasons, kept apart
-so that each is lifted on its own: the receive queue is full (``max_queue``), or the transport
-is above ``write_high_water``.  The second one is what bounds what a peer that does not read
-can make us owe it (pongs, the close echo) whatever the application does: without it, a peer
-sending pings and never reading grew the write buffer without bound in every handler mode
-but ``on_message``.
+with the same machinery: the :class:`Inbox` of received messages (bounded; read by a
+coroutine or by a blocking thread), ``send`` that waits while the transport is above its
+high-water mark, ``ping`` and keepalive pings, answering the messages that came before a
+close, the close timer and the cleanup once the transport is gone.  Reading pauses for
+either of two reasons, kept apart so that each is lifted on its own: the inbox is full
+(``max_queue``), or the transport is above ``write_high_water``.  The second one is what
+bounds what a peer that does not read can make us owe it (pongs, the close echo) whatever
+the application does: without it, a peer sending pings and never reading grew the write
+buffer without bound in every handler mode but ``on_message``.
 That machinery lives here, once, so that a fix reaches both roles.
 
 What differs stays in the subclasses (:class:`~stargate.server.websocket.WebSocket`,
 :class:`~stargate.client.websocket.ClientWebSocket`): the hot path (``_data_received``,
-``_deliver``, ``_write``), kept free of extra call layers; how a pong is matched; how a
-close starts.  :class:`SyncWebSocketBase` is the same for the blocking facades.
+``_write``), kept free of extra call layers; how a pong is matched; how a close starts
+and what follows a close frame written (the server closes TCP, the client waits for it).
+:class:`SyncWebSocketBase` is the same for the blocking facades.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ import asyncio
 import concurrent.futures
 import logging
 import os
+import sys
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
 from .connection import Connection, ConnectionState
@@ -60,11 +63,275 @@ class EndpointOptions(Protocol):
 OptionsT = TypeVar("OptionsT", bound=EndpointOptions)
 
 
+#: How long a close frame (our echo of the peer's, or our answer to a protocol error) is
+#: held back while the application still has messages to read that arrived before it.
+#: Reading them and answering (an echo, an acknowledgement) then still reaches the peer;
+#: the close goes out as soon as the application asks for the next message.
+ANSWER_GRACE = 0.5
+
+_UNBOUNDED = sys.maxsize
+
+
+class Inbox:
+    """The messages received and not read yet: one for both roles and both kinds of reader.
+
+    The loop puts whole messages (the sans-I/O connection reassembles fragments and checks
+    UTF-8); a coroutine takes them with :meth:`get`, a thread with :meth:`get_blocking`.
+    The inbox decides when reading pauses: at ``max_queue`` messages it calls ``pause``, and
+    ``resume`` once a reader brought it down to half of that, so a reader that lags behind
+    bounds what the peer can make us hold.  Once the connection closes, reading must go on
+    (the peer's close frame is behind what it sent before): past ``max_queue`` messages are
+    dropped instead (:meth:`closing`).  It also tells when the reader has taken every
+    message that came before a close (:meth:`call_when_read`), the moment to send a close
+    frame held back so that the application could still answer them.
+
+    Every method but :meth:`get_blocking` is called on the loop's thread.  A thread may read
+    only after :meth:`allow_blocking`: from then on the loop and the reader share a lock, so
+    connections read by coroutines pay nothing for threads.  One reader at a time.
+    """
+
+    __slots__ = (
+        "_closed",
+        "_closed_error",
+        "_cond",
+        "_high",
+        "_limit",
+        "_loop",
+        "_low",
+        "_max_queue",
+        "_owed",
+        "_pause",
+        "_queue",
+        "_read_through",
+        "_resume",
+        "paused",
+        "waiter",
+    )
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        max_queue: int,
+        *,
+        pause: Callable[[], object],
+        resume: Callable[[], object],
+        closed_error: Callable[[], Exception],
+    ) -> None:
+        self._loop = loop
+        self._queue: deque[Message] = deque()
+        self._max_queue = max_queue
+        #: Reading pauses at this many messages (never once closing) ...
+        self._high = max_queue
+        #: ... and resumes at this many.
+        self._low = max_queue // 2
+        #: Past this many, a message is dropped (closing: ``max_queue``; nobody reads: 0).
+        self._limit = _UNBOUNDED
+        self._pause = pause
+        self._resume = resume
+        self._closed_error = closed_error
+        self._closed = False
+        #: Shared with blocking readers (see :meth:`allow_blocking`).
+        self._cond: threading.Condition | None = None
+        #: Messages the reader must still take before ``_read_through`` is called; -1: none.
+        self._owed = -1
+        self._read_through: Callable[[], object] | None = None
+        #: Whether reading is paused because the inbox is full (read-only outside).
+        self.paused = False
+        #: The future a coroutine waiting in :meth:`get` waits on, else ``None`` (read-only
+        #: outside: a message is for that coroutine rather than for a callback).
+        self.waiter: asyncio.Future[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def allow_blocking(self) -> None:
+        """Let threads read with :meth:`get_blocking`; on the loop, before the first one."""
+        if self._cond is None:
+            self._cond = threading.Condition()
+
+    # -- the loop's side -----------------------------------------------------------------
+
+    def put(self, message: Message) -> None:
+        """Queue ``message`` and wake its reader; pause reading if the inbox is full.  The
+        receive hot path: no call but the wake-up."""
+        queue = self._queue
+        if len(queue) >= self._limit:
+            return
+        cond = self._cond
+        if cond is None:
+            queue.append(message)
+            waiter = self.waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+            if len(queue) >= self._high and not self.paused:
+                self.paused = True
+                self._pause()
+            return
+        with cond:
+            queue.append(message)
+            cond.notify()
+            if len(queue) >= self._high and not self.paused:
+                # Under the lock: a thread that takes a message meanwhile sees the pause
+                # and lifts it, so reading cannot stay paused on an empty inbox.
+                self.paused = True
+                self._pause()
+
+    def closing(self) -> None:
+        """The closing handshake started: read on whatever the reader does (the peer's close
+        frame is behind its messages); past ``max_queue`` messages are dropped instead."""
+        with self._locked():
+            self._high = _UNBOUNDED
+            self._limit = min(self._limit, self._max_queue)
+            resume = self.paused
+            self.paused = False
+        if resume:
+            self._resume()
+
+    def discard(self) -> list[Message]:
+        """Nobody reads any more: return what is queued and drop whatever comes next."""
+        with self._locked():
+            self._limit = 0
+            messages = list(self._queue)
+            self._queue.clear()
+            self._owed = -1
+            self._read_through = None
+            resume = self.paused
+            self.paused = False
+        if resume:
+            self._resume()
+        return messages
+
+    def close(self) -> None:
+        """No message will come any more: wake every reader (each raises the connection's
+        :class:`~stargate.errors.ConnectionClosed` once the queue is empty)."""
+        with self._locked():
+            self._closed = True
+            self._owed = -1
+            self._read_through = None
+            if self._cond is not None:
+                self._cond.notify_all()
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def call_when_read(self, callback: Callable[[], object]) -> bool:
+        """Call ``callback`` on the loop once the reader has taken every message queued now
+        and asks for the next one (it had its chance to answer them all); ``False`` if none
+        is queued (then it is never called).  Replaces an earlier callback."""
+        with self._locked():
+            if not self._queue:
+                return False
+            self._owed = len(self._queue)
+            self._read_through = callback
+            return True
+
+    def _locked(self) -> threading.Condition | _NoLock:
+        return self._cond if self._cond is not None else _NO_LOCK
+
+    # -- the readers' side ---------------------------------------------------------------
+
+    async def get(self) -> Message:
+        """The next message, for a coroutine on the loop; raises the connection's
+        :class:`~stargate.errors.ConnectionClosed` once it is closed and every message
+        received before was taken."""
+        if self._owed == 0:
+            self._answered()
+        queue = self._queue
+        while True:
+            if queue:
+                cond = self._cond
+                if cond is None:
+                    message = queue.popleft()
+                    if self._owed > 0:
+                        self._owed -= 1
+                    if self.paused and len(queue) <= self._low:
+                        self.paused = False
+                        self._resume()
+                    return message
+                with cond:
+                    if queue:
+                        return self._take(on_loop=True)
+            if self._closed:
+                raise self._closed_error()
+            waiter = self.waiter = self._loop.create_future()
+            try:
+                await waiter
+            finally:
+                self.waiter = None
+
+    def get_blocking(self, timeout: float | None = None) -> Message:
+        """The next message, for a thread (after :meth:`allow_blocking`), waiting at most
+        ``timeout`` seconds: raises ``TimeoutError`` then, and the connection's
+        :class:`~stargate.errors.ConnectionClosed` once it is closed and every message
+        received before was taken."""
+        cond = self._cond
+        if cond is None:
+            raise RuntimeError("blocking reads need Inbox.allow_blocking() first")
+        queue = self._queue
+        with cond:
+            if self._owed == 0:
+                self._owed = -1
+                self._loop.call_soon_threadsafe(self._answered)
+            if not queue and not self._closed:
+                cond.wait_for(lambda: bool(queue) or self._closed, timeout)
+            if queue:
+                return self._take(on_loop=False)
+            if self._closed:
+                raise self._closed_error()
+        raise TimeoutError("no message within the timeout")
+
+    def _take(self, *, on_loop: bool) -> Message:
+        """Pop the next message under the lock, count it against a held close, and lift a
+        pause once the inbox is half empty (from a thread: on the loop, see below)."""
+        queue = self._queue
+        message = queue.popleft()
+        if self._owed > 0:
+            self._owed -= 1
+        if self.paused and len(queue) <= self._low:
+            self.paused = False
+            if on_loop:
+                self._resume()
+            else:
+                self._loop.call_soon_threadsafe(self._resume_unless_paused)
+        return message
+
+    def _resume_unless_paused(self) -> None:
+        """On the loop, after a thread lifted the pause: the rest of a read being delivered
+        meanwhile may have filled the inbox again (then reading stays paused)."""
+        if not self.paused:
+            self._resume()
+
+    def _answered(self) -> None:
+        """On the loop: the reader came back after taking every message that preceded a
+        close (see :meth:`call_when_read`)."""
+        callback, self._read_through = self._read_through, None
+        self._owed = -1
+        if callback is not None:
+            callback()
+
+
+class _NoLock:
+    """The lock of an inbox that no thread reads: none."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_NO_LOCK = _NoLock()
+
+
 class WebSocketBase(Generic[OptionsT]):
     """The role-independent part of an open WebSocket connection (async API).
 
-    Subclasses provide ``_data_received``, ``_deliver``, ``_write``, ``_start_close`` and
-    ``_on_pong``, and set :attr:`id` and :attr:`_logger`.
+    Subclasses provide ``_data_received``, ``_write``, ``_start_close``,
+    ``_close_written`` and ``_on_pong``, and set :attr:`id` and :attr:`_logger`.
+
+    What other modules need of a connection is public: :attr:`loop`, :attr:`inbox` (what
+    the blocking facades read), :meth:`attach` and :meth:`feed_data` (the handover from the
+    opening handshake).
     """
 
     #: Where this role logs (kept per role: ``stargate.websocket``, ``stargate.client``).
@@ -84,11 +351,13 @@ class WebSocketBase(Generic[OptionsT]):
         self._loop = loop
         self._options = options
         self._transport: asyncio.Transport | None = None
-        self._inbox: deque[Message] = deque()
-        self._waiter: asyncio.Future[None] | None = None
-        self._sync_cond: threading.Condition | None = None
-        #: Reading paused because the inbox is full (``max_queue``).
-        self._reading_paused = False
+        self._inbox = Inbox(
+            loop,
+            options.max_queue,
+            pause=self._pause_reading,
+            resume=self._resume_reading,
+            closed_error=self._closed_error,
+        )
         #: The transport is above its high-water mark: ``send`` waits and reading pauses.
         self._write_blocked = False
         #: The transport has told this object its write state since ``_attach`` (see
@@ -99,6 +368,10 @@ class WebSocketBase(Generic[OptionsT]):
         self._closed: asyncio.Future[None] = loop.create_future()
         self._timers: list[asyncio.TimerHandle] = []
         self._close_timer: asyncio.TimerHandle | None = None
+        #: Our close frame, held back while the application reads (and may answer) the
+        #: messages that came before it (see ``_hold_close``); ``_write`` accepts data then.
+        self._held: bytes | None = None
+        self._held_timer: asyncio.TimerHandle | None = None
 
     # Provided by the subclasses (the hot path and what differs between the roles).
 
@@ -107,6 +380,23 @@ class WebSocketBase(Generic[OptionsT]):
 
     def _start_close(self, code: int, reason: str) -> None:
         raise NotImplementedError
+
+    def _close_written(self) -> None:
+        """Our close frame is on its way (after ``_flush_held``): what follows it."""
+        raise NotImplementedError
+
+    # -- what other modules need of a connection ------------------------------------------
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop this connection runs on: every method but the blocking facade's
+        and ``send_threadsafe`` is called on its thread."""
+        return self._loop
+
+    @property
+    def inbox(self) -> Inbox:
+        """The messages received and not read yet (what ``receive`` takes from)."""
+        return self._inbox
 
     # -- what the application reads ------------------------------------------------------
 
@@ -131,24 +421,14 @@ class WebSocketBase(Generic[OptionsT]):
 
     # -- receiving -------------------------------------------------------------------------
 
-    async def receive(self) -> Message:
-        """The next message: ``str`` for text, ``bytes`` for binary.
+    def receive(self) -> Coroutine[Any, Any, Message]:
+        """The next message: ``str`` for text, ``bytes`` for binary (``await`` it).
 
         Raises :class:`~stargate.errors.ConnectionClosed` once the connection is closed and
         every message received before is consumed.
         """
-        while not self._inbox:
-            if self._closed.done():
-                raise self._closed_error()
-            waiter = self._waiter = self._loop.create_future()
-            try:
-                await waiter
-            finally:
-                self._waiter = None
-        message = self._inbox.popleft()
-        if self._reading_paused and len(self._inbox) <= self._options.max_queue // 2:
-            self._resume_reading()
-        return message
+        # The inbox's coroutine itself: no second coroutine frame per message.
+        return self._inbox.get()
 
     def __aiter__(self) -> Self:
         return self
@@ -157,7 +437,7 @@ class WebSocketBase(Generic[OptionsT]):
         """``async for message in ws`` ends when the connection closes, whatever the code
         (read :attr:`close_code` to tell a normal end from a failure)."""
         try:
-            return await self.receive()
+            return await self._inbox.get()
         except ConnectionClosed:
             raise StopAsyncIteration from None
 
@@ -216,7 +496,26 @@ class WebSocketBase(Generic[OptionsT]):
 
     # -- lifetime, driven by the protocol ---------------------------------------------------
 
+    def attach(self, transport: asyncio.Transport, *, writing_paused: bool = False) -> None:
+        """Take over ``transport`` once the opening handshake is done (whoever ran it then
+        forwards the protocol callbacks).  ``writing_paused``: whether the transport is above
+        its high-water mark as the previous protocol last heard it; a transport tells only
+        changes, so a pause told to the previous protocol is never told to this one."""
+        self._attach(transport)
+        if writing_paused:
+            self._writing_paused = True
+
+    def feed_data(self, data: bytes) -> None:
+        """Bytes read from the transport before :meth:`attach` (frames that came with the
+        handshake), as if they had been read after it."""
+        self._data_received(data)
+
+    def _data_received(self, data: bytes) -> None:
+        raise NotImplementedError
+
     def _attach(self, transport: asyncio.Transport) -> None:
+        """:meth:`attach` without the write state (the name the handovers use until they
+        switch over: ``stargate.server.handover``, ``stargate.client.opening``)."""
         self._transport = transport
         transport.set_write_buffer_limits(high=self._options.write_high_water)
         # Whoever hands the transport over may resume reading it after this call (the HTTP
@@ -228,7 +527,8 @@ class WebSocketBase(Generic[OptionsT]):
 
     @property
     def _writing_paused(self) -> bool:
-        """Whether the transport is above its high-water mark (``send`` waits)."""
+        """Whether the transport is above its high-water mark (``send`` waits).  Kept for
+        ``stargate.server.handover`` until it passes ``writing_paused`` to :meth:`attach`."""
         return self._write_blocked
 
     @_writing_paused.setter
@@ -245,20 +545,30 @@ class WebSocketBase(Generic[OptionsT]):
         else:
             self._write_blocked = False
 
+    @property
+    def _reading_paused(self) -> bool:
+        """Whether reading is paused because the inbox is full (``max_queue``)."""
+        return self._inbox.paused
+
     def _settle_reading(self) -> None:
         """Pause reading again if either reason holds (see ``_attach``)."""
         transport = self._transport
         if (
-            (self._reading_paused or self._write_blocked)
+            (self._inbox.paused or self._write_blocked)
             and transport is not None
             and not transport.is_closing()
         ):
             transport.pause_reading()
 
+    def _pause_reading(self) -> None:
+        """The inbox is full: stop reading (unless the write state already did)."""
+        transport = self._transport
+        if not self._write_blocked and transport is not None:
+            transport.pause_reading()
+
     def _resume_reading(self) -> None:
         """The inbox has room again: read on, unless the transport is above its high-water
         mark (then ``_resume_writing`` will)."""
-        self._reading_paused = False
         if not self._write_blocked:
             transport = self._transport
             if transport is not None and not transport.is_closing():
@@ -311,7 +621,7 @@ class WebSocketBase(Generic[OptionsT]):
         self._write_blocked = True
         self._write_notified = True
         transport = self._transport
-        if not self._reading_paused and transport is not None:
+        if not self._inbox.paused and transport is not None:
             transport.pause_reading()
 
     def _resume_writing(self) -> None:
@@ -319,7 +629,7 @@ class WebSocketBase(Generic[OptionsT]):
         unless the inbox is still full (then ``_resume_reading`` will)."""
         self._write_blocked = False
         self._write_notified = True
-        if not self._reading_paused:
+        if not self._inbox.paused:
             transport = self._transport
             if transport is not None and not transport.is_closing():
                 transport.resume_reading()
@@ -328,6 +638,32 @@ class WebSocketBase(Generic[OptionsT]):
             if not waiter.done():
                 waiter.set_result(None)
 
+    def _hold_close(self, data: bytes) -> bool:
+        """A read ended the open state (the peer's close, or a protocol error: ``data`` has
+        our close frame) after messages the application has not read yet: hold ``data``
+        back until it has read them and asks for more, so that what it answers still
+        reaches the peer, at most ``ANSWER_GRACE`` seconds.  ``False``: nothing is unread,
+        send it now.  One mechanism for both roles: an ``on_message`` callback answers
+        during the read itself, so nothing is left unread for it."""
+        if not self._inbox.call_when_read(self._flush_held):
+            return False
+        self._held = data
+        self._held_timer = self._loop.call_later(ANSWER_GRACE, self._flush_held)
+        return True
+
+    def _flush_held(self) -> None:
+        """Send the close held back by ``_hold_close`` (the messages were read, the grace
+        passed, or the application closes)."""
+        held, self._held = self._held, None
+        if self._held_timer is not None:
+            self._held_timer.cancel()
+            self._held_timer = None
+        if held is None or self._closed.done():
+            return
+        if held and self._transport is not None:
+            self._transport.write(held)
+        self._close_written()
+
     def _connection_lost(self) -> None:
         """The transport is gone: stop the timers and wake everyone waiting."""
         self._conn.receive_eof()
@@ -335,6 +671,9 @@ class WebSocketBase(Generic[OptionsT]):
             timer.cancel()
         if self._close_timer is not None:
             self._close_timer.cancel()
+        if self._held_timer is not None:
+            self._held_timer.cancel()
+        self._held = None
         if not self._closed.done():
             self._closed.set_result(None)
         error = self._closed_error()
@@ -346,11 +685,7 @@ class WebSocketBase(Generic[OptionsT]):
             if not pong.done():
                 pong.set_exception(error)
         self._pong_waiters.clear()
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-        if self._sync_cond is not None:
-            with self._sync_cond:
-                self._sync_cond.notify_all()
+        self._inbox.close()
 
     def _closed_error(self) -> ConnectionClosed:
         code = self._conn.close_code
@@ -374,12 +709,16 @@ WsT = TypeVar("WsT", bound=WebSocketBase[Any])
 class SyncWebSocketBase(Generic[WsT]):
     """The blocking facade both roles share: each call hands its work to the event loop
     the connection runs on and waits, so a thread sees the same object model as a
-    coroutine.  The connection's deliveries notify ``cond`` (its ``_sync_cond``)."""
+    coroutine.  Messages are read from the connection's :class:`Inbox` directly (its
+    blocking side), without a hop through the loop.
 
-    def __init__(self, ws: WsT, loop: asyncio.AbstractEventLoop, cond: threading.Condition) -> None:
+    Build it on the loop's thread, or after ``ws.inbox.allow_blocking()`` was called there.
+    """
+
+    def __init__(self, ws: WsT, loop: asyncio.AbstractEventLoop) -> None:
         self.ws = ws
         self._loop = loop
-        self._cond = cond
+        self._inbox = ws.inbox
 
     @property
     def id(self) -> int:
@@ -408,21 +747,11 @@ class SyncWebSocketBase(Generic[WsT]):
     def __repr__(self) -> str:
         return "<Sync" + repr(self.ws)[1:]  # <SyncWebSocket #1 13 '/path' open>
 
-    def _pop(self, timeout: float | None) -> Message:
-        """Pop the next message from the connection's queue, waiting at most ``timeout``;
-        raises ConnectionClosed when closed, TimeoutError on timeout."""
-        ws = self.ws
-        with self._cond:
-            if not ws._inbox and not ws.closed:
-                self._cond.wait_for(lambda: bool(ws._inbox) or ws.closed, timeout)
-            if ws._inbox:
-                return ws._inbox.popleft()
-            if ws.closed:
-                raise ws._closed_error()
-            raise TimeoutError("no message within the timeout")
-
     def receive(self, timeout: float | None = None) -> Message:
-        raise NotImplementedError
+        """The next message (``str`` or ``bytes``).  Raises
+        :class:`~stargate.errors.ConnectionClosed` once closed and every message before
+        is read, ``TimeoutError`` when none came within ``timeout`` seconds."""
+        return self._inbox.get_blocking(timeout)
 
     def __iter__(self) -> Iterator[Message]:
         """Every message until the connection closes (whatever the close code)."""

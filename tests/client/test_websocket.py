@@ -285,14 +285,14 @@ async def test_reading_pauses_when_the_queue_is_full(server: AppServer) -> None:
         for i in range(100):
             await ws.send(f"message {i}")
         deadline = time.monotonic() + TIMEOUT
-        while not ws._reading_paused and time.monotonic() < deadline:
+        while not ws.inbox.paused and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-        assert ws._reading_paused
+        assert ws.inbox.paused
         await asyncio.sleep(0.1)
-        assert 4 <= len(ws._inbox) < 100  # what came in the reads before the pause
+        assert 4 <= len(ws.inbox) < 100  # what came in the reads before the pause
         for i in range(100):
             assert await ws.receive() == f"message {i}"
-        assert not ws._reading_paused
+        assert not ws.inbox.paused
 
 
 async def test_messages_before_the_close_are_delivered(server: AppServer) -> None:
@@ -300,7 +300,7 @@ async def test_messages_before_the_close_are_delivered(server: AppServer) -> Non
     for i in range(5):
         await ws.send(str(i))
     deadline = time.monotonic() + TIMEOUT
-    while len(ws._inbox) < 5 and time.monotonic() < deadline:
+    while len(ws.inbox) < 5 and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
     await ws.close()
     # The echoes that arrived before the server's close frame are still there.

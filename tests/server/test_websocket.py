@@ -23,6 +23,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed as ClientConnectionClosed
 from websockets.typing import Origin, Subprotocol
 
+from stargate.endpoint import ANSWER_GRACE
 from stargate.groups import Group
 from stargate.handshake import ClientHandshake, OriginPolicy
 from stargate.protocol import Opcode, ProtocolVersion
@@ -629,11 +630,11 @@ async def test_handler_not_reading_pauses_reading(start_server: StartServer, kin
 
         sender = asyncio.create_task(send_all())
         ws = await asyncio.wait_for(asyncio.shield(_first(server)), TIMEOUT)
-        await eventually(lambda: ws._reading_paused)
+        await eventually(lambda: ws.inbox.paused)
         await asyncio.sleep(0.2)
         assert not sender.done()  # the client is blocked: the server stopped reading
         # max_queue, plus at most what one read of the transport (256 KiB) can hold.
-        assert len(ws._inbox) <= 4 + 8
+        assert len(ws.inbox) <= 4 + 8
         go.set()
         await asyncio.wait_for(sender, TIMEOUT)
         await eventually(lambda: count[0] == total)
@@ -746,6 +747,98 @@ async def test_keepalive_closes_a_client_that_never_answers(start_server: StartS
     assert await at_eof(ws.reader, 2.0)  # no close answer: aborted after close_timeout
 
 
+# -- answering what came before the peer's close --------------------------------------------
+
+
+def answering_handler(mode: str) -> Any:
+    """An echo of ``mode``: ``async``, ``sync`` or an ``on_message`` callback."""
+
+    async def callback(ws: WebSocket) -> None:
+        ws.on_message = ws.send_nowait
+
+    return callback if mode == "on_message" else make_handler(mode, [])
+
+
+@pytest.mark.parametrize("mode", [*KINDS, "on_message"])
+async def test_messages_that_came_with_the_close_are_answered_before_it(
+    start_server: StartServer, mode: str
+) -> None:
+    """Messages and the peer's close in one read: the handler still reads and answers them
+    (the close echo waits for it, see ``ANSWER_GRACE``), in every handler mode, as the
+    client role does; then the server closes TCP."""
+    server = await start_server(checked_app(answering_handler(mode)))
+    raw = await raw_connect(server.port)
+    raw.writer.write(
+        encode_frame(Opcode.TEXT, b"one")
+        + encode_frame(Opcode.TEXT, b"two")
+        + encode_frame(Opcode.CLOSE, close_payload(4000, "bye"))
+    )
+    assert await raw.read_frame() == (True, Opcode.TEXT, b"one")
+    assert await raw.read_frame() == (True, Opcode.TEXT, b"two")
+    _, opcode, payload = await raw.read_frame()
+    assert (opcode, struct.unpack("!H", payload[:2])[0]) == (Opcode.CLOSE, 4000)
+    assert await at_eof(raw.reader)
+    raw.writer.close()
+    await eventually(lambda: not server.websockets)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_the_close_waits_at_most_the_answer_grace_for_a_handler_that_does_not_read(
+    start_server: StartServer, kind: str
+) -> None:
+    go = threading.Event()
+
+    async def async_handler(ws: WebSocket) -> None:
+        await ws.wait_closed()  # never reads
+
+    def sync_handler(ws: SyncWebSocket) -> None:
+        go.wait(TIMEOUT)  # never reads
+
+    server = await start_server(checked_app(async_handler if kind == "async" else sync_handler))
+    raw = await raw_connect(server.port)
+    raw.writer.write(
+        encode_frame(Opcode.TEXT, b"unread") + encode_frame(Opcode.CLOSE, close_payload(1000))
+    )
+    started = time.monotonic()
+    _, opcode, _ = await raw.read_frame()
+    held = time.monotonic() - started
+    assert opcode == Opcode.CLOSE
+    assert ANSWER_GRACE * 0.8 < held < TIMEOUT
+    assert await at_eof(raw.reader)
+    go.set()
+    raw.writer.close()
+    await eventually(lambda: not server.websockets and not server._handlers)
+
+
+# -- what groups use of a connection -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("hold", "release"), [("hold", "release"), ("_retain", "_release")], ids=["public", "old"]
+)
+async def test_a_held_connection_outlives_its_handler_until_released(
+    start_server: StartServer, hold: str, release: str
+) -> None:
+    """``hold``/``release`` (a group's membership; the old names are kept until
+    stargate.groups switches over) and the pre-encoded send a broadcast uses."""
+    held: list[WebSocket] = []
+
+    async def handler(ws: WebSocket) -> None:
+        getattr(ws, hold)()
+        held.append(ws)
+
+    server = await start_server(checked_app(handler))
+    async with connect(url(server)) as client:
+        await eventually(lambda: bool(held) and not server._handlers)  # it returned
+        (ws,) = held
+        assert ws.loop is asyncio.get_running_loop()
+        ws.send_encoded(ws.encode_shared("still open"))
+        assert await asyncio.wait_for(client.recv(), TIMEOUT) == "still open"
+        getattr(ws, release)()
+        await asyncio.wait_for(client.wait_closed(), TIMEOUT)
+        assert client.close_code == 1000
+
+
 # -- callbacks (on_message) ------------------------------------------------------------------
 
 
@@ -786,14 +879,14 @@ async def test_close_while_reading_is_paused_completes_quickly(
     closed_in: list[float] = []
 
     async def async_handler(ws: WebSocket) -> None:
-        while not ws._reading_paused:
+        while not ws.inbox.paused:
             await asyncio.sleep(0.01)
         started = time.monotonic()
         await ws.close(4002, "enough")
         closed_in.append(time.monotonic() - started)
 
     def sync_handler(ws: SyncWebSocket) -> None:
-        while not ws.ws._reading_paused:
+        while not ws.ws.inbox.paused:
             time.sleep(0.01)
         started = time.monotonic()
         ws.close(4002, "enough")

@@ -40,7 +40,7 @@ from ..handshake import Response
 from ..limits import KiB, Limits
 from ..protocol import CloseCode, ProtocolVersion
 from .opening import DEFAULT_COMPRESSION, USER_AGENT, ConnectParams, open_connection
-from .websocket import ClientWebSocket, Message
+from .websocket import ClientWebSocket
 
 __all__ = ["SyncClientWebSocket", "connect"]
 
@@ -94,8 +94,8 @@ class SyncClientWebSocket(SyncWebSocketBase[ClientWebSocket]):
     :class:`~stargate.client.websocket.ClientWebSocket` it wraps (``ws``)."""
 
     def __init__(self, ws: ClientWebSocket, loop: asyncio.AbstractEventLoop) -> None:
-        assert ws._sync_cond is not None
-        super().__init__(ws, loop, ws._sync_cond)
+        """``ws`` was opened by :func:`connect` (which lets its inbox serve threads)."""
+        super().__init__(ws, loop)
 
     # -- what the application reads ------------------------------------------------------
 
@@ -123,28 +123,6 @@ class SyncClientWebSocket(SyncWebSocketBase[ClientWebSocket]):
     def local_address(self) -> tuple[str, int] | None:
         return self.ws.local_address
 
-    # -- receiving -------------------------------------------------------------------------
-
-    def receive(self, timeout: float | None = None) -> Message:
-        """The next message (``str`` or ``bytes``).  Raises
-        :class:`~stargate.errors.ConnectionClosed` once closed and every message before
-        is read, ``TimeoutError`` when none came within ``timeout`` seconds."""
-        ws = self.ws
-        if ws._held is not None:
-            self._loop.call_soon_threadsafe(ws._maybe_flush_held)
-        message = self._pop(timeout)
-        if ws._reading_paused or ws._held is not None:
-            self._loop.call_soon_threadsafe(self._taken)
-        return message
-
-    def _taken(self) -> None:
-        """On the loop: a message was taken by the blocking reader."""
-        ws = self.ws
-        if ws._held is not None:
-            ws._held_messages -= 1
-        if ws._reading_paused and len(ws._inbox) <= ws._options.max_queue // 2:
-            ws._resume_reading()
-
     def ping(self, payload: bytes | None = None, timeout: float | None = None) -> float:
         """Ping and wait for the pong; returns the round trip in seconds."""
         future = asyncio.run_coroutine_threadsafe(self.ws.ping(payload), self._loop)
@@ -171,9 +149,9 @@ class SyncClientWebSocket(SyncWebSocketBase[ClientWebSocket]):
 
 async def _open(url: str, params: ConnectParams) -> ClientWebSocket:
     ws = await open_connection(url, params)
-    # Set on the loop, before any later message is delivered: from now on deliveries
-    # notify the blocking reader.
-    ws._sync_cond = threading.Condition()
+    # On the loop, before any later message is delivered: from now on deliveries wake a
+    # blocking reader.
+    ws.inbox.allow_blocking()
     return ws
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from ..connection import Connection, ConnectionState
+from ..endpoint import ANSWER_GRACE as ANSWER_GRACE  # re-exported: it was defined here
 from ..endpoint import Message as Message  # re-exported: the type of a message
 from ..endpoint import WebSocketBase
 from ..errors import ConnectionClosed
@@ -31,12 +32,6 @@ from ..protocol import CloseCode
 logger = logging.getLogger("stargate.client")
 
 _ids = itertools.count(1)
-
-#: How long a close frame (our echo of the server's, or our answer to a protocol error) is
-#: held back while the application still has messages to read that arrived before it.
-#: Reading them and answering (an echo, an acknowledgement) then still reaches the server;
-#: the close goes out as soon as the application asks for the next message.
-ANSWER_GRACE = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,10 +95,6 @@ class ClientWebSocket(WebSocketBase[ClientOptions]):
         self.response = response
         #: The negotiated ``Sec-WebSocket-Extensions`` value, or ``None`` (no compression).
         self.extensions = extensions
-        # A close frame held back while older messages are unread (see ANSWER_GRACE).
-        self._held: bytes | None = None
-        self._held_messages = 0
-        self._held_timer: asyncio.TimerHandle | None = None
 
     # -- what the application reads ------------------------------------------------------
 
@@ -130,21 +121,6 @@ class ClientWebSocket(WebSocketBase[ClientOptions]):
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
         return f"<ClientWebSocket #{self.id} {self.version.value} {self.url!r} {state}>"
-
-    # -- receiving -------------------------------------------------------------------------
-
-    async def receive(self) -> Message:
-        """The next message: ``str`` for text, ``bytes`` for binary.
-
-        Raises :class:`~stargate.errors.ConnectionClosed` once the connection is closed and
-        every message received before is consumed.
-        """
-        self._maybe_flush_held()
-        message = await super().receive()
-        # Taken with no await in between: count it against a close held back meanwhile.
-        if self._held is not None:
-            self._held_messages -= 1
-        return message
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -178,10 +154,14 @@ class ClientWebSocket(WebSocketBase[ClientOptions]):
         conn = self._conn
         was_open = conn.state is ConnectionState.OPEN
         events = conn.receive_data(data)
+        ended = was_open and conn.state is not ConnectionState.OPEN
+        if ended:
+            self._inbox.closing()  # the server's close (or our answer to an error) is here
+        put = self._inbox.put
         for event in events:
             kind = type(event)
             if kind is TextMessage or kind is BinaryMessage:
-                self._deliver(event.data)  # type: ignore[union-attr]
+                put(event.data)  # type: ignore[union-attr]
             elif kind is Pong:
                 self._on_pong(event.payload)  # type: ignore[union-attr]
             elif kind is ProtocolViolation:
@@ -189,14 +169,8 @@ class ClientWebSocket(WebSocketBase[ClientOptions]):
             elif kind is CloseReceived:
                 logger.debug("%r: close frame received %s", self, event)
         out = conn.data_to_send()
-        if was_open and conn.state is ConnectionState.CLOSED and self._inbox:
-            # The close (our echo, or our answer to a protocol error) waits until the
-            # application has read the messages that came before it, so that it can still
-            # answer them; bounded by ANSWER_GRACE.
-            self._held = out
-            self._held_messages = len(self._inbox)
-            self._held_timer = self._loop.call_later(ANSWER_GRACE, self._flush_held)
-            return
+        if ended and self._inbox and self._hold_close(out):
+            return  # the application reads (and may answer) what came before the close
         if out:
             assert self._transport is not None
             self._transport.write(out)
@@ -204,49 +178,10 @@ class ClientWebSocket(WebSocketBase[ClientOptions]):
             # RFC 6455 section 7.1.1: the server closes TCP first; bound the wait.
             self._arm_close_timer()
 
-    def _flush_held(self) -> None:
-        held, self._held = self._held, None
-        if self._held_timer is not None:
-            self._held_timer.cancel()
-            self._held_timer = None
-        if held is None or self._closed.done():
-            return
-        if held and self._transport is not None:
-            self._transport.write(held)
+    def _close_written(self) -> None:
+        """RFC 6455 section 7.1.1: the server closes TCP first; bound the wait for it."""
         if self._close_timer is None:
             self._arm_close_timer()
-
-    def _maybe_flush_held(self) -> None:
-        """Flush the held close once every message that arrived before it was read."""
-        if self._held is not None and self._held_messages <= 0:
-            self._flush_held()
-
-    def _deliver(self, message: Message) -> None:
-        if (
-            self._conn.state is not ConnectionState.OPEN
-            and len(self._inbox) >= self._options.max_queue
-        ):
-            # Closing: reading goes on (the server's close frame must be read), so what
-            # the application does not keep up with is dropped.
-            return
-        cond = self._sync_cond
-        if cond is not None:
-            with cond:
-                self._inbox.append(message)
-                cond.notify()
-        else:
-            self._inbox.append(message)
-            waiter = self._waiter
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
-        if (
-            not self._reading_paused
-            and len(self._inbox) >= self._options.max_queue
-            and self._conn.state is ConnectionState.OPEN
-        ):
-            self._reading_paused = True
-            assert self._transport is not None
-            self._transport.pause_reading()
 
     def _on_pong(self, payload: bytes) -> None:
         if payload not in self._pong_waiters:
@@ -277,14 +212,7 @@ class ClientWebSocket(WebSocketBase[ClientOptions]):
             if conn.state is ConnectionState.CLOSED and self._transport is not None:
                 # hixie-75 has no closing handshake: we close TCP ourselves.
                 self._transport.close()
-        if self._reading_paused:
-            # The server's close frame is behind what the application did not read.
-            self._resume_reading()
+        # The server's close frame is behind what the application did not read.
+        self._inbox.closing()
         if self._close_timer is None:
             self._arm_close_timer()
-
-    def _connection_lost(self) -> None:
-        if self._held_timer is not None:
-            self._held_timer.cancel()
-        self._held = None
-        super()._connection_lost()

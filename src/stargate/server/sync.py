@@ -2,13 +2,13 @@
 
 A synchronous handler runs in a worker thread; each call here hands its work to the event
 loop and waits for it, so the loop never blocks on the handler and the handler sees the same
-object model as an ``async def`` one.
+object model as an ``async def`` one.  Messages are taken from the connection's
+:class:`~stargate.endpoint.Inbox` directly, on its blocking side.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable
 
 from ..endpoint import SyncWebSocketBase
@@ -20,8 +20,9 @@ class SyncWebSocket(SyncWebSocketBase[WebSocket]):
     """The blocking API: ``receive()``, ``send()``, iteration, ``ping()``, ``close()``."""
 
     def __init__(self, ws: WebSocket, loop: asyncio.AbstractEventLoop) -> None:
-        cond = ws._sync_cond = threading.Condition()
-        super().__init__(ws, loop, cond)
+        """Made on the loop's thread (the server does, before starting the handler)."""
+        ws.inbox.allow_blocking()
+        super().__init__(ws, loop)
 
     @property
     def request(self) -> Request:
@@ -42,18 +43,6 @@ class SyncWebSocket(SyncWebSocketBase[WebSocket]):
     @on_message.setter
     def on_message(self, callback: Callable[[Message], object] | None) -> None:
         self.ws.on_message = callback
-
-    def receive(self, timeout: float | None = None) -> Message:
-        """The next message; raises ConnectionClosed when closed, TimeoutError on timeout."""
-        message = self._pop(timeout)
-        if self.ws._reading_paused:
-            self._loop.call_soon_threadsafe(self._maybe_resume)
-        return message
-
-    def _maybe_resume(self) -> None:
-        ws = self.ws
-        if ws._reading_paused and len(ws._inbox) <= ws._options.max_queue // 2:
-            ws._resume_reading()
 
     def ping(self, payload: bytes | None = None, timeout: float | None = None) -> float:
         """Ping and wait for the pong; returns the round trip in seconds."""

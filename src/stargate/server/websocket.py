@@ -1,8 +1,9 @@
 """The server's WebSocket object: the sans-I/O connection driven by an asyncio transport.
 
 The hot path runs in :meth:`WebSocket._data_received`: parse, write what the connection owes
-the peer, hand each message to a waiting ``receive()`` (one future per wait, never a task per
-message) or to an ``on_message`` callback.  Reading pauses while the handler lags behind
+the peer, hand each message to the :class:`~stargate.endpoint.Inbox` (a waiting ``receive()``
+is woken by one future per wait, never a task per message) or to an ``on_message``
+callback.  Reading pauses while the handler lags behind
 (``max_queue``) and while the transport is above its high-water mark, in every handler mode
 (:mod:`stargate.endpoint`); ``send`` waits while the transport is above its high-water mark;
 a send that cannot wait (a broadcast, another thread) over ``max_send_buffer`` closes that
@@ -15,7 +16,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections import deque
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -38,6 +38,8 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
 
     Every method must be called on the event loop's thread, except :meth:`send_threadsafe`;
     synchronous handlers get a :class:`~stargate.server.sync.SyncWebSocket` instead.
+    Groups use :attr:`frame_family`, :meth:`encode_shared`, :meth:`send_encoded`,
+    :meth:`hold` and :meth:`release`.
     """
 
     _logger: ClassVar[logging.Logger] = logger
@@ -62,6 +64,7 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
         self._close_callbacks: list[Callable[[WebSocket], object]] = []
         self._memberships = 0
         self._handler_done = False
+        #: A read that ended the open state is being delivered: answers may still be sent.
         self._answering = False
         self._cork: list[bytes] | None = None
 
@@ -75,6 +78,12 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
     def frame_family(self) -> str:
         """Connections of one family can share an encoded frame (see ``send_encoded``)."""
         return self._conn.frame_family
+
+    def encode_shared(self, message: Message | BytesLike) -> bytes:
+        """``message`` as a frame that every connection of this :attr:`frame_family` can be
+        sent with :meth:`send_encoded` (a broadcast encodes, and compresses, once).  Raises
+        ``TypeError`` for binary data on a hixie connection, which cannot carry it."""
+        return self._conn.encode_shared(message)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -102,7 +111,9 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
 
     def _write(self, data: bytes) -> None:
         if self._closed.done() or (
-            self._conn.state is not ConnectionState.OPEN and not self._answering
+            self._conn.state is not ConnectionState.OPEN
+            and not self._answering
+            and self._held is None
         ):
             raise self._closed_error()
         cork = self._cork
@@ -146,21 +157,26 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
 
     # -- lifetime, driven by the server ------------------------------------------------------
 
-    def _retain(self) -> None:
-        """A group holds this connection: it stays open after its handler returns."""
+    def hold(self) -> None:
+        """Keep this connection open after its handler returns (a group holds its members),
+        until as many :meth:`release` calls.  On the loop's thread."""
         self._memberships += 1
 
-    def _release(self) -> None:
+    def release(self) -> None:
+        """Undo one :meth:`hold`; the last one closes the connection (1000) if its handler
+        has returned and no ``on_message`` callback listens."""
         self._memberships -= 1
         if self._memberships <= 0 and self._handler_done and self.on_message is None:
             self._start_close(CloseCode.NORMAL_CLOSURE, "")
 
+    # The names stargate.groups uses until it switches over to hold() and release().
+    _retain = hold
+    _release = release
+
     def _handler_finished(self) -> None:
         """The handler returned: close, unless a group or a callback still listens."""
         self._handler_done = True
-        unread, self._inbox = self._inbox, deque()
-        if self._reading_paused:
-            self._resume_reading()
+        unread = self._inbox.discard()
         callback = self.on_message
         if callback is not None:
             # Messages that arrived before the handler installed its callback (a worker
@@ -169,13 +185,23 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
             for message in unread:
                 if self._closed.done():
                     break
-                self._deliver(message)
+                try:
+                    callback(message)
+                except Exception:
+                    self._callback_failed()
         elif self._memberships <= 0:
             self._start_close(CloseCode.NORMAL_CLOSURE, "")
+        if self._held is not None:
+            self._flush_held()  # what came before the peer's close is answered, or dropped
 
     def _handler_failed(self) -> None:
         self._handler_done = True
-        self._inbox.clear()
+        self._inbox.discard()
+        self._start_close(CloseCode.INTERNAL_ERROR, "internal error")
+
+    def _callback_failed(self) -> None:
+        """In the ``except`` block of an ``on_message`` call (the log gets its traceback)."""
+        logger.exception("%r: on_message callback failed", self)
         self._start_close(CloseCode.INTERNAL_ERROR, "internal error")
 
     def _data_received(self, data: bytes) -> None:
@@ -190,6 +216,10 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
         # still be answered (by an on_message callback) before the close frame the
         # connection queued, which is flushed after them.
         answering = self._answering = was_open and conn.state is not ConnectionState.OPEN
+        inbox = self._inbox
+        if answering:
+            inbox.closing()  # the peer's close (or our answer to an error) is in this read
+        put = inbox.put
         # Everything written while this read is handled is batched into one write: an
         # echo-like callback answering 16 messages of one read makes one system call, not
         # 16 (the system call was ~65% of the echo server's CPU).
@@ -202,7 +232,14 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
                     out = conn.data_to_send()
                     if out:
                         cork.append(out)
-                self._deliver(event.data)  # type: ignore[union-attr]
+                callback = self.on_message
+                if callback is None or inbox.waiter is not None:
+                    put(event.data)  # type: ignore[union-attr]
+                else:
+                    try:
+                        callback(event.data)  # type: ignore[union-attr]
+                    except Exception:
+                        self._callback_failed()
             elif kind is Pong:
                 self._on_pong(event.payload)  # type: ignore[union-attr]
             elif kind is ProtocolViolation:
@@ -212,50 +249,15 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
         self._answering = False
         self._cork = None
         out = conn.data_to_send()
+        if answering and inbox and self._hold_close(out):
+            out = b""  # the handler reads (and may answer) what came before the close first
         if out:
             cork.append(out)
         if cork:
             transport.writelines(cork)
-        if conn.state is ConnectionState.CLOSED:
+        if conn.state is ConnectionState.CLOSED and self._held is None:
             # RFC 6455 section 7.1.1: the server closes the TCP connection first.
             transport.close()
-
-    def _deliver(self, message: Message) -> None:
-        callback = self.on_message
-        if self._waiter is None and callback is not None:
-            try:
-                callback(message)
-            except Exception:
-                logger.exception("%r: on_message callback failed", self)
-                self._start_close(CloseCode.INTERNAL_ERROR, "internal error")
-            return
-        if self._handler_done:
-            return  # nobody will read it
-        if (
-            self._conn.state is not ConnectionState.OPEN
-            and len(self._inbox) >= self._options.max_queue
-        ):
-            # Closing: reading goes on (the peer's close frame must be read, see
-            # _start_close), so what the handler does not keep up with is dropped.
-            return
-        cond = self._sync_cond
-        if cond is not None:
-            with cond:
-                self._inbox.append(message)
-                cond.notify()
-        else:
-            self._inbox.append(message)
-            waiter = self._waiter
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
-        if (
-            not self._reading_paused
-            and len(self._inbox) >= self._options.max_queue
-            and self._conn.state is ConnectionState.OPEN
-        ):
-            self._reading_paused = True
-            assert self._transport is not None
-            self._transport.pause_reading()
 
     def _on_pong(self, payload: bytes) -> None:
         entry = self._pong_waiters.pop(payload, None)
@@ -266,6 +268,9 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
         """Send a close frame (once) and bound the wait for the peer's answer."""
         if self._closed.done():
             return
+        if self._held is not None:
+            self._flush_held()  # the peer closed first: our answer is that held close
+            return
         conn = self._conn
         self._flush_cork()
         if not conn.close_sent:
@@ -275,10 +280,18 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
                 self._transport.write(out)
         if conn.state is ConnectionState.CLOSED and self._transport is not None:
             self._transport.close()
-        elif self._reading_paused:
+        else:
             # The peer's close frame is behind what the handler did not read: without
             # reading on, every close of a lagging handler waited for the close timeout.
-            self._resume_reading()
+            self._inbox.closing()
+        if self._close_timer is None:
+            self._arm_close_timer()
+
+    def _close_written(self) -> None:
+        """RFC 6455 section 7.1.1: once the closing handshake is done, the server closes
+        the TCP connection first; in any case the wait for the end is bounded."""
+        if self._conn.state is ConnectionState.CLOSED and self._transport is not None:
+            self._transport.close()
         if self._close_timer is None:
             self._arm_close_timer()
 

@@ -1,0 +1,371 @@
+"""The machinery both roles share (stargate.endpoint): the inbox, and the handover seams.
+
+The :class:`~stargate.endpoint.Inbox` is driven here as the loop and the readers drive it,
+with a stand-in for the transport's pause and resume; its users (the server's and the
+client's WebSocket objects) are tested end to end in tests/server and tests/client.  The
+handover seams (``attach``, ``feed_data``) run on a real socket pair.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+
+import pytest
+
+from stargate.connection import Connection
+from stargate.endpoint import Inbox, Message
+from stargate.errors import ConnectionClosed
+from stargate.events import TextMessage
+from stargate.handshake import Request
+from stargate.headers import Headers
+from stargate.protocol import Role
+from stargate.server import WebSocket, WebSocketOptions
+from stargate.server.websocket import WebSocketProtocol
+
+pytestmark = pytest.mark.asyncio
+
+#: Upper bound of every wait: a bug makes a test fail, never hang.
+TIMEOUT = 5.0
+
+
+class Reading:
+    """What the inbox makes of the transport: whether it reads, and how often it switched."""
+
+    def __init__(self) -> None:
+        self.reading = True
+        self.pauses = 0
+        self.resumes = 0
+
+    def pause(self) -> None:
+        self.reading = False
+        self.pauses += 1
+
+    def resume(self) -> None:
+        self.reading = True
+        self.resumes += 1
+
+
+def make_inbox(max_queue: int = 4) -> tuple[Inbox, Reading]:
+    reading = Reading()
+    inbox = Inbox(
+        asyncio.get_running_loop(),
+        max_queue,
+        pause=reading.pause,
+        resume=reading.resume,
+        closed_error=lambda: ConnectionClosed(1001, "going away"),
+    )
+    return inbox, reading
+
+
+async def test_messages_come_out_in_order_of_any_type() -> None:
+    inbox, _ = make_inbox()
+    inbox.put("text")
+    inbox.put(b"binary")
+    assert len(inbox) == 2
+    assert await inbox.get() == "text"
+    assert await inbox.get() == b"binary"
+    assert len(inbox) == 0
+
+
+async def test_a_waiting_coroutine_is_woken_by_a_put() -> None:
+    inbox, _ = make_inbox()
+    getter = asyncio.create_task(inbox.get())
+    await asyncio.sleep(0)
+    assert inbox.waiter is not None  # a message now is for that coroutine
+    inbox.put("hello")
+    assert await asyncio.wait_for(getter, TIMEOUT) == "hello"
+    assert inbox.waiter is None
+
+
+async def test_reading_pauses_when_full_and_resumes_at_half() -> None:
+    inbox, reading = make_inbox(max_queue=4)
+    for i in range(3):
+        inbox.put(str(i))
+    assert reading.reading and not inbox.paused
+    inbox.put("3")
+    assert not reading.reading and inbox.paused
+    inbox.put("4")  # the rest of the read that filled it: kept, no second pause
+    assert (len(inbox), reading.pauses) == (5, 1)
+    for expected in "01":
+        assert await inbox.get() == expected
+        assert not reading.reading  # 4, then 3 left: more than half of max_queue
+    assert await inbox.get() == "2"  # down to 2 == 4 // 2
+    assert reading.reading and not inbox.paused
+    assert reading.resumes == 1
+
+
+async def test_closing_reads_on_and_drops_past_max_queue() -> None:
+    inbox, reading = make_inbox(max_queue=2)
+    inbox.put("a")
+    inbox.put("b")
+    assert not reading.reading
+    inbox.closing()  # the peer's close frame is behind what it sent: read on
+    assert reading.reading and not inbox.paused
+    inbox.put("c")  # past max_queue while closing: dropped, and no pause
+    assert reading.reading
+    assert [await inbox.get(), await inbox.get()] == ["a", "b"]
+    assert len(inbox) == 0
+
+
+async def test_discard_returns_what_was_queued_and_drops_the_rest() -> None:
+    inbox, reading = make_inbox(max_queue=2)
+    inbox.put("a")
+    inbox.put("b")
+    assert inbox.discard() == ["a", "b"]
+    assert reading.reading  # nobody reads: the pause is lifted
+    inbox.put("c")
+    assert len(inbox) == 0
+
+
+async def test_after_close_what_came_before_is_read_then_the_error() -> None:
+    inbox, _ = make_inbox()
+    waiting = asyncio.create_task(inbox.get())
+    await asyncio.sleep(0)
+    inbox.close()
+    with pytest.raises(ConnectionClosed) as info:
+        await asyncio.wait_for(waiting, TIMEOUT)
+    assert (info.value.code, info.value.reason) == (1001, "going away")
+
+    inbox, _ = make_inbox()
+    inbox.put("last")
+    inbox.close()
+    assert await inbox.get() == "last"
+    with pytest.raises(ConnectionClosed):
+        await inbox.get()
+
+
+async def test_call_when_read_fires_when_the_reader_comes_back_for_more() -> None:
+    """The moment to send a close held back: every message that came before it was taken
+    and the reader asks for the next one (it had its chance to answer the last)."""
+    inbox, _ = make_inbox()
+    fired: list[int] = []
+    assert not inbox.call_when_read(lambda: fired.append(1))  # nothing unread: send now
+    inbox.put("one")
+    inbox.put("two")
+    assert inbox.call_when_read(lambda: fired.append(2))
+    assert await inbox.get() == "one"
+    assert await inbox.get() == "two"
+    assert fired == []  # the reader may still be answering "two"
+    inbox.close()  # (the transport ends once the close is sent)
+    asked = asyncio.create_task(inbox.get())
+    with pytest.raises(ConnectionClosed):
+        await asyncio.wait_for(asked, TIMEOUT)
+    assert fired == []  # closed first: nothing is owed any more
+
+    inbox, _ = make_inbox()
+    inbox.put("one")
+    assert inbox.call_when_read(lambda: fired.append(3))
+    assert await inbox.get() == "one"
+    next_one = asyncio.create_task(inbox.get())
+    await asyncio.sleep(0)
+    assert fired == [3]
+    inbox.put("after")
+    assert await asyncio.wait_for(next_one, TIMEOUT) == "after"
+    assert fired == [3]  # once
+
+
+# -- blocking readers ------------------------------------------------------------------------
+
+
+async def test_a_blocking_read_needs_allow_blocking() -> None:
+    inbox, _ = make_inbox()
+    with pytest.raises(RuntimeError, match="allow_blocking"):
+        inbox.get_blocking(0)
+
+
+async def test_a_blocking_read_times_out_then_gets_what_comes() -> None:
+    inbox, _ = make_inbox()
+    inbox.allow_blocking()
+    with pytest.raises(TimeoutError):
+        await asyncio.to_thread(inbox.get_blocking, 0.05)
+    reader = asyncio.ensure_future(asyncio.to_thread(inbox.get_blocking, TIMEOUT))
+    await asyncio.sleep(0.05)
+    inbox.put("for the thread")
+    assert await asyncio.wait_for(reader, TIMEOUT) == "for the thread"
+
+
+async def test_a_blocking_reader_is_woken_by_close() -> None:
+    inbox, _ = make_inbox()
+    inbox.allow_blocking()
+    inbox.put("before")
+    assert await asyncio.to_thread(inbox.get_blocking, TIMEOUT) == "before"
+    reader = asyncio.ensure_future(asyncio.to_thread(inbox.get_blocking, TIMEOUT))
+    await asyncio.sleep(0.05)
+    inbox.close()
+    with pytest.raises(ConnectionClosed):
+        await asyncio.wait_for(reader, TIMEOUT)
+
+
+async def test_a_blocking_reader_lifts_the_pause_on_the_loop() -> None:
+    inbox, reading = make_inbox(max_queue=4)
+    inbox.allow_blocking()
+    for i in range(4):
+        inbox.put(str(i))
+    assert not reading.reading
+    taken = [await asyncio.to_thread(inbox.get_blocking, TIMEOUT) for _ in range(2)]
+    assert taken == ["0", "1"]
+    # The thread lifted the pause; the transport is resumed on the loop's thread, and only
+    # if nothing filled the inbox meanwhile.
+    await asyncio.sleep(0)
+    assert reading.reading and reading.resumes == 1
+
+
+async def test_a_pause_that_comes_back_before_the_resume_runs_stands() -> None:
+    """A thread lifts the pause while the loop is still delivering the read that filled
+    the inbox; if that read fills it again, the resume the thread scheduled must not start
+    reading again."""
+    inbox, reading = make_inbox(max_queue=4)
+    inbox.allow_blocking()
+    for i in range(4):
+        inbox.put(str(i))
+    for _ in range(2):
+        await asyncio.to_thread(inbox.get_blocking, TIMEOUT)
+    # The resume is scheduled, not run: the same read delivers two more messages.
+    inbox.put("4")
+    inbox.put("5")
+    assert inbox.paused and not reading.reading
+    await asyncio.sleep(0)  # the scheduled resume runs now
+    assert not reading.reading
+
+
+async def test_blocking_reader_and_loop_never_leave_reading_paused_on_an_empty_inbox() -> None:
+    """The loop puts reads of a few messages while reading is on; a thread takes them one
+    by one.  If a pause decided by the loop and a take by the thread ever crossed, reading
+    would stay paused with nothing left to read, and this would stop short."""
+    inbox, reading = make_inbox(max_queue=1)
+    inbox.allow_blocking()
+    total = 3000
+    got: list[Message] = []
+    done = threading.Event()
+
+    def read_all() -> None:
+        while len(got) < total:
+            got.append(inbox.get_blocking(TIMEOUT))
+        done.set()
+
+    thread = threading.Thread(target=read_all)
+    thread.start()
+    sent = 0
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 4 * TIMEOUT
+    while sent < total:
+        assert loop.time() < deadline, f"reading stayed paused after {sent} messages"
+        if reading.reading:
+            for _ in range(min(1 + sent % 3, total - sent)):  # one read: 1 to 3 messages
+                inbox.put(str(sent))
+                sent += 1
+        await asyncio.sleep(0)
+    thread.join(TIMEOUT)
+    assert done.is_set()
+    assert got == [str(i) for i in range(total)]
+
+
+async def test_call_when_read_from_a_blocking_reader_fires_on_the_loop() -> None:
+    inbox, _ = make_inbox()
+    inbox.allow_blocking()
+    fired: list[int] = []
+    inbox.put("only")
+    assert inbox.call_when_read(lambda: fired.append(threading.get_ident()))
+    assert await asyncio.to_thread(inbox.get_blocking, TIMEOUT) == "only"
+    with pytest.raises(TimeoutError):
+        await asyncio.to_thread(inbox.get_blocking, 0.01)  # comes back for more
+    await asyncio.sleep(0)
+    assert fired == [threading.get_ident()]  # on the loop's thread
+
+
+# -- the handover seams, on a real socket pair ----------------------------------------------
+
+
+class StandIn(asyncio.Protocol):
+    """The protocol that ran the opening handshake, as far as the transport told it."""
+
+    def __init__(self) -> None:
+        self.write_paused = False
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+
+
+async def connected_pair(high: int) -> tuple[asyncio.Transport, StandIn, socket.socket]:
+    """A transport (ours, on a stand-in protocol) and the raw socket of the peer; the
+    kernel buffers are small, so what the peer does not read stays in the transport."""
+    ours, theirs = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    theirs.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    theirs.setblocking(False)
+    standin = StandIn()
+    transport, _ = await asyncio.get_running_loop().create_connection(lambda: standin, sock=ours)
+    transport.set_write_buffer_limits(high=high)
+    return transport, standin, theirs
+
+
+def server_websocket(high: int) -> WebSocket:
+    return WebSocket(
+        Connection(Role.SERVER),
+        Request("GET", "/", Headers([("Host", "localhost")])),
+        loop=asyncio.get_running_loop(),
+        options=WebSocketOptions(write_high_water=high, ping_interval=None),
+    )
+
+
+async def read_until(sock: socket.socket, marker: bytes) -> bytes:
+    loop = asyncio.get_running_loop()
+    data = bytearray()
+    while marker not in data:
+        chunk = await asyncio.wait_for(loop.sock_recv(sock, 65536), TIMEOUT)
+        assert chunk, "the peer's connection ended"
+        data += chunk
+    return bytes(data)
+
+
+@pytest.mark.parametrize("told", [True, False])
+async def test_attach_takes_over_the_write_pause_of_the_previous_protocol(told: bool) -> None:
+    """A transport tells only changes: a pause told to the handshake's protocol is never
+    told to the WebSocket.  ``attach(writing_paused=...)`` carries it over; without it a
+    send would not wait (and reading would go on) although the peer reads nothing."""
+    high = 16 * 1024
+    transport, standin, theirs = await connected_pair(high)
+    transport.write(b"h" * (1024 * 1024))  # the peer reads nothing yet
+    assert standin.write_paused
+    ws = server_websocket(high)
+    transport.set_protocol(WebSocketProtocol(ws))
+    ws.attach(transport, writing_paused=standin.write_paused if told else False)
+    await asyncio.sleep(0.05)
+    send = asyncio.create_task(ws.send("after the handover"))
+    await asyncio.sleep(0.05)
+    if not told:
+        assert send.done() and transport.is_reading()  # the pause was lost
+        await send
+    else:
+        assert not send.done()  # waits: the transport is above its high-water mark
+        assert not transport.is_reading()  # and nothing more is read meanwhile
+        await read_until(theirs, b"after the handover")  # the peer reads at last
+        await asyncio.wait_for(send, TIMEOUT)
+        await asyncio.sleep(0)
+        assert transport.is_reading()
+    transport.abort()
+    theirs.close()
+    await asyncio.wait_for(ws.wait_closed(), TIMEOUT)
+
+
+async def test_feed_data_delivers_frames_that_came_with_the_handshake() -> None:
+    transport, _, theirs = await connected_pair(64 * 1024)
+    ws = server_websocket(64 * 1024)
+    transport.set_protocol(WebSocketProtocol(ws))
+    ws.attach(transport)
+    client = Connection(Role.CLIENT)
+    ws.feed_data(client.encode_message("early") + client.encode_message(b"bird"))
+    assert await asyncio.wait_for(ws.receive(), TIMEOUT) == "early"
+    assert await asyncio.wait_for(ws.receive(), TIMEOUT) == b"bird"
+    assert ws.loop is asyncio.get_running_loop()
+    ws.send_encoded(ws.encode_shared("shared"))  # a group's pre-encoded send
+    data = await read_until(theirs, b"shared")
+    assert client.receive_data(data) == [TextMessage("shared")]
+    transport.abort()
+    theirs.close()
+    await asyncio.wait_for(ws.wait_closed(), TIMEOUT)
