@@ -14,10 +14,12 @@ import stargate
 from stargate.client import ConnectionRefused, InvalidStatus, OpenTimeout, SyncClientWebSocket
 from stargate.client.sync import background_loop
 from stargate.errors import ConnectionClosed
-from stargate.protocol import ProtocolVersion
+from stargate.events import CloseReceived, TextMessage
+from stargate.frames import encode_close_payload, encode_frame
+from stargate.protocol import Opcode, ProtocolVersion
 from stargate.testing import SyncAppServer, run_app
 
-from .support import app_routes, closed_port
+from .support import app_routes, closed_port, server_events, switching
 
 
 @pytest.fixture(scope="module")
@@ -147,3 +149,44 @@ def test_open_timeout() -> None:
 def test_one_background_loop() -> None:
     assert background_loop() is background_loop()
     assert background_loop().is_running()
+
+
+def test_a_blocking_reader_answers_what_came_before_the_close() -> None:
+    """A server sends two messages and its close in one write: the blocking reader still
+    takes and answers both before the client's close echo goes out (the same mechanism as
+    the async client: the close waits until the reader asks for more)."""
+    received = bytearray()
+
+    def serve_once(listener: socket.socket) -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(10)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += conn.recv(4096)
+            conn.sendall(
+                switching(head)
+                + encode_frame(Opcode.TEXT, b"one", mask=False)
+                + encode_frame(Opcode.TEXT, b"two", mask=False)
+                + encode_frame(Opcode.CLOSE, encode_close_payload(1000, "done"), mask=False)
+            )
+            while chunk := conn.recv(65536):
+                received.extend(chunk)
+                if any(isinstance(e, CloseReceived) for e in server_events(bytes(received))):
+                    break  # the client's close: the server closes TCP (RFC 6455 7.1.1)
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        thread = threading.Thread(target=serve_once, args=(listener,))
+        thread.start()
+        with stargate.sync_connect(
+            f"ws://127.0.0.1:{listener.getsockname()[1]}/", close_timeout=2.0
+        ) as ws:
+            for message in ws:
+                ws.send(f"re: {message!s}")
+        thread.join(10)
+    events = server_events(bytes(received))
+    assert events[:2] == [TextMessage("re: one"), TextMessage("re: two")]
+    assert isinstance(events[2], CloseReceived) and events[2].code == 1000
+    assert ws.close_code == 1000
