@@ -803,12 +803,6 @@ async def test_slow_but_steady_body_is_not_cut(start_server: StartServer) -> Non
     writer.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="channel: when a response is done while the next pipelined request's body is "
-    "still arriving, request_done arms keepalive_timeout in place of body_timeout, so a "
-    "body pausing longer than keepalive_timeout (5 s by default, body_timeout 30 s) is cut",
-)
 async def test_pipelined_body_keeps_body_timeout_after_the_previous_response(
     start_server: StartServer,
 ) -> None:
@@ -1318,12 +1312,6 @@ async def test_absolute_form_reaches_the_route_table(start_server: StartServer) 
     assert response.status == 426  # the route /chat, not "http://example.com/chat"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="channel: the upgrade's same-origin check uses the Host header, not the "
-    "absolute-form target's authority that RFC 9112 3.2.2 says replaces it (the WSGI "
-    "environ's HTTP_HOST already is the authority)",
-)
 async def test_absolute_form_authority_is_the_host_of_the_origin_check(
     start_server: StartServer,
 ) -> None:
@@ -1469,11 +1457,6 @@ async def test_ambiguous_heads_get_400(start_server: StartServer, raw: bytes) ->
     writer.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="channel: an HTTP/1.1 request without Host, or with two Host fields, is served "
-    "(two are joined into HTTP_HOST 'a,b'); RFC 9112 3.2 says a server MUST answer 400",
-)
 @pytest.mark.parametrize(
     "raw",
     [
@@ -1488,12 +1471,6 @@ async def test_http11_request_needs_exactly_one_host(start_server: StartServer, 
     assert response.status == 400
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="channel: trailer fields of a chunked body are added to the request's header "
-    "fields (HTTP_X_T, and a trailer Host or Content-Type would be too); RFC 9110 6.5.1 "
-    "says a recipient MUST NOT merge them",
-)
 async def test_trailer_fields_are_not_merged_into_the_head(start_server: StartServer) -> None:
     server = await start_server(validated(environ_app))
     response, _, writer = await request(
@@ -1507,12 +1484,6 @@ async def test_trailer_fields_are_not_merged_into_the_head(start_server: StartSe
     assert "HTTP_X_T" not in env and "CONTENT_TYPE" not in env
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="channel: 'Transfer-Encoding: gzip, chunked' is de-chunked and the still-gzipped "
-    "body handed to the app as if plain; RFC 9112 6.1: a coding the server does not "
-    "understand SHOULD get 501 (waitress and gunicorn answer 501)",
-)
 async def test_unknown_transfer_coding_gets_501(start_server: StartServer) -> None:
     server = await start_server(validated(environ_app))
     response, _, writer = await request(

@@ -91,7 +91,9 @@ class HttpChannel(asyncio.Protocol):
         self._write_paused = False
         self._flush_scheduled = False
         self._close_when_flushed = False
-        self._refusal: bytes | None = None  # an error response owed after the current one
+        #: An error response owed once the requests parsed before the error are answered;
+        #: set, nothing more is parsed.
+        self._refusal: bytes | None = None
         self._reading_paused = False
         self._closed = False  # no more requests are answered (refused, closing, upgraded)
         self._lost = False
@@ -122,7 +124,9 @@ class HttpChannel(asyncio.Protocol):
         # A loop, not recursion: after an ignored upgrade (h2c) the rest of the read goes
         # to a fresh parser, and a client may pipeline any number of those.
         while data:
-            if self._lingering or (self._closed and self._upgrade is None):
+            if self._lingering or self._refusal is not None:
+                return
+            if self._closed and self._upgrade is None:
                 return
             if self._upgrade is not None:
                 self._upgrade.trailing += data
@@ -184,8 +188,9 @@ class HttpChannel(asyncio.Protocol):
         self._eof = True
         if self._lingering or self._closed:
             return False
-        if self._busy or self._queue or len(self.output):
-            self._close_when_flushed = not self._busy and not self._queue
+        owed = self._busy or bool(self._queue) or self._refusal is not None
+        if owed or len(self.output):
+            self._close_when_flushed = not owed
             return True
         return False
 
@@ -228,6 +233,12 @@ class HttpChannel(asyncio.Protocol):
         self._head_size += len(name) + len(value) + 4
         if self._head_size > self.config.max_header_size:
             raise _Refuse(431, "request header block too large")
+        if self._in_body:
+            # A trailer field of a chunked body: RFC 9110 section 6.5.1 says a recipient
+            # MUST NOT merge it into the header section (a trailer "Host" or
+            # "Content-Type" would smuggle past checks made on the head).  Counted above
+            # against max_header_size, then dropped.
+            return
         if len(self._headers) >= self.config.max_headers:
             raise _Refuse(431, f"more than {self.config.max_headers} header fields")
         # RFC 9112 section 5: a field value does not include the whitespace around it
@@ -240,12 +251,27 @@ class HttpChannel(asyncio.Protocol):
         http11 = parser.get_http_version() == "1.1"
         length: int | None = None
         expect: str | None = None
+        hosts = 0
+        codings: list[str] = []
         for name, value in self._headers:
             lower = name.lower()
             if lower == "content-length":
                 length = int(value) if value.strip().isdigit() else None
             elif lower == "expect":
                 expect = value.strip().lower()
+            elif lower == "host":
+                hosts += 1
+            elif lower == "transfer-encoding":
+                codings.extend(c.strip().lower() for c in value.split(",") if c.strip())
+        # RFC 9112 section 3.2: a server MUST answer 400 to an HTTP/1.1 request without a
+        # Host field, and to any request with more than one.
+        if hosts > 1 or (hosts == 0 and http11):
+            raise _Refuse(400, "a request needs exactly one Host header field")
+        # RFC 9112 section 6.1: chunked is the only coding this server decodes; a body in
+        # another one must not reach the app as if it were plain.
+        unknown = [c for c in codings if c != "chunked"]
+        if unknown:
+            raise _Refuse(501, f"transfer coding {unknown[0][:40]!r} is not implemented")
         if length is not None and length > self.config.max_body_size:
             raise _Refuse(413, "request body too large")
         # RFC 9110 section 10.1.1: only HTTP/1.1 clients expect; 100-continue is the one
@@ -329,6 +355,7 @@ class HttpChannel(asyncio.Protocol):
                 assert self.transport is not None
                 self.transport.resume_reading()
             self._send_continue_if_owed()
+            self._send_refusal_if_due()
         finally:
             self._processing = False
 
@@ -345,21 +372,26 @@ class HttpChannel(asyncio.Protocol):
         self._busy = False
         if self._lost:
             return
-        if self._refusal is not None:
-            self.respond(self._refusal)
+        if not keep_alive or self.state.shutting_down:
+            # A response that said "Connection: close" ends the connection: nothing after
+            # it, not even a refusal of what the client sent behind it (RFC 9112 9.6).
             self._refusal = None
-            self._close_after_flush(linger=True)
+            self._close_after_flush()
             return
-        if not keep_alive or self.state.shutting_down or (self._eof and not self._queue):
+        if self._eof and not self._queue and self._refusal is None:
             self._close_after_flush()
             return
         self._process()
         if not self._busy and not self._closed:
             if self._queue:
                 return  # waiting for the client to take the output (resume_writing)
-            self._arm_timer(
-                self.config.header_timeout if self._in_head else self.config.keepalive_timeout
-            )
+            # The next request may be under way already: its phase sets the deadline.
+            if self._in_body:
+                self._arm_timer(self.config.body_timeout)
+            elif self._in_head:
+                self._arm_timer(self.config.header_timeout)
+            else:
+                self._arm_timer(self.config.keepalive_timeout)
 
     def close_if_idle(self) -> None:
         """Shutdown: an idle keep-alive connection is closed now, a busy one after its
@@ -453,19 +485,27 @@ class HttpChannel(asyncio.Protocol):
     # -- refusing --------------------------------------------------------------------------
 
     def _refuse(self, status: int, reason: str) -> None:
-        """Answer a request we cannot serve with ``status`` and close the connection.
+        """Answer a request we cannot parse or serve with ``status``, then close.
 
-        A parse error behind a request still being answered waits for that response to be
-        complete, so the two never interleave.
+        Parsing stops here; the requests parsed before it (pipelined in the same read) are
+        still answered, in order, and the refusal comes after them, so responses never
+        interleave nor go to the wrong request.
         """
         self._pause_reading()
         self._record_refusal(status, reason)
-        data = simple_response(status, reason)
-        self._queue.clear()
-        self._closed = True
-        if self._busy and self._upgrade is None:
-            self._refusal = data
+        self._in_head = self._in_body = False
+        if self._body is not None:
+            self._body.finish().close()
+            self._body = None
+        self._refusal = simple_response(status, reason)
+        self._process()
+
+    def _send_refusal_if_due(self) -> None:
+        """Send the refusal once every request parsed before it is answered."""
+        if self._refusal is None or self._busy or self._queue or self._closed:
             return
+        data, self._refusal = self._refusal, None
+        self._closed = True
         self.respond(data)
         self._linger()
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .. import handshake
@@ -48,13 +49,19 @@ class _HeldSink:
 
 
 def client_of(channel: HttpChannel, request: HttpRequest) -> ClientView:
-    """The client of ``request``: the socket's peer, or whom a trusted proxy names."""
-    return client_view(
+    """The client of ``request``: the socket's peer, or whom a trusted proxy names.  The
+    host it asked for is the proxy's word, else an absolute-form target's authority (RFC
+    9112 section 3.2.2: it replaces Host), else the Host header (``None`` here)."""
+    client = client_view(
         request.headers,
         channel.peername,
         secure=channel.secure,
         trusted=channel.state.trusted_proxies,
     )
+    authority = request.parsed.authority
+    if client.host is None and authority is not None:
+        client = replace(client, host=authority)
+    return client
 
 
 def environ(channel: HttpChannel, request: HttpRequest, client: ClientView) -> dict[str, Any]:
