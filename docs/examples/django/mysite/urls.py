@@ -1,0 +1,7 @@
+from board import views
+from django.urls import path
+
+urlpatterns = [
+    path("", views.page, name="page"),
+    path("ws", views.socket, name="socket"),
+]
