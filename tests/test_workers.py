@@ -175,3 +175,43 @@ async def test_the_command_line_refuses_workers_without_a_broker() -> None:
     assert err.startswith(b"stargate: error: --workers 2 needs a broker that spans processes")
     assert err.count(b"\n") == 1
     assert b"silently" in err and out == b""
+
+
+async def http_get(port: int, path: str) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    data = await asyncio.wait_for(reader.read(), TIMEOUT)
+    writer.close()
+    return data
+
+
+@pytest.mark.asyncio
+async def test_readiness_follows_the_broker(redis_server: RedisServer) -> None:
+    """--health-path answers 503 while Redis is away (even in a worker whose groups are
+    empty), and 200 once it is back; metrics say the same."""
+    supervisor = await Supervisor.start(
+        "--workers", "2", "--broker", redis_server.url, "--health-path", "/-/ready",
+        "--metrics-path", "/-/metrics",
+    )  # fmt: skip
+    try:
+        for _ in range(4):  # both workers, whichever answers
+            assert (await http_get(supervisor.port, "/-/ready")).startswith(b"HTTP/1.1 200 ")
+        metrics = await http_get(supervisor.port, "/-/metrics")
+        assert b"stargate_broker_connected{" in metrics and b"} 1.0" in metrics
+        redis_server.stop()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + TIMEOUT
+        while not (await http_get(supervisor.port, "/-/ready")).startswith(b"HTTP/1.1 503 "):
+            assert loop.time() < deadline, "never reported not ready with Redis down"
+            await supervisor.send("room", "nudge")  # a publish finds Redis gone
+            await asyncio.sleep(0.2)
+        redis_server.start()
+        deadline = loop.time() + 3 * TIMEOUT
+        ready = 0
+        while ready < 4:  # four answers in a row: both workers are back
+            data = await http_get(supervisor.port, "/-/ready")
+            ready = ready + 1 if data.startswith(b"HTTP/1.1 200 ") else 0
+            assert loop.time() < deadline, "never ready again after Redis came back"
+            await asyncio.sleep(0.1)
+    finally:
+        await supervisor.stop()

@@ -2,7 +2,7 @@
 
 gunicorn's arbiter does the processes (binding, forking, ``-w``, reload on ``SIGHUP``,
 ``TTIN``/``TTOU``, restarting dead or silent workers); each worker runs, on one event loop
-(uvloop when installed), a :class:`~stargate.server.Server` per socket gunicorn hands it and
+(uvloop when installed), one :class:`~stargate.server.Server` on every socket gunicorn hands it, and
 the process's group :class:`~stargate.groups.Hub` with its broker, as ``stargate serve
 --workers`` does (:mod:`stargate.workers`).  HTTP goes to the WSGI app in a thread
 pool, WebSocket upgrades stay on the same port.
@@ -24,7 +24,7 @@ gunicorn's settings that have a Stargate equivalent (:func:`worker_settings`):
 ==============================  ==============================================================
 gunicorn                        Stargate
 ==============================  ==============================================================
-``bind`` (several, unix too)    the sockets served: one Server each (limits apply per socket)
+``bind`` (several, unix too)    the sockets served, all by one Server (its limits cover them all)
 ``certfile``/``keyfile`` ...    TLS through gunicorn's own context (``ca_certs``,
                                 ``cert_reqs``, ``ciphers``, the ``ssl_context`` hook), ALPN
                                 pinned to ``http/1.1``
@@ -298,7 +298,7 @@ class Worker(_GunicornWorker):  # type: ignore[misc]
             log.warning(warning)
         config = settings.config
         log.info(
-            "stargate: %d WSGI thread(s) and up to %d connections per worker and socket, "
+            "stargate: %d WSGI thread(s) and up to %d connections per worker, "
             "keep-alive %gs, group broker %s",
             config.threads,
             config.max_connections,
@@ -374,12 +374,13 @@ class Worker(_GunicornWorker):  # type: ignore[misc]
         assert self.settings is not None and self.hub is not None
         self._wake = asyncio.Event()
         config = self.settings.config
-        for listener in self.sockets:
-            server = Server(self.wsgi, config)
-            server.multiprocess = int(self.cfg.workers) > 1
-            await server.start(sock=listener.sock)
-            self.servers.append(server)
-        await self.hub.start()
+        server = Server(self.wsgi, config)
+        server.multiprocess = int(self.cfg.workers) > 1
+        hub = self.hub
+        server.state.broker_health = lambda: (hub.gaps, hub.broker_connected)
+        await server.start([listener.sock for listener in self.sockets])
+        self.servers.append(server)
+        await hub.start()
         loop = asyncio.get_running_loop()
         self.log.info(
             "stargate: worker %s serving on %s (%s loop)",

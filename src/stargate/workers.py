@@ -9,7 +9,7 @@ one worker, :func:`serve_worker` serves on them in this process.  With more,
 :func:`run_workers` binds them in a supervisor process and forks ``N`` workers that all
 accept on them (one shared accept queue per address: a worker that dies loses no queued
 connection, unlike one SO_REUSEPORT socket per worker).  Each worker runs a
-:class:`~stargate.server.Server` per socket and the process's group
+:class:`~stargate.server.Server` on all of them and the process's group
 :class:`~stargate.groups.Hub` with the broker of ``broker_url``, on one event loop.  The
 supervisor restarts a worker that dies (with a backoff when workers die young, so a broken
 app does not fork in a tight loop), and on SIGINT or SIGTERM stops every worker
@@ -235,16 +235,17 @@ def _run(
     multiprocess: bool,
 ) -> None:
     parent = os.getppid()
-    # One server per listening socket (a server takes one): the same app and settings.
-    servers = [Server(app, config) for _ in socks]
+    # One server for every listening socket: one thread pool, one max_connections, one
+    # graceful stop.
+    server = Server(app, config)
+    server.multiprocess = multiprocess
+    server.state.broker_health = lambda: (hub.gaps, hub.broker_connected)
 
     async def stop() -> None:
-        await asyncio.gather(*(server.shutdown() for server in servers))
+        await server.shutdown()
 
     async def main() -> None:
-        for server, sock in zip(servers, socks, strict=True):
-            server.multiprocess = multiprocess
-            await server.start(sock)
+        await server.start(socks)
         await hub.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -253,7 +254,7 @@ def _run(
             ready(_listening(socks, 1, config))
         orphan_watch = asyncio.ensure_future(_watch_parent(stop, parent, multiprocess))
         try:
-            await asyncio.gather(*(server.wait_stopped() for server in servers))
+            await server.wait_stopped()
         finally:
             orphan_watch.cancel()
             await hub.close()

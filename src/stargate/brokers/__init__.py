@@ -103,6 +103,11 @@ class Broker(abc.ABC):
     def running(self) -> bool:
         return self._loop is not None and not self._loop.is_closed()
 
+    @property
+    def connected(self) -> bool:
+        """Whether messages can cross processes now (readiness checks and metrics)."""
+        return self.running
+
     def start(self, loop: asyncio.AbstractEventLoop, on_message: OnMessage, on_gap: OnGap) -> None:
         """Begin serving on ``loop`` (called on it); connects in the background."""
         self._loop = loop

@@ -150,6 +150,14 @@ class RedisBroker(Broker):
     def publisher_connected(self) -> bool:
         return self._publisher_up
 
+    @property
+    def connected(self) -> bool:
+        """Publishing works and, if any channel is wanted, the subscription is up (an idle
+        process subscribes to nothing, and is not "disconnected" for it)."""
+        return (
+            self.running and self._publisher_up and (self.subscriber_connected or not self._wanted)
+        )
+
     # -- lifetime ------------------------------------------------------------------------------
 
     def _started(self) -> None:

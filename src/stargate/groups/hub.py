@@ -126,8 +126,7 @@ class Hub:
     @property
     def broker_connected(self) -> bool:
         """Whether the broker can carry messages now (the in-memory one always can)."""
-        broker = self.broker
-        return bool(getattr(broker, "subscriber_connected", broker.running))
+        return self.broker.connected
 
     def use_broker(self, broker: Broker | str | None) -> None:
         """Replace the broker (a :class:`~stargate.brokers.Broker` or a URL); only before
