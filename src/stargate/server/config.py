@@ -117,7 +117,7 @@ class ServerConfig:
     health_path: str | None = None
     #: The broker that carries group messages between processes (``stargate.brokers``):
     #: ``None`` or ``memory://`` for one process, ``redis://host:6379/0`` for several.
-    #: Read by :func:`stargate.server.workers.run_workers` (``stargate serve --broker``).
+    #: Read by :func:`stargate.workers.run_workers` (``stargate serve --broker``).
     broker_url: str | None = None  # may hold a password: __repr__ masks it
 
     def __repr__(self) -> str:
