@@ -30,7 +30,7 @@ bits 1-2 a settings profile (:data:`HTTP_PROFILES`), bit 3 the app wrapped in
 ``upgrade`` (:func:`fuzz_upgrade`), byte 0: bit 0 a ``Routes`` table, bit 1 legacy hixie
 protocols off, bit 2 an Origin allow-list that refuses a missing Origin (else same-origin),
 bit 3 compression off.  The only answers: 101 with a correct handshake, or 400/403/405/426
-(the handshake's refusals) and 413/417/431 (the HTTP parser's), each with its reason.
+(the handshake's refusals) and 413/417/431/501 (the HTTP parser's), each with its reason.
 
 Both run a split input a second time at once: the answers must not depend on how TCP cut
 the bytes.
@@ -339,9 +339,6 @@ def _forget(state: ServerState, transport: FakeTransport) -> None:
         loop.errors.clear()
 
 
-_AFTER_CLOSE = "bad request: Data after `Connection: close`"
-
-
 def check_common(
     state: ServerState, outcome: Outcome, records: list[logging.LogRecord], broken: list[str]
 ) -> None:
@@ -376,9 +373,6 @@ def check_common(
         head_request=lambda i: i < len(parsed) and parsed[i].method == "HEAD",
         refused=bool(refusals),
         complete=not reset,  # a client that went away may have cut the last one short
-        # CLOSE_BUG in fuzzing/server_seeds.py (reported): a 400 for the bytes after a
-        # request that closes, written after its response.  Remove once that seed passes.
-        after_close=any(r.reason == _AFTER_CLOSE for r in refusals),
     )
     outcome.stream = stream
     final = stream.final
@@ -397,12 +391,15 @@ def check_common(
     for refusal in refusals:
         assert refusal.reason, f"refusal {refusal.status} without a reason"
         app_failed = refusal.status == 500 and refusal.reason in APP_REFUSALS
-        assert 400 <= refusal.status < 500 or app_failed, f"refusal status: {refusal}"
-        if (reset or outcome.client.eof) and (not final or final[-1].status != refusal.status):
-            # Gone before the refusal could be written; or, a known bug (EOF_BUG in
-            # fuzzing/server_seeds.py, reported), a half-close lost the refusal owed behind
-            # a busy request.  Remove ``eof`` here once that seed stops failing.
-            continue
+        # RFC 9112 section 6.1: a transfer coding the server does not understand is a 501.
+        not_implemented = refusal.status == 501 and "transfer coding" in refusal.reason
+        assert 400 <= refusal.status < 500 or app_failed or not_implemented, (
+            f"refusal status: {refusal}"
+        )
+        if final and final[-1].closes and final[-1].status != refusal.status:
+            continue  # refused after a response that closes: never due (RFC 9112 9.6)
+        if reset and (not final or final[-1].status != refusal.status):
+            continue  # the client was gone before the refusal could be written
         assert final, f"refused ({refusal}) but nothing was written"
         last = final[-1]
         assert last.status == refusal.status, f"refused with {refusal}, wrote {last.status}"
@@ -516,7 +513,8 @@ def check_switch(
     response: Response, request: SentRequest, after: bytes, state: ServerState, *, secure: bool
 ) -> None:
     """A 101 must be the handshake this request asked for, and one the server may make."""
-    method, target, version = [*request.request_line.split(" "), "", ""][:3]
+    # RFC 9112 section 3: a recipient may split the request line on runs of white space.
+    method, target, version = [*request.request_line.split(), "", ""][:3]
     assert method == "GET", f"101 to {method!r}"
     # RFC 6455 section 4.1: "the HTTP version MUST be at least 1.1".
     assert re.fullmatch(r"HTTP/[0-9]\.[0-9]", version) and version >= "HTTP/1.1", (
@@ -613,7 +611,7 @@ def exchange_http(data: bytes) -> Outcome | None:
     outcome = same_whole_or_in_pieces(
         lambda split: exchange(state, stream, split, client), split_seed
     )
-    allowed = {200, 204, 400, 403, 404, 405, 413, 417, 426, 431}
+    allowed = {200, 204, 400, 403, 404, 405, 413, 417, 426, 431, 501}
     if outcome.errors:
         allowed.add(500)  # the app raised: documented
     for response in outcome.stream.final:
@@ -622,28 +620,13 @@ def exchange_http(data: bytes) -> Outcome | None:
     return outcome
 
 
-def _queue_dropped(one: Outcome, other: Outcome) -> bool:
-    """The known difference of :data:`fuzzing.server_seeds.QUEUE_BUG` (reported): a parse
-    error (``Data after Connection: close`` included) drops the requests parsed before it in
-    the same read, so the run that read more at once lost answers before its refusal.
-    Remove once the seeds stop failing."""
-
-    def answered(outcome: Outcome) -> list[int]:
-        refused = any(not r.websocket for r in outcome.refusals)
-        return outcome.statuses[:-1] if refused else outcome.statuses
-
-    a, b = sorted((answered(one), answered(other)), key=len)
-    refused = any(not r.websocket for r in one.refusals + other.refusals)
-    return refused and a == b[: len(a)]
-
-
 def same_whole_or_in_pieces(run: Callable[[int], Outcome], split_seed: int) -> Outcome:
     """Run in pieces (``split_seed``) and, if that is not whole already, whole: a client's
     requests get the same answers however TCP cut them."""
     outcome = run(split_seed)
     if split_seed and not outcome.client.reset:  # gone: it may not have sent the same
         whole = run(0)
-        assert outcome.statuses == whole.statuses or _queue_dropped(outcome, whole), (
+        assert outcome.statuses == whole.statuses, (
             f"the answers depend on how the bytes were cut: {outcome.statuses} in pieces, "
             f"{whole.statuses} at once"
         )
@@ -678,8 +661,9 @@ def upgrade_state(config_byte: int) -> RecordingState:
 
 
 #: What the upgrade decision may answer besides 101: the handshake's refusals (RFC 6455
-#: section 4.2.2 and ``stargate.handshake.accept``) and the HTTP parser's (``channel``).
-UPGRADE_REFUSALS = frozenset({400, 403, 405, 426, 413, 417, 431})
+#: section 4.2.2 and ``stargate.handshake.accept``) and the HTTP parser's (``channel``; 501
+#: for a transfer coding other than chunked, RFC 9112 section 6.1).
+UPGRADE_REFUSALS = frozenset({400, 403, 405, 426, 413, 417, 431, 501})
 
 
 def exchange_upgrade(data: bytes) -> Outcome | None:

@@ -158,11 +158,9 @@ def read_responses(
     head_request: Callable[[int], bool],
     refused: bool = False,
     complete: bool = True,
-    after_close: bool = False,
 ) -> Stream:
     """Read ``data`` as a client would: every response complete and framed (the last one
-    may be cut short if not ``complete``: the client went away).  ``after_close`` lets one
-    response follow a ``Connection: close`` (a known bug the caller tolerates).
+    may be cut short if not ``complete``: the client went away).
 
     ``head_request(i)`` tells whether the ``i``-th final response answers a HEAD (its head
     says how long a body would have been, and none follows).  When the server also refused
@@ -171,7 +169,7 @@ def read_responses(
     """
     stream = Stream()
     try:
-        _read(data, stream, head_request, refused, after_close)
+        _read(data, stream, head_request, refused)
     except Truncated:
         if complete:
             raise
@@ -184,7 +182,6 @@ def _read(
     stream: Stream,
     head_request: Callable[[int], bool],
     refused: bool,
-    after_close: bool,
 ) -> None:
     pos = 0
     while pos < len(data):
@@ -235,9 +232,6 @@ def _read(
         stream.final.append(response)
         pos = end
         if response.closes and pos < len(data):
-            if after_close:
-                after_close = False
-                continue
             raise Malformed(
                 f"{len(data) - pos} bytes after a response that said Connection: close: "
                 f"{data[pos : pos + 80]!r}"
@@ -259,7 +253,7 @@ class SentRequest:
 
     @property
     def method(self) -> str:
-        return self.request_line.partition(" ")[0]
+        return next(iter(self.request_line.split()), "")
 
 
 def sent_requests(data: bytes) -> list[SentRequest]:
