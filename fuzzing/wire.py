@@ -259,8 +259,7 @@ class SentRequest:
 def sent_requests(data: bytes) -> list[SentRequest]:
     """The heads in ``data`` one after another, skipping bodies framed by Content-Length.
 
-    Values keep trailing white space only for the hixie-76 keys' sake: their spaces count
-    (draft-hixie-76 section 5.2), so :func:`ows` is left to the caller.
+    Values keep their trailing white space: :func:`ows` is left to the caller.
     """
     requests: list[SentRequest] = []
     pos = 0
