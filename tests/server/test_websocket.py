@@ -9,13 +9,16 @@ checked for both handler kinds: ``async def`` on the loop and ``def`` in a worke
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import json
+import os
 import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from wsgiref.validate import validator
 
 import pytest
@@ -27,7 +30,14 @@ from stargate.endpoint import ANSWER_GRACE
 from stargate.groups import Group
 from stargate.handshake import ClientHandshake, OriginPolicy
 from stargate.protocol import Opcode, ProtocolVersion
-from stargate.server import ENVIRON_KEY, Server, SyncWebSocket, WebSocket, WebSocketOptions
+from stargate.server import (
+    ENVIRON_KEY,
+    Server,
+    ServerConfig,
+    SyncWebSocket,
+    WebSocket,
+    WebSocketOptions,
+)
 
 from .support import (
     TIMEOUT,
@@ -49,6 +59,8 @@ if TYPE_CHECKING:
     from wsgiref.types import WSGIApplication
 
 pytestmark = pytest.mark.asyncio
+
+T = TypeVar("T")
 
 
 def checked_app(handler: Any, **accept: Any) -> Any:
@@ -960,9 +972,10 @@ async def test_hixie76_without_key3_times_out(start_server: StartServer) -> None
 #
 # * ``write_high_water``: reading goes on until the buffer crosses it;
 # * ``max_read``: the most bytes one read of the transport hands the server (asyncio's
-#   socket transport reads at most ``max_size`` = 256 KiB at a time).  The replies to one
-#   read are smaller than the read itself (a reply frame is the frame it answers without its
-#   4-byte mask key), and once the buffer is past the mark no further read happens;
+#   socket transport reads at most ``max_size`` = 256 KiB at a time, uvloop's 256,000
+#   bytes).  The replies to one read are smaller than the read itself (a reply frame is the
+#   frame it answers without its 4-byte mask key), and once the buffer is past the mark no
+#   further read happens;
 # * one message frame: a handler that was not waiting writes one more message before its
 #   ``send`` waits.
 #
@@ -979,9 +992,15 @@ FLOOD_BYTES = 32 * 1024 * 1024
 STALL = 1.0
 
 
+#: uvloop reads into one buffer of this size (UV_STREAM_RECV_BUF_SIZE, includes/consts.pxi).
+UVLOOP_READ = 256_000
+
+
 def max_read(transport: Any) -> int:
-    """The most bytes one read of ``transport`` can carry (asyncio's socket transport)."""
-    size = getattr(transport, "max_size", None)
+    """The most bytes one read of ``transport`` can carry."""
+    if type(transport).__module__.startswith("uvloop"):
+        return UVLOOP_READ
+    size = getattr(transport, "max_size", None)  # asyncio's socket transport
     assert isinstance(size, int), f"unknown read size of {transport!r}"
     return size
 
@@ -989,6 +1008,52 @@ def max_read(transport: Any) -> int:
 def reply_bound(options: WebSocketOptions, transport: Any, message: bytes) -> int:
     """See the section comment: the high-water mark, one read's replies, one message."""
     return options.write_high_water + max_read(transport) + len(message)
+
+
+def import_uvloop() -> Any:
+    """uvloop (what ``stargate serve`` runs on when installed): skipped without it, except
+    under CI, where ``scripts/test`` installs it."""
+    try:
+        import uvloop
+    except ImportError:
+        if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+            pytest.fail("uvloop is missing (CI is set: it must be tested)", pytrace=False)
+        pytest.skip("uvloop is not installed")
+    return uvloop
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    start_server: StartServer, loop_kind: str, app: Any, **config: Any
+) -> AsyncIterator[tuple[Server, asyncio.AbstractEventLoop]]:
+    """A server on the test's loop (``asyncio``), or on a uvloop loop of its own thread, as
+    ``stargate serve`` runs it (``uvloop``); yields it and its loop."""
+    if loop_kind == "asyncio":
+        yield await start_server(app, **config), asyncio.get_running_loop()
+        return
+    loop = import_uvloop().new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="uvloop-server", daemon=True)
+    thread.start()
+    server = Server(app, ServerConfig(port=0, **config))
+    try:
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(server.start(), loop))
+        yield server, loop
+    finally:
+        await asyncio.wrap_future(
+            asyncio.run_coroutine_threadsafe(server.shutdown(timeout=2.0), loop)
+        )
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(TIMEOUT)
+        loop.close()
+
+
+async def on_loop(loop: asyncio.AbstractEventLoop, func: Callable[[], T]) -> T:
+    """``func()`` run on ``loop`` (a transport is looked at on its own loop's thread)."""
+    if loop is asyncio.get_running_loop():
+        return func()
+    done: concurrent.futures.Future[T] = concurrent.futures.Future()
+    loop.call_soon_threadsafe(lambda: done.set_result(func()))
+    return await asyncio.wrap_future(done)
 
 
 async def non_reader(port: int, path: str = "/") -> RawWebSocket:
@@ -1000,7 +1065,7 @@ async def non_reader(port: int, path: str = "/") -> RawWebSocket:
     return raw
 
 
-async def flood(raw: RawWebSocket, frame: bytes, sample: Callable[[], None]) -> int:
+async def flood(raw: RawWebSocket, frame: bytes, sample: Callable[[], Awaitable[None]]) -> int:
     """Write ``frame`` over and over (never reading) until ``FLOOD_BYTES`` are sent or the
     server stops reading them; ``sample`` is called after each write.  Returns the bytes
     sent."""
@@ -1011,10 +1076,10 @@ async def flood(raw: RawWebSocket, frame: bytes, sample: Callable[[], None]) -> 
         try:
             await asyncio.wait_for(raw.writer.drain(), STALL)
         except TimeoutError:
-            sample()
+            await sample()
             return sent
         sent += len(chunk)
-        sample()
+        await sample()
     return sent
 
 
@@ -1072,41 +1137,49 @@ ECHO_MODES = ["async for", "def", "on_message"]
 
 
 @pytest.mark.parametrize(
-    ("mode", "frame"),
-    [(mode, PING) for mode in MODES] + [(mode, SMALL) for mode in ECHO_MODES],
-    ids=[f"pings-{mode}" for mode in MODES] + [f"messages-{mode}" for mode in ECHO_MODES],
+    ("loop_kind", "mode", "frame"),
+    [("asyncio", mode, PING) for mode in MODES]
+    + [("asyncio", mode, SMALL) for mode in ECHO_MODES]
+    + [("uvloop", mode, PING) for mode in MODES],
+    ids=[f"pings-{mode}" for mode in MODES]
+    + [f"messages-{mode}" for mode in ECHO_MODES]
+    + [f"uvloop-pings-{mode}" for mode in MODES],
 )
 async def test_a_peer_that_never_reads_costs_a_bounded_write_buffer(
-    start_server: StartServer, mode: str, frame: bytes
+    start_server: StartServer, loop_kind: str, mode: str, frame: bytes
 ) -> None:
     group = Group()
     options = WebSocketOptions()  # the defaults: the bound is the shipped one
-    server = await start_server(flood_app(mode, group), websocket=options)
-    raw = await non_reader(server.port, "/flood")
-    ws = await _first(server)
-    if mode.startswith("group member"):
-        await eventually(lambda: len(group) == 1 and ws._handler_done)
-    transport = ws._transport
-    assert transport is not None
-    bound = reply_bound(options, transport, frame)
-    peak = [0]
+    async with serving(start_server, loop_kind, flood_app(mode, group), websocket=options) as (
+        server,
+        loop,
+    ):
+        raw = await non_reader(server.port, "/flood")
+        ws = await _first(server)
+        if mode.startswith("group member"):
+            await eventually(lambda: len(group) == 1 and ws._handler_done)
+        transport = ws._transport
+        assert transport is not None
+        bound = reply_bound(options, transport, frame)
+        peak = [0]
 
-    def sample() -> None:
-        peak[0] = max(peak[0], transport.get_write_buffer_size())
+        async def sample() -> None:
+            size = await on_loop(loop, transport.get_write_buffer_size)
+            peak[0] = max(peak[0], size)
 
-    sent = await flood(raw, frame, sample)
-    assert peak[0] <= bound, f"{peak[0]} bytes buffered for a peer that never reads"
-    # The flood stalled because the server stopped reading, not by its own limit.
-    assert sent < FLOOD_BYTES
-    assert not transport.is_reading()
-    assert peak[0] >= options.write_high_water  # the bound was reached, not just obeyed
-    await bystanders_served(server)
-    sample()
-    assert peak[0] <= bound
-    assert not ws.closed  # bounded, not dropped: the peer may still read one day
-    raw.abort()
-    raw.writer.close()
-    await eventually(lambda: not server.websockets)
+        sent = await flood(raw, frame, sample)
+        assert peak[0] <= bound, f"{peak[0]} bytes buffered for a peer that never reads"
+        # The flood stalled because the server stopped reading, not by its own limit.
+        assert sent < FLOOD_BYTES
+        assert not await on_loop(loop, transport.is_reading)
+        assert peak[0] >= options.write_high_water  # the bound was reached, not just obeyed
+        await bystanders_served(server)
+        await sample()
+        assert peak[0] <= bound
+        assert not ws.closed  # bounded, not dropped: the peer may still read one day
+        raw.abort()
+        raw.writer.close()
+        await eventually(lambda: not server.websockets)
 
 
 @pytest.mark.parametrize("kind", KINDS)
