@@ -1,12 +1,15 @@
-"""Fixtures of the server tests: a server on the test's event loop, shut down after; and what
-``wsgiref.validate`` finds in any test, reported as that test's failure."""
+"""Fixtures of the server tests: a server on the test's event loop (asyncio's, and uvloop's
+too for tests marked ``both_loops``), shut down after; and what ``wsgiref.validate`` finds
+in any test, reported as that test's failure."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import time
 import traceback
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -15,6 +18,36 @@ import pytest_asyncio
 from stargate.server import Server, ServerConfig
 
 from .support import TIMEOUT, StartServer, validated_iterators
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "both_loops: run the test on asyncio's event loop and on uvloop's (the one "
+        "`stargate serve` runs on): transports differ in when they pause, drain and close",
+    )
+
+
+def _new_uvloop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+            pytest.fail("uvloop is not installed (CI is set: the uvloop runs must run)")
+        pytest.skip("uvloop is not installed")
+    return uvloop.new_event_loop()
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """pytest-asyncio's loops: asyncio's for every test, uvloop's too for ``both_loops``."""
+    factories: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+        "asyncio": asyncio.new_event_loop
+    }
+    if item.get_closest_marker("both_loops"):
+        factories["uvloop"] = _new_uvloop
+    return factories
 
 
 class _ValidatorFindings(logging.Handler):

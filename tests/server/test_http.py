@@ -399,6 +399,7 @@ async def test_http_served_during_open_websockets(start_server: StartServer) -> 
             await client.close()
 
 
+@pytest.mark.both_loops
 async def test_client_half_close_still_gets_its_response(start_server: StartServer) -> None:
     """A client that shuts down its sending side after the request (``nc -N``, some HTTP/1.0
     clients) still reads the answer."""
@@ -519,6 +520,7 @@ BODIES: dict[str, Callable[[], Iterable[bytes]]] = {
 }
 
 
+@pytest.mark.both_loops
 @pytest.mark.parametrize("kind", BODIES)
 async def test_body_beyond_content_length_is_cut_never_a_second_response(
     start_server: StartServer, caplog: pytest.LogCaptureFixture, kind: str
@@ -562,6 +564,7 @@ async def test_write_callable_beyond_content_length_is_cut(start_server: StartSe
     writer.close()
 
 
+@pytest.mark.both_loops
 @pytest.mark.parametrize("kind", ["list", "generator", "write"])
 async def test_body_short_of_content_length_closes_the_connection(
     start_server: StartServer, caplog: pytest.LogCaptureFixture, kind: str
@@ -709,6 +712,7 @@ REFUSALS = {
 }
 
 
+@pytest.mark.both_loops
 @pytest.mark.parametrize("case", REFUSALS)
 async def test_upgrade_refused_after_accept_gets_the_apps_answer_and_no_101(
     start_server: StartServer, case: str
@@ -765,8 +769,7 @@ async def test_upgrade_refusal_too_large_to_hold_is_a_500(start_server: StartSer
 
 
 # -- deadlines -------------------------------------------------------------------------------
-
-
+@pytest.mark.both_loops
 async def test_stalled_body_is_dropped_after_body_timeout(start_server: StartServer) -> None:
     """Issue 10: once the head was complete no deadline applied, and a body that stalled
     kept its connection forever."""
@@ -821,6 +824,7 @@ async def test_pipelined_body_keeps_body_timeout_after_the_previous_response(
     writer.close()
 
 
+@pytest.mark.both_loops
 async def test_client_gone_stops_an_endless_stream(start_server: StartServer) -> None:
     """An app streaming without end to a client that left stops at its next write (its
     iterable closed), instead of producing for nobody until the disk fills."""
@@ -900,6 +904,7 @@ def spooled_files(directory: Path) -> int:
     return count
 
 
+@pytest.mark.both_loops
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc (Linux)")
 async def test_slow_readers_do_not_hold_worker_threads(
     start_server: StartServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -952,6 +957,7 @@ async def test_slow_readers_do_not_hold_worker_threads(
         writer.close()
 
 
+@pytest.mark.both_loops
 async def test_client_that_never_reads_is_aborted_after_write_timeout(
     start_server: StartServer,
 ) -> None:
@@ -1060,6 +1066,7 @@ def digest_app(environ: dict[str, Any], start_response: StartResponse) -> list[b
     return [f"{size} {digest.hexdigest()}".encode()]
 
 
+@pytest.mark.both_loops
 async def test_concurrent_large_uploads_are_spooled_not_held_in_memory(
     start_server: StartServer,
 ) -> None:
@@ -1255,6 +1262,7 @@ def path_app(environ: dict[str, Any], start_response: StartResponse) -> list[byt
     return [body]
 
 
+@pytest.mark.both_loops
 async def test_10000_pipelined_gets_wsgi(start_server: StartServer) -> None:
     server = await start_server(validated(path_app))
     count = 10_000
@@ -1268,6 +1276,7 @@ async def test_10000_pipelined_gets_wsgi(start_server: StartServer) -> None:
     assert peak < PIPELINE_BOUND, f"peak {peak / 2**20:.1f} MiB"
 
 
+@pytest.mark.both_loops
 async def test_10000_pipelined_gets_routes(
     start_server: StartServer, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -1297,6 +1306,7 @@ async def test_10000_pipelined_gets_routes(
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
 
 
+@pytest.mark.both_loops
 async def test_2000_pipelined_h2c_upgrades(
     start_server: StartServer, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -1504,6 +1514,7 @@ async def test_expect_100_continue_refused_up_front_when_the_body_would_be(
     writer.close()
 
 
+@pytest.mark.both_loops
 async def test_expect_is_ignored_on_http10(start_server: StartServer) -> None:
     """RFC 9110 section 10.1.1: a server MUST ignore 100-continue in an HTTP/1.0 request; a
     1.0 client knows no 1xx responses and would read ``100 Continue`` as the answer."""
