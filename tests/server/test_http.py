@@ -252,6 +252,41 @@ async def test_garbage_request_line_gets_400_and_close(start_server: StartServer
     writer.close()
 
 
+@pytest.mark.both_loops
+async def test_requests_pipelined_before_a_bad_one_are_answered_first(
+    start_server: StartServer,
+) -> None:
+    """Requests parsed before a parse error get their responses, in order, and the 400
+    comes after them: never in their place, never in the middle of one."""
+    server = await start_server(echo_app)
+    reader, writer = await open_tcp(server.port)
+    writer.write(
+        b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /second HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"\x16\x03\x01 not http\r\n\r\nGET /never HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    first, second, refusal = [await read_response(reader) for _ in range(3)]
+    assert first.body.startswith(b"GET /slow?")
+    assert second.body.startswith(b"GET /second?")
+    assert (refusal.status, refusal.header("Connection")) == (400, "close")
+    assert await read_to_eof(reader) == b""  # /never is not answered
+    writer.close()
+
+
+async def test_nothing_follows_a_connection_close_response(start_server: StartServer) -> None:
+    """RFC 9112 section 9.6: after a response with ``Connection: close`` the server sends
+    nothing more, not even the refusal of garbage the client pipelined behind it."""
+    server = await start_server(echo_app)
+    reader, writer = await open_tcp(server.port)
+    writer.write(
+        b"GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n\x16\x03 garbage\r\n\r\n"
+    )
+    response = await read_response(reader)
+    assert (response.status, response.header("Connection")) == (200, "close")
+    assert await read_to_eof(reader) == b""
+    writer.close()
+
+
 async def test_huge_header_block_gets_431(start_server: StartServer) -> None:
     server = await start_server(echo_app)
     reader, writer = await open_tcp(server.port)
