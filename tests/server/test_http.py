@@ -1,7 +1,13 @@
-"""The HTTP/1.1 side of the server (stargate.server.http): a WSGI app on the loop's port.
+"""The HTTP/1.1 side of the server (stargate.server.channel, dispatch, wsgi, response):
+a WSGI app or a route table on the loop's port, over raw sockets that read the bytes on
+the wire.
 
-Keep-alive, pipelining, chunked bodies both ways, HEAD, HTTP/1.0, errors, 100-continue, and
-what a hostile client can do (garbage, huge heads, slowloris).
+Keep-alive, pipelining, chunked bodies both ways, HEAD, HTTP/1.0, errors, 100-continue; and
+what an attacker (or a careless app) can do: split a response, write past or short of its
+Content-Length, refuse an upgrade after accepting it, stall a body, never read, upload
+large bodies at once, pipeline thousands of requests, send odd targets and heads.  The
+transport-sensitive tests run on uvloop too (``both_loops``), the loop ``stargate serve``
+uses; the WSGI apps are behind wsgiref's validator wherever they are valid on purpose.
 """
 
 from __future__ import annotations
