@@ -74,6 +74,11 @@ class AppFailure(Exception):
     """Raised on purpose by the app at ``/raise``: its ERROR log and 500 are documented."""
 
 
+#: Known bugs (reported; the ``bug`` seeds of :mod:`fuzzing.server_seeds`) pass the checks
+#: while fuzzing, so that a campaign finds new ones; the corpus test turns this off, so
+#: that those seeds fail until the bug is fixed.  Each tolerance names its seed.
+TOLERATE_KNOWN_BUGS = True
+
 #: The reasons ``dispatch`` records when it sends the app's own answer to an upgrade.
 APP_REFUSALS = frozenset({"refused by the application", "the application failed"})
 
@@ -559,7 +564,10 @@ def check_switch(
     prefix = "Sec-WebSocket-" if keyed else "WebSocket-"
     scheme = "wss" if secure else "ws"
     location = response.get(f"{prefix}Location")
-    assert location == f"{scheme}://{host}{_resource(target)}", f"{prefix}Location {location!r}"
+    expected = f"{scheme}://{host}{_resource(target)}"
+    if TOLERATE_KNOWN_BUGS and expected.endswith("?"):
+        expected = expected[:-1]  # EMPTY_QUERY_BUG in fuzzing/server_seeds.py (reported)
+    assert location == expected, f"{prefix}Location {location!r}, expected {expected!r}"
     if origin is not None:
         assert response.get(f"{prefix}Origin") == origin
     if keyed:
@@ -633,7 +641,7 @@ def _head_not_counted(one: Outcome, other: Outcome) -> bool:
     """The known difference of HEAD_BUG in fuzzing/server_seeds.py (reported): an oversized
     incomplete head in the first read gets no 431.  Remove once that seed passes."""
     a, b = sorted((one.statuses, other.statuses), key=len)
-    return b == [*a, 431]
+    return TOLERATE_KNOWN_BUGS and b == [*a, 431]
 
 
 def same_whole_or_in_pieces(run: Callable[[int], Outcome], split_seed: int) -> Outcome:
