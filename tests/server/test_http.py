@@ -605,6 +605,43 @@ async def test_write_callable_beyond_content_length_is_cut(start_server: StartSe
     writer.close()
 
 
+async def test_write_after_the_response_is_complete_never_reaches_the_wire(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An app that keeps PEP 3333's ``write`` and calls it after its response is complete
+    (from another thread, a timer ...) must not append to the connection: the bytes would be
+    read as the next response (desync)."""
+    late: list[BaseException] = []
+    wrote = threading.Event()
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterator[bytes]:
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        if environ["PATH_INFO"] == "/first":
+
+            def later() -> None:
+                time.sleep(0.1)
+                try:
+                    write(FORGED)
+                except BaseException as exc:
+                    late.append(exc)
+                wrote.set()
+
+            threading.Thread(target=later).start()
+        yield environ["PATH_INFO"].encode()  # chunked: no Content-Length to cut at
+
+    server = await start_server(app)
+    reader, writer = await open_tcp(server.port)
+    writer.write(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (await read_response(reader)).body == b"/first"
+    await asyncio.wait_for(asyncio.to_thread(wrote.wait, TIMEOUT), TIMEOUT)
+    writer.write(b"GET /second HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    second = await read_response(reader)
+    assert (second.status, second.body) == (200, b"/second")
+    assert b"forged" not in await read_to_eof(reader)
+    writer.close()
+    assert late, "the late write must raise in the app's thread"
+
+
 @pytest.mark.both_loops
 @pytest.mark.parametrize("kind", ["list", "generator", "write"])
 async def test_body_short_of_content_length_closes_the_connection(

@@ -15,7 +15,7 @@ from wsgiref.validate import validator
 import pytest
 
 from stargate.server.request import HttpRequest, parse_target
-from stargate.server.response import simple_response
+from stargate.server.response import InvalidResponse, simple_response
 from stargate.server.wsgi import StartResponse, WSGIResponse, build_environ, run_wsgi
 
 
@@ -449,3 +449,23 @@ def test_accepted_upgrade_without_start_response_writes_nothing() -> None:
     response.upgrade_accepted = lambda: True
     run_wsgi(app, environ_of(request), response)
     assert sink.data == b"" and not response.failed
+
+
+@pytest.mark.parametrize("body", [[b"whole"], iter([b"stre", b"amed"])])
+def test_write_after_the_response_is_complete_raises(body: Iterable[bytes]) -> None:
+    """A ``write`` kept by the app and called once its response is whole would append to
+    the connection what the client reads as the next response."""
+    kept: list[Callable[[bytes], None]] = []
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        kept.append(start_response("200 OK", []))
+        return body
+
+    sink = Sink()
+    request = make_request()
+    response = WSGIResponse(sink, request)
+    run_wsgi(app, environ_of(request), response)
+    sent = bytes(sink.data)
+    with pytest.raises(InvalidResponse, match="after the response was complete"):
+        kept[0](b"HTTP/1.1 200 OK\r\n\r\nforged")
+    assert bytes(sink.data) == sent

@@ -122,6 +122,9 @@ class WSGIResponse:
         self.keep_alive = request.keep_alive
         #: Set by :func:`run_wsgi` when the app raised or handed over something invalid.
         self.failed = False
+        #: Set once the response is whole: what the app still writes (a ``write`` kept and
+        #: called later, from another thread) would be read as the next response.
+        self.complete = False
         self._chunked = False
         self._content_length: int | None = None
         self._written = 0
@@ -161,6 +164,8 @@ class WSGIResponse:
         """The legacy ``write`` callable, also used for each chunk of the iterable."""
         if self.status is None:
             raise AssertionError("write() before start_response()")
+        if self.complete:
+            raise InvalidResponse("write() after the response was complete")
         if not isinstance(data, bytes | bytearray | memoryview):
             raise InvalidResponse(f"the body must be bytes, not {type(data).__name__}")
         head = b"" if self.headers_sent else self._head(None)
@@ -238,6 +243,7 @@ class WSGIResponse:
 
     def send_whole(self, body: bytes) -> None:
         """A response whose body is known at once: head and body in one write."""
+        self.complete = True
         head = self._head(len(body))
         self._written = len(body)
         self._send(head, body if self.has_body else b"")
@@ -245,6 +251,7 @@ class WSGIResponse:
     def finish(self) -> None:
         """After the app's iterable: the head if nothing was written, the chunked body's
         end, and a check that the body was as long as the app said (else close)."""
+        self.complete = True
         if self.status is None and self.upgrade_accepted():
             return  # the app accepted a WebSocket upgrade: its response does not matter
         if not self.headers_sent:
@@ -272,6 +279,7 @@ class WSGIResponse:
         self.failed = True
         self.keep_alive = False
         if self.headers_sent:
+            self.complete = True
             return
         body = b"Internal Server Error\n"
         self.status = None
@@ -324,3 +332,5 @@ def run_wsgi(app: WSGIApp, environ: dict[str, Any], response: WSGIResponse) -> N
         )
         with contextlib.suppress(ClientGone):
             response.fail()
+    finally:
+        response.complete = True  # whatever happened, nothing more goes out for this one
