@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import re
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, cast
 from wsgiref.validate import validator
@@ -18,13 +19,18 @@ from stargate.server.request import HttpRequest, parse_target
 from stargate.server.response import InvalidResponse, simple_response
 from stargate.server.wsgi import StartResponse, WSGIResponse, build_environ, run_wsgi
 
+#: Upper bound of every wait here.
+TIMEOUT = 5.0
+
 
 class Sink:
     def __init__(self) -> None:
         self.data = bytearray()
+        self._lock = threading.Lock()  # a sink is thread-safe, as the channel's output is
 
     def write_from_thread(self, data: bytes) -> None:
-        self.data += data
+        with self._lock:
+            self.data += data
 
 
 def make_request(
@@ -469,3 +475,36 @@ def test_write_after_the_response_is_complete_raises(body: Iterable[bytes]) -> N
     with pytest.raises(InvalidResponse, match="after the response was complete"):
         kept[0](b"HTTP/1.1 200 OK\r\n\r\nforged")
     assert bytes(sink.data) == sent
+
+
+def test_concurrent_writes_send_one_head_and_whole_chunks() -> None:
+    """An app whose producer threads call ``write`` at once gets one head and each chunk
+    whole (a second head in the body is a forged response).  A tiny switch interval makes
+    the threads interleave inside ``write``; without the lock about a quarter of the rounds
+    sent two heads or more."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(100):
+            sink = Sink()
+            response = WSGIResponse(sink, make_request())
+            write = response.start_response("200 OK", [])
+            barrier = threading.Barrier(8)
+
+            def produce(
+                write: Callable[[bytes], None] = write, barrier: threading.Barrier = barrier
+            ) -> None:
+                barrier.wait(TIMEOUT)
+                write(b"0123456789")
+
+            threads = [threading.Thread(target=produce) for _ in range(8)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(TIMEOUT)
+            data = bytes(sink.data)
+            assert data.count(b"HTTP/1.1 ") == 1, data
+            body = data.partition(b"\r\n\r\n")[2]
+            assert body == b"a\r\n0123456789\r\n" * 8
+    finally:
+        sys.setswitchinterval(previous)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, Protocol, TypeAlias
@@ -125,6 +126,9 @@ class WSGIResponse:
         #: Set once the response is whole: what the app still writes (a ``write`` kept and
         #: called later, from another thread) would be read as the next response.
         self.complete = False
+        # write() may be called from several threads (an app's producers): one head, and
+        # chunks whole and in the order they are handed over.
+        self._lock = threading.RLock()
         self._chunked = False
         self._content_length: int | None = None
         self._written = 0
@@ -162,38 +166,39 @@ class WSGIResponse:
 
     def write(self, data: bytes) -> None:
         """The legacy ``write`` callable, also used for each chunk of the iterable."""
-        if self.status is None:
-            raise AssertionError("write() before start_response()")
-        if self.complete:
-            raise InvalidResponse("write() after the response was complete")
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise InvalidResponse(f"the body must be bytes, not {type(data).__name__}")
-        head = b"" if self.headers_sent else self._head(None)
-        if not data or not self.has_body:
-            self._send(head, b"")
-            return
-        limit = self._content_length
-        if limit is not None:
-            room = limit - self._written
-            if len(data) > room:
-                if not self._excess_logged:
-                    self._excess_logged = True
-                    logger.warning(
-                        "%s %s: the app wrote more than its Content-Length (%d); "
-                        "the excess is not sent",
-                        self._request.method,
-                        self._request.target,
-                        limit,
-                    )
-                data = data[: max(room, 0)]
-            self._written += len(data)
-            if not data:
+        with self._lock:
+            if self.status is None:
+                raise AssertionError("write() before start_response()")
+            if self.complete:
+                raise InvalidResponse("write() after the response was complete")
+            if not isinstance(data, bytes | bytearray | memoryview):
+                raise InvalidResponse(f"the body must be bytes, not {type(data).__name__}")
+            head = b"" if self.headers_sent else self._head(None)
+            if not data or not self.has_body:
                 self._send(head, b"")
                 return
-        if self._chunked:
-            self._send(head, b"%x\r\n%s\r\n" % (len(data), data))
-        else:
-            self._send(head, bytes(data))
+            limit = self._content_length
+            if limit is not None:
+                room = limit - self._written
+                if len(data) > room:
+                    if not self._excess_logged:
+                        self._excess_logged = True
+                        logger.warning(
+                            "%s %s: the app wrote more than its Content-Length (%d); "
+                            "the excess is not sent",
+                            self._request.method,
+                            self._request.target,
+                            limit,
+                        )
+                    data = data[: max(room, 0)]
+                self._written += len(data)
+                if not data:
+                    self._send(head, b"")
+                    return
+            if self._chunked:
+                self._send(head, b"%x\r\n%s\r\n" % (len(data), data))
+            else:
+                self._send(head, bytes(data))
 
     def _send(self, head: bytes, body: bytes) -> None:
         """Hand ``head`` (if not sent yet) and ``body`` to the sink.  The head counts as
@@ -243,53 +248,56 @@ class WSGIResponse:
 
     def send_whole(self, body: bytes) -> None:
         """A response whose body is known at once: head and body in one write."""
-        self.complete = True
-        head = self._head(len(body))
-        self._written = len(body)
-        self._send(head, body if self.has_body else b"")
+        with self._lock:
+            self.complete = True
+            head = self._head(len(body))
+            self._written = len(body)
+            self._send(head, body if self.has_body else b"")
 
     def finish(self) -> None:
         """After the app's iterable: the head if nothing was written, the chunked body's
         end, and a check that the body was as long as the app said (else close)."""
-        self.complete = True
-        if self.status is None and self.upgrade_accepted():
-            return  # the app accepted a WebSocket upgrade: its response does not matter
-        if not self.headers_sent:
-            self._send(self._head(0), b"")
-        elif self._chunked and self.has_body:
-            self._send(b"", b"0\r\n\r\n")
-        if (
-            self.has_body
-            and self._content_length is not None
-            and self._written < self._content_length
-        ):
-            logger.warning(
-                "%s %s: the app wrote %d bytes of its Content-Length %d; closing the "
-                "connection (the client cannot tell the next response from the body)",
-                self._request.method,
-                self._request.target,
-                self._written,
-                self._content_length,
-            )
-            self.keep_alive = False
+        with self._lock:
+            self.complete = True
+            if self.status is None and self.upgrade_accepted():
+                return  # the app accepted a WebSocket upgrade: its response does not matter
+            if not self.headers_sent:
+                self._send(self._head(0), b"")
+            elif self._chunked and self.has_body:
+                self._send(b"", b"0\r\n\r\n")
+            if (
+                self.has_body
+                and self._content_length is not None
+                and self._written < self._content_length
+            ):
+                logger.warning(
+                    "%s %s: the app wrote %d bytes of its Content-Length %d; closing the "
+                    "connection (the client cannot tell the next response from the body)",
+                    self._request.method,
+                    self._request.target,
+                    self._written,
+                    self._content_length,
+                )
+                self.keep_alive = False
 
     def fail(self) -> None:
         """The app failed: a 500 if nothing was sent yet, else close the connection (the
         client can only tell from a truncated response)."""
-        self.failed = True
-        self.keep_alive = False
-        if self.headers_sent:
-            self.complete = True
-            return
-        body = b"Internal Server Error\n"
-        self.status = None
-        self._chunked = False  # a head that never reached the sink may have said chunked
-        self._written = 0
-        self.start_response(
-            "500 Internal Server Error",
-            [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
-        )
-        self.send_whole(body)
+        with self._lock:
+            self.failed = True
+            self.keep_alive = False
+            if self.headers_sent:
+                self.complete = True
+                return
+            body = b"Internal Server Error\n"
+            self.status = None
+            self._chunked = False  # a head that never reached the sink may have said chunked
+            self._written = 0
+            self.start_response(
+                "500 Internal Server Error",
+                [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
+            )
+            self.send_whole(body)
 
 
 def run_wsgi(app: WSGIApp, environ: dict[str, Any], response: WSGIResponse) -> None:
