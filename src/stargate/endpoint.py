@@ -326,7 +326,7 @@ _NO_LOCK = _NoLock()
 class WebSocketBase(Generic[OptionsT]):
     """The role-independent part of an open WebSocket connection (async API).
 
-    Subclasses provide ``_data_received``, ``_write``, ``_start_close``,
+    Subclasses provide ``_data_received``, ``_write``, ``start_close``,
     ``_close_written`` and ``_on_pong``, and set :attr:`id` and :attr:`_logger`.
 
     What other modules need of a connection is public: :attr:`loop`, :attr:`inbox` (what
@@ -360,8 +360,7 @@ class WebSocketBase(Generic[OptionsT]):
         )
         #: The transport is above its high-water mark: ``send`` waits and reading pauses.
         self._write_blocked = False
-        #: The transport has told this object its write state since ``_attach`` (see
-        #: ``_writing_paused``).
+        #: The transport has told this object its write state itself (see :meth:`attach`).
         self._write_notified = False
         self._drain_waiters: list[_Waiter] = []
         self._pong_waiters: dict[bytes, tuple[float, asyncio.Future[float]]] = {}
@@ -378,7 +377,7 @@ class WebSocketBase(Generic[OptionsT]):
     def _write(self, data: bytes) -> None:
         raise NotImplementedError
 
-    def _start_close(self, code: int, reason: str) -> None:
+    def start_close(self, code: int, reason: str) -> None:
         raise NotImplementedError
 
     def _close_written(self) -> None:
@@ -487,7 +486,7 @@ class WebSocketBase(Generic[OptionsT]):
         """Start the closing handshake and wait until the connection is closed, at most
         ``close_timeout`` seconds, after which the transport is aborted.  Calling it on a
         closed connection does nothing."""
-        self._start_close(code, reason)
+        self.start_close(code, reason)
         await asyncio.shield(self._closed)
 
     async def wait_closed(self) -> None:
@@ -501,9 +500,18 @@ class WebSocketBase(Generic[OptionsT]):
         forwards the protocol callbacks).  ``writing_paused``: whether the transport is above
         its high-water mark as the previous protocol last heard it; a transport tells only
         changes, so a pause told to the previous protocol is never told to this one."""
-        self._attach(transport)
-        if writing_paused:
-            self._writing_paused = True
+        self._transport = transport
+        transport.set_write_buffer_limits(high=self._options.write_high_water)
+        # Setting the limits may have told us the write state itself (pause_writing): that
+        # word is newer than the previous protocol's.
+        if writing_paused and not self._write_notified:
+            self.pause_writing()
+        # Whoever hands the transport over may resume reading it after this call (the HTTP
+        # protocol does, when it had paused it for itself): settle our pause once the
+        # handover is done, before the loop reads again.
+        self._loop.call_soon(self._settle_reading)
+        if self._options.ping_interval and not self.version.is_hixie:
+            self._schedule_ping()
 
     def feed_data(self, data: bytes) -> None:
         """Bytes read from the transport before :meth:`attach` (frames that came with the
@@ -512,38 +520,6 @@ class WebSocketBase(Generic[OptionsT]):
 
     def _data_received(self, data: bytes) -> None:
         raise NotImplementedError
-
-    def _attach(self, transport: asyncio.Transport) -> None:
-        """:meth:`attach` without the write state (the name the handovers use until they
-        switch over: ``stargate.server.handover``, ``stargate.client.opening``)."""
-        self._transport = transport
-        transport.set_write_buffer_limits(high=self._options.write_high_water)
-        # Whoever hands the transport over may resume reading it after this call (the HTTP
-        # protocol does, when it had paused it for itself): settle our pause once the
-        # handover is done, before the loop reads again.
-        self._loop.call_soon(self._settle_reading)
-        if self._options.ping_interval and not self.version.is_hixie:
-            self._schedule_ping()
-
-    @property
-    def _writing_paused(self) -> bool:
-        """Whether the transport is above its high-water mark (``send`` waits).  Kept for
-        ``stargate.server.handover`` until it passes ``writing_paused`` to :meth:`attach`."""
-        return self._write_blocked
-
-    @_writing_paused.setter
-    def _writing_paused(self, paused: bool) -> None:
-        """The handover's word on the transport's write state (the HTTP protocol sets it
-        right after ``_attach``, from its own ``pause_writing``): a transport tells only a
-        change, so a pause it told the previous protocol is never told to us.  Once the
-        transport has told us itself (``set_write_buffer_limits`` in ``_attach`` may), its
-        word is the newer one."""
-        if self._write_notified:
-            return
-        if paused:
-            self._pause_writing()
-        else:
-            self._write_blocked = False
 
     @property
     def _reading_paused(self) -> bool:
@@ -568,7 +544,7 @@ class WebSocketBase(Generic[OptionsT]):
 
     def _resume_reading(self) -> None:
         """The inbox has room again: read on, unless the transport is above its high-water
-        mark (then ``_resume_writing`` will)."""
+        mark (then ``resume_writing`` will)."""
         if not self._write_blocked:
             transport = self._transport
             if transport is not None and not transport.is_closing():
@@ -603,17 +579,20 @@ class WebSocketBase(Generic[OptionsT]):
     def _keepalive_timeout(self, waiter: asyncio.Future[float]) -> None:
         if not waiter.done():
             self._logger.info("%r: no pong within the ping timeout, closing", self)
-            self._start_close(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+            self.start_close(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
 
     def _arm_close_timer(self) -> None:
-        self._close_timer = self._loop.call_later(self._options.close_timeout, self._abort)
+        self._close_timer = self._loop.call_later(self._options.close_timeout, self.abort)
 
-    def _abort(self) -> None:
+    def abort(self) -> None:
+        """Drop the connection at once, without a closing handshake (a close that timed
+        out, a server that must stop)."""
         if self._transport is not None and not self._closed.done():
             self._transport.abort()
 
-    def _pause_writing(self) -> None:
-        """The transport is above ``write_high_water``: stop reading too, whatever the
+    def pause_writing(self) -> None:
+        """Called by the transport's protocol: the transport is above ``write_high_water``;
+        stop reading too, whatever the
         handler mode.  Every read can make us owe the peer replies (a pong per ping, the
         close echo) and, in ``on_message`` mode, the callback's answers; none of them waits
         in ``send``, so only not reading bounds them: at most one read's worth past the
@@ -624,8 +603,9 @@ class WebSocketBase(Generic[OptionsT]):
         if not self._inbox.paused and transport is not None:
             transport.pause_reading()
 
-    def _resume_writing(self) -> None:
-        """The transport drained to its low-water mark: wake the senders, and read on
+    def resume_writing(self) -> None:
+        """Called by the transport's protocol: the transport drained to its low-water mark;
+        wake the senders, and read on
         unless the inbox is still full (then ``_resume_reading`` will)."""
         self._write_blocked = False
         self._write_notified = True
@@ -664,8 +644,9 @@ class WebSocketBase(Generic[OptionsT]):
             self._transport.write(held)
         self._close_written()
 
-    def _connection_lost(self) -> None:
-        """The transport is gone: stop the timers and wake everyone waiting."""
+    def connection_lost(self) -> None:
+        """Called by the transport's protocol: the transport is gone; stop the timers and
+        wake everyone waiting."""
         self._conn.receive_eof()
         for timer in self._timers:
             timer.cancel()

@@ -496,7 +496,7 @@ async def test_a_server_that_pings_and_never_reads_costs_a_bounded_buffer() -> N
         assert buffered >= 64 * 1024  # the high-water mark was reached, not just obeyed
         assert sent[0] < flood_bytes
         assert not transport.is_reading()
-        ws._abort()
+        ws.abort()
         await asyncio.wait_for(ws.wait_closed(), TIMEOUT)
     finally:
         done.set()

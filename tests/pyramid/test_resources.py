@@ -299,7 +299,7 @@ class Peer:
         )
         self.transport = RecordingTransport()
         self.protocol = WebSocketProtocol(self.ws)
-        self.ws._attach(self.transport)
+        self.ws.attach(self.transport)
 
     def received(self) -> list[str | bytes]:
         """The messages that reached the wire so far (as the client decodes them)."""

@@ -825,18 +825,15 @@ async def test_the_close_waits_at_most_the_answer_grace_for_a_handler_that_does_
 # -- what groups use of a connection -------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("hold", "release"), [("hold", "release"), ("_retain", "_release")], ids=["public", "old"]
-)
 async def test_a_held_connection_outlives_its_handler_until_released(
-    start_server: StartServer, hold: str, release: str
+    start_server: StartServer,
 ) -> None:
-    """``hold``/``release`` (a group's membership; the old names are kept until
-    stargate.groups switches over) and the pre-encoded send a broadcast uses."""
+    """``hold``/``release`` (a group's membership) and the pre-encoded send a broadcast
+    uses."""
     held: list[WebSocket] = []
 
     async def handler(ws: WebSocket) -> None:
-        getattr(ws, hold)()
+        ws.hold()
         held.append(ws)
 
     server = await start_server(checked_app(handler))
@@ -846,7 +843,7 @@ async def test_a_held_connection_outlives_its_handler_until_released(
         assert ws.loop is asyncio.get_running_loop()
         ws.send_encoded(ws.encode_shared("still open"))
         assert await asyncio.wait_for(client.recv(), TIMEOUT) == "still open"
-        getattr(ws, release)()
+        ws.release()
         await asyncio.wait_for(client.wait_closed(), TIMEOUT)
         assert client.close_code == 1000
 

@@ -163,10 +163,10 @@ class _ClientProtocol(asyncio.Protocol):
         self.ws = ws = self._open(accepted)
         # From now on bytes go straight to the WebSocket: one call on the hot path.
         self.data_received = ws._data_received  # type: ignore[method-assign]
-        ws._attach(transport)
+        ws.attach(transport)
         self.opened.set_result(ws)
         if used < len(data):
-            ws._data_received(data[used:])  # frames that came with the handshake
+            ws.feed_data(data[used:])  # frames that came with the handshake
 
     def _open(self, accepted: ClientAccepted) -> ClientWebSocket:
         """The connection the server agreed to, with what the core negotiated."""
@@ -226,7 +226,7 @@ class _ClientProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.ws is not None:
-            self.ws._connection_lost()
+            self.ws.connection_lost()
             return
         if self._refusal is not None:
             self._refusal_done()
@@ -246,11 +246,11 @@ class _ClientProtocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         if self.ws is not None:
-            self.ws._pause_writing()
+            self.ws.pause_writing()
 
     def resume_writing(self) -> None:
         if self.ws is not None:
-            self.ws._resume_writing()
+            self.ws.resume_writing()
 
     def eof_received(self) -> bool | None:
         return None  # the transport closes itself

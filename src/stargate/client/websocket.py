@@ -196,7 +196,7 @@ class ClientWebSocket(WebSocketBase[ClientOptions]):
             if key == payload:
                 break
 
-    def _start_close(self, code: int, reason: str) -> None:
+    def start_close(self, code: int, reason: str) -> None:
         """Send a close frame (once) and bound the wait for the server's answer."""
         if self._closed.done():
             return

@@ -253,7 +253,7 @@ class Hub:
     def join(self, target: str | GroupState, ws: WebSocket) -> None:
         """Add ``ws`` to the group named ``target`` (or an anonymous group's state) on
         ``ws``'s loop; from any thread."""
-        loop = ws._loop
+        loop = ws.loop
         with self._lock:
             state = target if isinstance(target, GroupState) else self._named(target)
             if state.loop is None or (
@@ -274,17 +274,17 @@ class Hub:
                 self._forget_if_empty(state)
                 return
             first = len(state.members) == 1
-        ws._retain()
+        ws.hold()
         ws.add_close_callback(state.member_closed)
         self._register_local(ws)
         if first and state.channel is not None:
-            self._ensure_broker(ws._loop)
+            self._ensure_broker(ws.loop)
             self._sync(state.channel)
 
     def leave(self, state: GroupState, ws: WebSocket) -> None:
         """Take ``ws`` out of ``state`` (from any thread); if its handler has returned and
         no other group holds it, it is closed."""
-        self.call(ws._loop, self._leave, state, ws, False)
+        self.call(ws.loop, self._leave, state, ws, False)
 
     def _member_closed(self, state: GroupState, ws: WebSocket) -> None:
         self._leave(state, ws, True)
@@ -298,7 +298,7 @@ class Hub:
             self._forget_if_empty(state)
         if not closed:
             ws.remove_close_callback(state.member_closed)
-            ws._release()
+            ws.release()
         if last and state.channel is not None:
             self._sync(state.channel)
 
@@ -323,7 +323,7 @@ class Hub:
         group (a group member is registered by joining); returns its :meth:`connection_id`.
         Unlike group membership, it does not keep the connection open."""
         inner = unwrap(ws)
-        self.call(inner._loop, self._register_local, inner)
+        self.call(inner.loop, self._register_local, inner)
         return self.connection_id(inner)
 
     def _register_local(self, ws: WebSocket) -> None:
@@ -334,7 +334,7 @@ class Hub:
             first = len(self._known) == 1
         ws.add_close_callback(self._forget_connection)
         if first:
-            self._ensure_broker(ws._loop)
+            self._ensure_broker(ws.loop)
             self._sync(process_channel(self.id))
             self._sync(EVERYONE)
 
@@ -450,7 +450,7 @@ class Hub:
                 return
         else:
             ws = unwrap(connection)
-        self.call(ws._loop, send_one, ws, msg)
+        self.call(ws.loop, send_one, ws, msg)
 
     def send_all(self, message: str | BytesLike) -> None:
         """Send ``message`` to every connection known to a hub (group members and
@@ -462,12 +462,12 @@ class Hub:
 
     def _deliver_all(self, message: Message) -> None:
         with self._lock:
-            loops = {ws._loop for ws in self._known.values()}
+            loops = {ws.loop for ws in self._known.values()}
         for loop in loops:
             self.call(loop, self._deliver_all_now, loop, message)
 
     def _deliver_all_now(self, loop: asyncio.AbstractEventLoop, message: Message) -> None:
-        deliver_to([ws for ws in list(self._known.values()) if ws._loop is loop], message)
+        deliver_to([ws for ws in list(self._known.values()) if ws.loop is loop], message)
 
     # -- the broker ----------------------------------------------------------------------------
 
@@ -484,7 +484,7 @@ class Hub:
     def _received_for_connection(self, local_id: int, message: Message) -> None:
         ws = self._known.get(local_id)
         if ws is not None:
-            self.call(ws._loop, send_one, ws, message)
+            self.call(ws.loop, send_one, ws, message)
 
 
 _default: Hub | None = None

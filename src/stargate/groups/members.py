@@ -108,7 +108,7 @@ class GroupState:
             if first is None:
                 continue
             try:
-                frame = first._conn.encode_shared(message)
+                frame = first.encode_shared(message)
             except TypeError:
                 continue  # binary to hixie connections: they cannot carry it
             _send_each(self, sends, frame)
@@ -122,7 +122,7 @@ class GroupState:
             first = members.get(next(iter(sends)))
             if first is None:
                 continue
-            encode = first._conn.encode_shared
+            encode = first.encode_shared
             frames = []
             for message in messages:
                 try:
@@ -146,7 +146,7 @@ def send_one(ws: WebSocket, message: Message) -> None:
     if ws.closed:
         return
     try:
-        ws.send_encoded(ws._conn.encode_shared(message))
+        ws.send_encoded(ws.encode_shared(message))
     except Exception:
         logger.debug("send to %r skipped", ws)
 
@@ -160,7 +160,7 @@ def deliver_to(connections: list[WebSocket], message: Message) -> None:
             frame = frames[family]
         else:
             try:
-                frame = ws._conn.encode_shared(message)
+                frame = ws.encode_shared(message)
             except TypeError:
                 frame = None
             frames[family] = frame

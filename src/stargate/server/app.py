@@ -182,7 +182,7 @@ class Server:
         for channel in list(state.channels):
             channel.close_if_idle()
         for ws in list(state.websockets):
-            ws._start_close(CloseCode.GOING_AWAY, "server shutting down")
+            ws.start_close(CloseCode.GOING_AWAY, "server shutting down")
         waits = [ws.wait_closed() for ws in state.websockets]
         if waits:
             with contextlib.suppress(TimeoutError):
@@ -193,7 +193,7 @@ class Server:
             if channel.transport is not None:
                 channel.transport.abort()
         for ws in list(state.websockets):
-            ws._abort()
+            ws.abort()
         handlers = [h for h in state.handlers if not h.done()]
         if handlers:
             await asyncio.wait(handlers, timeout=max(0.0, deadline - loop.time()))

@@ -634,7 +634,7 @@ class HttpChannel(asyncio.Protocol):
             transport.resume_reading()
         start_handler(self.state, ws, acceptance.handler)
         if rest:
-            ws._data_received(rest)
+            ws.feed_data(rest)
 
     # -- timers ------------------------------------------------------------------------------
 

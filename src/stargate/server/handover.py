@@ -118,8 +118,7 @@ def hand_over(
     )
     transport.write(accepted.response)
     transport.set_protocol(WebSocketProtocol(ws))
-    ws._attach(transport)
-    ws._writing_paused = write_paused
+    ws.attach(transport, writing_paused=write_paused)
     return ws
 
 
@@ -142,12 +141,12 @@ async def _run_async(handler: Handler, ws: WebSocket) -> None:
     try:
         await handler(ws)  # type: ignore[arg-type,misc]
     except ConnectionClosed:
-        ws._handler_finished()
+        ws.handler_returned()
     except Exception:
         logger.exception("%r: handler failed", ws)
-        ws._handler_failed()
+        ws.handler_failed()
     else:
-        ws._handler_finished()
+        ws.handler_returned()
 
 
 def _run_sync(handler: Handler, sync: SyncWebSocket, loop: asyncio.AbstractEventLoop) -> None:
@@ -156,9 +155,9 @@ def _run_sync(handler: Handler, sync: SyncWebSocket, loop: asyncio.AbstractEvent
     try:
         handler(sync)  # type: ignore[arg-type]
     except ConnectionClosed:
-        loop.call_soon_threadsafe(ws._handler_finished)
+        loop.call_soon_threadsafe(ws.handler_returned)
     except Exception:
         logger.exception("%r: handler failed", ws)
-        loop.call_soon_threadsafe(ws._handler_failed)
+        loop.call_soon_threadsafe(ws.handler_failed)
     else:
-        loop.call_soon_threadsafe(ws._handler_finished)
+        loop.call_soon_threadsafe(ws.handler_returned)

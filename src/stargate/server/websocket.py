@@ -140,7 +140,7 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
         if transport is not None and transport.get_write_buffer_size() > limit:
             if self._conn.state is ConnectionState.OPEN:
                 logger.info("%r: send buffer over %d bytes, closing (slow consumer)", self, limit)
-                self._start_close(CloseCode.POLICY_VIOLATION, "slow consumer: send buffer full")
+                self.start_close(CloseCode.POLICY_VIOLATION, "slow consumer: send buffer full")
             return False
         return True
 
@@ -167,14 +167,11 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
         has returned and no ``on_message`` callback listens."""
         self._memberships -= 1
         if self._memberships <= 0 and self._handler_done and self.on_message is None:
-            self._start_close(CloseCode.NORMAL_CLOSURE, "")
+            self.start_close(CloseCode.NORMAL_CLOSURE, "")
 
-    # The names stargate.groups uses until it switches over to hold() and release().
-    _retain = hold
-    _release = release
-
-    def _handler_finished(self) -> None:
-        """The handler returned: close, unless a group or a callback still listens."""
+    def handler_returned(self) -> None:
+        """Called by the server when the handler returned: close, unless a group or a
+        callback still listens."""
         self._handler_done = True
         unread = self._inbox.discard()
         callback = self.on_message
@@ -190,19 +187,20 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
                 except Exception:
                     self._callback_failed()
         elif self._memberships <= 0:
-            self._start_close(CloseCode.NORMAL_CLOSURE, "")
+            self.start_close(CloseCode.NORMAL_CLOSURE, "")
         if self._held is not None:
             self._flush_held()  # what came before the peer's close is answered, or dropped
 
-    def _handler_failed(self) -> None:
+    def handler_failed(self) -> None:
+        """Called by the server when the handler raised: close with 1011."""
         self._handler_done = True
         self._inbox.discard()
-        self._start_close(CloseCode.INTERNAL_ERROR, "internal error")
+        self.start_close(CloseCode.INTERNAL_ERROR, "internal error")
 
     def _callback_failed(self) -> None:
         """In the ``except`` block of an ``on_message`` call (the log gets its traceback)."""
         logger.exception("%r: on_message callback failed", self)
-        self._start_close(CloseCode.INTERNAL_ERROR, "internal error")
+        self.start_close(CloseCode.INTERNAL_ERROR, "internal error")
 
     def _data_received(self, data: bytes) -> None:
         conn = self._conn
@@ -264,7 +262,7 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
         if entry is not None and not entry[1].done():
             entry[1].set_result(self._loop.time() - entry[0])
 
-    def _start_close(self, code: int, reason: str) -> None:
+    def start_close(self, code: int, reason: str) -> None:
         """Send a close frame (once) and bound the wait for the peer's answer."""
         if self._closed.done():
             return
@@ -295,8 +293,8 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
         if self._close_timer is None:
             self._arm_close_timer()
 
-    def _connection_lost(self) -> None:
-        super()._connection_lost()
+    def connection_lost(self) -> None:
+        super().connection_lost()
         callbacks, self._close_callbacks = self._close_callbacks, []
         for callback in callbacks:
             try:
@@ -316,13 +314,13 @@ class WebSocketProtocol(asyncio.Protocol):
         self.data_received = ws._data_received  # type: ignore[method-assign]
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.ws._connection_lost()
+        self.ws.connection_lost()
 
     def pause_writing(self) -> None:
-        self.ws._pause_writing()
+        self.ws.pause_writing()
 
     def resume_writing(self) -> None:
-        self.ws._resume_writing()
+        self.ws.resume_writing()
 
     def eof_received(self) -> bool | None:
         return None
