@@ -62,12 +62,14 @@ Payload = bytes | str
 Runner = Callable[[], int]
 
 LIBRARIES = ("stargate", "websockets", "wsproto")
-SIZES = (64, 64 * 1024)
+SIZES = (64, 64 * 1024, 1024 * 1024)
+#: Frames larger than this reach ``receive_data`` in reads of this size (a socket's reads).
+READ_SIZE = 64 * 1024
 KINDS: tuple[Kind, ...] = ("binary", "text")
 OPS: tuple[Op, ...] = ("receive", "build")
 
-#: Every library gets the same message size limit, well above the largest message.
-MAX_SIZE = 1024 * 1024
+#: Every library gets the same message size limit, above the largest message.
+MAX_SIZE = 2 * 1024 * 1024
 OP_TEXT = 0x1
 OP_BINARY = 0x2
 
@@ -84,22 +86,14 @@ def make_payloads(kind: Kind, size: int, count: int, seed: int) -> list[Payload]
     rng = random.Random(seed)
     if kind == "binary":
         return [rng.randbytes(size) for _ in range(count)]
+    # A random rotation of the sample, cut to at most ``size`` bytes without splitting a
+    # character, padded to exactly ``size`` bytes with ASCII spaces.
+    repeated = _TEXT_SAMPLE * (size // len(_TEXT_SAMPLE) + 2)
     texts: list[Payload] = []
     for _ in range(count):
         start = rng.randrange(len(_TEXT_SAMPLE))
-        chars: list[str] = []
-        used = 0
-        i = start
-        while True:
-            ch = _TEXT_SAMPLE[i % len(_TEXT_SAMPLE)]
-            width = len(ch.encode("utf-8"))
-            if used + width > size:
-                break
-            chars.append(ch)
-            used += width
-            i += 1
-        chars.append(" " * (size - used))  # pad to the exact byte size with ASCII
-        texts.append("".join(chars))
+        text = repeated[start : start + size].encode("utf-8")[:size].decode("utf-8", "ignore")
+        texts.append(text + " " * (size - len(text.encode("utf-8"))))
     return texts
 
 
@@ -434,16 +428,28 @@ class Result:
 
 @dataclass
 class Corpus:
-    """The distinct payloads of one (kind, size) and their masked client frames."""
+    """The distinct payloads of one (kind, size), their masked client frames, and each frame
+    as the reads that bring it (one read per frame up to READ_SIZE)."""
 
     kind: Kind
     size: int
     payloads: list[Payload]
     frames: list[bytes]
 
+    @property
+    def reads(self) -> list[tuple[bytes, ...]]:
+        return [split_reads(frame) for frame in self.frames]
+
+
+def split_reads(frame: bytes) -> tuple[bytes, ...]:
+    if len(frame) <= READ_SIZE:
+        return (frame,)
+    return tuple(frame[i : i + READ_SIZE] for i in range(0, len(frame), READ_SIZE))
+
 
 def make_corpus(kind: Kind, size: int) -> Corpus:
-    distinct = 256 if size <= 1024 else 16  # 64 KiB x 16 = 1 MiB of distinct frames
+    # 64 KiB x 16 = 1 MiB of distinct frames; 1 MiB x 4.
+    distinct = 256 if size <= 1024 else 16 if size <= 64 * 1024 else 4
     seed = size * 2 + (kind == "text")
     payloads = make_payloads(kind, size, distinct, seed)
     rng = random.Random(seed + 1)
@@ -453,8 +459,9 @@ def make_corpus(kind: Kind, size: int) -> Corpus:
 
 def verify(corpus: Corpus) -> None:
     """Every library receives the same messages and builds the same bytes."""
+    reads = [chunk for frame in corpus.reads for chunk in frame]
     for lib, decode in DECODERS.items():
-        got = decode(corpus.frames)
+        got = decode(reads)
         if got != corpus.payloads:
             raise AssertionError(f"{lib} decoded {corpus.kind} {corpus.size} B frames wrongly")
     opcode = opcode_of(corpus.kind)
@@ -463,6 +470,14 @@ def verify(corpus: Corpus) -> None:
         for lib, encode in ENCODERS.items():
             if encode(payload) != expected:
                 raise AssertionError(f"{lib} built a {corpus.kind} {corpus.size} B frame wrongly")
+
+
+def batch_items(op: Op, corpus: Corpus, n: int) -> list[Any]:
+    """What a batch of ``n`` messages feeds the runner: the reads of ``n`` frames in turn
+    (receive), or ``n`` payloads in turn (build).  References only, no copies of the data."""
+    if op == "build":
+        return cycle(corpus.payloads, n)
+    return [chunk for frame in cycle(corpus.reads, n) for chunk in frame]
 
 
 def cycle(items: Sequence[Any], n: int) -> list[Any]:
@@ -499,12 +514,11 @@ def measure_case(
     """Time every library on one case, interleaved: each repetition runs one batch of each
     library back to back (in a rotating order), so that a busy spell of a shared machine
     slows all of them alike and the per-repetition ratios stay comparable."""
-    items: Sequence[Any] = corpus.frames if op == "receive" else corpus.payloads
-    frame_size = len(server_frame(1, as_bytes(items[0]))) if op == "build" else 0
+    frame_size = len(server_frame(1, as_bytes(corpus.payloads[0])))
 
     def batch(lib: str, n: int) -> float:
         factory = RECEIVERS[lib] if op == "receive" else BUILDERS[lib]
-        runner = factory(cycle(items, n), corpus.kind)  # a fresh connection, not timed
+        runner = factory(batch_items(op, corpus, n), corpus.kind)  # a fresh connection
         elapsed, count = time_batch(runner)
         expected = n if op == "receive" else n * frame_size
         if count != expected:
@@ -639,6 +653,132 @@ def print_table(rows: list[Row]) -> list[str]:
     return losses
 
 
+# -- instruction counts (callgrind) -------------------------------------------------------
+# Seconds on a shared 2-core machine move by 10-20% between runs; instructions executed do
+# not.  Each library runs in one worker process under `valgrind --tool=callgrind`; the
+# worker calls os.getppid() (libc's getppid, which nothing else in the worker calls) at the
+# edges of every measured batch, and `--dump-before=getppid` makes callgrind write its
+# counters there and reset them, so each dump holds exactly one batch.  Two batches per case
+# (a small and a large one, after a warm-up batch) and their difference divided by the
+# difference in messages give the instructions per message, free of per-batch costs.
+
+#: The variants counted: a library, or stargate with its C accelerator switched off.
+VARIANTS = ("stargate", "stargate-pure", "websockets", "wsproto")
+#: Messages in the small and the large batch of each case, by message size.
+COUNT_BATCHES = {64: (200, 1200), 64 * 1024: (4, 16), 1024 * 1024: (1, 3)}
+MARKER = "getppid"
+
+
+def count_worker(library: str, sizes: Sequence[int]) -> None:
+    """Run every case of ``library`` between markers.  Prints, as JSON, what each dump after
+    the first holds: a measured batch ``{op, kind, size, messages}``, or ``null`` (set-up)."""
+    dumps: list[dict[str, Any] | None] = []
+    os.getppid()  # dump 1: start-up and imports
+    for size in sizes:
+        small, large = COUNT_BATCHES.get(size, (1, 3))
+        for kind in KINDS:
+            corpus = make_corpus(kind, size)
+            for op in OPS:
+                factory = RECEIVERS[library] if op == "receive" else BUILDERS[library]
+                runners = [factory(batch_items(op, corpus, n), kind) for n in (small, small, large)]
+                gc.disable()
+                runners[0]()  # warm-up: the interpreter's specialisation settles
+                os.getppid()
+                dumps.append(None)
+                for n, runner in zip((small, large), runners[1:], strict=True):
+                    runner()
+                    os.getppid()
+                    dumps.append({"op": op, "kind": kind, "size": size, "messages": n})
+                gc.enable()
+    print(json.dumps(dumps))
+
+
+def count_variant(
+    variant: str, sizes: Sequence[int], workdir: str
+) -> dict[tuple[str, str, int], float]:
+    """Instructions per message of every case for one variant, from one callgrind run."""
+    import subprocess
+
+    env = {**os.environ, "PYTHONHASHSEED": "0", "STARGATE_PURE_PYTHON": "0"}
+    library = variant
+    if variant == "stargate-pure":
+        env["STARGATE_PURE_PYTHON"] = "1"
+        library = "stargate"
+    out_file = os.path.join(workdir, f"{variant}.out")
+    command = [
+        "valgrind",
+        "--tool=callgrind",
+        f"--dump-before={MARKER}",
+        "--dump-instr=no",
+        f"--callgrind-out-file={out_file}",
+        sys.executable,
+        os.path.abspath(__file__),
+        "--count-worker",
+        library,
+        "--sizes",
+        ",".join(map(str, sizes)),
+    ]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"callgrind run of {variant} failed:\n{done.stderr[-2000:]}")
+    dumps = json.loads(done.stdout.strip().splitlines()[-1])
+    windows: list[tuple[dict[str, Any], int]] = []
+    for i, window in enumerate(dumps):
+        # Dump 1 is start-up; entry i of the list is dump i + 2.
+        with open(f"{out_file}.{i + 2}", encoding="utf-8") as f:
+            total = next(int(line.split()[1]) for line in f if line.startswith("totals:"))
+        if window is not None:
+            windows.append((window, total))
+    for name in os.listdir(workdir):
+        if name.startswith(f"{variant}.out"):
+            os.unlink(os.path.join(workdir, name))
+    per_message: dict[tuple[str, str, int], float] = {}
+    for (small, small_total), (large, large_total) in zip(windows[::2], windows[1::2], strict=True):
+        key = (small["op"], small["kind"], small["size"])
+        messages = large["messages"] - small["messages"]
+        per_message[key] = (large_total - small_total) / messages
+    return per_message
+
+
+def count_instructions(
+    variants: Sequence[str], sizes: Sequence[int]
+) -> dict[str, dict[tuple[str, str, int], float]]:
+    """Every variant's instructions per message, two callgrind runs at a time."""
+    import tempfile
+    from concurrent.futures import ThreadPoolExecutor
+
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-core-") as workdir,
+        ThreadPoolExecutor(max_workers=2) as pool,
+    ):
+        futures = {v: pool.submit(count_variant, v, sizes, workdir) for v in variants}
+        return {v: future.result() for v, future in futures.items()}
+
+
+def print_instructions(
+    counts: dict[str, dict[tuple[str, str, int], float]], sizes: Sequence[int]
+) -> None:
+    variants = list(counts)
+    others = [v for v in variants if v not in ("stargate", "stargate-pure")]
+    header = f"{'operation':<9} {'kind':<6} {'size':>6} | " + " ".join(f"{v:>13}" for v in variants)
+    if "stargate" in counts:
+        header += " | " + " ".join(f"{v[:10] + '/sg':>13}" for v in others)
+    print("\nInstructions per message (callgrind; ratios > 1: stargate executes fewer).")
+    print(header)
+    print("-" * len(header))
+    for op in OPS:
+        for size in sizes:
+            for kind in KINDS:
+                key = (op, kind, size)
+                line = f"{op:<9} {kind:<6} {size_label(size):>6} | " + " ".join(
+                    f"{counts[v][key]:13,.0f}" for v in variants
+                )
+                if "stargate" in counts:
+                    sg = counts["stargate"][key]
+                    line += " | " + " ".join(f"{counts[v][key] / sg:13.2f}" for v in others)
+                print(line)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
@@ -655,7 +795,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--strict", action="store_true", help="exit 1 if stargate is not the fastest everywhere"
     )
+    parser.add_argument(
+        "--sizes",
+        default=",".join(map(str, SIZES)),
+        help="message sizes in bytes, comma-separated (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions per message under valgrind's callgrind instead of timing",
+    )
+    parser.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help="with --instructions: what to count (default: %(default)s)",
+    )
+    parser.add_argument("--count-worker", metavar="LIBRARY", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    sizes = [int(size) for size in args.sizes.split(",")]
+    if args.count_worker:
+        count_worker(args.count_worker, sizes)
+        return 0
+    if args.instructions:
+        for size in sizes:
+            for kind in KINDS:
+                verify(make_corpus(kind, size))
+        counts = count_instructions(args.variants.split(","), sizes)
+        print_instructions(counts, sizes)
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as f:
+                json.dump(
+                    {
+                        "environment": environment(),
+                        "instructions_per_message": {
+                            v: [
+                                {"op": op, "kind": kind, "size": size, "instructions": n}
+                                for (op, kind, size), n in per_case.items()
+                            ]
+                            for v, per_case in counts.items()
+                        },
+                    },
+                    f,
+                    indent=2,
+                )
+        return 0
     global clock
     clock = CLOCKS[args.clock]
     reps: int = args.reps or (5 if args.quick else 20)
@@ -687,12 +870,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     results: list[Result] = []
-    for size in SIZES:
+    for size in sizes:
         for kind in KINDS:
             corpus = make_corpus(kind, size)
             verify(corpus)
             # A cap on the batch: its list of references is built before each batch.
-            max_messages = 400_000 if size <= 1024 else 40_000
+            max_messages = 400_000 if size <= 1024 else 40_000 if size <= 65536 else 2_000
             for op in OPS:
                 case = measure_case(
                     op, corpus, reps=reps, target_s=target_s, max_messages=max_messages

@@ -1,1 +1,31 @@
+from .events import Event
+
+DIRECT_EVENTS: bool
+
 def apply_mask(data: bytes | bytearray | memoryview, mask: bytes, /) -> bytes: ...
+def read_messages(
+    buf: bytes | bytearray | memoryview,
+    pos: int,
+    events: list[Event],
+    expect_mask: bool,
+    max_length: int,
+    /,
+) -> int: ...
+def build_frame(
+    first: int, payload: bytes | bytearray | memoryview | str, key: bytes | None, /
+) -> bytes: ...
+def build_header(first: int, length: int, key: bytes | None, /) -> bytes: ...
+
+class MessageBuffer:
+    def add(
+        self,
+        source: bytes | bytearray | memoryview,
+        start: int,
+        stop: int,
+        key: bytes | None,
+        offset: int,
+        limit: int,
+        /,
+    ) -> None: ...
+    def take(self) -> bytes: ...
+    def __len__(self) -> int: ...

@@ -5,17 +5,26 @@ received bytes (:meth:`Connection.receive_data`), acts on the events it returns,
 whatever :meth:`Connection.data_to_send` yields: replies the connection owes the peer (pongs,
 the close echo, a close frame after a protocol error) as well as what the application sent.
 
-Received data frames are consumed as they arrive, so a large frame split across many reads
-is unmasked and UTF-8 checked chunk by chunk: invalid text fails fast, before the frame is
-complete (RFC 6455 section 8.1), and nothing is copied twice.
+Whole single-frame messages, the common case, go through :func:`~stargate.frames.read_messages`
+(one C pass: header, unmask, UTF-8 check, event).  Every other frame takes the general path
+here, which owns every protocol decision.  Data frames are consumed as they arrive, so a large
+frame split across many reads is unmasked chunk by chunk: a binary message straight into its
+final ``bytes`` (:class:`~stargate.frames.MessageBuffer`, one copy in all), a text message
+through an incremental UTF-8 decoder, so invalid text fails fast, before the frame is
+complete (RFC 6455 section 8.1).
+
+Sending: :meth:`Connection.encode_message` returns one frame as ``bytes``;
+:meth:`Connection.encode_message_parts` returns its header and payload apart, so that an
+I/O layer can write a large payload with ``transport.writelines([header, payload])``
+without copying it into the frame.
 """
 
 from __future__ import annotations
 
 import codecs
 import enum
+import os
 from collections.abc import Callable, Sequence
-from typing import AnyStr
 
 from . import hixie
 from .errors import ConnectionClosed, InvalidPayload, MessageTooBig, ProtocolError
@@ -35,10 +44,15 @@ from .frames import (
     RSV1,
     RSV_BITS,
     FrameHeader,
+    MessageBuffer,
+    MessageBufferType,
+    build_frame,
+    build_header,
     encode_close_payload,
     encode_frame,
     parse_close_payload,
     parse_header,
+    read_messages,
 )
 from .limits import Limits
 from .masking import BytesLike, apply_mask
@@ -46,10 +60,11 @@ from .protocol import CloseCode, Opcode, ProtocolVersion, Role
 
 _utf8_decoder: Callable[[], codecs.IncrementalDecoder] = codecs.getincrementaldecoder("utf-8")
 
-#: A message received in many small pieces (tiny fragments or reads) would cost one object
-#: per piece, 30 to 80 bytes of overhead each: 40 times max_message_size for a message sent
-#: in 1-byte fragments.  Every _JOIN_PARTS pieces, the recent ones are joined into one when
-#: they average under _SMALL_PART bytes, which bounds the overhead to a few percent.
+#: A text message received in many small pieces (tiny fragments or reads) would cost one
+#: ``str`` per piece, 50 to 80 bytes of overhead each: 50 times max_message_size for a message
+#: sent in 1-byte fragments.  Every _JOIN_PARTS pieces, the recent ones are joined into one
+#: when they average under _SMALL_PART bytes, which bounds the overhead to a few percent.
+#: (Binary pieces go into one MessageBuffer: no object per piece.)
 _JOIN_PARTS = 256
 _SMALL_PART = 1024
 
@@ -69,6 +84,9 @@ _OPEN = ConnectionState.OPEN
 _CLOSED = ConnectionState.CLOSED
 _TEXT = int(Opcode.TEXT)
 _BINARY = int(Opcode.BINARY)
+_FIN_TEXT = FIN | _TEXT
+_FIN_BINARY = FIN | _BINARY
+_urandom = os.urandom
 
 
 class Connection:
@@ -89,8 +107,9 @@ class Connection:
         "_mask_out",
         "_max_frame",
         "_max_message",
+        "_max_whole",
+        "_message",
         "_msg_opcode",
-        "_msg_parts",
         "_msg_size",
         "_out",
         "_parts_joined",
@@ -123,6 +142,8 @@ class Connection:
         self.close_reason = ""
         self._max_frame = limits.max_frame_size
         self._max_message = limits.max_message_size
+        # A whole single-frame message within both limits takes read_messages' fast path.
+        self._max_whole = min(limits.max_frame_size, limits.max_message_size)
         self._expect_mask = role is Role.SERVER
         self._mask_out = role is Role.CLIENT
         self._hixie = (
@@ -132,20 +153,23 @@ class Connection:
             if version.is_hixie
             else None
         )
-        self._buf = bytearray()
-        self._out: list[bytes] = []
+        # Buffers are created when first needed: an idle connection holds none of them.
+        # _buf: the unconsumed tail of the last read (b"" or a bytearray).
+        self._buf: bytes | bytearray = b""
+        self._out: list[bytes] | None = None
         self._close_sent = False
         self._close_received = False
         # The data frame whose payload is being received, and how much of it is consumed.
         self._frame: FrameHeader | None = None
         self._frame_done = 0
-        # The message being reassembled: its opcode (0: none), parts and size so far.
+        # The message being reassembled: its opcode (0: none) and size so far; a binary
+        # message's payload, or a text message's decoder and decoded parts.
         self._msg_opcode = 0
-        self._msg_parts: list[bytes] = []
-        self._text_parts: list[str] = []
-        self._parts_joined = 0  # parts at the head of the list not to join again
         self._msg_size = 0
+        self._message: MessageBufferType | None = None
         self._decoder: codecs.IncrementalDecoder | None = None
+        self._text_parts: list[str] | None = None
+        self._parts_joined = 0  # text parts at the head of the list not to join again
         # permessage-deflate (RFC 7692): the session, whether the message being received is
         # compressed (RSV1 on its first frame) and how many bytes it inflated to so far.
         self._deflate: PerMessageDeflate | None = None
@@ -160,25 +184,31 @@ class Connection:
 
     # -- receiving -------------------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> list[Event]:
+    def receive_data(self, data: BytesLike) -> list[Event]:
         """Parse received bytes into events.  Never raises for anything the peer sends."""
         if self._close_received or self.state is _CLOSED:
             return []  # RFC 6455 section 5.5.1: nothing is processed after a close frame
         events: list[Event] = []
+        pos = 0
+        if self._frame is None and not self._msg_opcode and not self._buf and self._hixie is None:
+            # The common case, whole single-frame messages, in one C call.
+            pos = read_messages(data, 0, events, self._expect_mask, self._max_whole)
+            if pos == len(data):
+                return events
         try:
             if self._hixie is not None:
                 self._hixie.feed(data, events)
                 if self._hixie.closed:
                     self._on_close_frame(CloseCode.NO_STATUS_RCVD, "")
             else:
-                self._receive_frames(data, events)
+                self._receive_frames(data, pos, events)
         except ProtocolError as exc:
             self._fail(exc.code, exc.reason, events)
         return events
 
     def receive_eof(self) -> list[Event]:
         """The transport ended.  Unless the close handshake was done, that is 1006."""
-        self._buf = bytearray()
+        self._buf = b""
         if self.state is ConnectionState.CLOSED and self.close_code is not None:
             return []
         self.state = ConnectionState.CLOSED
@@ -188,17 +218,19 @@ class Connection:
         self.close_reason = ""
         return [ConnectionLost()]
 
-    def _receive_frames(self, data: bytes, events: list[Event]) -> None:
+    def _receive_frames(self, data: BytesLike, pos: int, events: list[Event]) -> None:
+        """Parse ``data[pos:]`` after the unconsumed tail of the last read (``pos`` is 0
+        unless there was none)."""
+        buf = data
         if self._buf:
-            self._buf += data
-            buf: BytesLike = self._buf
-        else:
-            buf = data
-        pos = 0
+            buf = self._buf + data
+            self._buf = b""
         end = len(buf)
         while not self._close_received:
             frame = self._frame
             if frame is None:
+                if not self._msg_opcode:
+                    pos = read_messages(buf, pos, events, self._expect_mask, self._max_whole)
                 if end - pos < 2:
                     break
                 header = parse_header(
@@ -239,14 +271,12 @@ class Connection:
                         f"message of {length} bytes exceeds max_message_size {self._max_message}"
                     )
                 elif first & FIN and end - start >= length:
-                    # Fast path: a whole single-frame message is in the buffer.  A view
-                    # avoids copying the payload before apply_mask copies it unmasked.
+                    # A whole single-frame message that read_messages left: compressed, or
+                    # text that is not UTF-8.
                     key = header.masking_key
-                    view = memoryview(buf)[start : start + length] if length > 512 else None
+                    payload = bytes(buf[start : start + length])
                     if key is not None:
-                        payload = apply_mask(view or buf[start : start + length], key)
-                    else:
-                        payload = bytes(view or buf[start : start + length])
+                        payload = apply_mask(payload, key)
                     pos = start + length
                     if first & RSV1:
                         assert self._deflate is not None
@@ -264,8 +294,11 @@ class Connection:
                     self._msg_size = length
                     self._compressed = bool(first & RSV1)
                     self._inflated = 0
-                    if opcode == Opcode.TEXT:
+                    if opcode == _TEXT:
                         self._decoder = _utf8_decoder()
+                        self._text_parts = []
+                    elif self._message is None:
+                        self._message = MessageBuffer()
                 pos = start
                 self._frame = frame = header
                 self._frame_done = 0
@@ -274,6 +307,23 @@ class Connection:
             take = min(remaining, end - pos)
             if take == 0 and remaining:
                 break
+            complete = take == remaining
+            if complete:
+                self._frame = None
+            last = complete and frame.fin
+            message = self._message
+            if self._decoder is None and not self._compressed:
+                # Binary: unmasked straight into the message's final bytes.
+                assert message is not None
+                # Growth stops at the message's size when this frame ends it.
+                limit = self._msg_size if frame.fin else self._max_message
+                message.add(buf, pos, pos + take, frame.masking_key, self._frame_done, limit)
+                pos += take
+                self._frame_done += take
+                if last:
+                    self._msg_opcode = 0
+                    events.append(BinaryMessage(message.take()))
+                continue
             chunk = bytes(buf[pos : pos + take])
             pos += take
             key = frame.masking_key
@@ -281,19 +331,15 @@ class Connection:
                 rot = self._frame_done & 3
                 chunk = apply_mask(chunk, key[rot:] + key[:rot])
             self._frame_done += take
-            complete = take == remaining
-            if complete:
-                self._frame = None
-            self._on_payload(chunk, complete and frame.fin, events)
+            self._on_payload(chunk, last, events)
         # Keep only the unconsumed tail: at most one header or control frame, since data
         # frame payloads are consumed as they arrive.  After a close frame, nothing.
         if pos < end and not self._close_received:
-            self._buf = bytearray(buf[pos:])
-        elif self._buf:
-            self._buf = bytearray()
+            self._buf = bytes(buf[pos:])
 
     def _on_payload(self, chunk: bytes, last: bool, events: list[Event]) -> None:
-        """Add a piece of the current message; deliver the message when ``last``.
+        """Add a piece of the current text or compressed message; deliver the message when
+        ``last``.
 
         The message size was checked against the limit from the frame headers; a
         compressed message is checked again as it inflates.
@@ -318,28 +364,26 @@ class Connection:
                 pending = decoder.getstate()[0]
                 if len(pending) == 2 and pending[0] == 0xED:
                     raise InvalidPayload("text message is not valid UTF-8")
+            text_parts = self._text_parts
+            assert text_parts is not None
             if text:
-                text_parts = self._text_parts
                 text_parts.append(text)
                 if len(text_parts) - self._parts_joined >= _JOIN_PARTS:
-                    self._parts_joined = _join_recent(text_parts, self._parts_joined, "")
+                    self._parts_joined = _join_recent(text_parts, self._parts_joined)
             if last:
                 self._decoder = None
                 self._msg_opcode = 0
-                events.append(TextMessage("".join(self._text_parts)))
-                self._text_parts = []
+                events.append(TextMessage("".join(text_parts)))
+                self._text_parts = None
                 self._parts_joined = 0
             return
+        message = self._message
+        assert message is not None
         if chunk:
-            parts = self._msg_parts
-            parts.append(chunk)
-            if len(parts) - self._parts_joined >= _JOIN_PARTS:
-                self._parts_joined = _join_recent(parts, self._parts_joined, b"")
+            message.add(chunk, 0, len(chunk), None, 0, self._max_message)
         if last:
             self._msg_opcode = 0
-            events.append(BinaryMessage(b"".join(self._msg_parts)))
-            self._msg_parts = []
-            self._parts_joined = 0
+            events.append(BinaryMessage(message.take()))
 
     def _check_rsv(self, rsv: int, opcode: int) -> None:
         """RSV bits need a negotiated extension that defines them (RFC 6455 section 5.2);
@@ -355,7 +399,7 @@ class Connection:
     def _on_control(self, opcode: int, payload: bytes, events: list[Event]) -> None:
         if opcode == Opcode.PING:
             if not self._close_sent:
-                self._out.append(encode_frame(Opcode.PONG, payload, mask=self._mask_out))
+                self._queue(encode_frame(Opcode.PONG, payload, mask=self._mask_out))
             events.append(Ping(payload))
         elif opcode == Opcode.PONG:
             events.append(Pong(payload))
@@ -373,16 +417,23 @@ class Connection:
             echo = None if code == CloseCode.NO_STATUS_RCVD else code
             self._queue_close(encode_close_payload(echo))
         self.state = ConnectionState.CLOSED
-        self._buf = bytearray()
+        self._buf = b""
+
+    def _queue(self, frame: bytes) -> None:
+        out = self._out
+        if out is None:
+            self._out = [frame]
+        else:
+            out.append(frame)
 
     def _queue_close(self, payload: bytes) -> None:
         """Queue our close frame in this version's form (hixie-76's ``0xFF 0x00``; hixie-75
         has none) and remember it is sent."""
         self._close_sent = True
         if self.version is ProtocolVersion.HIXIE_76:
-            self._out.append(hixie.CLOSING_FRAME)
+            self._queue(hixie.CLOSING_FRAME)
         elif not self.version.is_hixie:
-            self._out.append(encode_frame(Opcode.CLOSE, payload, mask=self._mask_out))
+            self._queue(encode_frame(Opcode.CLOSE, payload, mask=self._mask_out))
 
     def _fail(self, code: int, reason: str, events: list[Event]) -> None:
         """Fail the WebSocket connection (RFC 6455 section 7.1.7): send a close frame with
@@ -392,10 +443,10 @@ class Connection:
         self.state = ConnectionState.CLOSED
         self.close_code = code
         self.close_reason = reason
-        self._buf = bytearray()
+        self._buf = b""
         self._frame = None
-        self._msg_parts = []
-        self._text_parts = []
+        self._message = None
+        self._text_parts = None
         self._parts_joined = 0
         self._decoder = None
         self._compressed = False
@@ -415,19 +466,57 @@ class Connection:
         before: write it, or the peer's decompressor falls out of step.
         """
         if self._hixie is not None:
-            if not isinstance(message, str):
-                raise TypeError("hixie-75 and hixie-76 carry text messages only")
-            return hixie.encode_text(message)
+            return self._encode_hixie(message)
+        key = _urandom(4) if self._mask_out else None
+        if self._deflate is None or not compress:
+            # The common case in one C call: header and payload (a str encoded as UTF-8
+            # straight into the frame) in one allocation.
+            first = _FIN_TEXT if isinstance(message, str) else _FIN_BINARY
+            return build_frame(first, message, key)
+        first, data = self._payload(message, compress)
+        return build_frame(first, data, key)
+
+    def encode_message_parts(
+        self, message: str | BytesLike, *, compress: bool = True
+    ) -> tuple[bytes, bytes]:
+        """The frame of :meth:`encode_message` as ``(header, payload)``, for an I/O layer
+        that writes a large message with ``transport.writelines([header, payload])``
+        instead of copying its payload into one frame buffer.
+
+        ``header + payload`` is the frame (for the client role, masked with a fresh key, so
+        it differs from one call to the next).  ``payload`` is ``message`` itself when it is
+        ``bytes`` and goes out unmasked and uncompressed: no copy.  A ``bytearray`` or
+        ``memoryview`` is copied, since the transport may hold the buffer after the call
+        returns.  Worth it from a few KiB on; below that, one ``encode_message`` buffer is
+        cheaper to write.  hixie frames come whole: ``(frame, b"")``.
+        """
+        if self._hixie is not None:
+            return self._encode_hixie(message), b""
+        first, data = self._payload(message, compress)
+        if self._mask_out:
+            key = _urandom(4)
+            return build_header(first, len(data), key), apply_mask(data, key)
+        payload = data if type(data) is bytes else bytes(data)
+        return build_header(first, len(payload), None), payload
+
+    def _payload(self, message: str | BytesLike, compress: bool) -> tuple[int, BytesLike]:
+        """Byte 0 of the frame (FIN, RSV1 when compressed, opcode) and its unmasked payload."""
         if isinstance(message, str):
-            opcode = _TEXT
+            first = _FIN_TEXT
             data: BytesLike = message.encode("utf-8")
         else:
-            opcode = _BINARY
+            first = _FIN_BINARY
             data = message
         deflate = self._deflate
         if compress and deflate is not None and len(data) >= deflate.min_size:
-            return encode_frame(opcode, deflate.deflate(bytes(data)), rsv=RSV1, mask=self._mask_out)
-        return encode_frame(opcode, data, mask=self._mask_out)
+            return first | RSV1, deflate.deflate(bytes(data))
+        return first, data
+
+    @staticmethod
+    def _encode_hixie(message: str | BytesLike) -> bytes:
+        if not isinstance(message, str):
+            raise TypeError("hixie-75 and hixie-76 carry text messages only")
+        return hixie.encode_text(message)
 
     def encode_shared(self, message: str | BytesLike) -> bytes:
         """The frame for a broadcast: the same bytes serve every server-role connection of
@@ -453,8 +542,14 @@ class Connection:
 
     def send(self, message: str | BytesLike) -> None:
         """Queue a text (``str``) or binary message as one frame."""
-        self._check_open()
-        self._out.append(self.encode_message(message))
+        if self.state is not _OPEN:
+            self._check_open()  # raises
+        frame = self.encode_message(message)
+        out = self._out
+        if out is None:
+            self._out = [frame]
+        else:
+            out.append(frame)
 
     def send_text(self, text: str) -> None:
         self.send(text)
@@ -465,7 +560,7 @@ class Connection:
     def send_encoded(self, frame: bytes) -> None:
         """Queue a frame made by :meth:`encode_shared` of a connection of our family."""
         self._check_open()
-        self._out.append(frame)
+        self._queue(frame)
 
     def send_ping(self, payload: BytesLike = b"") -> None:
         self._send_control(Opcode.PING, payload)
@@ -479,7 +574,7 @@ class Connection:
         if len(payload) > 125:
             raise ValueError("control frame payload over 125 bytes")
         self._check_open()
-        self._out.append(encode_frame(opcode, payload, mask=self._mask_out))
+        self._queue(encode_frame(opcode, payload, mask=self._mask_out))
 
     def send_close(self, code: int | None = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Start the closing handshake; a second call does nothing, nor a call once the
@@ -506,7 +601,7 @@ class Connection:
         if not out:
             return b""
         data = out[0] if len(out) == 1 else b"".join(out)
-        self._out = []
+        out.clear()
         return data
 
     @property
@@ -527,10 +622,10 @@ def _truncate_reason(reason: str) -> str:
     return data[:123].decode("utf-8", "ignore")
 
 
-def _join_recent(parts: list[AnyStr], start: int, empty: AnyStr) -> int:
+def _join_recent(parts: list[str], start: int) -> int:
     """Join ``parts[start:]`` into one part if they are small on average; returns the index
     from which parts count as recent for the next call (amortised O(1) per part)."""
     recent = parts[start:]
     if sum(map(len, recent)) < len(recent) * _SMALL_PART:
-        parts[start:] = [empty.join(recent)]
+        parts[start:] = ["".join(recent)]
     return len(parts)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from .errors import InvalidPayload, MessageTooBig, ProtocolError
 from .events import CloseReceived, Event, TextMessage
+from .masking import BytesLike
 from .protocol import CloseCode
 
 #: The hixie-76 closing handshake (draft-76 section 4.2, step 4 of "closing").
@@ -37,7 +38,7 @@ class HixieParser:
         self._discard = 0  # bytes of a length-prefixed frame still to skip
         self.closed = False
 
-    def feed(self, data: bytes, events: list[Event] | None = None) -> list[Event]:
+    def feed(self, data: BytesLike, events: list[Event] | None = None) -> list[Event]:
         """Parse ``data``; returns the events, appended to ``events`` when it is given.
 
         On a protocol error the events of the frames before it are already in ``events``
@@ -53,7 +54,7 @@ class HixieParser:
             raise
         return events
 
-    def _parse(self, data: bytes, events: list[Event]) -> None:
+    def _parse(self, data: BytesLike, events: list[Event]) -> None:
         buf = self._buf
         buf += data
         pos = 0

@@ -1,15 +1,20 @@
-"""The RFC 6455 section 5.3 masking transform, at C speed when the accelerator is built.
+"""The RFC 6455 section 5.3 masking transform, and the choice of the C accelerator.
 
 ``apply_mask`` is its own inverse: it masks and unmasks.  The pure-Python fallback XORs the
-payload as one big integer, which is still linear and loop-free, only slower.  Setting
-``STARGATE_PURE_PYTHON=1`` in the environment skips the accelerator, so that CI and the
-benchmarks run the fallback on a machine where the extension is built.
+payload as one big integer, which is still linear and loop-free, only slower.
+
+:data:`speedups` is the C accelerator (``stargate._speedups``: masking, and the frame hot
+path used by :mod:`stargate.frames`) or ``None``.  It is ``None`` where the extension is not
+built, and wherever ``STARGATE_PURE_PYTHON=1`` is set in the environment, so that CI and the
+benchmarks run every pure-Python fallback on a machine where the extension is built.  Each
+accelerated function has a Python twin with identical results; the tests compare them.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from types import ModuleType
 from typing import TypeAlias
 
 BytesLike: TypeAlias = bytes | bytearray | memoryview
@@ -30,15 +35,19 @@ def _apply_mask_python(data: BytesLike, mask: bytes) -> bytes:
 #: Whether the environment asks for the pure-Python fallback (``STARGATE_PURE_PYTHON=1``).
 PURE_PYTHON = os.environ.get("STARGATE_PURE_PYTHON", "").strip() not in ("", "0")
 
-apply_mask: Callable[[BytesLike, bytes], bytes]
+speedups: ModuleType | None
 try:
     if PURE_PYTHON:
         raise ImportError("STARGATE_PURE_PYTHON is set")
-    from ._speedups import apply_mask
+    from . import _speedups as speedups
 except ImportError:
-    apply_mask = _apply_mask_python
-    ACCELERATED = False
-else:
-    ACCELERATED = True
+    speedups = None
 
-__all__ = ["ACCELERATED", "PURE_PYTHON", "BytesLike", "apply_mask"]
+#: Whether the C accelerator is in use.
+ACCELERATED = speedups is not None
+
+apply_mask: Callable[[BytesLike, bytes], bytes] = (
+    speedups.apply_mask if speedups is not None else _apply_mask_python
+)
+
+__all__ = ["ACCELERATED", "PURE_PYTHON", "BytesLike", "apply_mask", "speedups"]
