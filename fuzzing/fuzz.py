@@ -3,9 +3,10 @@
     python -m fuzzing.fuzz connection fuzzing/corpus/connection -max_total_time=60
     python -m fuzzing.fuzz connection --replay [FILE_OR_DIR ...]
 
-Targets: connection, frames, hixie, masking (see :mod:`fuzzing.targets`).  Without paths,
-``--replay`` runs the target's seed corpus.  Under atheris, new inputs go to the first
-corpus directory given; a crash is written to ``crash-<sha1>`` in the current directory.
+Targets: connection, frames, hixie, masking, http, upgrade (see :mod:`fuzzing.targets`).
+Without paths, ``--replay`` runs the target's seed corpus.  Under atheris, new inputs go to
+the first corpus directory given; a crash is written to ``crash-<sha1>`` in the current
+directory.  The server targets take ``-dict=fuzzing/http.dict``.
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ Checked for every input (:func:`check_common`):
 - every response is well-formed HTTP/1.1, read by :mod:`fuzzing.wire` (status line, fields
   without CR/LF/NUL, consistent framing, nothing after ``Connection: close``);
 - requests are answered in order, each once; a request that was not keep-alive gets a
-  response that closes; a refused request gets a 4xx with its reason as the body;
+  response that closes; a refused request gets a 4xx (501 for a transfer coding other than
+  chunked) with its reason as the body;
 - a 101 is a correct handshake for what the client sent (:func:`check_switch`: accept key,
   hixie-76 answer, Location, Origin allowed, subprotocol and extensions offered);
 - the connection ends once the client falls silent (every phase has a deadline), then no
