@@ -1070,14 +1070,6 @@ async def test_client_that_never_reads_is_aborted_after_write_timeout(
     writer.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="channel: write_timeout runs from pause_writing to resume_writing, i.e. until "
-    "the transport drains below its low-water mark, not 'restarts whenever the client "
-    "reads' as ServerConfig.write_timeout says: a client reading steadily at 80 KiB/s is "
-    "aborted after write_timeout because the kernel's send queue absorbs its reads and "
-    "the transport's buffer does not move (fix the doc, or count kernel-queue progress)",
-)
 async def test_slow_but_steady_reader_is_not_cut_by_write_timeout(
     start_server: StartServer,
 ) -> None:
@@ -1179,13 +1171,6 @@ async def test_concurrent_large_uploads_are_spooled_not_held_in_memory(
     assert peak < 40 << 20, f"peak {peak / 2**20:.1f} MiB"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="channel: each queued pipelined request keeps its body in memory up to "
-    "body_spool_size, so one connection pipelining 16 bodies of 500 KiB behind a busy "
-    "request holds ~8.5 MiB (max_pipelined + 1 bodies), 10 such connections ~85 MiB: the "
-    "spool threshold is per body, not per connection",
-)
 async def test_pipelined_bodies_behind_a_busy_request_are_spooled_too(
     start_server: StartServer,
 ) -> None:

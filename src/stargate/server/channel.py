@@ -22,7 +22,9 @@ What a client can make it spend is bounded at every phase:
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
+import sys
 from collections import deque
 from typing import cast
 
@@ -43,8 +45,28 @@ from .wsgi import ClientGone
 
 logger = logging.getLogger("stargate.http")
 
+try:  # Linux: the unsent bytes of a socket's send queue (termios' TIOCOUTQ, same number)
+    import fcntl
+    import termios
+
+    _SIOCOUTQ: int | None = termios.TIOCOUTQ
+except (ImportError, AttributeError):  # pragma: no cover - not Linux
+    _SIOCOUTQ = None
+
 #: Bytes handed to the transport at a time while draining the output buffer.
 _WRITE_CHUNK = 256 * 1024
+
+
+def _kernel_unsent(transport: asyncio.Transport) -> int:
+    """The socket's send queue in bytes (Linux ``SIOCOUTQ``); 0 where it cannot be read."""
+    sock = transport.get_extra_info("socket")
+    if sock is None or _SIOCOUTQ is None:
+        return 0
+    try:
+        data = fcntl.ioctl(sock.fileno(), _SIOCOUTQ, b"\0\0\0\0")
+    except (OSError, ValueError):
+        return 0
+    return int.from_bytes(data, sys.byteorder, signed=True)
 
 
 class _Refuse(Exception):
@@ -101,6 +123,8 @@ class HttpChannel(asyncio.Protocol):
         self._eof = False  # the client half-closed: answer what it sent, then close
         self._timer: asyncio.TimerHandle | None = None
         self._write_timer: asyncio.TimerHandle | None = None
+        #: The transport's buffered bytes when the write timer was armed.
+        self._write_mark = 0
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -206,7 +230,7 @@ class HttpChannel(asyncio.Protocol):
     def pause_writing(self) -> None:
         self._write_paused = True
         if self._write_timer is None:
-            self._write_timer = self.loop.call_later(self.config.write_timeout, self._write_stalled)
+            self._arm_write_timer()
 
     def resume_writing(self) -> None:
         self._write_paused = False
@@ -280,7 +304,10 @@ class HttpChannel(asyncio.Protocol):
             if expect != "100-continue":
                 raise _Refuse(417, f"unsupported expectation {expect!r}")
             self._continue_owed = True
-        self._body = RequestBody(self.config.body_spool_size)
+        # The spool threshold is per connection: bodies of pipelined requests waiting
+        # behind a busy one already hold memory, and this one gets what is left.
+        held = sum(r.body_size for r in self._queue if isinstance(r.body, io.BytesIO))
+        self._body = RequestBody(max(0, self.config.body_spool_size - held))
         self._in_body = True
         if not parser.should_upgrade():
             self._arm_timer(self.config.body_timeout)
@@ -470,8 +497,26 @@ class HttpChannel(asyncio.Protocol):
         transport.close()
         self._arm_timer(self.config.linger_timeout)
 
+    def _unsent(self) -> int:
+        """Bytes on their way to the client: the transport's buffer and the kernel's send
+        queue.  The kernel's queue is where a slow reader's progress shows: the loop hands
+        the kernel more only once half of its (possibly megabytes large) buffer is free."""
+        transport = self.transport
+        if transport is None:
+            return 0
+        return transport.get_write_buffer_size() + _kernel_unsent(transport)
+
+    def _arm_write_timer(self) -> None:
+        """Watch what is on its way to the client for ``write_timeout``: if it shrank, the
+        client reads, however slowly, and the watch starts over."""
+        self._write_mark = self._unsent()
+        self._write_timer = self.loop.call_later(self.config.write_timeout, self._write_stalled)
+
     def _write_stalled(self) -> None:
         self._write_timer = None
+        if self._unsent() < self._write_mark:
+            self._arm_write_timer()  # progress: a slow but steady reader is not cut
+            return
         self._abort("the client took none of its output for write_timeout")
 
     def _abort(self, why: str) -> None:
