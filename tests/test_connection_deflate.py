@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import zlib
 
 import pytest
@@ -164,3 +165,27 @@ def test_hixie_refuses_extensions() -> None:
         Connection(Role.SERVER, ProtocolVersion.HIXIE_76, extensions=[PerMessageDeflate()])
     with pytest.raises(ValueError):
         Connection(Role.SERVER, extensions=[object()])
+
+
+def test_release_memory_between_messages_keeps_both_directions_working() -> None:
+    server, client = pair()
+    for i in range(6):
+        text = f"message {i}: " + "repeated text " * 20
+        client.send(text)
+        assert server.receive_data(client.data_to_send()) == [TextMessage(text)]
+        server.send(text)
+        assert client.receive_data(server.data_to_send()) == [TextMessage(text)]
+        server.release_memory()
+        client.release_memory()
+        assert server._deflate is not None and not server._deflate.allocated
+
+
+def test_release_memory_leaves_a_message_in_progress_alone() -> None:
+    server, client = pair()
+    text = random.Random(7).randbytes(5000).hex()  # compresses to several KiB
+    client.send(text)
+    wire = client.data_to_send()
+    assert server.receive_data(wire[:1000]) == []
+    server.release_memory()
+    assert server._deflate is not None and server._deflate.allocated
+    assert server.receive_data(wire[1000:]) == [TextMessage(text)]

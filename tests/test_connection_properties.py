@@ -11,15 +11,18 @@
 from __future__ import annotations
 
 import itertools
+import os
 import random
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
+from unittest import mock
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from stargate import connection as connection_module
 from stargate.connection import Connection, ConnectionState
 from stargate.events import (
     BinaryMessage,
@@ -31,13 +34,18 @@ from stargate.events import (
     ProtocolViolation,
     TextMessage,
 )
-from stargate.frames import encode_frame
+from stargate.frames import (
+    MessageBufferType,
+    _build_frame_python,
+    _MessageBufferPython,
+    _read_messages_python,
+    encode_frame,
+)
 from stargate.limits import Limits
+from stargate.masking import BytesLike
 from stargate.protocol import ProtocolVersion, Role
 
-SETTINGS = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SERVER, CLIENT = Role.SERVER, Role.CLIENT
 VIOLATION_CODES = {1002, 1007, 1009}
 EVENT_TYPES = (
@@ -125,7 +133,6 @@ class Draw(Protocol):
     """``draw`` of a composite strategy or of ``st.data()``."""
 
     def __call__(self, strategy: st.SearchStrategy[T], /) -> T: ...
-
 
 
 @dataclass(frozen=True)
@@ -410,6 +417,7 @@ def any_bytes(role: Role, version: ProtocolVersion) -> st.SearchStrategy[bytes]:
     soup = hixie_soup() if version.is_hixie else frame_soup(role)
     return st.one_of(st.binary(max_size=200), soup)
 
+
 CONFIGS = st.sampled_from(
     [
         (SERVER, ProtocolVersion.RFC6455),
@@ -478,3 +486,83 @@ def test_random_bytes_never_raise(
     eof = split.receive_eof()
     assert eof in ([], [ConnectionLost()])
     assert split.receive_data(data) == []
+
+
+# --- the C hot path changes nothing -----------------------------------------------------------
+# The same input through the connection with the C accelerator, with its Python twins, and with
+# no fast path at all (read_messages taking nothing: every frame through the general path)
+# gives the same events, the same replies and the same state.
+
+try:
+    from stargate import _speedups
+except ImportError:  # pragma: no cover - built wherever CI runs the tests
+    _speedups = None  # type: ignore[assignment]
+
+
+def _take_nothing(
+    buf: BytesLike, pos: int, events: list[Event], expect_mask: bool, max_length: int
+) -> int:
+    return pos
+
+
+Implementation = tuple[
+    Callable[[BytesLike, int, list[Event], bool, int], int],
+    Callable[[], MessageBufferType],
+    Callable[[int, BytesLike | str, bytes | None], bytes],
+]
+IMPLEMENTATIONS: dict[str, Implementation] = {
+    "python": (_read_messages_python, _MessageBufferPython, _build_frame_python),
+    "general": (_take_nothing, _MessageBufferPython, _build_frame_python),
+}
+if _speedups is not None or os.environ.get("CI", "") == "true":
+    IMPLEMENTATIONS["c"] = (
+        _speedups.read_messages,
+        _speedups.MessageBuffer,
+        _speedups.build_frame,
+    )
+
+
+def outcome(
+    impl: str, role: Role, limits: Limits, chunks: Sequence[bytes]
+) -> tuple[list[Event], list[tuple[int, bytes]], ConnectionState, int | None]:
+    read, buffer, build = IMPLEMENTATIONS[impl]
+    with (
+        mock.patch.object(connection_module, "read_messages", read),
+        mock.patch.object(connection_module, "MessageBuffer", buffer),
+        mock.patch.object(connection_module, "build_frame", build),
+    ):
+        conn = Connection(role, limits=limits)
+        events = feed_all(conn, chunks)
+        out = conn.data_to_send()
+        if conn.state is ConnectionState.OPEN:
+            conn.send(b"x" * 3)
+            conn.send("\u00e9t\u00e9")
+            out += conn.data_to_send()
+    return events, read_frames(out, masked=role is CLIENT), conn.state, conn.close_code
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from([SERVER, CLIENT]),
+    st.data(),
+    st.lists(st.integers(0, 400), max_size=6),
+    st.sampled_from([(64, 48), (48, 64), (1 << 20, 1 << 20)]),
+)
+def test_fast_paths_change_nothing(
+    role: Role, draw: st.DataObject, points: list[int], sizes: tuple[int, int]
+) -> None:
+    data = draw.draw(st.one_of(valid_streams(role).map(lambda s: s.data), frame_soup(role)))
+    limits = Limits(max_message_size=sizes[0], max_frame_size=sizes[1])
+    chunks = cut(data, points)
+    results = {impl: outcome(impl, role, limits, chunks) for impl in IMPLEMENTATIONS}
+    assert len({repr(result) for result in results.values()}) == 1, results
+
+
+def test_fast_paths_are_the_ones_in_use() -> None:
+    from stargate import frames, masking
+
+    expected = "c" if masking.speedups is not None else "python"
+    assert (frames.read_messages, frames.MessageBuffer, frames.build_frame) == IMPLEMENTATIONS[
+        expected
+    ]
+    assert (expected == "python") == masking.PURE_PYTHON

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import gc
+import os
 import struct
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from stargate.errors import InvalidPayload, MessageTooBig, ProtocolError
+from stargate.events import BinaryMessage, Event, TextMessage
 from stargate.frames import (
     FrameHeader,
+    _build_frame_python,
+    _build_header_python,
+    _MessageBufferPython,
+    _read_messages_python,
     encode_close_payload,
     encode_frame,
     parse_close_payload,
     parse_header,
 )
-from stargate.masking import apply_mask
+from stargate.masking import BytesLike, apply_mask
 
 H = bytes.fromhex
 MIB = 1024 * 1024
@@ -328,3 +337,266 @@ def test_parse_close_payload_errors(
 @pytest.mark.parametrize("code", [1000, 1001, 1011, 3000, 4999])
 def test_close_payload_round_trip(code: int) -> None:
     assert parse_close_payload(encode_close_payload(code, "r\u00e9ason")) == (code, "r\u00e9ason")
+
+
+# --- the C hot path against its Python twins (identical results) ------------------------------
+# The accelerator is imported directly, so these run under STARGATE_PURE_PYTHON=1 too (the
+# switch only chooses which implementation stargate uses).  Without a built accelerator they
+# skip locally; under CI, where it must be built, they fail instead.
+
+try:
+    from stargate import _speedups
+except ImportError:  # pragma: no cover - the extension is built wherever the tests run in CI
+    _speedups = None  # type: ignore[assignment]
+
+needs_c = pytest.mark.skipif(
+    _speedups is None and os.environ.get("CI", "") != "true",
+    reason="the C accelerator is not built",
+)
+DIFF = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def masked_frame(first: int, payload: bytes, key: bytes | None, form: str = "min") -> bytes:
+    """A frame with any byte 0 and a chosen length form ("min", "16" or "64")."""
+    n = len(payload)
+    mask_bit = 0x80 if key is not None else 0
+    if form == "min" and n < 126:
+        head = bytes((first, mask_bit | n))
+    elif form in ("min", "16") and n < 65536:
+        head = bytes((first, mask_bit | 126)) + struct.pack("!H", n)
+    else:
+        head = bytes((first, mask_bit | 127)) + struct.pack("!Q", n)
+    if key is None:
+        return head + payload
+    return head + key + apply_mask(payload, key)
+
+
+@st.composite
+def frame_streams(draw: st.DrawFn) -> bytes:
+    """Mostly whole text and binary frames (valid UTF-8 or not), among frames that
+    read_messages must leave alone: other opcodes, FIN clear, RSV bits, the other mask bit,
+    64-bit lengths with the top bit set, raw bytes, and a cut at the end."""
+    out = bytearray()
+    for _ in range(draw(st.integers(0, 6))):
+        if draw(st.integers(0, 6)) == 0:
+            out += draw(st.binary(max_size=12))
+            continue
+        first = draw(st.sampled_from([0x81, 0x82, 0x81, 0x82, 0x01, 0x80, 0x88, 0x89, 0xC1]))
+        if draw(st.integers(0, 9)) == 0:
+            first = draw(st.integers(0, 255))
+        payload = draw(
+            st.one_of(
+                st.binary(max_size=300),
+                st.text(max_size=100).map(lambda t: t.encode("utf-8", "surrogatepass")),
+                st.sampled_from([b"\xed\xa0\x80", b"\xc3", b"caf\xc3\xa9", b"\xf4\x90\x80\x80"]),
+            )
+        )
+        key = draw(st.one_of(st.none(), st.binary(min_size=4, max_size=4)))
+        form = draw(st.sampled_from(["min", "min", "16", "64"]))
+        out += masked_frame(first, payload, key, form)
+    if draw(st.booleans()):
+        out += H("827f8000000000000000")  # 64-bit length with the top bit set
+    cut = draw(st.integers(0, len(out)))
+    return bytes(out[:cut]) if draw(st.booleans()) else bytes(out)
+
+
+@needs_c
+@DIFF
+@given(
+    frame_streams(),
+    st.booleans(),
+    st.sampled_from([0, 1, 125, 126, 300, 65535, 1 << 20, 2**63]),
+    st.integers(0, 40),
+    st.sampled_from([bytes, bytearray, memoryview]),
+)
+def test_read_messages_c_matches_python(
+    data: bytes, expect_mask: bool, max_length: int, pos: int, kind: type[BytesLike]
+) -> None:
+    pos = min(pos, len(data))
+    buf: BytesLike = kind(data)
+    c_events: list[Event] = []
+    py_events: list[Event] = []
+    c_pos = _speedups.read_messages(buf, pos, c_events, expect_mask, max_length)
+    py_pos = _read_messages_python(buf, pos, py_events, expect_mask, max_length)
+    assert (c_pos, c_events) == (py_pos, py_events)
+    assert [type(e) for e in c_events] == [type(e) for e in py_events]
+    for event in c_events:
+        assert isinstance(event, TextMessage | BinaryMessage)
+        assert type(event.data) is (str if isinstance(event, TextMessage) else bytes)
+
+
+@needs_c
+def test_read_messages_takes_exactly_whole_single_frame_messages() -> None:
+    for read in (_speedups.read_messages, _read_messages_python):
+        events: list[Event] = []
+        hello = masked_frame(0x81, b"Hello", KEY)
+        data = hello + masked_frame(0x82, b"\x00\xff", KEY) + masked_frame(0x89, b"", KEY)
+        assert read(data, 0, events, True, 1 << 20) == len(data) - 6  # stops at the ping
+        assert events == [TextMessage("Hello"), BinaryMessage(b"\x00\xff")]
+        # Left alone: a fragment, an unmasked frame where masks are expected, a frame over
+        # max_length, invalid UTF-8, an incomplete frame.
+        for frame, limit in [
+            (masked_frame(0x01, b"Hel", KEY), 99),
+            (masked_frame(0x81, b"Hello", None), 99),
+            (masked_frame(0x82, b"x" * 126, KEY), 125),
+            (masked_frame(0x81, b"\xed\xa0\x80", KEY), 99),
+            (hello[:-1], 99),
+        ]:
+            events = []
+            assert read(frame, 0, events, True, limit) == 0
+            assert events == []
+
+
+@needs_c
+def test_read_messages_refuses_bad_arguments_alike() -> None:
+    for read in (_speedups.read_messages, _read_messages_python):
+        with pytest.raises(ValueError):
+            read(b"", 1, [], True, 10)
+        with pytest.raises(ValueError):
+            read(b"", -1, [], True, 10)
+        with pytest.raises(ValueError):
+            read(b"", 0, [], True, -1)
+        with pytest.raises(TypeError):
+            read("text", 0, [], True, 10)  # type: ignore[arg-type]
+
+
+@needs_c
+def test_message_events_made_directly_equal_constructed_ones() -> None:
+    # The C side makes events without running their dataclass __init__ (a third of a small
+    # message's cost); they must be indistinguishable from constructed ones.
+    assert _speedups.DIRECT_EVENTS
+    events: list[Event] = []
+    data = masked_frame(0x82, b"abc", KEY) + masked_frame(0x81, b"\xc3\xa9", KEY)
+    _speedups.read_messages(data, 0, events, True, 100)
+    assert events == [BinaryMessage(b"abc"), TextMessage("\u00e9")]
+    assert [type(e) for e in events] == [BinaryMessage, TextMessage]
+    assert repr(events[0]) == "BinaryMessage(data=b'abc')"
+    assert gc.is_tracked(events[0])
+    first = events[0]
+    assert isinstance(first, BinaryMessage)
+    first.data = b"changed"  # a plain slot, as with a constructed event
+    assert first == BinaryMessage(b"changed")
+
+
+PAYLOADS = st.one_of(
+    st.binary(max_size=300),
+    st.text(max_size=80),
+    st.sampled_from([b"x" * 125, b"x" * 126, b"x" * 65535, b"x" * 65536, "\u00e9" * 70000]),
+)
+
+
+@needs_c
+@DIFF
+@given(
+    st.integers(0, 255),
+    PAYLOADS,
+    st.one_of(st.none(), st.binary(min_size=4, max_size=4)),
+    st.sampled_from([bytes, bytearray, memoryview]),
+)
+def test_build_frame_c_matches_python(
+    first: int, payload: bytes | str, key: bytes | None, kind: type[BytesLike]
+) -> None:
+    data: BytesLike | str = payload if isinstance(payload, str) else kind(payload)
+    frame = _speedups.build_frame(first, data, key)
+    assert type(frame) is bytes
+    assert frame == _build_frame_python(first, data, key)
+    raw = payload.encode() if isinstance(payload, str) else payload
+    header = _speedups.build_header(first, len(raw), key)
+    assert header == _build_header_python(first, len(raw), key)
+    assert frame == header + (raw if key is None else apply_mask(raw, key))
+    if first & 0x0F in (1, 2):  # a data frame: parse_header reads the header back
+        parsed = parse_header(frame, 0, expect_mask=key is not None, max_frame_size=2**63)
+        assert parsed is not None
+        assert (parsed.first, parsed.length, parsed.masking_key) == (first, len(raw), key)
+
+
+@needs_c
+@pytest.mark.parametrize("build", ["c", "python"])
+def test_build_frame_refuses_bad_arguments_alike(build: str) -> None:
+    frame_fn = _speedups.build_frame if build == "c" else _build_frame_python
+    header_fn = _speedups.build_header if build == "c" else _build_header_python
+    for bad_key in (b"", b"abc", b"abcde"):
+        with pytest.raises(ValueError, match="mask must be 4 bytes"):
+            frame_fn(0x82, b"x", bad_key)
+        with pytest.raises(ValueError, match="mask must be 4 bytes"):
+            header_fn(0x82, 1, bad_key)
+    for bad_first in (-1, 256):
+        with pytest.raises(ValueError, match="first byte must be 0-255"):
+            frame_fn(bad_first, b"x", None)
+        with pytest.raises(ValueError, match="first byte must be 0-255"):
+            header_fn(bad_first, 1, None)
+    with pytest.raises(ValueError):
+        header_fn(0x82, -1, None)
+    with pytest.raises(TypeError):
+        frame_fn(0x82, 12, None)  # type: ignore[arg-type]
+    with pytest.raises(UnicodeEncodeError):
+        frame_fn(0x81, "\ud800", None)  # a lone surrogate has no UTF-8
+
+
+@needs_c
+@DIFF
+@given(
+    st.lists(
+        st.tuples(
+            st.binary(max_size=200),
+            st.integers(0, 200),
+            st.integers(0, 200),
+            st.one_of(st.none(), st.binary(min_size=4, max_size=4)),
+            st.integers(0, 7),
+            st.sampled_from([0, 10, 5000, 1 << 20]),
+        ),
+        max_size=12,
+    ),
+    st.sampled_from([bytes, bytearray, memoryview]),
+)
+def test_message_buffer_c_matches_python(
+    adds: list[tuple[bytes, int, int, bytes | None, int, int]], kind: type[BytesLike]
+) -> None:
+    c_buffer = _speedups.MessageBuffer()
+    py_buffer = _MessageBufferPython()
+    expected = bytearray()
+    for source, a, b, key, offset, limit in adds:
+        start, stop = sorted((min(a, len(source)), min(b, len(source))))
+        c_buffer.add(kind(source), start, stop, key, offset, limit)
+        py_buffer.add(kind(source), start, stop, key, offset, limit)
+        piece = source[start:stop]
+        if key is not None:
+            rot = offset & 3
+            piece = bytes(x ^ (key[rot:] + key[:rot])[i % 4] for i, x in enumerate(piece))
+        expected += piece
+        assert len(c_buffer) == len(py_buffer) == len(expected)
+    c_data = c_buffer.take()
+    assert type(c_data) is bytes
+    assert c_data == py_buffer.take() == expected
+    assert len(c_buffer) == len(py_buffer) == 0
+    assert c_buffer.take() == py_buffer.take() == b""
+
+
+@needs_c
+@pytest.mark.parametrize("impl", ["c", "python"])
+def test_message_buffer_of_a_large_message_in_reads(impl: str) -> None:
+    # 1 MiB + 3 masked bytes arriving in 64 KiB reads, the key phase moving on each time.
+    buffer = _speedups.MessageBuffer() if impl == "c" else _MessageBufferPython()
+    payload = bytes(range(256)) * 4096 + b"end"
+    masked = apply_mask(payload, KEY)
+    for start in range(0, len(masked), 65536):
+        stop = min(start + 65536, len(masked))
+        read = b"head" + masked[start:stop]
+        buffer.add(read, 4, 4 + stop - start, KEY, start, len(payload))
+    assert buffer.take() == payload
+
+
+@needs_c
+@pytest.mark.parametrize("impl", ["c", "python"])
+def test_message_buffer_refuses_bad_arguments_alike(impl: str) -> None:
+    buffer = _speedups.MessageBuffer() if impl == "c" else _MessageBufferPython()
+    for args in [
+        (b"abc", 2, 1, None, 0, 9),  # start after stop
+        (b"abc", 0, 4, None, 0, 9),  # beyond the source
+        (b"abc", -1, 2, None, 0, 9),
+        (b"abc", 0, 2, b"xyz", 0, 9),  # a 3-byte key
+        (b"abc", 0, 2, None, -1, 9),
+    ]:
+        with pytest.raises(ValueError):
+            buffer.add(*args)
+    assert len(buffer) == 0

@@ -604,6 +604,19 @@ class Connection:
         out.clear()
         return data
 
+    def release_memory(self) -> None:
+        """Free what an idle connection need not hold: the permessage-deflate zlib state
+        (tens of KiB) and empty buffers.  Call it when the connection has been idle for a
+        while, e.g. from the keepalive timer; the next message allocates what it needs again.
+        Does nothing to a message being received."""
+        if self._msg_opcode or self._frame is not None:
+            return
+        if self._deflate is not None:
+            self._deflate.release()
+        self._message = None
+        if not self._out:
+            self._out = None
+
     @property
     def close_sent(self) -> bool:
         return self._close_sent

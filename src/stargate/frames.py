@@ -156,6 +156,8 @@ def _read_messages_python(
     which would turn each taken frame into the same one event: so this is an optimisation
     only, never a second parser with rules of its own.
     """
+    if not isinstance(buf, _BUFFERS):
+        buf = memoryview(buf)  # any other buffer, as the C version takes it; TypeError if none
     if pos < 0 or max_length < 0:
         raise ValueError("pos and max_length must not be negative")
     end = len(buf)

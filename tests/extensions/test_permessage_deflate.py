@@ -228,3 +228,75 @@ def test_shared_key_only_without_context_takeover() -> None:
 def test_invalid_settings(kwargs: dict[str, int]) -> None:
     with pytest.raises(ValueError):
         PerMessageDeflateOffer(**kwargs)  # type: ignore[arg-type]
+
+
+# -- zlib state only while needed (issue 13: idle memory) --------------------------------------
+
+
+def _peer_messages(count: int) -> list[bytes]:
+    # Each message repeats most of the previous one: with context takeover the peer's
+    # compressor refers back across messages.
+    return [
+        b"message %d: " % i + b"the same long tail of text, again and again " * 4
+        for i in range(count)
+    ]
+
+
+def test_no_zlib_state_until_a_message_needs_it() -> None:
+    session = PerMessageDeflate(inflate_window_bits=12, deflate_window_bits=12, mem_level=5)
+    assert not session.allocated
+    session.deflate(b"Hello")
+    assert session._deflater is not None and session._inflater is None
+    session.inflate(bytes.fromhex("f248cdc9c90700"), True, 100)
+    assert session.allocated
+
+
+def test_without_context_takeover_nothing_is_kept_between_messages() -> None:
+    session = PerMessageDeflate(inflate_no_context_takeover=True, deflate_no_context_takeover=True)
+    for _ in range(3):
+        assert session.inflate(session.deflate(b"Hello"), True, 100) == b"Hello"
+        assert not session.allocated
+
+
+def test_release_with_the_peer_taking_context_over() -> None:
+    # The peer (zlib itself, one compressor for the whole stream) refers back into earlier
+    # messages; we release between every two messages and still decode each one.
+    peer = zlib.compressobj(6, zlib.DEFLATED, -12)
+    session = PerMessageDeflate(inflate_window_bits=12)
+    for i, message in enumerate(_peer_messages(8)):
+        wire = peer.compress(message) + peer.flush(zlib.Z_SYNC_FLUSH)
+        assert wire.endswith(b"\x00\x00\xff\xff")
+        if i % 2:
+            session.release()
+            assert not session.allocated
+        assert session.inflate(wire[:-4], True, 10_000) == message
+    assert len(session._inflate_window) <= 1 << 12
+
+
+def test_release_of_our_compressor_keeps_the_stream_valid() -> None:
+    # The peer decompresses our messages with one decompressor (it keeps the context); a
+    # compressor started afresh after release() is still a valid continuation.
+    session = PerMessageDeflate()
+    peer = zlib.decompressobj(-15)
+    sizes = []
+    for i, message in enumerate(_peer_messages(6)):
+        if i == 3:
+            session.release()
+        wire = session.deflate(message)
+        sizes.append(len(wire))
+        assert peer.decompress(wire + b"\x00\x00\xff\xff") == message
+    assert sizes[2] < sizes[0] and sizes[4] < sizes[3]  # context used, lost once, used again
+
+
+def test_idle_session_memory() -> None:
+    # What a negotiated but idle session holds: no zlib state at all (issue 13 asks for an
+    # idle deflate connection <= 14 KiB; an allocated compressor alone is ~33 KiB here).
+    offer = PerMessageDeflateOffer()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        sessions = [offer.accept([("client_max_window_bits", None)]) for _ in range(200)]
+        per_session = (tracemalloc.get_traced_memory()[0] - before) / len(sessions)
+    finally:
+        tracemalloc.stop()
+    assert per_session < 1024, per_session

@@ -6,6 +6,15 @@ compressor about 32 KiB (zlib: ``2**(wbits+2) + 2**(mem_level+9)``), and browser
 ``client_max_window_bits`` are asked for 12 too, so the decompressor keeps a 4 KiB window
 plus about 7 KiB of state.  Decompression never produces more than the message size limit:
 a deflate bomb fails with 1009 after at most that many bytes.
+
+zlib state exists only while it is needed: the compressor and decompressor are made for
+the first message that needs them (an idle connection with the extension negotiated holds
+neither: measured in tests/extensions/test_permessage_deflate.py, a few hundred bytes), are
+dropped after each message in a direction without context takeover, and
+:meth:`PerMessageDeflate.release` drops them between messages otherwise (an I/O layer calls
+it on an idle connection): our compressor may start afresh at any message (section 7.2.1
+lets a sender use less context than agreed), and the decompressor is rebuilt from the last
+window of what the peer sent (``zdict``), which is all its compressor can refer back to.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ class PerMessageDeflate:
         "_deflater",
         "_inflate_bits",
         "_inflate_nct",
+        "_inflate_window",
         "_inflater",
         "deflate_bits",
         "level",
@@ -73,11 +83,32 @@ class PerMessageDeflate:
         #: Messages shorter than this are sent uncompressed (RSV1 clear), which section 6
         #: allows per message: compressing a few bytes costs more than it saves.
         self.min_size = min_size
-        self._inflater = zlib.decompressobj(-self._inflate_bits)
-        self._deflater = self._new_deflater()
+        # Made when first needed (see the module docstring).  With context takeover from
+        # the peer, _inflate_window keeps the last 2**bits bytes it sent once the
+        # decompressor is released, to rebuild it.
+        self._inflater: zlib._Decompress | None = None
+        self._deflater: zlib._Compress | None = None
+        self._inflate_window = b""
 
     def _new_deflater(self) -> zlib._Compress:
         return zlib.compressobj(self.level, zlib.DEFLATED, -self.deflate_bits, self.mem_level)
+
+    def _new_inflater(self) -> zlib._Decompress:
+        if self._inflate_window:
+            return zlib.decompressobj(-self._inflate_bits, zdict=self._inflate_window)
+        return zlib.decompressobj(-self._inflate_bits)
+
+    def release(self) -> None:
+        """Free the zlib state between messages (never while a compressed message is being
+        received); the next message that needs it makes it again.  Keeps at most the
+        peer's last window (``2**inflate_window_bits`` bytes) when it takes context over."""
+        self._deflater = None
+        self._inflater = None
+
+    @property
+    def allocated(self) -> bool:
+        """Whether any zlib state is held now."""
+        return self._deflater is not None or self._inflater is not None
 
     @property
     def shared_key(self) -> str | None:
@@ -94,6 +125,8 @@ class PerMessageDeflate:
         how many more bytes the message may grow by.  Output beyond it is never produced.
         """
         inflater = self._inflater
+        if inflater is None:
+            inflater = self._inflater = self._new_inflater()
         if last:
             data += _TAIL
         try:
@@ -102,17 +135,30 @@ class PerMessageDeflate:
             raise InvalidPayload(f"invalid compressed data: {exc}") from exc
         if len(out) > limit:
             raise MessageTooBig("decompressed message exceeds max_message_size")
-        if last and (self._inflate_nct or inflater.eof):
-            # No context to keep, or the peer ended its stream with BFINAL (7.2.3.4).
-            self._inflater = zlib.decompressobj(-self._inflate_bits)
+        if self._inflate_nct:
+            if last:
+                self._inflater = None  # a fresh one per message: nothing to keep between
+        elif last and inflater.eof:
+            # The peer ended its stream with BFINAL (7.2.3.4): the next message starts a
+            # new stream, with no history to refer to.
+            self._inflater = None
+            self._inflate_window = b""
+        elif out:
+            window = 1 << self._inflate_bits
+            if len(out) >= window:
+                self._inflate_window = out[-window:]
+            else:
+                self._inflate_window = self._inflate_window[len(out) - window :] + out
         return out
 
     def deflate(self, data: bytes) -> bytes:
         """Compress one whole message (section 7.2.1)."""
         deflater = self._deflater
+        if deflater is None:
+            deflater = self._new_deflater()
+            if not self._deflate_nct:
+                self._deflater = deflater
         out = deflater.compress(data) + deflater.flush(zlib.Z_SYNC_FLUSH)
-        if self._deflate_nct:
-            self._deflater = self._new_deflater()
         return out[:-4] if out.endswith(_TAIL) else out
 
 
@@ -159,9 +205,7 @@ class PerMessageDeflateOffer:
     def __post_init__(self) -> None:
         if not 9 <= self.server_max_window_bits <= 15:
             raise ValueError("server_max_window_bits must be 9-15 (zlib cannot do 8)")
-        if self.client_max_window_bits is not None and not (
-            8 <= self.client_max_window_bits <= 15
-        ):
+        if self.client_max_window_bits is not None and not (8 <= self.client_max_window_bits <= 15):
             raise ValueError("client_max_window_bits must be 8-15")
         if not 1 <= self.mem_level <= 9:
             raise ValueError("mem_level must be 1-9")
