@@ -41,7 +41,9 @@ class Hang(AssertionError):
 class FuzzLoop(asyncio.SelectorEventLoop):
     """An event loop with a virtual clock, stepped by hand.
 
-    Time stands still until :meth:`jump`; work handed to an executor is tracked so that
+    Time stands still until :meth:`jump`; a method that is not thread-safe raises when a
+    worker thread calls it (asyncio checks that only in debug mode, and only while the loop
+    runs, which here is seldom); work handed to an executor is tracked so that
     :meth:`settle` returns only once every worker thread has answered and the loop has
     nothing left to run.  While :attr:`gate` is closed, work handed to an executor waits
     before it starts (an app that is slow to answer, deterministically: it answers when the
@@ -51,6 +53,7 @@ class FuzzLoop(asyncio.SelectorEventLoop):
     def __init__(self) -> None:
         super().__init__()
         self.now = 1_000_000.0
+        self._owner = threading.get_ident()
         self.gate = threading.Event()
         self.gate.set()
         self.in_flight: set[asyncio.Future[Any]] = set()
@@ -59,6 +62,21 @@ class FuzzLoop(asyncio.SelectorEventLoop):
 
     def time(self) -> float:
         return self.now
+
+    def _check_owner(self) -> None:
+        # asyncio's own check (debug mode) only runs while the loop runs; this one always.
+        if threading.get_ident() != self._owner:
+            raise RuntimeError("a loop method that is not thread-safe, called from a thread")
+
+    def call_soon(self, callback: Any, *args: Any, context: Any = None) -> asyncio.Handle:  # type: ignore[override]
+        self._check_owner()
+        return super().call_soon(callback, *args, context=context)
+
+    def call_at(  # type: ignore[override]
+        self, when: float, callback: Any, *args: Any, context: Any = None
+    ) -> asyncio.TimerHandle:
+        self._check_owner()
+        return super().call_at(when, callback, *args, context=context)
 
     def _record_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         self.errors.append(context)
