@@ -1509,6 +1509,21 @@ async def test_absolute_form_authority_is_the_host_of_the_origin_check(
     assert response.status == 101
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="channel: a request-target longer than max_header_size gets 431 (Request Header "
+    "Fields Too Large); RFC 9112 section 3 says a server MUST answer 414 (URI Too Long)",
+)
+async def test_too_long_target_gets_414(start_server: StartServer) -> None:
+    server = await start_server(validated(environ_app), max_header_size=4096)
+    response, reader, writer = await request(
+        server.port, b"GET /%s HTTP/1.1\r\nHost: x\r\n\r\n" % (b"a" * 8000)
+    )
+    assert response.status == 414
+    assert await at_eof(reader)
+    writer.close()
+
+
 async def test_max_headers(start_server: StartServer) -> None:
     """Issue 10: 2,700 header fields were accepted.  ``max_headers`` (100 by default, as
     gunicorn) fields are served; one more is a 431."""
