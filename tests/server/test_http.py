@@ -1511,6 +1511,30 @@ async def test_absolute_form_authority_is_the_host_of_the_origin_check(
 
 @pytest.mark.xfail(
     strict=True,
+    reason="channel: chunk extensions (and a chunk size's leading zeros) are not counted "
+    "against any limit, so a chunked body can go on for ever without a byte of it counting "
+    "against max_body_size; RFC 9112 section 7.1.1: a server ought to limit them and "
+    "answer 4xx past the limit (Node.js: 16 KiB)",
+)
+@pytest.mark.parametrize(
+    "chunk_line", [b"3;ext=" + b"e" * 65536, b"0" * 65536 + b"3"], ids=["extension", "zeros"]
+)
+async def test_endless_chunk_line_is_refused(start_server: StartServer, chunk_line: bytes) -> None:
+    server = await start_server(validated(environ_app))
+    reader, writer = await open_tcp(server.port)
+    writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+    with contextlib.suppress(ConnectionError):
+        for start in range(0, len(chunk_line), 4096):
+            writer.write(chunk_line[start : start + 4096])
+            await writer.drain()
+        writer.write(b"\r\nabc\r\n0\r\n\r\n")
+    response = await read_response(reader)
+    assert 400 <= response.status < 500
+    writer.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
     reason="channel: a request-target longer than max_header_size gets 431 (Request Header "
     "Fields Too Large); RFC 9112 section 3 says a server MUST answer 414 (URI Too Long)",
 )
