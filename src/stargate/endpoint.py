@@ -371,6 +371,16 @@ class WebSocketBase(Generic[OptionsT]):
         #: messages that came before it (see ``_hold_close``); ``_write`` accepts data then.
         self._held: bytes | None = None
         self._held_timer: asyncio.TimerHandle | None = None
+        #: Traffic so far, for access logs and metrics: whole messages and bytes on the
+        #: wire (frames, control frames and handshake-free), each way.
+        self.messages_in = 0
+        self.messages_out = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        #: Who started the closing handshake: ``"peer"``, ``"local"`` (us: the
+        #: application, a protocol error, a timeout, the slow-consumer policy), or ``None``
+        #: while open and when the connection dropped without one.
+        self.closed_by: str | None = None
 
     # Provided by the subclasses (the hot path and what differs between the roles).
 
@@ -449,6 +459,7 @@ class WebSocketBase(Generic[OptionsT]):
         started or the connection is closed.
         """
         self._write(self._conn.encode_message(message))
+        self.messages_out += 1
         if self._write_blocked:
             waiter: asyncio.Future[None] = self._loop.create_future()
             self._drain_waiters.append(waiter)
@@ -464,6 +475,7 @@ class WebSocketBase(Generic[OptionsT]):
         except BaseException as exc:
             done.set_exception(exc)
             return
+        self.messages_out += 1
         if self._write_blocked:
             self._drain_waiters.append(done)
         else:
@@ -641,6 +653,7 @@ class WebSocketBase(Generic[OptionsT]):
         if held is None or self._closed.done():
             return
         if held and self._transport is not None:
+            self.bytes_out += len(held)
             self._transport.write(held)
         self._close_written()
 

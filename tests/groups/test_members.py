@@ -27,7 +27,7 @@ class Conn:
         data = message.encode() if isinstance(message, str) else message
         return self.frame_family.encode() + b":" + data
 
-    def send_encoded(self, frame: bytes) -> None:
+    def send_encoded(self, frame: bytes, messages: int = 1) -> None:
         if self.closed:
             raise ConnectionError("closing")
         self.got.append(frame)

@@ -79,9 +79,17 @@ async def test_an_upgrade_and_refusals(
     async with connect(f"{base}/chat", subprotocols=["chat.v1"], open_timeout=TIMEOUT) as ws:  # type: ignore[list-item]
         await ws.send("hi")
         assert await asyncio.wait_for(ws.recv(), TIMEOUT) == "hi"
-    await eventually(lambda: any(" open " in line for line in lines(caplog)))
+    await eventually(lambda: any(" close " in line for line in lines(caplog)))
     opened = next(line for line in lines(caplog) if " open " in line)
     assert '"GET /chat WS" open subprotocol=chat.v1 extensions=permessage-deflate' in opened
+    closed = next(line for line in lines(caplog) if " close " in line)
+    # One message each way; bytes on the wire (compressed frames, the close frames).
+    match = re.search(
+        r'"GET /chat WS" close 1000 "" by=client \d+\.\d{3}s in=1/(\d+) out=1/(\d+)$', closed
+    )
+    assert match is not None, closed
+    assert int(match.group(1)) >= 2 + 4 + 2 + 6  # "hi" framed and masked, and the close
+    assert int(match.group(2)) >= 2 + 2 + 2  # "hi" framed, and the close echo
     # Refused by the application, and by the Origin check: each says why.
     with pytest.raises(websockets.exceptions.InvalidStatus):
         async with connect(f"{base}/forbidden", open_timeout=TIMEOUT):

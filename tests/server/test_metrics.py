@@ -72,6 +72,10 @@ async def test_metrics_after_traffic(start_server: StartServer) -> None:
         async with connect(base, origin=Origin("https://evil.example"), open_timeout=TIMEOUT):
             pass
     seen = samples((await get(server.port, "/-/metrics")).body.decode())
+    assert seen[("stargate_websocket_closes_total", (("code", "1000"),))] == 1
+    assert seen[("stargate_websocket_messages_out_total", ())] == 1  # "hello"
+    assert seen[("stargate_websocket_messages_in_total", ())] == 0
+    assert seen[("stargate_websocket_bytes_in_total", ())] > 0  # the close frame
     assert seen[("stargate_http_responses_total", (("code", "200"),))] >= 2
     assert seen[("stargate_handshakes_total", (("outcome", "accepted"),))] == 1
     assert seen[("stargate_handshakes_total", (("outcome", "403"),))] == 1

@@ -127,6 +127,7 @@ class ClientWebSocket(WebSocketBase[ClientOptions]):
     def send_nowait(self, message: Message | BytesLike) -> None:
         """Send without waiting for the server to read (the transport buffers it)."""
         self._write(self._conn.encode_message(message))
+        self.messages_out += 1
 
     def _write(self, data: bytes) -> None:
         if self._closed.done() or (
@@ -135,6 +136,7 @@ class ClientWebSocket(WebSocketBase[ClientOptions]):
             raise self._closed_error()
         transport = self._transport
         assert transport is not None
+        self.bytes_out += len(data)
         transport.write(data)
 
     async def __aenter__(self) -> ClientWebSocket:
@@ -153,6 +155,7 @@ class ClientWebSocket(WebSocketBase[ClientOptions]):
     def _data_received(self, data: bytes) -> None:
         conn = self._conn
         was_open = conn.state is ConnectionState.OPEN
+        self.bytes_in += len(data)
         events = conn.receive_data(data)
         ended = was_open and conn.state is not ConnectionState.OPEN
         if ended:
@@ -161,18 +164,24 @@ class ClientWebSocket(WebSocketBase[ClientOptions]):
         for event in events:
             kind = type(event)
             if kind is TextMessage or kind is BinaryMessage:
+                self.messages_in += 1
                 put(event.data)  # type: ignore[union-attr]
             elif kind is Pong:
                 self._on_pong(event.payload)  # type: ignore[union-attr]
             elif kind is ProtocolViolation:
                 logger.info("%r: protocol error %s", self, event)
+                if self.closed_by is None:
+                    self.closed_by = "local"
             elif kind is CloseReceived:
                 logger.debug("%r: close frame received %s", self, event)
+                if self.closed_by is None:
+                    self.closed_by = "peer"
         out = conn.data_to_send()
         if ended and self._inbox and self._hold_close(out):
             return  # the application reads (and may answer) what came before the close
         if out:
             assert self._transport is not None
+            self.bytes_out += len(out)
             self._transport.write(out)
         if conn.state is ConnectionState.CLOSED and self._close_timer is None:
             # RFC 6455 section 7.1.1: the server closes TCP first; bound the wait.
@@ -205,9 +214,12 @@ class ClientWebSocket(WebSocketBase[ClientOptions]):
             return
         conn = self._conn
         if not conn.close_sent:
+            if self.closed_by is None:
+                self.closed_by = "local"
             conn.send_close(code, reason)
             out = conn.data_to_send()
             if out and self._transport is not None:
+                self.bytes_out += len(out)
                 self._transport.write(out)
             if conn.state is ConnectionState.CLOSED and self._transport is not None:
                 # hixie-75 has no closing handshake: we close TCP ourselves.

@@ -63,7 +63,7 @@ class GroupState:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.members: dict[int, WebSocket] = {}
         #: Members by frame family: every member of one family shares one encoded frame.
-        self.families: dict[str, dict[int, Callable[[bytes], None]]] = {}
+        self.families: dict[str, dict[int, Callable[[bytes, int], None]]] = {}
         #: Adds scheduled on the loop but not yet done (the state must outlive them).
         self.pending = 0
         self.on_close = on_close
@@ -111,7 +111,7 @@ class GroupState:
                 frame = first.encode_shared(message)
             except TypeError:
                 continue  # binary to hixie connections: they cannot carry it
-            _send_each(self, sends, frame)
+            _send_each(self, sends, frame, 1)
 
     def deliver_batch(self, messages: list[Message]) -> None:
         """On the group's loop: several messages in one write per member, in order."""
@@ -130,13 +130,15 @@ class GroupState:
                 except TypeError:
                     continue  # binary to hixie connections: they cannot carry it
             if frames:
-                _send_each(self, sends, b"".join(frames))
+                _send_each(self, sends, b"".join(frames), len(frames))
 
 
-def _send_each(state: GroupState, sends: dict[int, Callable[[bytes], None]], data: bytes) -> None:
+def _send_each(
+    state: GroupState, sends: dict[int, Callable[[bytes, int], None]], data: bytes, messages: int
+) -> None:
     for send in tuple(sends.values()):
         try:
-            send(data)
+            send(data, messages)
         except Exception:  # a closing member: it leaves by its close callback
             logger.debug("a send to a member of %r skipped", state.name)
 

@@ -107,7 +107,32 @@ class ServerState:
         """``channel``'s transport now belongs to ``ws``; it counts as a WebSocket."""
         self.channels.discard(channel)
         self.websockets.add(ws)
-        ws.add_close_callback(self.websockets.discard)
+        ws.add_close_callback(self._websocket_closed)
+
+    def _websocket_closed(self, ws: WebSocket) -> None:
+        """``ws`` is closed: count it, log its close line, fold its traffic into the totals."""
+        self.websockets.discard(ws)
+        metrics = self.metrics
+        code = ws.close_code if ws.close_code is not None else 1006
+        metrics.websocket_closes[code] += 1
+        metrics.messages_in += ws.messages_in
+        metrics.messages_out += ws.messages_out
+        metrics.bytes_in += ws.bytes_in
+        metrics.bytes_out += ws.bytes_out
+        if ws.slow_consumer:
+            metrics.slow_consumer_closes += 1
+        if self.access.enabled:
+            by = {"peer": "client", "local": "server"}.get(ws.closed_by or "", "nobody")
+            assert self.loop is not None
+            self.access.websocket_close(
+                ws.remote_address,
+                ws.request.target,
+                code,
+                ws.close_reason,
+                by,
+                self.loop.time() - ws.opened_at,
+                (ws.messages_in, ws.bytes_in, ws.messages_out, ws.bytes_out),
+            )
 
     @property
     def ready(self) -> bool:
@@ -155,7 +180,13 @@ class ServerState:
     def traffic(self) -> tuple[int, int, int, int]:
         """Messages and bytes in, messages and bytes out, of every WebSocket so far."""
         metrics = self.metrics
-        return (metrics.messages_in, metrics.bytes_in, metrics.messages_out, metrics.bytes_out)
+        totals = [metrics.messages_in, metrics.bytes_in, metrics.messages_out, metrics.bytes_out]
+        for ws in self.websockets:  # and what the open ones did so far
+            totals[0] += ws.messages_in
+            totals[1] += ws.bytes_in
+            totals[2] += ws.messages_out
+            totals[3] += ws.bytes_out
+        return totals[0], totals[1], totals[2], totals[3]
 
     def track_handler(self, future: asyncio.Future[Any]) -> None:
         """Keep a running handler until it ends (shutdown waits for it)."""

@@ -67,6 +67,10 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
         #: A read that ended the open state is being delivered: answers may still be sent.
         self._answering = False
         self._cork: list[bytes] | None = None
+        #: Closed by the slow-consumer policy (``max_send_buffer``).
+        self.slow_consumer = False
+        #: When the handshake completed (``loop.time()``), for the access log's duration.
+        self.opened_at = loop.time()
 
     # -- what the application reads ------------------------------------------------------
 
@@ -95,11 +99,14 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
         """Send without waiting: the slow-consumer policy applies instead of backpressure."""
         if self._send_buffer_ok():
             self._write(self._conn.encode_message(message))
+            self.messages_out += 1
 
-    def send_encoded(self, frame: bytes) -> None:
-        """Send a frame encoded once for many connections of this :attr:`frame_family`."""
+    def send_encoded(self, frame: bytes, messages: int = 1) -> None:
+        """Send a frame encoded once for many connections of this :attr:`frame_family`
+        (``messages``: how many messages ``frame`` holds, when a batch joins several)."""
         if self._send_buffer_ok():
             self._write(frame)
+            self.messages_out += messages
 
     def send_threadsafe(self, message: Message | BytesLike) -> None:
         """Send from any thread; dropped silently if the connection closes first."""
@@ -116,6 +123,7 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
             and self._held is None
         ):
             raise self._closed_error()
+        self.bytes_out += len(data)
         cork = self._cork
         if cork is not None:
             cork.append(data)
@@ -140,6 +148,7 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
         if transport is not None and transport.get_write_buffer_size() > limit:
             if self._conn.state is ConnectionState.OPEN:
                 logger.info("%r: send buffer over %d bytes, closing (slow consumer)", self, limit)
+                self.slow_consumer = True
                 self.start_close(CloseCode.POLICY_VIOLATION, "slow consumer: send buffer full")
             return False
         return True
@@ -205,6 +214,7 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
     def _data_received(self, data: bytes) -> None:
         conn = self._conn
         was_open = conn.state is ConnectionState.OPEN
+        self.bytes_in += len(data)
         events = conn.receive_data(data)
         transport = self._transport
         assert transport is not None
@@ -226,9 +236,11 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
         for event in events:
             kind = type(event)
             if kind is TextMessage or kind is BinaryMessage:
+                self.messages_in += 1
                 if not answering:
                     out = conn.data_to_send()
                     if out:
+                        self.bytes_out += len(out)
                         cork.append(out)
                 callback = self.on_message
                 if callback is None or inbox.waiter is not None:
@@ -242,14 +254,20 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
                 self._on_pong(event.payload)  # type: ignore[union-attr]
             elif kind is ProtocolViolation:
                 logger.info("%r: protocol error %s", self, event)
-            elif kind is CloseReceived and self._close_timer is None:
-                self._arm_close_timer()
+                if self.closed_by is None:
+                    self.closed_by = "local"
+            elif kind is CloseReceived:
+                if self.closed_by is None:
+                    self.closed_by = "peer"
+                if self._close_timer is None:
+                    self._arm_close_timer()
         self._answering = False
         self._cork = None
         out = conn.data_to_send()
         if answering and inbox and self._hold_close(out):
             out = b""  # the handler reads (and may answer) what came before the close first
         if out:
+            self.bytes_out += len(out)
             cork.append(out)
         if cork:
             transport.writelines(cork)
@@ -272,9 +290,12 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
         conn = self._conn
         self._flush_cork()
         if not conn.close_sent:
+            if self.closed_by is None:
+                self.closed_by = "local"
             conn.send_close(code, reason)
             out = conn.data_to_send()
             if out and self._transport is not None:
+                self.bytes_out += len(out)
                 self._transport.write(out)
         if conn.state is ConnectionState.CLOSED and self._transport is not None:
             self._transport.close()
