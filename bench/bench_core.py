@@ -1,20 +1,28 @@
 """Sans-I/O core benchmark: stargate against websockets and wsproto, in one run.
 
-Measures, per library, at 64 B and 64 KiB, for binary (the headline) and text messages
+Measures, per library, at 64 B, 64 KiB and 1 MiB, for binary (the headline) and text messages
 (text adds UTF-8 validation):
 
 * ``receive`` (server role): parse + unmask a stream of pre-built masked client frames,
-  fed one frame per ``receive_data`` call (like one socket read per message), and collect
-  the complete messages;
+  fed one frame per ``receive_data`` call (like one socket read per message; frames over
+  64 KiB in reads of 64 KiB), and collect the complete messages;
 * ``build`` (server role): encode messages into bytes ready for the socket.
 
 Before anything is timed, every library decodes the same frames to the same payloads and
 builds byte-identical frames, so the timings cannot compare different work.  Run it from the
 repository root::
 
-    python bench/bench_core.py            # full run, about 35 s
-    python bench/bench_core.py --quick    # smoke run, about 5 s
+    python bench/bench_core.py                  # full run, timed, about a minute
+    python bench/bench_core.py --quick          # smoke run, about 10 s
     python bench/bench_core.py --json results.json
+    python bench/bench_core.py --instructions   # instructions per message (callgrind)
+
+``--instructions`` counts what each library executes per message under valgrind's callgrind
+instead of timing it: the same count on a loaded machine as on an idle one, so before/after
+comparisons need no idle machine.  Four variants: stargate, stargate with
+``STARGATE_PURE_PYTHON=1`` (its pure-Python fallback), websockets and wsproto; two of them
+at a time, a few minutes in all (``--variants``, ``--sizes`` to narrow it).  Needs
+``valgrind`` on the PATH.
 
 See bench/README.md for what exactly each library is asked to do.
 """
