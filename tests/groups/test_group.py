@@ -461,9 +461,9 @@ async def test_sends_from_a_thread_share_one_wakeup_and_one_write_per_member(
     writes: list[int] = []
     original = WebSocket.send_encoded
 
-    def counting(self: WebSocket, frame: bytes) -> None:
+    def counting(self: WebSocket, frame: bytes, messages: int = 1) -> None:
         writes.append(len(frame))
-        original(self, frame)
+        original(self, frame, messages)
 
     monkeypatch.setattr(WebSocket, "send_encoded", counting)
     group = Group("batched")
