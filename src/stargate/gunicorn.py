@@ -9,8 +9,8 @@ pool, WebSocket upgrades stay on the same port.
 
 The worker follows gunicorn's contract (``gunicorn/workers/base.py``):
 
-* it calls :meth:`notify` from a loop timer (at least every second), so ``--timeout``
-  kills a worker whose event loop is stuck;
+* it calls gunicorn's :meth:`~gunicorn.workers.base.Worker.notify` from a loop timer (at
+  least every second), so ``--timeout`` kills a worker whose event loop is stuck;
 * ``SIGTERM`` is a graceful stop: no new connections, WebSockets closed with 1001 (going
   away), in-flight HTTP answered, all within ``--graceful-timeout``; ``SIGQUIT`` and
   ``SIGINT`` (gunicorn's quick stop) take the same steps within :data:`QUICK_STOP` seconds,

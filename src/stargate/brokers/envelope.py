@@ -1,7 +1,7 @@
 """The envelope a group message crosses processes in: small, versioned, binary-safe.
 
-A broker carries opaque bytes; these bytes are never unpickled (DESIGN.md, "Brokers never
-unpickle").  Version 1, all integers big-endian::
+A broker carries opaque bytes; these bytes are never unpickled (docs/design.md, "Defaults";
+docs/groups.md, "The envelope").  Version 1, all integers big-endian::
 
     offset  size  field
     0       2     magic b"SG"

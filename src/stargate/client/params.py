@@ -59,7 +59,7 @@ _R = TypeVar("_R")
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ConnectParams:
-    """The keyword arguments of :func:`connect` and :func:`stargate.sync_connect`, in one place.
+    """The keyword arguments of :func:`stargate.connect` and :func:`stargate.sync_connect`.
 
     Each field is a keyword of both (:func:`keywords_of` gives them this signature); the
     ``stargate client`` command line builds one from its options, and :mod:`stargate.testing`
@@ -187,8 +187,8 @@ def keywords_of(
 ) -> Callable[[Callable[[str, ConnectParams], _R]], Callable[Concatenate[str, _P], _R]]:
     """Give an opener of ``(url, params)`` the signature ``(url, **keywords of factory)``.
 
-    So that the keyword list of :func:`connect` and :func:`stargate.sync_connect` is written
-    once, as the fields of :class:`ConnectParams`: type checkers see each keyword with its
+    So that the keyword list of :func:`stargate.connect` and :func:`stargate.sync_connect` is
+    written once, as the fields of :class:`ConnectParams`: type checkers see each keyword with its
     type (a ParamSpec), and ``help()`` and documentation tools see the same signature.
     """
 

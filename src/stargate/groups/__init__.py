@@ -4,7 +4,7 @@
 process and (with a broker that spans processes, e.g. Redis) in every other one; it returns
 at once and may be called from any thread, task or WSGI view.
 
-The design (DESIGN.md, "Groups across processes"):
+The design (docs/design.md, "Groups and brokers"; docs/groups.md in full):
 
 * A per-process :class:`Hub` owns group membership and every socket write; a
   :class:`~stargate.brokers.Broker` only moves messages between processes.

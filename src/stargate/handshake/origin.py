@@ -100,9 +100,10 @@ class OriginPolicy:
 
     * ``same_origin``: an Origin equal to the server's own origin passes.  That origin is the
       server's scheme (``http`` for ``ws``, ``https`` for ``wss``: ``secure``) with the host and
-      port it is reached at: the ``Host`` header, or the ``authority`` given to :func:`accept`
-      (for a trusted proxy's forwarded host).  Behind a proxy that rewrites ``Host`` or
-      terminates TLS, pass those, or list the public origin in ``allowed``.
+      port it is reached at: the ``Host`` header, or the ``authority`` given to
+      :func:`~stargate.handshake.server.accept` (for a trusted proxy's forwarded host).  Behind
+      a proxy that rewrites ``Host`` or terminates TLS, pass those, or list the public origin
+      in ``allowed``.
     * ``allow_missing``: requests without an Origin header (not sent by a browser, so no ambient
       cookies were lent to an attacker) pass.  An Origin header that is present but empty is
       not "missing": no browser sends one (RFC 6454 section 7.1 gives it no meaning), and it

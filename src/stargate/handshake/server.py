@@ -1,7 +1,7 @@
 """The server's side of the opening handshake, of every generation.
 
-:func:`parse_request` (or a :class:`Request` built by the server's HTTP parser), then
-:func:`accept`, which either returns the exact bytes to write or raises
+:func:`~stargate.handshake.heads.parse_request` (or a :class:`Request` built by the server's
+HTTP parser), then :func:`accept`, which either returns the exact bytes to write or raises
 :class:`~stargate.errors.HandshakeError`, which :func:`reject_response` turns into an HTTP
 error.  Which generation a request speaks is :func:`detect_version`'s answer; hixie-76 sends 8
 more bytes after its head (:func:`key3_length`).

@@ -15,9 +15,9 @@ from ..redact import redact_url
 class WebSocketOptions:
     """Per-connection WebSocket behaviour; an application may override it per upgrade.
 
-    Defaults follow what users expect from peers that ship them (DESIGN.md): keepalive on
-    (a ping every 20 s, closed with 1011 after 20 s without a pong), a 10 s close timeout,
-    bounded queues both ways.
+    Defaults follow what users expect from peers that ship them (docs/design.md,
+    "Defaults"): keepalive on (a ping every 20 s, closed with 1011 after 20 s without a
+    pong), a 10 s close timeout, bounded queues both ways.
     """
 
     limits: Limits = field(default_factory=Limits)
@@ -95,7 +95,8 @@ class ServerConfig:
     shutdown_timeout: float = 10.0
     #: Serve the legacy hixie-75 and hixie-76 drafts (on by default, as the seed promised).
     legacy_protocols: bool = True
-    #: Which browser origins may open WebSockets (same-origin by default, DESIGN.md).
+    #: Which browser origins may open WebSockets (same-origin by default: docs/security.md,
+    #: "Who may open a WebSocket").
     origin_policy: OriginPolicy = field(default_factory=OriginPolicy)
     #: Peers whose forwarding headers (``Forwarded``, ``X-Forwarded-For/Proto/Host/Port``)
     #: are believed: IP addresses or CIDR networks (``127.0.0.1``, ``10.0.0.0/8``), or
