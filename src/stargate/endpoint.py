@@ -336,6 +336,8 @@ class WebSocketBase(Generic[OptionsT]):
 
     #: Where this role logs (kept per role: ``stargate.websocket``, ``stargate.client``).
     _logger: ClassVar[logging.Logger]
+    #: A number that tells this connection from the others of its role in this process
+    #: (in logs and reprs; a group's broker uses the hub's own ids).
     id: int
 
     def __init__(
@@ -346,6 +348,8 @@ class WebSocketBase(Generic[OptionsT]):
         options: OptionsT,
         subprotocol: str | None,
     ) -> None:
+        #: The subprotocol both sides agreed on in the opening handshake
+        #: (``Sec-WebSocket-Protocol``), or ``None``.
         self.subprotocol = subprotocol
         self._conn = connection
         self._loop = loop
@@ -371,11 +375,14 @@ class WebSocketBase(Generic[OptionsT]):
         #: messages that came before it (see ``_hold_close``); ``_write`` accepts data then.
         self._held: bytes | None = None
         self._held_timer: asyncio.TimerHandle | None = None
-        #: Traffic so far, for access logs and metrics: whole messages and bytes on the
-        #: wire (frames, control frames and handshake-free), each way.
+        # Traffic so far, for access logs and metrics.
+        #: Whole messages received (after reassembly).
         self.messages_in = 0
+        #: Whole messages sent (a batch sent as one frame counts each message in it).
         self.messages_out = 0
+        #: Bytes read from the wire since the handshake (frames, control frames included).
         self.bytes_in = 0
+        #: Bytes written to the wire since the handshake (frames, control frames included).
         self.bytes_out = 0
         #: Who started the closing handshake: ``"peer"``, ``"local"`` (us: the
         #: application, a protocol error, a timeout, the slow-consumer policy), or ``None``
@@ -388,6 +395,9 @@ class WebSocketBase(Generic[OptionsT]):
         raise NotImplementedError
 
     def start_close(self, code: int, reason: str) -> None:
+        """Send a close frame with ``code`` and ``reason`` (once) and return at once; the
+        closing handshake goes on in the background, bounded by ``close_timeout``.  What
+        :meth:`close` does without waiting; does nothing once closed."""
         raise NotImplementedError
 
     def _close_written(self) -> None:
@@ -411,6 +421,8 @@ class WebSocketBase(Generic[OptionsT]):
 
     @property
     def version(self) -> ProtocolVersion:
+        """The protocol generation the connection speaks (RFC 6455, or a hixie or hybi
+        draft): hixie connections carry text only and have no ping."""
         return self._conn.version
 
     @property
@@ -426,6 +438,7 @@ class WebSocketBase(Generic[OptionsT]):
 
     @property
     def close_reason(self) -> str:
+        """The reason that came with :attr:`close_code` (``""`` when there was none)."""
         return self._conn.close_reason
 
     # -- receiving -------------------------------------------------------------------------
@@ -710,32 +723,39 @@ class SyncWebSocketBase(Generic[WsT]):
     """
 
     def __init__(self, ws: WsT, loop: asyncio.AbstractEventLoop) -> None:
+        #: The async connection this facade wraps (its methods are for the loop's thread).
         self.ws = ws
         self._loop = loop
         self._inbox = ws.inbox
 
     @property
     def id(self) -> int:
+        """The wrapped connection's :attr:`~WebSocketBase.id`."""
         return self.ws.id
 
     @property
     def subprotocol(self) -> str | None:
+        """The subprotocol agreed on in the opening handshake, or ``None``."""
         return self.ws.subprotocol
 
     @property
     def version(self) -> ProtocolVersion:
+        """The protocol generation the connection speaks (RFC 6455, or a legacy draft)."""
         return self.ws.version
 
     @property
     def closed(self) -> bool:
+        """Whether the connection is closed (the transport is gone)."""
         return self.ws.closed
 
     @property
     def close_code(self) -> int | None:
+        """The close code once closed (see :attr:`WebSocketBase.close_code`), else ``None``."""
         return self.ws.close_code
 
     @property
     def close_reason(self) -> str:
+        """The reason that came with :attr:`close_code` (``""`` when there was none)."""
         return self.ws.close_reason
 
     def __repr__(self) -> str:

@@ -116,6 +116,33 @@ async def test_attributes_and_close_callback(start_server: StartServer) -> None:
     assert seen["repr"].startswith("<SyncWebSocket #")
 
 
+async def test_remove_close_callback(start_server: StartServer) -> None:
+    """A callback removed from a thread is not called; one added after it still is (the
+    close callbacks run in the order they were added, so the removed one would have run
+    first)."""
+    calls: list[str] = []
+    done = threading.Event()
+
+    def removed(_: object) -> None:
+        calls.append("removed")
+
+    def kept(_: object) -> None:
+        calls.append("kept")
+        done.set()
+
+    def handler(ws: SyncWebSocket) -> None:
+        ws.add_close_callback(removed)
+        ws.add_close_callback(kept)
+        ws.remove_close_callback(removed)
+        ws.close()
+
+    server = await start_server(checked_app(handler))
+    async with connect(f"ws://127.0.0.1:{server.port}/") as client:
+        await client.wait_closed()
+    await eventually(done.is_set)
+    assert calls == ["kept"]
+
+
 async def test_many_sync_handlers_each_in_their_thread(start_server: StartServer) -> None:
     """Handlers block in receive() concurrently; each gets its own messages."""
 

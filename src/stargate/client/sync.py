@@ -101,26 +101,32 @@ class SyncClientWebSocket(SyncWebSocketBase[ClientWebSocket]):
 
     @property
     def url(self) -> str:
+        """The URL the connection was opened with (after redirects, the last one)."""
         return self.ws.url
 
     @property
     def response(self) -> Response:
+        """The server's 101 response: ``response.headers`` has every header it sent."""
         return self.ws.response
 
     @property
     def extensions(self) -> str | None:
+        """The negotiated ``Sec-WebSocket-Extensions`` value, or ``None``."""
         return self.ws.extensions
 
     @property
     def compression(self) -> bool:
+        """Whether permessage-deflate was negotiated."""
         return self.ws.compression
 
     @property
     def remote_address(self) -> tuple[str, int] | None:
+        """The server's address (``(host, port)``), or ``None`` when unknown."""
         return self.ws.remote_address
 
     @property
     def local_address(self) -> tuple[str, int] | None:
+        """This end's address (``(host, port)``), or ``None`` when unknown."""
         return self.ws.local_address
 
     def ping(self, payload: bytes | None = None, timeout: float | None = None) -> float:

@@ -88,6 +88,8 @@ class ClientWebSocket(WebSocketBase[ClientOptions]):
         extensions: str | None = None,
     ) -> None:
         super().__init__(connection, loop=loop, options=options, subprotocol=subprotocol)
+        #: A number that tells this connection from the other client connections of this
+        #: process (in logs and reprs).
         self.id = next(_ids)
         #: The URL this connection was opened with (after redirects, the last one).
         self.url = url
@@ -110,6 +112,7 @@ class ClientWebSocket(WebSocketBase[ClientOptions]):
 
     @property
     def local_address(self) -> tuple[str, int] | None:
+        """This end's address (``(host, port)``), or ``None`` when unknown."""
         return self._address("sockname")
 
     def _address(self, name: str) -> tuple[str, int] | None:

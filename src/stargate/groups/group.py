@@ -26,7 +26,10 @@ class Group:
     __slots__ = ("_anonymous", "hub", "name")
 
     def __init__(self, name: str = "", *, hub: Hub | None = None) -> None:
+        #: The group's name, the same in every process (``""``: an anonymous group).
         self.name = name
+        #: The hub whose group this handle is (the process's :func:`default_hub` unless
+        #: ``hub=`` was given).
         self.hub = hub if hub is not None else default_hub()
         self._anonymous: GroupState | None = None if name else self.hub.local_group()
 

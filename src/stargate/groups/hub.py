@@ -62,6 +62,8 @@ class Hub:
     def __init__(self, broker: Broker | str | None = None) -> None:
         #: This hub's process id in envelopes: random, 8 bytes (new in a forked child).
         self.origin = os.urandom(8)
+        #: :attr:`origin` in hex: names this process in logs and in the broker channel of
+        #: its connections (``p:<id>``, what :meth:`send_to` reaches).
         self.id = self.origin.hex()
         self._relay = Relay(
             self.origin,
@@ -79,8 +81,9 @@ class Hub:
         self._known: dict[int, WebSocket] = {}
         self._gap_callbacks: list[Callable[[Gap], object]] = []
         self._mailboxes: dict[asyncio.AbstractEventLoop, Mailbox] = {}
-        #: Gaps reported so far, and the last one.
+        #: How many gaps the broker reported so far (see :meth:`on_gap`).
         self.gaps = 0
+        #: The last gap reported, or ``None`` while there was none.
         self.last_gap: Gap | None = None
         #: Anonymous groups (not in ``_groups``), to reset them after a fork.
         self._anonymous: weakref.WeakSet[GroupState] = weakref.WeakSet()
@@ -121,6 +124,8 @@ class Hub:
 
     @property
     def broker(self) -> Broker:
+        """What carries group messages to and from other processes (replace it with
+        :meth:`use_broker`, before it started)."""
         return self._relay.broker
 
     @property
@@ -204,6 +209,7 @@ class Hub:
         return callback
 
     def remove_gap_callback(self, callback: Callable[[Gap], object]) -> None:
+        """Undo :meth:`on_gap` (nothing happens if ``callback`` was not added)."""
         if callback in self._gap_callbacks:
             self._gap_callbacks.remove(callback)
 

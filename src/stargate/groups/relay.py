@@ -52,9 +52,13 @@ class Gap:
     members of the groups concerned.
     """
 
+    #: What happened (``"subscriber reconnected"``, a dropped backlog ...), for logs.
     reason: str
+    #: The groups whose messages may be lost; ``None``: unknown, maybe all.
     groups: frozenset[str] | None
+    #: This process's own messages that never left it (0 when only receiving was hit).
     dropped: int = 0
+    #: Whether messages to everyone or to single connections may be lost too.
     direct: bool = False
 
 

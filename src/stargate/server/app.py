@@ -32,6 +32,8 @@ class Server:
     """Serves one WSGI app or route table on one port, HTTP and WebSocket alike."""
 
     def __init__(self, app: WSGIApp | Routes, config: ServerConfig | None = None) -> None:
+        #: What the server's connections share (settings, executors, open connections,
+        #: metrics, the access log): the narrow interface of the modules below the listener.
         self.state = ServerState(app, config or ServerConfig())
         self._servers: list[asyncio.Server] = []
         self._stopped: asyncio.Event | None = None
@@ -40,6 +42,7 @@ class Server:
 
     @property
     def config(self) -> ServerConfig:
+        """The settings this server was made with (``ServerConfig()`` when none were given)."""
         return self.state.config
 
     @property
@@ -54,18 +57,24 @@ class Server:
 
     @property
     def routes(self) -> Routes | None:
+        """The route table served, or ``None`` when the server serves a WSGI app."""
         return self.state.routes
 
     @property
     def wsgi_app(self) -> WSGIApp | None:
+        """The WSGI app served, or ``None`` when the server serves a route table."""
         return self.state.wsgi_app
 
     @property
     def origin_policy(self) -> OriginPolicy:
+        """Which browser origins may open WebSockets, unless an upgrade's acceptance
+        says otherwise (``config.origin_policy``)."""
         return self.state.origin_policy
 
     @property
     def versions(self) -> Collection[ProtocolVersion]:
+        """The protocol generations accepted: RFC 6455 and its hybi drafts, plus
+        hixie-75/76 unless ``legacy_protocols`` is off."""
         return self.state.versions
 
     @property
@@ -79,10 +88,13 @@ class Server:
 
     @property
     def shutting_down(self) -> bool:
+        """Whether :meth:`shutdown` has begun: no new connection is accepted, and the
+        readiness check answers 503."""
         return self.state.shutting_down
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the server runs on (after :meth:`start`)."""
         assert self.state.loop is not None, "server not started"
         return self.state.loop
 
@@ -162,6 +174,7 @@ class Server:
             state.host, state.port = "localhost", 0
 
     async def wait_stopped(self) -> None:
+        """Wait until :meth:`shutdown` has finished (after :meth:`start`)."""
         assert self._stopped is not None
         await self._stopped.wait()
 

@@ -26,18 +26,26 @@ class SyncWebSocket(SyncWebSocketBase[WebSocket]):
 
     @property
     def request(self) -> Request:
+        """The upgrade request (method, target, headers), as the handshake read it."""
         return self.ws.request
 
     @property
     def path(self) -> str:
+        """The path of the upgrade request's target, without its query (``/chat``)."""
         return self.ws.path
 
     @property
     def remote_address(self) -> tuple[str, int] | None:
+        """The client's ``(host, port)`` (a trusted proxy's forwarded one), or ``None``."""
         return self.ws.remote_address
 
     @property
     def on_message(self) -> Callable[[Message], object] | None:
+        """A callback that takes every message from now on instead of :meth:`receive`,
+        called on the event loop's thread (not the handler's), so it must not block.  Set
+        it and return from the handler: the connection stays open without holding a
+        thread (see :attr:`WebSocket.on_message
+        <stargate.server.websocket.WebSocket.on_message>`)."""
         return self.ws.on_message
 
     @on_message.setter
@@ -49,4 +57,11 @@ class SyncWebSocket(SyncWebSocketBase[WebSocket]):
         return asyncio.run_coroutine_threadsafe(self.ws.ping(payload), self._loop).result(timeout)
 
     def add_close_callback(self, callback: Callable[[WebSocket], object]) -> None:
+        """Call ``callback(ws)`` on the event loop's thread once the connection is closed
+        (``ws``: the async :class:`~stargate.server.websocket.WebSocket` this wraps)."""
         self._loop.call_soon_threadsafe(self.ws.add_close_callback, callback)
+
+    def remove_close_callback(self, callback: Callable[[WebSocket], object]) -> None:
+        """Undo :meth:`add_close_callback` (nothing happens if it was not added or was
+        called already)."""
+        self._loop.call_soon_threadsafe(self.ws.remove_close_callback, callback)

@@ -36,12 +36,19 @@ def is_async_handler(handler: Callable[..., Any]) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Acceptance:
-    """What the application decided for an upgrade request."""
+    """What the application decided for an upgrade request (the arguments of
+    :meth:`Upgrade.accept`)."""
 
+    #: What serves the connection: ``async def handler(ws)`` on the loop, a plain ``def``
+    #: in a thread of its own.
     handler: Handler
+    #: The subprotocols the app speaks, in its order of preference.
     subprotocols: tuple[str, ...] = ()
+    #: Overrides the server's Origin policy for this upgrade (``None``: the server's).
     origin_policy: OriginPolicy | None = None
+    #: Overrides the server's WebSocket options for this connection (``None``: the server's).
     options: WebSocketOptions | None = None
+    #: More headers for the 101 response.
     headers: tuple[tuple[str, str], ...] = ()
 
 
@@ -49,7 +56,10 @@ class Upgrade:
     """Put in the WSGI environ of an upgrade request; the app calls :meth:`accept`."""
 
     def __init__(self, request: Request) -> None:
+        #: The upgrade request (method, target, headers) the app is asked about.
         self.request = request
+        #: What :meth:`accept` recorded, or ``None`` while the app has not accepted (the
+        #: server reads it once the app returned).
         self.acceptance: Acceptance | None = None
 
     @property

@@ -55,8 +55,14 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
         remote_address: tuple[str, int] | None = None,
     ) -> None:
         super().__init__(connection, loop=loop, options=options, subprotocol=subprotocol)
+        #: A number that tells this connection from the others of this process (in logs,
+        #: reprs and ``Group`` membership).
         self.id = next(_ids)
+        #: The upgrade request (method, target, headers), as the handshake read it.
         self.request = request
+        #: The client's ``(host, port)``: a trusted proxy's forwarded address when one is
+        #: configured (``trusted_proxies``), else the peer's; ``None`` when unknown (a Unix
+        #: socket).
         self.remote_address = remote_address
         #: Called on the loop's thread with each message nobody is waiting for in
         #: ``receive()``; lets a connection be served without a task or a thread.
@@ -76,6 +82,7 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
 
     @property
     def path(self) -> str:
+        """The path of the upgrade request's target, without its query (``/chat``)."""
         return self.request.path
 
     @property
@@ -161,6 +168,8 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
             self._close_callbacks.append(callback)
 
     def remove_close_callback(self, callback: Callable[[WebSocket], object]) -> None:
+        """Undo :meth:`add_close_callback` (nothing happens if ``callback`` was not added
+        or was called already)."""
         with contextlib.suppress(ValueError):
             self._close_callbacks.remove(callback)
 
@@ -315,6 +324,8 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
             self._arm_close_timer()
 
     def connection_lost(self) -> None:
+        """Called by the transport's protocol: the transport is gone; wake everyone waiting,
+        then call the close callbacks (a failing one is logged, the others still run)."""
         super().connection_lost()
         callbacks, self._close_callbacks = self._close_callbacks, []
         for callback in callbacks:
