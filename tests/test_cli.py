@@ -112,6 +112,17 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out == f"stargate {metadata.version('stargate')}\n"
 
 
+@pytest.mark.parametrize("argv", [["--help"], ["serve", "--help"], ["client", "--help"]])
+def test_help_is_plain_text(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """A terminal shows help verbatim: no RST markup from the docstrings it is made of."""
+    with pytest.raises(SystemExit) as excinfo:
+        main(argv)
+    assert excinfo.value.code == 0
+    out = capsys.readouterr().out
+    assert "``" not in out
+    assert ":class:`" not in out
+
+
 @pytest_asyncio.fixture
 async def echo_process() -> AsyncIterator[int]:
     process = await asyncio.create_subprocess_exec(

@@ -126,7 +126,9 @@ def add_server_options(parser: argparse.ArgumentParser, port: int) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="stargate", description=__doc__.split("\n\n")[0])
+    # The docstring's first line, without its RST markup (a terminal shows it verbatim).
+    description = __doc__.split("\n\n")[0].replace("``", "")
+    parser = argparse.ArgumentParser(prog="stargate", description=description)
     parser.add_argument("--version", action="version", version=f"stargate {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve_cmd = commands.add_parser("serve", help="serve a WSGI app or a Routes table")

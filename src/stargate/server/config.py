@@ -68,10 +68,17 @@ class ServerConfig:
     #: Time without a byte of a request body that is still due; past it the connection is
     #: dropped (a stalled upload cannot hold a connection forever).
     body_timeout: float = 30.0
-    #: Time output may wait on a client that takes none of it (write buffer full, no
-    #: progress); past it the connection is aborted.  Restarts whenever the client reads,
-    #: so a slow but steady download is not cut.  Also bounds a worker thread that waits
-    #: for room in a full output buffer.
+    #: Time an HTTP response may wait on a client that takes none of it.  While the
+    #: transport's buffer is above its high-water mark, every ``write_timeout`` seconds
+    #: the bytes still on their way to the client are counted, the transport's buffer and
+    #: the kernel's send queue (Linux ``SIOCOUTQ``) together: if they did not shrink, the
+    #: connection is aborted; if they did, the client reads, however slowly, and the
+    #: watch starts over.  So a steady slow download is never cut, and a client that
+    #: stops reading is aborted one to two ``write_timeout`` after it stopped.  Also
+    #: bounds a worker thread that waits for room in a full output buffer
+    #: (``output_buffer_max``), and, added to ``linger_timeout``, a connection closing
+    #: after an error response while output is still unsent.  A WebSocket is bounded by
+    #: ``max_send_buffer`` and ``close_timeout`` instead.
     write_timeout: float = 60.0
     #: Response bytes kept in memory per connection before the rest goes to a temporary
     #: file (waitress's ``outbuf_overflow``): a worker thread hands its output over and is
