@@ -29,38 +29,21 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterator
-from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from .connection import Connection, ConnectionState
 from .errors import ConnectionClosed
 from .masking import BytesLike
+from .options import EndpointOptions as EndpointOptions  # re-exported: it was defined here
 from .protocol import CloseCode, ProtocolVersion
 
 Message = str | bytes
 _Waiter = asyncio.Future[None] | concurrent.futures.Future[None]
 
 
-class EndpointOptions(Protocol):
-    """The per-connection settings the shared machinery reads (the server's
-    :class:`~stargate.server.WebSocketOptions` and the client's ``ClientOptions``)."""
-
-    @property
-    def ping_interval(self) -> float | None: ...
-
-    @property
-    def ping_timeout(self) -> float | None: ...
-
-    @property
-    def close_timeout(self) -> float: ...
-
-    @property
-    def max_queue(self) -> int: ...
-
-    @property
-    def write_high_water(self) -> int: ...
-
-
-OptionsT = TypeVar("OptionsT", bound=EndpointOptions)
+#: The options of a role: :class:`~stargate.options.EndpointOptions` (what this module
+#: reads) and that role's extras.
+OptionsT = TypeVar("OptionsT", bound=EndpointOptions[Any])
 
 
 #: How long a close frame (our echo of the peer's, or our answer to a protocol error) is

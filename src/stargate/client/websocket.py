@@ -25,8 +25,8 @@ from ..errors import ConnectionClosed
 from ..events import BinaryMessage, CloseReceived, Pong, ProtocolViolation, TextMessage
 from ..extensions.permessage_deflate import PerMessageDeflateClientOffer
 from ..handshake import Response
-from ..limits import KiB, Limits
 from ..masking import BytesLike
+from ..options import EndpointOptions
 from ..protocol import CloseCode
 
 logger = logging.getLogger("stargate.client")
@@ -35,36 +35,25 @@ _ids = itertools.count(1)
 
 
 @dataclass(frozen=True, slots=True)
-class ClientOptions:
-    """Per-connection behaviour of a client; the same settings as the server's
-    :class:`~stargate.server.WebSocketOptions` where they apply.
+class ClientOptions(EndpointOptions[PerMessageDeflateClientOffer]):
+    """Per-connection behaviour of a client (made by
+    :class:`~stargate.client.params.ConnectParams` from the keywords of
+    :func:`stargate.connect`).
 
-    ``open_timeout`` bounds everything before the connection is open (DNS, TCP, TLS and the
-    opening handshake); ``None`` waits forever.  ``close_timeout`` bounds the closing
-    handshake and the wait for the server to close TCP.  Keepalive: a ping every
-    ``ping_interval`` seconds, and a close with 1011 when its pong is not back within
-    ``ping_timeout`` (``None`` turns either off; hixie connections have no pings).
-    ``max_queue`` messages received but not read pause reading from the server;
-    ``send()`` waits while more than ``write_high_water`` bytes wait to be written.
+    The fields both roles share, and their defaults, are those of
+    :class:`~stargate.options.EndpointOptions` (the server's
+    :class:`~stargate.server.WebSocketOptions` has the same ones); for a client,
+    ``close_timeout`` also bounds the wait for the server to close TCP.  The client adds
+    ``open_timeout``.
     """
 
-    limits: Limits = field(default_factory=Limits)
     #: permessage-deflate offered to the server (RFC 7692); ``None`` turns compression off.
     compression: PerMessageDeflateClientOffer | None = field(
         default_factory=PerMessageDeflateClientOffer
     )
+    #: Bounds everything before the connection is open (DNS, TCP, TLS and the opening
+    #: handshake); ``None`` waits forever.
     open_timeout: float | None = 10.0
-    close_timeout: float = 10.0
-    ping_interval: float | None = 20.0
-    ping_timeout: float | None = 20.0
-    max_queue: int = 32
-    write_high_water: int = 64 * KiB
-
-    def __post_init__(self) -> None:
-        if self.max_queue < 1:
-            raise ValueError("max_queue must be at least 1")
-        if self.close_timeout <= 0:
-            raise ValueError("close_timeout must be positive")
 
 
 class ClientWebSocket(WebSocketBase[ClientOptions]):

@@ -7,31 +7,25 @@ from dataclasses import dataclass, field
 
 from ..extensions.permessage_deflate import PerMessageDeflateOffer
 from ..handshake import OriginPolicy
-from ..limits import KiB, Limits, MiB
+from ..limits import KiB, MiB
+from ..options import EndpointOptions
 from ..redact import redact_url
 
 
 @dataclass(frozen=True, slots=True)
-class WebSocketOptions:
-    """Per-connection WebSocket behaviour; an application may override it per upgrade.
+class WebSocketOptions(EndpointOptions[PerMessageDeflateOffer]):
+    """Per-connection WebSocket behaviour of the server; an application may override it per
+    upgrade.
 
-    Defaults follow what users expect from peers that ship them (docs/design.md,
-    "Defaults"): keepalive on (a ping every 20 s, closed with 1011 after 20 s without a
-    pong), a 10 s close timeout, bounded queues both ways.
+    The fields both roles share, and their defaults, are those of
+    :class:`~stargate.options.EndpointOptions` (the client's
+    :class:`~stargate.client.ClientOptions` has the same ones); the server adds
+    ``max_send_buffer``.
     """
 
-    limits: Limits = field(default_factory=Limits)
     #: permessage-deflate settings offered to clients that ask for it; ``None`` turns
     #: compression off.  The default costs about 45 KiB per compressing connection.
     compression: PerMessageDeflateOffer | None = field(default_factory=PerMessageDeflateOffer)
-    ping_interval: float | None = 20.0
-    ping_timeout: float | None = 20.0
-    close_timeout: float = 10.0
-    #: Messages received but not yet consumed by the handler; reading from the peer pauses
-    #: when the queue is full (backpressure instead of unbounded memory).
-    max_queue: int = 32
-    #: Bytes waiting in the transport above which ``await send()`` waits for the peer.
-    write_high_water: int = 64 * KiB
     #: Bytes waiting in the transport above which a send that cannot wait (a broadcast, a
     #: send from another thread) closes the connection with 1008: a slow consumer never
     #: makes memory grow without bound nor delays anyone else.
