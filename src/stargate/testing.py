@@ -37,8 +37,8 @@ from dataclasses import replace
 from typing import Any
 
 from .client.opening import Connect, connect
-from .client.params import ConnectParams
-from .client.sync import SyncClientWebSocket, connect_params
+from .client.sync import SyncClientWebSocket
+from .client.sync import connect as sync_connect
 from .connection import Connection
 from .events import Event
 from .extensions.permessage_deflate import (
@@ -127,7 +127,7 @@ class SyncAppServer(AppServer):
     def connect(self, path: str = "/", **kwargs: Any) -> SyncClientWebSocket:  # type: ignore[override]
         """A blocking client connected to ``path`` (use it in a ``with`` block).
         Keyword arguments are :func:`stargate.connect`'s."""
-        return connect_params(self.url(path), ConnectParams(**kwargs))
+        return sync_connect(self.url(path), **kwargs)
 
 
 @contextlib.contextmanager

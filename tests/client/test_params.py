@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+from collections.abc import Callable
 
 import pytest
 
@@ -22,22 +23,33 @@ from stargate.limits import Limits
 from stargate.protocol import ProtocolVersion
 
 
-def test_connect_takes_exactly_the_fields_as_keywords() -> None:
+@pytest.mark.parametrize(
+    ("opener", "returns", "doc"),
+    [
+        (stargate.connect, "Connect", "Open a WebSocket connection"),
+        (stargate.sync_connect, "SyncClientWebSocket", "Open a blocking WebSocket connection"),
+    ],
+)
+def test_openers_take_exactly_the_fields_as_keywords(
+    opener: Callable[..., object], returns: str, doc: str
+) -> None:
     fields = [f.name for f in dataclasses.fields(ConnectParams) if f.init]
-    parameters = list(inspect.signature(stargate.connect).parameters.values())
+    parameters = list(inspect.signature(opener).parameters.values())
     assert parameters[0].name == "url"
     assert parameters[0].kind is inspect.Parameter.POSITIONAL_ONLY
     assert [p.name for p in parameters[1:]] == fields
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in parameters[1:])
-    assert inspect.signature(stargate.connect).return_annotation == "Connect"
-    assert "Open a WebSocket connection" in (stargate.connect.__doc__ or "")
+    assert inspect.signature(opener).return_annotation == returns
+    assert doc in (opener.__doc__ or "")
 
 
-def test_a_wrong_keyword_fails_at_the_call() -> None:
+@pytest.mark.parametrize("opener", [stargate.connect, stargate.sync_connect])
+def test_a_wrong_keyword_fails_at_the_call(opener: Callable[..., object]) -> None:
+    """Before any connection attempt (no server listens at ws://h/)."""
     with pytest.raises(TypeError, match="subprotocol"):
-        stargate.connect("ws://h/", subprotocol=["chat"])  # type: ignore[call-arg]
+        opener("ws://h/", subprotocol=["chat"])
     with pytest.raises(ValueError, match="max_queue"):
-        stargate.connect("ws://h/", max_queue=0)
+        opener("ws://h/", max_queue=0)
 
 
 def test_keywords_of_any_opener() -> None:
@@ -149,9 +161,3 @@ def test_without_credentials() -> None:
 def test_repr_has_no_header_values() -> None:
     params = ConnectParams(extra_headers={"Authorization": "Bearer s3cret"})
     assert "s3cret" not in repr(params)
-
-
-def test_build_is_the_constructor() -> None:
-    assert ConnectParams.build(origin="http://o", max_queue=3) == ConnectParams(
-        origin="http://o", max_queue=3
-    )

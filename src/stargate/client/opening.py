@@ -43,26 +43,11 @@ from .errors import (
     RedirectError,
     TLSError,
 )
-from .params import CREDENTIAL_HEADERS, DEFAULT_COMPRESSION, USER_AGENT, ConnectParams, keywords_of
+from .params import ConnectParams, keywords_of
 from .urls import WebSocketURL, parse_url, redirect_target, same_origin
 from .websocket import ClientOptions, ClientWebSocket
 
-# Besides what this module offers (open a URL), the names of the parameters and URLs it used
-# to hold, for their importers (client/sync.py).
-__all__ = [
-    "CREDENTIAL_HEADERS",
-    "DEFAULT_COMPRESSION",
-    "USER_AGENT",
-    "Connect",
-    "ConnectParams",
-    "WebSocketURL",
-    "connect",
-    "default_ssl_context",
-    "keywords_of",
-    "open_connection",
-    "parse_url",
-    "same_origin",
-]
+__all__ = ["Connect", "connect", "default_ssl_context", "open_connection"]
 
 #: How long, at most, to wait for the first bytes (:data:`BODY_PREFIX`) of a refusal's body
 #: once its head is in, to show them in :class:`InvalidStatus`.
@@ -384,8 +369,9 @@ class _Attempt:
 async def open_connection(url: str, params: ConnectParams) -> ClientWebSocket:
     """Open ``url`` with ``params`` on the running loop (what ``await connect(...)`` does).
 
-    A redirect to another origin drops the credentials (:data:`CREDENTIAL_HEADERS`, those of
-    the URL included) for the rest of the way: they were given for the origin first opened.
+    A redirect to another origin drops the credentials
+    (:data:`~stargate.client.params.CREDENTIAL_HEADERS`, those of the URL included) for the
+    rest of the way: they were given for the origin first opened.
     """
     loop = asyncio.get_running_loop()
     timeout = params.open_timeout

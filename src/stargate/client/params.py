@@ -14,7 +14,7 @@ import ssl as ssl_module
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import metadata
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
 
 from ..extensions.permessage_deflate import PerMessageDeflateClientOffer
 from ..handshake import ClientHandshake
@@ -132,11 +132,6 @@ class ConnectParams:
             write_high_water=self.write_high_water,
         )
         object.__setattr__(self, "options", options)  # frozen: set once, here
-
-    @classmethod
-    def build(cls, **keywords: Any) -> ConnectParams:
-        """``ConnectParams(**keywords)``: the name this constructor had."""
-        return cls(**keywords)
 
     @property
     def headers(self) -> tuple[tuple[str, str], ...]:

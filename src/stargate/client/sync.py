@@ -28,18 +28,15 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
-import ssl as ssl_module
 import threading
-from collections.abc import Mapping, Sequence
 from types import TracebackType
 
 from ..endpoint import SyncWebSocketBase
 from ..errors import ConnectionClosed
-from ..extensions.permessage_deflate import PerMessageDeflateClientOffer
 from ..handshake import Response
-from ..limits import KiB, Limits
-from ..protocol import CloseCode, ProtocolVersion
-from .opening import DEFAULT_COMPRESSION, USER_AGENT, ConnectParams, open_connection
+from ..protocol import CloseCode
+from .opening import open_connection
+from .params import ConnectParams, keywords_of
 from .websocket import ClientWebSocket
 
 __all__ = ["SyncClientWebSocket", "connect"]
@@ -161,54 +158,14 @@ async def _open(url: str, params: ConnectParams) -> ClientWebSocket:
     return ws
 
 
-def connect(
-    url: str,
-    *,
-    subprotocols: Sequence[str] = (),
-    extra_headers: Sequence[tuple[str, str]] | Mapping[str, str] = (),
-    origin: str | None = None,
-    compression: PerMessageDeflateClientOffer | None = DEFAULT_COMPRESSION,
-    limits: Limits | None = None,
-    ssl: ssl_module.SSLContext | None = None,
-    server_hostname: str | None = None,
-    version: ProtocolVersion = ProtocolVersion.RFC6455,
-    open_timeout: float | None = 10.0,
-    close_timeout: float = 10.0,
-    ping_interval: float | None = 20.0,
-    ping_timeout: float | None = 20.0,
-    max_queue: int = 32,
-    write_high_water: int = 64 * KiB,
-    follow_redirects: int = 0,
-    user_agent: str | None = USER_AGENT,
-) -> SyncClientWebSocket:
+@keywords_of(ConnectParams)
+def connect(url: str, params: ConnectParams) -> SyncClientWebSocket:
     """Open a blocking WebSocket connection (``stargate.sync_connect``).
 
-    The arguments and the exceptions are those of :func:`stargate.connect`; the result is
-    open (use it in a ``with`` block to close it at the end).
+    The keywords are the fields of :class:`~stargate.client.params.ConnectParams`, as for
+    :func:`stargate.connect`, and so are the exceptions; the result is open (use it in a
+    ``with`` block to close it at the end).
     """
-    params = ConnectParams.build(
-        subprotocols=subprotocols,
-        extra_headers=extra_headers,
-        origin=origin,
-        compression=compression,
-        limits=limits,
-        ssl=ssl,
-        server_hostname=server_hostname,
-        version=version,
-        open_timeout=open_timeout,
-        close_timeout=close_timeout,
-        ping_interval=ping_interval,
-        ping_timeout=ping_timeout,
-        max_queue=max_queue,
-        write_high_water=write_high_water,
-        follow_redirects=follow_redirects,
-        user_agent=user_agent,
-    )
-    return connect_params(url, params)
-
-
-def connect_params(url: str, params: ConnectParams) -> SyncClientWebSocket:
-    """:func:`connect` with its arguments already gathered in ``params``."""
     loop = background_loop()
     future = asyncio.run_coroutine_threadsafe(_open(url, params), loop)
     try:
