@@ -857,7 +857,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"Python {env['python']} ({env['implementation']}) on {env['platform']}, {env['cpus']} CPUs"
     )
     print(
-        f"stargate {env['stargate']}: C masking accelerator "
+        f"stargate {env['stargate']}: C accelerator "
         f"{'active' if env['stargate_mask_accelerated'] else 'NOT active (pure Python)'}"
     )
     print(

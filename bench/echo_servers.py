@@ -19,18 +19,19 @@ whose ``WebSocketView`` at ``/ws`` echoes: the upgrade goes through Pyramid's ro
 view lookup in the WSGI thread pool, as in an application.
 
 ``--deflate`` offers permessage-deflate with each library's default settings (picows has
-none: it refuses the option).  ``--pure-python`` makes stargate run without its C masking
-accelerator (``stargate._speedups``), as where no compiler was around at install time.
+none: it refuses the option).  ``--pure-python`` makes stargate run without its C
+accelerator (``STARGATE_PURE_PYTHON=1``), as where no compiler was around at install time.
 
 Every server runs on uvloop when it is installed and on asyncio's default loop otherwise; the
 line printed once listening says which loop (for picows, which transport; for stargate, which
-masking).
+core: C accelerator or pure-Python fallback).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -149,7 +150,7 @@ async def _serve_stargate(opts: Options, app: Any, name: str) -> None:
 
     server = Server(app, _stargate_config(opts))
     await server.start()
-    masking = "C masking" if stargate.masking.ACCELERATED else "pure-Python masking"
+    masking = "C accelerator" if stargate.masking.ACCELERATED else "pure-Python fallback"
     _ready(name, opts, f", {masking}")
     try:
         await _until_signalled()
@@ -323,12 +324,11 @@ SERVERS: dict[str, Callable[[Options], Coroutine[Any, Any, None]]] = {
 
 
 def disable_stargate_speedups() -> None:
-    """Make ``import stargate._speedups`` fail, so that ``stargate.masking`` takes its
-    pure-Python fallback.  Must run before stargate is imported; stargate has no switch of
-    its own for this (no environment variable)."""
+    """Make stargate take its pure-Python fallback for everything its C accelerator does
+    (``STARGATE_PURE_PYTHON=1``, read when ``stargate.masking`` is imported)."""
     if "stargate.masking" in sys.modules:
         raise RuntimeError("stargate.masking is already imported")
-    sys.modules["stargate._speedups"] = None  # type: ignore[assignment]  # import -> ImportError
+    os.environ["STARGATE_PURE_PYTHON"] = "1"
 
 
 def run(main: Coroutine[Any, Any, None]) -> None:
@@ -345,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--app", choices=("echo", "broadcast"), default="echo")
     parser.add_argument("--deflate", action="store_true", help="offer permessage-deflate")
     parser.add_argument(
-        "--pure-python", action="store_true", help="stargate without its C masking accelerator"
+        "--pure-python", action="store_true", help="stargate without its C accelerator"
     )
     args = parser.parse_args(argv)
     if args.pure_python:

@@ -1,6 +1,6 @@
 """Every row of issue 13's table, every server, one run: ``python bench/run.py [--quick]``.
 
-Servers (columns): stargate (uvloop, C masking), stargate with its pure-Python masking
+Servers (columns): stargate (uvloop, C accelerator), stargate with its pure-Python fallback
 fallback, picows (uvloop; the baseline of the ratios), websockets, aiohttp, and Node's
 ``ws`` when ``node`` and ``npm install ws`` work here.  Each is one process started fresh
 for every measurement (``bench/echo_servers.py``, ``bench/ws_server.js``).
@@ -76,7 +76,7 @@ SERVERS = {
     s.name: s
     for s in (
         Server("stargate", "stargate", pyramid=True),
-        Server("stargate-pure", "stargate (pure-Python masking)", pyramid=True),
+        Server("stargate-pure", "stargate (pure-Python fallback)", pyramid=True),
         Server("picows", "picows (uvloop)", deflate=False),
         Server("websockets", "websockets"),
         Server("aiohttp", "aiohttp"),
