@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib.util
+import json
 import os
 import re
 import signal
@@ -579,6 +580,37 @@ async def test_a_module_in_the_current_directory(tmp_path: Path) -> None:
         assert await asyncio.to_thread(get, "127.0.0.1", server.port) == (200, "hello one")
     finally:
         assert await server.stop() == 0
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("fmt", ["json", "text"])
+async def test_access_log_lines(tmp_path: Path, fmt: str) -> None:
+    """``json`` lines are pure JSON, one object per line (for log pipelines), and each is
+    written once (not again, prefixed, through the root handler); ``text`` lines keep the
+    log format's time stamp.  Other log lines keep their format either way."""
+    (tmp_path / "hello.py").write_text(HELLO_MODULE)
+    server = await Served.start(
+        "serve", "hello:app", "--port", "0", "--access-log-format", fmt, cwd=tmp_path
+    )
+    try:
+        assert await asyncio.to_thread(get, "127.0.0.1", server.port, "/one") == (200, "hello one")
+        assert await asyncio.to_thread(get, "127.0.0.1", server.port, "/two") == (200, "hello one")
+        await eventually(lambda: "/two" in server.stderr(), TIMEOUT, "no access line for /two")
+    finally:
+        assert await server.stop() == 0
+    lines = server.stderr().splitlines()
+    access = [line for line in lines if "/one" in line or "/two" in line]
+    assert len(access) == 2, lines
+    if fmt == "json":
+        records = [json.loads(line) for line in access]
+        assert [(r["event"], r["target"], r["status"]) for r in records] == [
+            ("http", "/one", 200),
+            ("http", "/two", 200),
+        ]
+    else:
+        assert all(re.match(r"\d{4}-\d\d-\d\d .* INFO stargate\.access: ", a) for a in access)
+        assert all('"GET /one HTTP/1.1" 200' in a or '"GET /two HTTP/1.1" 200' in a for a in access)
+    assert any(re.search(r" INFO stargate\.server: stargate serving on ", line) for line in lines)
 
 
 @pytest.mark.asyncio

@@ -21,6 +21,7 @@ from .brokers import BrokerConfigError
 from .client import cli as client_cli
 from .masking import BytesLike
 from .server import Routes, ServerConfig, WebSocket
+from .server.access import logger as access_logger
 from .settings import ServeSettings, SettingsError, as_log_level, serve_settings
 from .targets import (
     TargetError,
@@ -45,6 +46,10 @@ _DEFAULTS: Mapping[str, Mapping[str, object]] = {
 _NOT_SETTINGS = frozenset({"command", "target", "log_level", "reload"})
 #: setting name -> its option, for error messages (filled by add_server_options).
 _FLAGS: dict[str, str] = {}
+#: The name of the handler :func:`_access_log_output` gives the access logger.
+_ACCESS_HANDLER = "stargate-cli-access-json"
+#: The format of every other log line (and of text access lines).
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 async def echo(ws: WebSocket) -> None:
@@ -213,6 +218,23 @@ def config_from_args(args: argparse.Namespace, command: str = "serve") -> Server
     return _settings(command, _given(args)).config
 
 
+def _access_log_output(config: ServerConfig) -> None:
+    """JSON access lines are for log pipelines: one object per line and nothing around it.
+    Through the root handler each would be prefixed (time, level, logger name), so the
+    access logger gets a handler of its own with a bare format, on the same stream
+    (stderr), and stops propagating, lest each line also go out through the root handler.
+    Text lines keep the root's format: its time stamp is theirs."""
+    for handler in [h for h in access_logger.handlers if h.get_name() == _ACCESS_HANDLER]:
+        access_logger.removeHandler(handler)  # main() may run again in one process
+        access_logger.propagate = True
+    if config.access_log and config.access_log_format == "json":
+        handler = logging.StreamHandler()
+        handler.set_name(_ACCESS_HANDLER)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access_logger.addHandler(handler)
+        access_logger.propagate = False
+
+
 def _ready(command: str) -> Callable[[Listening], None]:
     def ready(listening: Listening) -> None:
         print(banner(command, listening), flush=True)
@@ -226,10 +248,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return client_cli.run_args(args)
     try:
         level = as_log_level(args.log_level, "--log-level")
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(level=level, format=LOG_FORMAT)
         if args.command == "serve":
             return _serve(args, sys.argv[1:] if argv is None else list(argv))
         settings = _settings(args.command, _given(args))
+        _access_log_output(settings.config)
         app: Any
         if args.command == "echo":
             app = Routes(default=echo)
@@ -251,6 +274,7 @@ def _serve(args: argparse.Namespace, argv: list[str]) -> int:
     check_target(target)
     ini = ini_server_settings(target) if is_ini(target) else {}
     settings = _settings("serve", _given(args), ini, target.partition("#")[0])
+    _access_log_output(settings.config)
     if args.reload:
         if settings.workers > 1:
             raise SettingsError("--reload serves with one worker: leave out --workers")
