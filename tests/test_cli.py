@@ -99,6 +99,17 @@ def test_config_from_args() -> None:
     assert config_from_args(parse(), "echo").origin_policy == OriginPolicy.any()
 
 
+def test_server_timeouts_from_the_command_line() -> None:
+    """The server's timeouts (ini settings too) have flags of the same names."""
+    defaults = config_from_args(parse())
+    names = ["header_timeout", "body_timeout", "write_timeout", "keepalive_timeout"]
+    names.append("shutdown_timeout")
+    flags = [f"--{name.replace('_', '-')}" for name in names]
+    config = config_from_args(parse(*[a for i, f in enumerate(flags) for a in (f, f"{i}.5")]))
+    assert [getattr(config, name) for name in names] == [0.5, 1.5, 2.5, 3.5, 4.5]
+    assert [getattr(defaults, name) for name in names] == [10.0, 30.0, 60.0, 5.0, 10.0]
+
+
 def test_serve_requires_a_target(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as excinfo:
         main(["serve"])
@@ -711,6 +722,10 @@ def test_a_bad_value(tmp_path: Path) -> None:
     assert_one_line_error(
         run_cli("echo", "--max-message-size", "1.5MiB", cwd=tmp_path),
         "--max-message-size: expected a size in bytes (e.g. 65536, 64KiB), not '1.5MiB'",
+    )
+    assert_one_line_error(
+        run_cli("echo", "--write-timeout", "0", cwd=tmp_path),
+        "--write-timeout: must be positive, not '0'",
     )
 
 

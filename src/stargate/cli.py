@@ -103,6 +103,19 @@ def add_server_options(parser: argparse.ArgumentParser, port: int) -> None:
     add("--ping-interval", "keepalive ping seconds; 0 disables (20)", metavar="SECONDS")
     add("--ping-timeout", "seconds to the pong; 0 disables (20)", metavar="SECONDS")
     add("--close-timeout", "seconds for the close handshake (10)", metavar="SECONDS")
+    add("--header-timeout", "seconds to receive a request head (10)", metavar="SECONDS")
+    add("--body-timeout", "seconds without a byte of a request body (30)", metavar="SECONDS")
+    add(
+        "--write-timeout",
+        "seconds a client may take none of a response before it is aborted (60)",
+        metavar="SECONDS",
+    )
+    add("--keepalive-timeout", "seconds an idle HTTP connection is kept (5)", metavar="SECONDS")
+    add(
+        "--shutdown-timeout",
+        "seconds a graceful stop waits for handlers and requests (10)",
+        metavar="SECONDS",
+    )
     _option(
         parser,
         "--allow-origin",
