@@ -469,7 +469,7 @@ def test_a_redis_broker_without_the_redis_package(tmp_path: Path) -> None:
             "--broker", f"redis://:{SECRET}@127.0.0.1:6379/0",
             cwd=tmp_path, env=env,
         )  # fmt: skip
-        err = assert_one_line_error(result, "pip install 'stargate[redis]'", "redis://:***@")
+        err = assert_one_line_error(result, "python3 -m pip install redis", "redis://:***@")
         assert SECRET not in err
 
 
@@ -747,6 +747,16 @@ def test_ini_errors(tmp_path: Path) -> None:
         "server-only.ini has no [app:main] section",
         "add one",
     )
+
+
+def test_reload_without_hupper(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As if hupper were not installed: one line that names the package to install."""
+    monkeypatch.setitem(sys.modules, "hupper", None)
+    assert main(["serve", "stargate.demo:app", "--reload"]) == 2
+    err = capsys.readouterr().err
+    assert err == "stargate: error: --reload needs hupper: python3 -m pip install hupper\n"
 
 
 def test_reload_serves_one_worker(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from websockets.sync.client import ClientConnection, connect, unix_connect
 from websockets.typing import Origin
 
 from stargate.brokers.testing import RedisServer, free_port
+from stargate.extras import install_hint
 
 #: Every wait of these tests is bounded by this many seconds (a loaded 2-core machine).
 WAIT = 30.0
@@ -93,7 +94,7 @@ def gunicorn_version() -> tuple[int, ...]:
     except ImportError as exc:
         if in_ci():
             pytest.fail(f"gunicorn is not installed ({exc}); CI is set: it must be", pytrace=False)
-        pytest.skip("gunicorn is not installed (pip install 'stargate[gunicorn]')")
+        pytest.skip(f"gunicorn is not installed ({install_hint('gunicorn')})")
     version: tuple[int, ...] = tuple(gunicorn.version_info)
     return version
 
@@ -268,7 +269,7 @@ def test_a_paste_deploy_ini(gunicorn: Callable[..., Arbiter], tmp_path: Path) ->
     if importlib.util.find_spec("paste") is None:
         if in_ci():
             pytest.fail("PasteDeploy is not installed; CI is set", pytrace=False)
-        pytest.skip("PasteDeploy is not installed (pip install 'stargate[pyramid]')")
+        pytest.skip("PasteDeploy is not installed (python3 -m pip install PasteDeploy)")
     (tmp_path / "production.ini").write_text(
         f"[app:main]\nuse = call:{MODULE}:factory\n\n"
         "[server:main]\nuse = egg:stargate\nlisten = 127.0.0.1:6543\n"

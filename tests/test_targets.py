@@ -120,6 +120,21 @@ def test_load_an_ini_app(app_dir: Path) -> None:
     assert app({"REQUEST_METHOD": "GET"}, lambda status, headers: None) == [b"hello"]
 
 
+def test_an_ini_app_without_pyramid_says_how_to_install_it(
+    app_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As if pyramid were not installed (its import fails): the fix names the package
+    itself, not a ``stargate[pyramid]`` that PyPI would answer with another project."""
+    for name in [n for n in sys.modules if n == "pyramid" or n.startswith("pyramid.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, "pyramid", None)
+    ini = write_ini(app_dir, "[app:main]\nuse = call:targets_app:make_app\n")
+    with pytest.raises(
+        TargetError, match=re.escape("needs pyramid (python3 -m pip install pyramid)")
+    ):
+        load_app(str(ini))
+
+
 def test_server_settings_as_written(tmp_path: Path) -> None:
     ini = write_ini(
         tmp_path,

@@ -19,6 +19,7 @@ from typing import Any
 
 from .brokers import BrokerConfigError
 from .client import cli as client_cli
+from .extras import install_hint
 from .masking import BytesLike
 from .server import Routes, ServerConfig, WebSocket
 from .server.access import logger as access_logger
@@ -174,7 +175,7 @@ def _parser() -> argparse.ArgumentParser:
         "--reload",
         action="store_true",
         help="restart when a source file (or the .ini) changes; for development "
-        "(needs hupper: pip install 'stargate[reload]')",
+        f"(needs hupper: {install_hint('reload')})",
     )
     echo_cmd = commands.add_parser("echo", help="echo WebSocket at every path")
     add_server_options(echo_cmd, 9001)
@@ -308,7 +309,7 @@ def _reloading(target: str, argv: list[str]) -> None:
     try:
         import hupper  # type: ignore[import-untyped]
     except ImportError:
-        raise SettingsError("--reload needs hupper: pip install 'stargate[reload]'") from None
+        raise SettingsError(f"--reload needs hupper: {install_hint('reload')}") from None
     if not hupper.is_active():
         hupper.start_reloader("stargate.cli.main", worker_kwargs={"argv": argv})
         raise AssertionError("hupper.start_reloader returned in the monitor")  # pragma: no cover

@@ -81,12 +81,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from .extras import install_hint
+
 try:
     from gunicorn import sock as gunicorn_sock  # type: ignore[import-untyped]
     from gunicorn.workers.base import Worker as _GunicornWorker  # type: ignore[import-untyped]
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
-        f"stargate.gunicorn needs gunicorn: pip install 'stargate[gunicorn]' ({exc})"
+        f"stargate.gunicorn needs gunicorn: {install_hint('gunicorn')} ({exc})"
     ) from exc
 
 from . import groups

@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .extras import install_hint
+
 __all__ = [
     "APP_SECTIONS",
     "TargetError",
@@ -137,7 +139,7 @@ def load_ini_app(config_uri: str) -> Any:
         from pyramid.paster import get_app, setup_logging
     except ImportError as exc:
         raise TargetError(
-            f"an .ini file needs pyramid (pip install 'stargate[pyramid]'): {exc}"
+            f"an .ini file needs pyramid ({install_hint('pyramid')}): {exc}"
         ) from None
     path, name, parser = _ini(config_uri)
     if parser.has_section("loggers"):

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
+from ..extras import install_hint
 from ..redact import MASK, redact_url
 from .envelope import DEFAULT_MAX_SIZE
 
@@ -173,7 +174,7 @@ def make_broker(url: str | None, *, max_message_size: int = DEFAULT_MAX_SIZE) ->
                 raise  # not the optional package: a bug to see in full
             raise BrokerConfigError(
                 f"broker URL {_shown_url(url)!r} needs the redis package, which is not "
-                "installed: pip install 'stargate[redis]'"
+                f"installed: {install_hint('redis')}"
             ) from None
         return RedisBroker(url, max_message_size=max_message_size)
     raise BrokerConfigError(
