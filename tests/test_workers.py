@@ -215,3 +215,79 @@ async def test_readiness_follows_the_broker(redis_server: RedisServer) -> None:
             await asyncio.sleep(0.1)
     finally:
         await supervisor.stop()
+
+
+#: An app whose import takes a while; each worker marks that it loaded it (``loaded-N``).
+SLOW_APP = """
+import os
+import pathlib
+import time
+
+time.sleep(float(os.environ["SLOW_APP_DELAY"]))
+if os.environ.get("SLOW_APP_FAILS"):
+    raise RuntimeError("the app cannot start")
+pathlib.Path("loaded-" + os.environ["STARGATE_WORKER"]).write_text("")
+
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"served"]
+"""
+
+
+async def serve_slow_app(
+    tmp_path: Path, redis_server: RedisServer, **env: str
+) -> asyncio.subprocess.Process:
+    (tmp_path / "slow_app.py").write_text(SLOW_APP)
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "stargate", "serve", "slow_app:app", "--port", "0",
+        "--workers", "2", "--broker", redis_server.url, "--log-level", "critical",
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=dict(os.environ, PYTHONUNBUFFERED="1", **env),
+    )  # fmt: skip
+
+
+@pytest.mark.asyncio
+async def test_the_ready_line_waits_for_a_worker_that_serves(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """The supervisor binds at once but says it is ready only once a worker has loaded the
+    app (a slow import here) and serves: when the line comes, a worker marked its load."""
+    process = await serve_slow_app(tmp_path, redis_server, SLOW_APP_DELAY="1.0")
+    assert process.stdout is not None
+    try:
+        line = await asyncio.wait_for(process.stdout.readline(), 30)
+        assert line.startswith(b"stargate serve: http://127.0.0.1:"), line
+        assert list(tmp_path.glob("loaded-*")), "ready before any worker loaded the app"
+        port = int(line.split(b"/")[2].split(b":")[1])
+        assert (await http_get(port, "/")).startswith(b"HTTP/1.1 200 ")
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            code = await asyncio.wait_for(process.wait(), 30)
+        except TimeoutError:
+            process.kill()
+            code = await process.wait()
+    assert code == 0
+
+
+@pytest.mark.asyncio
+async def test_a_load_error_is_never_after_a_ready_line(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """Every worker fails to import the app: no ready line at all, one line of error."""
+    process = await serve_slow_app(tmp_path, redis_server, SLOW_APP_DELAY="0.5", SLOW_APP_FAILS="1")
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), 30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 2
+    assert out == b""
+    assert err.decode().splitlines()[-1] == (
+        "stargate: error: cannot load 'slow_app:app': RuntimeError: the app cannot start"
+    )

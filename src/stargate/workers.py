@@ -23,7 +23,9 @@ own.  A worker that cannot load the target (a missing module or attribute, an ex
 import, an object that is not an app) reports one line and exits with
 :data:`EXIT_LOAD_FAILED`; the supervisor then stops the other workers and raises
 :class:`~stargate.targets.TargetError` with that line instead of restarting workers that
-would fail the same way.
+would fail the same way.  So the supervisor says it is ready (``ready``: the command
+line's ``stargate serve: http://...`` line) only once a worker has loaded the app and
+serves, which the worker tells it through a pipe: a load error never follows a ready line.
 
 More than one worker needs a broker that spans processes (``redis://...``): with the
 in-memory broker each worker would have groups of its own, and a group message would
@@ -283,12 +285,15 @@ class _Supervisor:
         workers: int,
         broker_url: str | None,
         socks: Sequence[socket.socket],
+        ready: Ready | None = None,
     ) -> None:
         self.app = app
         self.config = config
         self.workers = workers
         self.broker_url = broker_url
         self.socks = socks
+        #: Called once, when the first worker serves (then set to ``None``).
+        self.ready = ready
         #: pid -> (slot, start time)
         self.children: dict[int, tuple[int, float]] = {}
         #: slot -> (monotonic time of its next start, restart delay)
@@ -302,11 +307,31 @@ class _Supervisor:
         #: Workers write their load error here, one line in one write (atomic: < PIPE_BUF).
         self._errors_r, self._errors_w = os.pipe()
         os.set_blocking(self._errors_r, False)
+        #: A worker writes one byte here once it serves (its app loaded, its server
+        #: listening); never blocking: a full pipe (nobody reading) must not stall a worker.
+        self._ready_r, self._ready_w = os.pipe()
+        os.set_blocking(self._ready_r, False)
+        os.set_blocking(self._ready_w, False)
 
     def close(self) -> None:
-        for fd in (self._errors_r, self._errors_w):
+        for fd in (self._errors_r, self._errors_w, self._ready_r, self._ready_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+    def _tell_ready(self, _: Listening) -> None:
+        """In a worker, once it serves: tell the supervisor."""
+        with contextlib.suppress(OSError):
+            os.write(self._ready_w, b"r")
+
+    def check_ready(self) -> None:
+        """Drain what workers said on the ready pipe; the first word calls ``ready``."""
+        try:
+            said = os.read(self._ready_r, 4096)
+        except (BlockingIOError, OSError):
+            return
+        if said and self.ready is not None and not self.stopping:
+            ready, self.ready = self.ready, None
+            ready(_listening(self.socks, self.workers, self.config))
 
     def spawn(self, slot: int) -> None:
         sys.stdout.flush()
@@ -321,6 +346,7 @@ class _Supervisor:
         code = 0
         try:
             os.close(self._errors_r)
+            os.close(self._ready_r)
             signal.pthread_sigmask(signal.SIG_SETMASK, set())
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
                 signal.signal(sig, signal.SIG_DFL)
@@ -330,7 +356,7 @@ class _Supervisor:
                 code = EXIT_LOAD_FAILED
             else:
                 hub, app = loaded
-                _run(hub, app, self.config, self.socks, ready=None, multiprocess=True)
+                _run(hub, app, self.config, self.socks, ready=self._tell_ready, multiprocess=True)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
             if exc.code is not None and not isinstance(exc.code, int):
@@ -441,7 +467,9 @@ class _Supervisor:
             for slot in range(self.workers):
                 self.spawn(slot)
             while True:
-                timeout = 1.0
+                # Until a worker serves, look at the ready pipe often: the ready line waits
+                # on it (signals are taken by sigtimedwait, so the pipe is polled).
+                timeout = 1.0 if self.ready is None else 0.05
                 if self.waiting:
                     soonest = min(when for when, _ in self.waiting.values())
                     timeout = max(0.01, min(timeout, soonest - time.monotonic()))
@@ -450,6 +478,7 @@ class _Supervisor:
                     if not self.stopping:
                         logger.info("stopping %d workers", len(self.children))
                     self.stop()
+                self.check_ready()
                 self.reap()
                 if self.stopping:
                     if not self.children:
@@ -494,7 +523,8 @@ def run_workers(
     spans processes (else :class:`~stargate.settings.SettingsError`).  A target that the
     workers cannot load raises :class:`~stargate.targets.TargetError` (they stop, and are
     not restarted); an address that cannot be bound :class:`ListenError`.  ``ready`` is
-    called once listening, with a :class:`Listening`.
+    called once, with a :class:`Listening`, when the app is served: with several workers,
+    once the first of them has loaded it and serves (never before a load error).
     """
     url = broker_url if broker_url is not None else config.broker_url
     if isinstance(app_target, str):
@@ -506,9 +536,7 @@ def run_workers(
         return 0
     socks = bind(addresses)
     try:
-        supervisor = _Supervisor(app_target, config, workers, url, socks)
-        if ready is not None:
-            ready(_listening(socks, workers, config))
+        supervisor = _Supervisor(app_target, config, workers, url, socks, ready)
         return supervisor.run()
     finally:
         for sock in socks:
