@@ -409,9 +409,10 @@ def check_common(
         assert final, f"refused ({refusal}) but nothing was written"
         last = final[-1]
         assert last.status == refusal.status, f"refused with {refusal}, wrote {last.status}"
-        if refusal.reason in APP_REFUSALS:
-            continue  # the app's own response, sent as it made it; the server closes after
+        # The server closes after every refusal, the app's own answer too: RFC 9112 9.6.
         assert last.closes, f"the refusal {refusal} does not say Connection: close"
+        if refusal.reason in APP_REFUSALS:
+            continue  # the app's own response: its body is the app's
         if last.body:
             assert last.body == (refusal.reason + "\n").encode(), (
                 f"refusal body {last.body[:100]!r}, reason {refusal.reason!r}"

@@ -796,7 +796,8 @@ async def test_upgrade_refused_after_accept_gets_the_apps_answer_and_no_101(
     start_server: StartServer, case: str
 ) -> None:
     """Issue 10: an app (or a tween, or an exception view) that accepts and then answers
-    403 or raises used to get ``101 Switching Protocols`` and a running handler."""
+    403 or raises used to get ``101 Switching Protocols`` and a running handler.  The
+    server closes after the app's answer, and its head says so (RFC 9112 section 9.6)."""
     then, status, body = REFUSALS[case]
     app = accepting(then)
     server = await start_server(validated(app))
@@ -804,11 +805,24 @@ async def test_upgrade_refused_after_accept_gets_the_apps_answer_and_no_101(
     writer.write(UPGRADE)
     response = await read_response(reader)
     assert (response.status, response.body) == (status, body)
+    assert response.header("Connection") == "close"
     assert b"101" not in await read_to_eof(reader)
     writer.close()
     await asyncio.sleep(0.1)  # a handler started with the decision would have run by now
     assert not app.ran.is_set()
     assert not server.websockets
+
+
+async def test_upgrade_refused_without_accept_says_connection_close(
+    start_server: StartServer,
+) -> None:
+    """An app that answers an upgrade request itself (a 403 of its own auth) is refused as
+    well: the server closes after the answer, and the answer says so."""
+    server = await start_server(validated(forbidden))
+    response, reader, writer = await request(server.port, UPGRADE)
+    assert (response.status, response.header("Connection")) == (403, "close")
+    assert await read_to_eof(reader) == b""
+    writer.close()
 
 
 async def test_upgrade_accepted_and_answered_200_stands(start_server: StartServer) -> None:

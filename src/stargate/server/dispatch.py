@@ -209,7 +209,10 @@ def decide_upgrade(channel: HttpChannel, request: HttpRequest) -> None:
     env = environ(channel, request, client)
     env[ENVIRON_KEY] = upgrade
     sink = _HeldSink()
-    response = WSGIResponse(sink, request)
+    # If the app's answer is sent, it is a refusal, and the server closes after it: the
+    # head says so (RFC 9112 section 9.6), which the response writes itself for a
+    # request that is not kept alive.
+    response = WSGIResponse(sink, replace(request, keep_alive=False))
     response.upgrade_accepted = lambda: upgrade.acceptance is not None
     future = state.loop.run_in_executor(state.executor, run_wsgi, app, env, response)
 
