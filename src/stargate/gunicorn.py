@@ -141,6 +141,7 @@ _GUNICORN_DEFAULT_LIMITS = (4094, 100, 8190)
 class WorkerSettings:
     """What a worker serves with: the server's settings and the group broker."""
 
+    #: gunicorn's settings and the ``STARGATE_*`` variables, as one server configuration.
     config: ServerConfig
     #: ``STARGATE_BROKER``; ``None``: the in-memory broker, not asked for by name.
     broker_url: str | None
@@ -283,8 +284,11 @@ class Worker(_GunicornWorker):  # type: ignore[misc]
     """A gunicorn worker serving the app with Stargate: ``gunicorn -k stargate.gunicorn.Worker``."""
 
     # Set by gunicorn's base class (untyped): what this class reads and writes.
+    #: The WSGI app gunicorn loaded (counting requests when ``--max-requests`` is set).
     wsgi: WSGIApp
+    #: gunicorn's flag: ``False`` once the worker is to stop.
     alive: bool
+    #: gunicorn's ``--max-requests`` plus jitter (``sys.maxsize``: no limit).
     max_requests: int
 
     @classmethod
@@ -310,9 +314,13 @@ class Worker(_GunicornWorker):  # type: ignore[misc]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        #: The worker's one event loop (uvloop when installed), made in ``init_process``.
         self.loop: asyncio.AbstractEventLoop | None = None
+        #: What it serves with, read in ``load_wsgi``.
         self.settings: WorkerSettings | None = None
+        #: The process's group hub, configured with the broker before the app is loaded.
         self.hub: groups.Hub | None = None
+        #: The server on all of gunicorn's sockets, once started (one: a list for shutdown).
         self.servers: list[Server] = []
         self._quick = False
         self._wake: asyncio.Event | None = None
@@ -330,6 +338,8 @@ class Worker(_GunicornWorker):  # type: ignore[misc]
         super().init_process()
 
     def init_signals(self) -> None:
+        """gunicorn's signals as the module says, handled on the event loop (SIGABRT
+        excepted: the arbiter sends it when the loop is stuck)."""
         loop = self.loop
         assert loop is not None
         for sig in self.SIGNALS:
@@ -367,6 +377,8 @@ class Worker(_GunicornWorker):  # type: ignore[misc]
     # -- running ---------------------------------------------------------------------------------
 
     def run(self) -> None:
+        """Serve on every socket gunicorn handed over until told to stop (a signal, the
+        arbiter gone, ``max_requests`` reached), then stop gracefully."""
         loop = self.loop
         assert loop is not None
         with asyncio.Runner(loop_factory=lambda: loop) as runner:

@@ -371,8 +371,11 @@ def check_workers(workers: int, broker_url: str | None, *, label: Label = _same)
 class WebSocketSettings:
     """What settings say about WebSockets; ``None`` means "the settings below these"."""
 
+    #: ``subprotocols``: an application's, in preference order.
     subprotocols: tuple[str, ...] = ()
+    #: From ``allowed_origins``, ``same_origin``, ``allow_missing_origin``.
     origin_policy: OriginPolicy | None = None
+    #: From the limits and the per-connection names (``ping_interval`` ...).
     options: WebSocketOptions | None = None
 
 
@@ -449,13 +452,16 @@ def websocket_settings(
 class ServeSettings:
     """What to serve with: the server's settings, where to listen, how many processes."""
 
+    #: The server's settings.
     config: ServerConfig = field(default_factory=ServerConfig)
     #: Every address to listen on; ``config.host``/``config.port`` are the first one.
     listen: tuple[Address, ...] = (("127.0.0.1", 8000),)
+    #: Server processes sharing the listening sockets.
     workers: int = 1
 
     @property
     def broker_url(self) -> str | None:
+        """The group broker's URL (``config.broker_url``)."""
         return self.config.broker_url
 
 

@@ -91,19 +91,25 @@ class ListenError(OSError):
 class Listening:
     """What ``ready`` gets: where the server listens, and with how many processes."""
 
+    #: Every address listened on, as bound (a port 0 given is the real port here).
     addresses: tuple[Address, ...]
+    #: Server processes sharing the sockets.
     workers: int = 1
+    #: Whether they serve https and wss.
     tls: bool = False
 
     @property
     def host(self) -> str:
+        """The first address's host."""
         return self.addresses[0][0]
 
     @property
     def port(self) -> int:
+        """The first address's port."""
         return self.addresses[0][1]
 
     def urls(self) -> list[str]:
+        """``http://host:port/`` (or https) for every address."""
         scheme = "https" if self.tls else "http"
         return [
             f"{scheme}://[{host}]:{port}/" if ":" in host else f"{scheme}://{host}:{port}/"

@@ -36,7 +36,11 @@ class WebSocketOptions(EndpointOptions[PerMessageDeflateOffer]):
 class ServerConfig:
     """Settings of one server process."""
 
+    #: The address to listen on (``""``: every interface); ignored when the server is
+    #: given listening sockets (``stargate serve --listen``, gunicorn, the workers).
     host: str = "127.0.0.1"
+    #: The port to listen on; 0 picks a free one (:attr:`Server.port
+    #: <stargate.server.Server.port>` tells which, once started).
     port: int = 8000
     #: Worker threads for WSGI requests (and the app's decision on an upgrade).
     threads: int = 32
@@ -45,7 +49,9 @@ class ServerConfig:
     #: open connections starve every HTTP request.  Past this many, a new ``def`` handler
     #: waits for a thread (its messages queue up to ``max_queue``).
     websocket_threads: int = 128
+    #: TLS: serve https and wss (``None``: plain http and ws).
     ssl_context: ssl.SSLContext | None = None
+    #: The WebSocket options of every connection whose acceptance gives none.
     websocket: WebSocketOptions = field(default_factory=WebSocketOptions)
     #: Request head (request line + headers) size; larger heads get 431.
     max_header_size: int = 16 * KiB

@@ -25,9 +25,13 @@ class Routes:
         options: WebSocketOptions | None = None,
     ) -> None:
         self._routes: dict[str, Handler] = dict(routes or {})
+        #: The handler of every path without a route of its own (``None``: those get 404).
         self.default = default
+        #: The subprotocols every route speaks, in preference order.
         self.subprotocols = tuple(subprotocols)
+        #: The Origin policy of every route (``None``: the server's).
         self.origin_policy = origin_policy
+        #: The WebSocket options of every route (``None``: the server's).
         self.options = options
 
     def route(self, path: str) -> Callable[[Handler], Handler]:
@@ -40,6 +44,8 @@ class Routes:
         return register
 
     def resolve(self, path: str) -> Acceptance | None:
+        """What serves an upgrade to ``path``: its route's handler (or ``default``) with
+        this table's settings; ``None`` when nothing does."""
         handler = self._routes.get(path, self.default)
         if handler is None:
             return None
