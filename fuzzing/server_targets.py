@@ -402,8 +402,6 @@ def check_common(
         assert 400 <= refusal.status < 500 or app_failed or not_implemented, (
             f"refusal status: {refusal}"
         )
-        if final and final[-1].closes and final[-1].status != refusal.status:
-            continue  # refused after a response that closes: never due (RFC 9112 9.6)
         if reset and (not final or final[-1].status != refusal.status):
             continue  # the client was gone before the refusal could be written
         assert final, f"refused ({refusal}) but nothing was written"

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import hashlib
 import http.client
+import logging
 import os
 import socket
 import sys
@@ -291,6 +292,38 @@ async def test_nothing_follows_a_connection_close_response(start_server: StartSe
     assert (response.status, response.header("Connection")) == (200, "close")
     assert await read_to_eof(reader) == b""
     writer.close()
+
+
+async def test_a_refusal_never_sent_is_never_counted(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The refusal of garbage behind a ``Connection: close`` response is never sent (see
+    above), so neither the access log nor the metrics may count it: a refusal is recorded
+    when it is sent, not when the parser decides it."""
+    caplog.set_level(logging.INFO, "stargate.access")
+    server = await start_server(echo_app, access_log=True)
+    reader, writer = await open_tcp(server.port)
+    writer.write(
+        b"GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n\x16\x03 garbage\r\n\r\n"
+    )
+    response = await read_response(reader)
+    assert (response.status, response.header("Connection")) == (200, "close")
+    assert await read_to_eof(reader) == b""
+    writer.close()
+
+    def access_lines() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "stargate.access"]
+
+    await eventually(lambda: any('"GET /slow HTTP/1.1" 200' in line for line in access_lines()))
+    await asyncio.sleep(0.1)  # a refusal recorded late would be there by now
+    assert not any(" refused " in line for line in access_lines()), access_lines()
+    assert dict(server.state.metrics.http_responses) == {200: 1}
+    # The control: a refusal that is sent is counted, once.
+    response, reader, writer = await request(server.port, b"\x16\x03 garbage\r\n\r\n")
+    assert response.status == 400
+    writer.close()
+    await eventually(lambda: any(" refused 400 " in line for line in access_lines()))
+    assert dict(server.state.metrics.http_responses) == {200: 1, 400: 1}
 
 
 async def test_huge_header_block_gets_431(start_server: StartServer) -> None:

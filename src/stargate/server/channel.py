@@ -26,6 +26,7 @@ import io
 import logging
 import sys
 from collections import deque
+from dataclasses import dataclass
 from typing import cast
 
 import httptools
@@ -78,6 +79,17 @@ class _Refuse(Exception):
         self.reason = reason
 
 
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    """An error response owed, with what the access log says of the refused request."""
+
+    response: bytes
+    status: int
+    reason: str
+    method: str
+    target: str
+
+
 class HttpChannel(asyncio.Protocol):
     """One client connection while it speaks HTTP; hands itself over on upgrade."""
 
@@ -115,7 +127,7 @@ class HttpChannel(asyncio.Protocol):
         self._close_when_flushed = False
         #: An error response owed once the requests parsed before the error are answered;
         #: set, nothing more is parsed.
-        self._refusal: bytes | None = None
+        self._refusal: _Refusal | None = None
         self._reading_paused = False
         self._closed = False  # no more requests are answered (refused, closing, upgraded)
         self._lost = False
@@ -537,31 +549,38 @@ class HttpChannel(asyncio.Protocol):
         interleave nor go to the wrong request.
         """
         self._pause_reading()
-        self._record_refusal(status, reason)
         self._in_head = self._in_body = False
         if self._body is not None:
             self._body.finish().close()
             self._body = None
-        self._refusal = simple_response(status, reason)
-        self._process()
-
-    def _send_refusal_if_due(self) -> None:
-        """Send the refusal once every request parsed before it is answered."""
-        if self._refusal is None or self._busy or self._queue or self._closed:
-            return
-        data, self._refusal = self._refusal, None
-        self._closed = True
-        self.respond(data)
-        self._linger()
-
-    def _record_refusal(self, status: int, reason: str) -> None:
-        """Log a request the parser refused, with what is known of it."""
         try:
             method = self.parser.get_method().decode("latin-1")
         except httptools.HttpParserError:
             method = "-"
         target = self._url[:512].decode("latin-1") or "-"
-        self.state.record_refusal(self.peername, method, target, status, reason, websocket=False)
+        response = simple_response(status, reason)
+        self._refusal = _Refusal(response, status, reason, method, target)
+        self._process()
+
+    def _send_refusal_if_due(self) -> None:
+        """Send the refusal once every request parsed before it is answered, and only then
+        count it in the access log and metrics: a response that closes the connection
+        before it is due means it is never sent (RFC 9112 section 9.6)."""
+        refusal = self._refusal
+        if refusal is None or self._busy or self._queue or self._closed:
+            return
+        self._refusal = None
+        self._closed = True
+        self.respond(refusal.response)
+        self.state.record_refusal(
+            self.peername,
+            refusal.method,
+            refusal.target,
+            refusal.status,
+            refusal.reason,
+            websocket=False,
+        )
+        self._linger()
 
     def _send_and_close(self, data: bytes) -> None:
         self._queue.clear()
