@@ -565,8 +565,6 @@ def check_switch(
     scheme = "wss" if secure else "ws"
     location = response.get(f"{prefix}Location")
     wanted = f"{scheme}://{host}{_resource(target)}"
-    if TOLERATE_KNOWN_BUGS and wanted.endswith("?"):
-        wanted = wanted[:-1]  # EMPTY_QUERY_BUG in fuzzing/server_seeds.py (reported)
     assert location == wanted, f"{prefix}Location {location!r}, expected {wanted!r}"
     if origin is not None:
         assert response.get(f"{prefix}Origin") == origin

@@ -47,6 +47,7 @@ from .support import (
     read_to_eof,
     request,
     validated,
+    ws_app,
 )
 
 pytestmark = pytest.mark.asyncio
@@ -446,8 +447,6 @@ async def test_idle_keep_alive_connection_is_closed(start_server: StartServer) -
 
 async def test_http_served_during_open_websockets(start_server: StartServer) -> None:
     from websockets.asyncio.client import connect
-
-    from .support import ws_app
 
     async def handler(ws: Any) -> None:
         async for message in ws:
@@ -1489,6 +1488,29 @@ async def test_asterisk_form_only_for_options(start_server: StartServer) -> None
     response, reader, writer = await request(server.port, b"GET * HTTP/1.1\r\nHost: x\r\n\r\n")
     assert response.status == 400
     assert await at_eof(reader)
+    writer.close()
+
+
+@pytest.mark.parametrize("target", [b"/demo?", b"/demo?x=1", b"/demo"])
+async def test_hixie75_location_keeps_the_query_as_sent(
+    start_server: StartServer, target: bytes
+) -> None:
+    """A hixie-75 client compares the WebSocket-Location it gets with the URL it opened:
+    an empty query is still a query (``/demo?`` is not ``/demo``, RFC 3986 section 6.2.3)."""
+
+    async def handler(ws: Any) -> None:
+        await ws.send("hi")
+
+    server = await start_server(validated(ws_app(handler)))
+    reader, writer = await open_tcp(server.port)
+    writer.write(
+        b"GET %s HTTP/1.1\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n"
+        b"Host: example.com\r\nOrigin: http://example.com\r\n\r\n" % target
+    )
+    response = await read_response(reader, head=True)
+    assert response.status == 101
+    assert response.header("WebSocket-Location") == "ws://example.com/" + target[1:].decode()
+    assert await asyncio.wait_for(reader.readuntil(b"\xff"), TIMEOUT) == b"\x00hi\xff"
     writer.close()
 
 

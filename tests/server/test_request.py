@@ -13,9 +13,12 @@ from stargate.server.request import BadTarget, HttpRequest, Target, parse_target
     [
         ("/", Target("/", "")),
         ("/a/b", Target("/a/b", "")),
-        ("/a%20b?x=1&y=%20", Target("/a%20b", "x=1&y=%20")),  # still percent-encoded
-        ("/search?", Target("/search", "")),
-        ("/q?a=1?b=2", Target("/q", "a=1?b=2")),  # only the first "?" separates
+        (
+            "/a%20b?x=1&y=%20",
+            Target("/a%20b", "x=1&y=%20", has_query=True),
+        ),  # still percent-encoded
+        ("/search?", Target("/search", "", has_query=True)),  # empty, not absent
+        ("/q?a=1?b=2", Target("/q", "a=1?b=2", has_query=True)),  # only the first "?" separates
         ("//double/slash", Target("//double/slash", "")),  # a path, not an authority
     ],
 )
@@ -28,11 +31,12 @@ def test_origin_form(target: str, expected: Target) -> None:
     ("target", "expected"),
     [
         ("http://example.com/x", Target("/x", "", "example.com")),
-        ("http://example.com:8080/x?y=1", Target("/x", "y=1", "example.com:8080")),
+        ("http://example.com:8080/x?y=1", Target("/x", "y=1", "example.com:8080", True)),
         ("https://example.com", Target("/", "", "example.com")),  # empty path is "/"
         ("HTTP://Example.COM/x", Target("/x", "", "Example.COM")),  # scheme case-insensitive
         ("ws://chat.example/room", Target("/room", "", "chat.example")),
-        ("wss://chat.example/room?id=3", Target("/room", "id=3", "chat.example")),
+        ("wss://chat.example/room?id=3", Target("/room", "id=3", "chat.example", True)),
+        ("http://example.com/x?", Target("/x", "", "example.com", True)),
         ("http://[::1]:8000/v6", Target("/v6", "", "[::1]:8000")),
     ],
 )
@@ -46,7 +50,8 @@ def test_absolute_form(target: str, expected: Target) -> None:
     ("target", "expected"),
     [
         ("/x#frag", Target("/x", "")),
-        ("/x?a=1#frag?b=2", Target("/x", "a=1")),
+        ("/x?a=1#frag?b=2", Target("/x", "a=1", has_query=True)),
+        ("/x#frag?b=2", Target("/x", "")),  # a "?" in the fragment is no query
         ("/#", Target("/", "")),
         ("http://example.com/x#top", Target("/x", "", "example.com")),
     ],
@@ -116,3 +121,20 @@ def test_http_request_defaults() -> None:
     request.trailing += b"key3"
     assert other.trailing == bytearray()
     assert other.body is not request.body
+
+
+@pytest.mark.parametrize(
+    ("target", "resource"),
+    [
+        ("/demo", "/demo"),
+        ("/demo?", "/demo?"),
+        ("/demo?x=1", "/demo?x=1"),
+        ("/demo?#top", "/demo?"),
+        ("http://example.com/demo?", "/demo?"),
+        ("http://example.com", "/"),
+    ],
+)
+def test_resource_is_the_target_as_sent(target: str, resource: str) -> None:
+    """The upgrade's resource name keeps an empty query: a hixie client compares the
+    Location it gets with the URL it opened."""
+    assert parse_target("GET", target).resource == resource

@@ -179,11 +179,11 @@ def _operations(channel: HttpChannel, request: HttpRequest, path: str) -> tuple[
 
 
 def handshake_request(request: HttpRequest) -> handshake.Request:
-    """The sans-I/O core's view of an upgrade request (target without its fragment)."""
-    target = request.parsed
+    """The sans-I/O core's view of an upgrade request: the target as the client wrote it
+    (an empty query too), without its fragment or an absolute form's authority."""
     return handshake.Request(
         method=request.method,
-        target=f"{target.path}?{target.query}" if target.query else target.path,
+        target=request.parsed.resource,
         headers=Headers(request.headers),
         http_version=request.http_version,
     )

@@ -34,6 +34,15 @@ class Target:
     path: str
     query: str
     authority: str | None = None
+    #: Whether the target had a ``?``, even with nothing after it: ``/demo?`` is not
+    #: ``/demo`` (RFC 3986 section 6.2.3), and a hixie client compares the Location it
+    #: gets with the URL it opened.
+    has_query: bool = False
+
+    @property
+    def resource(self) -> str:
+        """Path and query as the client wrote them (the fragment and any authority aside)."""
+        return f"{self.path}?{self.query}" if self.has_query or self.query else self.path
 
 
 def parse_target(method: str, target: str) -> Target:
@@ -53,8 +62,8 @@ def parse_target(method: str, target: str) -> Target:
         raise BadTarget("CONNECT is not supported: this server is not a proxy", 405)
     target = target.partition("#")[0]
     if target.startswith("/"):
-        path, _, query = target.partition("?")
-        return Target(path, query)
+        path, question, query = target.partition("?")
+        return Target(path, query, has_query=bool(question))
     if target == "*":
         if method != "OPTIONS":
             raise BadTarget("the asterisk-form target is for OPTIONS only")
@@ -68,7 +77,7 @@ def parse_target(method: str, target: str) -> Target:
         if not _AUTHORITY.match(parts.netloc):
             # It replaces the Host header (section 3.2.2): a host, no userinfo.
             raise BadTarget(f"absolute-form authority {parts.netloc[:80]!r} is not host[:port]")
-        return Target(parts.path or "/", parts.query, parts.netloc)
+        return Target(parts.path or "/", parts.query, parts.netloc, has_query="?" in target)
     raise BadTarget(f"request-target {target[:80]!r} is of no known form")
 
 
