@@ -1,11 +1,27 @@
-"""Request-targets (stargate.server.request): the four forms of RFC 9112 section 3.2, and
-what is refused, before a path reaches the WSGI environ or the upgrade decision."""
+"""stargate.server.request: the request-target forms of RFC 9112 section 3.2 and what is
+refused before a path reaches the WSGI environ or the upgrade decision; and the meters that
+find where a request's head and body end in the bytes as received, checked against an
+independent reading, against llhttp itself, and for every way of cutting the bytes."""
 
 from __future__ import annotations
 
-import pytest
+import itertools
+from collections.abc import Sequence
 
-from stargate.server.request import BadTarget, HttpRequest, Target, parse_target
+import httptools
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stargate.server.request import (
+    BadTarget,
+    ChunkMeter,
+    HeadMeter,
+    HttpRequest,
+    LengthMeter,
+    Target,
+    parse_target,
+)
 
 
 @pytest.mark.parametrize(
@@ -138,3 +154,201 @@ def test_resource_is_the_target_as_sent(target: str, resource: str) -> None:
     """The upgrade's resource name keeps an empty query: a hixie client compares the
     Location it gets with the URL it opened."""
     assert parse_target("GET", target).resource == resource
+
+
+# -- the meters ----------------------------------------------------------------------------
+
+Meter = HeadMeter | LengthMeter | ChunkMeter
+
+
+def measure(meter: Meter, data: bytes, cuts: Sequence[int] = ()) -> tuple[int, object]:
+    """Scan ``data`` as the channel does, in the reads that ``cuts`` make: where the meter
+    stops in the whole stream (its part's end, or the byte past a limit), and its refusal."""
+    bounds = [0, *sorted({c for c in cuts if 0 < c < len(data)}), len(data)]
+    for first, last in itertools.pairwise(bounds):
+        read = data[first:last]
+        position = 0
+        while position < len(read):
+            position = meter.scan(read, position)
+            if meter.refusal is not None or meter.complete:
+                return first + position, meter.refusal
+    return len(data), meter.refusal
+
+
+def expected_head(data: bytes, limit: int) -> tuple[int, object]:
+    """An independent reading of where a head ends (RFC 9112 sections 2.1, 2.2, 3)."""
+    skipped = len(data) - len(data.lstrip(b"\r\n"))
+    head = data[skipped:]
+    end = head.find(b"\r\n\r\n")
+    if end != -1 and end + 4 <= limit:
+        return skipped + end + 4, None
+    if len(head) <= limit:
+        return len(data), None
+    if b"\n" in head[:limit]:
+        return skipped + limit, (431, "request header block too large")
+    return skipped + limit, (414, "request-target too long")
+
+
+HEAD = b"GET /x HTTP/1.1\r\nHost: example.com\r\nX-Pad: abc\r\n\r\n"
+N = len(HEAD)
+TOO_LARGE = (431, "request header block too large")
+
+
+@pytest.mark.parametrize(
+    ("data", "limit", "expected"),
+    [
+        (HEAD, N, (N, None)),  # exactly the limit
+        (HEAD, N - 1, (N - 1, TOO_LARGE)),  # one byte more
+        (HEAD + b"GET / HTTP/1.1\r\n", N, (N, None)),  # stops at the end of the head
+        (b"\r\n\n\r" + HEAD, N, (N + 4, None)),  # empty lines before are not the head
+        (b"GET /" + b"t" * 100, 50, (50, (414, "request-target too long"))),  # incomplete
+        (HEAD[:40], N, (40, None)),  # incomplete, within the limit
+        (b"\r\n\r\n", 1, (4, None)),  # only empty lines: no head yet
+    ],
+)
+def test_head_meter(data: bytes, limit: int, expected: tuple[int, object]) -> None:
+    assert expected_head(data, limit) == expected
+    for cut in range(len(data) + 1):
+        assert measure(HeadMeter(limit), data, [cut]) == expected, cut
+
+
+def test_head_meter_counts_the_head_it_measured() -> None:
+    meter = HeadMeter(100)
+    assert meter.scan(b"\r\n" + HEAD[:30], 0) == 32
+    assert meter.scan(HEAD[30:] + b"next", 0) == len(HEAD) - 30
+    assert (meter.size, meter.complete) == (len(HEAD), True)
+    # The parser goes on where the head ended: no guess about where the next part starts.
+    assert meter.scan(b"next", 0) == 0
+    assert meter.refusal == (400, "cannot tell where the request ends")
+
+
+head_bytes = st.lists(
+    st.sampled_from([b"\r", b"\n", b"\r\n", b"\r\n\r\n", b"GET / HTTP/1.1", b"a", b"X: y"]),
+    max_size=30,
+).map(b"".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    data=head_bytes,
+    limit=st.integers(1, 60),
+    cuts=st.lists(st.integers(0, 200), max_size=6),
+)
+def test_head_meter_is_exact_however_the_bytes_are_cut(
+    data: bytes, limit: int, cuts: list[int]
+) -> None:
+    assert measure(HeadMeter(limit), data, cuts) == expected_head(data, limit)
+
+
+def test_length_meter() -> None:
+    meter = LengthMeter(5)
+    assert meter.scan(b"abc", 1) == 3
+    assert meter.scan(b"defGET", 0) == 3
+    assert meter.left == 0
+    assert meter.scan(b"GET", 0) == 0
+    assert meter.refusal == (400, "cannot tell where the request ends")
+
+
+CHUNKED = b"5;name=value\r\nhello\r\n000b\r\n, the world\r\n0;last\r\nX-Trailer: t\r\n\r\n"
+FRAMING = (413, "chunk framing too large")
+
+
+def two_chunks(zeros: int) -> bytes:
+    """Between "a" and "b": CRLF, ``zeros`` leading zeros, "1", CRLF: ``zeros + 5`` bytes."""
+    return b"1\r\na\r\n" + b"0" * zeros + b"1\r\nb\r\n0\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("data", "limit", "expected"),
+    [
+        (CHUNKED, 100, (len(CHUNKED), None)),
+        (CHUNKED + b"GET / HTTP/1.1\r\n", 100, (len(CHUNKED), None)),  # stops at the end
+        (b"3\r\nabc\r\n0\r\n\r\n", 100, (13, None)),
+        # Framing between two bytes of data: the CRLF after data, the next size line.
+        (two_chunks(95), 100, (len(two_chunks(95)), None)),  # 100 bytes: the limit
+        (two_chunks(96), 100, (4 + 100, FRAMING)),  # past it, refused at its 101st byte
+        (b"0" * 200 + b"3\r\nabc", 100, (100, FRAMING)),
+        (b"3;x=" + b"e" * 200, 100, (100, FRAMING)),
+        # The trailer section is framing too, after the last data byte.
+        (b"1\r\na\r\n0\r\nX: " + b"t" * 200, 100, (4 + 100, (431, "trailer section too large"))),
+    ],
+)
+def test_chunk_meter(data: bytes, limit: int, expected: tuple[int, object]) -> None:
+    for cut in range(len(data) + 1):
+        assert measure(ChunkMeter(limit), data, [cut]) == expected, cut
+
+
+def test_chunk_meter_data_is_not_framing() -> None:
+    """Large chunks cost no framing room: only the lines between data count."""
+    body = b"".join(b"%x;ext=%s\r\n%s\r\n" % (n, b"e" * 20, b"d" * n) for n in (1000, 5000, 1))
+    body += b"0\r\n\r\n"
+    assert measure(ChunkMeter(40), body) == (len(body), None)
+
+
+def test_chunk_meter_refuses_bytes_after_the_body() -> None:
+    meter = ChunkMeter(100)
+    assert meter.scan(b"0\r\n\r\nGET", 0) == 5
+    assert meter.complete
+    assert meter.scan(b"GET", 0) == 0
+    assert meter.refusal == (400, "cannot tell where the request ends")
+
+
+class _Events:
+    """llhttp's callbacks: which ones fired, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def on_headers_complete(self) -> None:
+        self.events.append("head")
+
+    def on_message_complete(self) -> None:
+        self.events.append("message")
+
+
+def llhttp_ends(data: bytes, event: str) -> int | None:
+    """The byte after which llhttp reports ``event``, fed ``data`` one byte at a time
+    (None: never, or llhttp refused the bytes first)."""
+    events = _Events()
+    parser = httptools.HttpRequestParser(events)
+    try:
+        for i in range(len(data)):
+            parser.feed_data(data[i : i + 1])
+            if event in events.events:
+                return i + 1
+    except httptools.HttpParserError:
+        return None
+    return None
+
+
+chunk = st.tuples(
+    st.binary(min_size=1, max_size=20),
+    st.sampled_from([b"", b";a", b";a=b", b';a="q;\\""', b" ;a"]),
+    st.integers(0, 3),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    chunks=st.lists(chunk, max_size=4),
+    trailers=st.lists(st.sampled_from([b"X-T: 1\r\n", b"Y: \r\n", b"Z:z \r\n"]), max_size=3),
+    last=st.sampled_from([b"0", b"000", b"0;e=1"]),
+    after=st.sampled_from([b"", b"GET / HTTP/1.1\r\n", b"\r\n"]),
+)
+def test_meters_end_where_llhttp_does(
+    chunks: list[tuple[bytes, bytes, int]], trailers: list[bytes], last: bytes, after: bytes
+) -> None:
+    """The channel feeds llhttp up to where a meter says a part ends: that must be where
+    llhttp itself ends it, for every body llhttp accepts."""
+    body = b"".join(
+        b"%s%x%s\r\n%s\r\n" % (b"0" * zeros, len(data), ext, data) for data, ext, zeros in chunks
+    )
+    body += last + b"\r\n" + b"".join(trailers) + b"\r\n"
+    head = b"POST /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+    stream = head + body + after
+    assert measure(HeadMeter(1000), stream) == (len(head), None)
+    assert llhttp_ends(stream, "head") == len(head)
+    llhttp_end = llhttp_ends(stream, "message")
+    if llhttp_end is None:
+        return  # llhttp refuses the body (a space before ";"): the channel answers 400
+    assert measure(ChunkMeter(1000), body + after) == (llhttp_end - len(head), None)

@@ -8,9 +8,13 @@ the transport over (:mod:`~stargate.server.handover`) once an upgrade is accepte
 
 What a client can make it spend is bounded at every phase:
 
-- the head: ``max_header_size`` bytes, ``max_headers`` fields, ``header_timeout`` seconds;
+- the head: ``max_header_size`` bytes as received, however they were cut into reads (431;
+  414 when the request line alone is longer), ``max_headers`` fields, ``header_timeout``
+  seconds;
 - the body: ``max_body_size`` bytes (refused up front when Content-Length says so), spooled
-  to disk past ``body_spool_size``, and ``body_timeout`` seconds without a byte of it;
+  to disk past ``body_spool_size``, and ``body_timeout`` seconds without a byte of it; a
+  chunked body's framing (chunk lines, extensions, trailers) ``max_header_size`` bytes
+  between two bytes of data (413, 431 for trailers);
 - pipelining: at most ``max_pipelined`` parsed requests wait, then reading pauses; they are
   answered by a loop (never recursion), which stops while output is waiting on the client;
 - output: an ``OutputBuffer`` (memory, then a temporary file) that worker threads fill
@@ -38,7 +42,14 @@ from . import dispatch
 from .buffers import OutputBuffer, RequestBody
 from .handover import Refused, extension_names, hand_over, handshake_response, start_handler
 from .proxy import ClientView
-from .request import BadTarget, HttpRequest, parse_target
+from .request import (
+    BadTarget,
+    ChunkMeter,
+    HeadMeter,
+    HttpRequest,
+    LengthMeter,
+    parse_target,
+)
 from .response import simple_response
 from .state import ServerState
 from .upgrade import Acceptance
@@ -109,8 +120,8 @@ class HttpChannel(asyncio.Protocol):
         # The head being parsed.
         self._url = bytearray()
         self._headers: list[tuple[str, str]] = []
-        self._head_size = 0  # bytes of the head as the callbacks report them
-        self._raw_head = 0  # raw bytes received inside the current head, after its first read
+        #: Where the part of the request being received ends (see ``_feed``).
+        self._meter: HeadMeter | LengthMeter | ChunkMeter = HeadMeter(config.max_header_size)
         self._in_head = False
         self._in_body = False
         self._body: RequestBody | None = None
@@ -177,45 +188,55 @@ class HttpChannel(asyncio.Protocol):
         self._process()
 
     def _feed(self, data: bytes) -> bytes:
-        """Parse ``data``; return what follows an ignored upgrade request (else ``b""``)."""
-        if self._in_head:
-            # httptools reports a header only once complete: count raw bytes too, so a
-            # never-ending header line cannot grow the parser's buffer without bound.
-            self._raw_head += len(data)
-        elif self._in_body:
+        """Parse ``data``; return what follows an ignored upgrade request (else ``b""``).
+
+        The parser is fed one part of a request at a time: the current meter (head, body
+        by length, chunked body) says where that part ends in ``data``, or where it passes
+        its limit.  So every limit is counted on the bytes as received and holds at the
+        same byte however the client's bytes were cut into reads; llhttp reports neither
+        where a part ends nor the bytes of chunk extensions.
+        """
+        if self._in_body:
             self._arm_timer(self.config.body_timeout)  # the body moves: its deadline too
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade as exc:
-            request = self._queue[-1]
-            rest = data[exc.args[0] :]
-            protocols = [value for name, value in request.headers if name.lower() == "upgrade"]
-            if has_token(protocols, "websocket"):
-                self._queue.pop()
-                request.trailing += rest
-                self._upgrade = request
-                self._queue.append(request)
+        view = memoryview(data)
+        start = 0
+        while start < len(data):
+            meter = self._meter
+            end = meter.scan(data, start)
+            try:
+                self.parser.feed_data(view[start:end])
+            except httptools.HttpParserUpgrade as exc:
+                request = self._queue[-1]
+                rest = data[start + exc.args[0] :]
+                protocols = [v for name, v in request.headers if name.lower() == "upgrade"]
+                if has_token(protocols, "websocket"):
+                    self._queue.pop()
+                    request.trailing += rest
+                    self._upgrade = request
+                    self._queue.append(request)
+                    return b""
+                # Another protocol (curl --http2 sends "Upgrade: h2c"): RFC 9110 section
+                # 7.8 lets a server ignore Upgrade, so it is a plain request for the app,
+                # and HTTP/1.1 parsing goes on with a fresh parser (llhttp stops there).
+                request.upgrade = False
+                self.parser = httptools.HttpRequestParser(self)
+                return rest
+            except _Refuse as exc:
+                self._refuse(exc.status, exc.reason)
                 return b""
-            # Another protocol (curl --http2 sends "Upgrade: h2c"): RFC 9110 section 7.8
-            # lets a server ignore Upgrade, so it is a plain request for the app, and
-            # HTTP/1.1 parsing goes on with a fresh parser (llhttp stops at an upgrade).
-            request.upgrade = False
-            self.parser = httptools.HttpRequestParser(self)
-            return bytes(rest)
-        except _Refuse as exc:
-            self._refuse(exc.status, exc.reason)
-            return b""
-        except httptools.HttpParserError as exc:
-            # httptools wraps what a callback raises: a _Refuse arrives as the context of
-            # an HttpParserCallbackError, and must keep its status (431, 413), not 400.
-            refusal = exc.__context__
-            if isinstance(refusal, _Refuse):
-                self._refuse(refusal.status, refusal.reason)
-            else:
-                self._refuse(400, f"bad request: {exc}")
-            return b""
-        if self._in_head and max(self._head_size, self._raw_head) > self.config.max_header_size:
-            self._refuse(431, "request header block too large")
+            except httptools.HttpParserError as exc:
+                # httptools wraps what a callback raises: a _Refuse arrives as the context
+                # of an HttpParserCallbackError, and must keep its status (431, 413).
+                refusal = exc.__context__
+                if isinstance(refusal, _Refuse):
+                    self._refuse(refusal.status, refusal.reason)
+                else:
+                    self._refuse(400, f"bad request: {exc}")
+                return b""
+            if meter.refusal is not None:
+                self._refuse(*meter.refusal)
+                return b""
+            start = end
         return b""
 
     def eof_received(self) -> bool:
@@ -255,25 +276,19 @@ class HttpChannel(asyncio.Protocol):
         self._in_head = True
         self._url.clear()
         self._headers = []
-        self._head_size = 0
-        self._raw_head = 0
         self._body = None
         if not self._busy and not self._queue:
             self._arm_timer(self.config.header_timeout)
 
     def on_url(self, url: bytes) -> None:
-        self._url += url
-        self._head_size += len(url)
+        self._url += url  # at most max_header_size: the head meter feeds no more
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_size += len(name) + len(value) + 4
-        if self._head_size > self.config.max_header_size:
-            raise _Refuse(431, "request header block too large")
         if self._in_body:
             # A trailer field of a chunked body: RFC 9110 section 6.5.1 says a recipient
             # MUST NOT merge it into the header section (a trailer "Host" or
-            # "Content-Type" would smuggle past checks made on the head).  Counted above
-            # against max_header_size, then dropped.
+            # "Content-Type" would smuggle past checks made on the head).  The chunk
+            # meter holds the trailer section to max_header_size; the field is dropped.
             return
         if len(self._headers) >= self.config.max_headers:
             raise _Refuse(431, f"more than {self.config.max_headers} header fields")
@@ -316,6 +331,11 @@ class HttpChannel(asyncio.Protocol):
             if expect != "100-continue":
                 raise _Refuse(417, f"unsupported expectation {expect!r}")
             self._continue_owed = True
+        # Where the body ends (llhttp accepts no other framing: RFC 9112 section 6.3).
+        if codings:
+            self._meter = ChunkMeter(self.config.max_header_size)
+        elif length:
+            self._meter = LengthMeter(length)
         # The spool threshold is per connection: bodies of pipelined requests waiting
         # behind a busy one already hold memory, and this one gets what is left.
         held = sum(r.body_size for r in self._queue if isinstance(r.body, io.BytesIO))
@@ -333,6 +353,7 @@ class HttpChannel(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         parser = self.parser
+        self._meter = HeadMeter(self.config.max_header_size)
         self._in_body = False
         self._continue_owed = False
         body = self._body
