@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+from collections.abc import Iterable
 
 import pytest
 
 from stargate.connection import Connection
-from stargate.endpoint import Inbox, Message
+from stargate.endpoint import SPLIT_SIZE, Inbox, Message
 from stargate.errors import ConnectionClosed
 from stargate.events import TextMessage
 from stargate.handshake import Request
@@ -369,3 +370,74 @@ async def test_feed_data_delivers_frames_that_came_with_the_handshake() -> None:
     transport.abort()
     theirs.close()
     await asyncio.wait_for(ws.wait_closed(), TIMEOUT)
+
+
+class Recording(asyncio.Transport):
+    """A transport that keeps what is written, call by call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[list[bytes]] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.calls.append([bytes(data)])
+
+    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
+        self.calls.append([bytes(data) for data in list_of_data])
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def is_closing(self) -> bool:
+        return False
+
+
+@pytest.mark.parametrize("kind", [str, bytes])
+async def test_a_large_message_is_written_as_header_and_payload(kind: type) -> None:
+    """From SPLIT_SIZE on, a message goes out as two buffers in one call (no copy of its
+    payload into a frame); below, as one frame.  Both are the same frame on the wire."""
+    ws = server_websocket(64 * 1024)
+    transport = Recording()
+    ws.attach(transport)
+    small = kind("s" * 100) if kind is str else b"s" * 100
+    large = kind("L" * SPLIT_SIZE) if kind is str else b"L" * SPLIT_SIZE
+    await ws.send(small)
+    await ws.send(large)
+    assert [len(call) for call in transport.calls] == [1, 2]
+    header, payload = transport.calls[1]
+    assert len(payload) == SPLIT_SIZE and len(header) == 4  # 126 + 16-bit length
+    client = Connection(Role.CLIENT)
+    wire = b"".join(b"".join(call) for call in transport.calls)
+    assert [event.data for event in client.receive_data(wire)] == [small, large]  # type: ignore[union-attr]
+    assert ws.messages_out == 2 and ws.bytes_out == len(wire)
+
+
+async def test_an_idle_connection_gives_back_memory_at_the_keepalive_tick() -> None:
+    """A keepalive interval without a byte either way releases what the connection need
+    not hold (a deflate zlib state); a busy one keeps it."""
+    released: list[float] = []
+
+    class Counting(Connection):
+        def release_memory(self) -> None:
+            released.append(asyncio.get_running_loop().time())
+            super().release_memory()
+
+    ws = WebSocket(
+        Counting(Role.SERVER),
+        Request("GET", "/", Headers([("Host", "localhost")])),
+        loop=asyncio.get_running_loop(),
+        options=WebSocketOptions(ping_interval=0.3, ping_timeout=None),
+    )
+    ws.attach(Recording())
+    await asyncio.sleep(0.45)  # the first tick: nothing known yet about the interval before
+    assert released == []
+    await asyncio.sleep(0.3)  # a whole interval with only our own ping: idle
+    assert len(released) == 1
+    client = Connection(Role.CLIENT)
+    for _ in range(20):  # busy: a message every tenth of an interval, two ticks long
+        ws.feed_data(client.encode_message("busy"))
+        await asyncio.sleep(0.03)
+    assert len(released) == 1

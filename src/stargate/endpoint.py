@@ -52,6 +52,10 @@ OptionsT = TypeVar("OptionsT", bound=EndpointOptions[Any])
 #: the close goes out as soon as the application asks for the next message.
 ANSWER_GRACE = 0.5
 
+#: Messages at least this long (characters or bytes) are written as header and payload
+#: apart: past a few KiB, not copying the payload into a frame buffer wins.
+SPLIT_SIZE = 16 * 1024
+
 _UNBOUNDED = sys.maxsize
 
 
@@ -371,11 +375,28 @@ class WebSocketBase(Generic[OptionsT]):
         #: application, a protocol error, a timeout, the slow-consumer policy), or ``None``
         #: while open and when the connection dropped without one.
         self.closed_by: str | None = None
+        #: ``bytes_in + bytes_out`` when the last keepalive ping was sent (see there).
+        self._traffic_at_ping = -1
 
     # Provided by the subclasses (the hot path and what differs between the roles).
 
     def _write(self, data: bytes) -> None:
         raise NotImplementedError
+
+    def _write_parts(self, header: bytes, payload: bytes) -> None:
+        """Write a frame given as header and payload (:meth:`_send_message` for large ones)."""
+        raise NotImplementedError
+
+    def _send_message(self, message: Message | BytesLike) -> None:
+        """Frame and write one message.  A large one goes out as header and payload side by
+        side (``transport.writelines``), so its payload is not copied into a frame buffer
+        (uvloop writes both with one ``writev``)."""
+        conn = self._conn
+        if len(message) < SPLIT_SIZE:
+            self._write(conn.encode_message(message))
+        else:
+            self._write_parts(*conn.encode_message_parts(message))
+        self.messages_out += 1
 
     def start_close(self, code: int, reason: str) -> None:
         """Send a close frame with ``code`` and ``reason`` (once) and return at once; the
@@ -454,8 +475,7 @@ class WebSocketBase(Generic[OptionsT]):
         Raises :class:`~stargate.errors.ConnectionClosed` once the closing handshake has
         started or the connection is closed.
         """
-        self._write(self._conn.encode_message(message))
-        self.messages_out += 1
+        self._send_message(message)
         if self._write_blocked:
             waiter: asyncio.Future[None] = self._loop.create_future()
             self._drain_waiters.append(waiter)
@@ -467,11 +487,10 @@ class WebSocketBase(Generic[OptionsT]):
         """The loop side of a blocking ``send``: ``done`` resolves once the transport is
         below its high-water mark again."""
         try:
-            self._write(self._conn.encode_message(message))
+            self._send_message(message)
         except BaseException as exc:
             done.set_exception(exc)
             return
-        self.messages_out += 1
         if self._write_blocked:
             self._drain_waiters.append(done)
         else:
@@ -568,6 +587,11 @@ class WebSocketBase(Generic[OptionsT]):
         self._timers = [t for t in self._timers if not t.cancelled() and t.when() > now]
         if self._closed.done() or self._conn.state is not ConnectionState.OPEN:
             return
+        traffic = self.bytes_in + self.bytes_out
+        if traffic == self._traffic_at_ping:
+            # Nothing moved for a whole interval: an idle connection gives back what it
+            # need not hold (a permessage-deflate zlib state is tens of KiB).
+            self._conn.release_memory()
         payload = os.urandom(4)
         while payload in self._pong_waiters:
             payload = os.urandom(4)
@@ -575,6 +599,7 @@ class WebSocketBase(Generic[OptionsT]):
         self._pong_waiters[payload] = (now, waiter)
         self._conn.send_ping(payload)
         self._write(self._conn.data_to_send())
+        self._traffic_at_ping = self.bytes_in + self.bytes_out
         timeout = self._options.ping_timeout
         if timeout:
             timer = self._loop.call_later(timeout, self._keepalive_timeout, waiter)

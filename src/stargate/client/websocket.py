@@ -118,8 +118,7 @@ class ClientWebSocket(WebSocketBase[ClientOptions]):
 
     def send_nowait(self, message: Message | BytesLike) -> None:
         """Send without waiting for the server to read (the transport buffers it)."""
-        self._write(self._conn.encode_message(message))
-        self.messages_out += 1
+        self._send_message(message)
 
     def _write(self, data: bytes) -> None:
         if self._closed.done() or (
@@ -130,6 +129,16 @@ class ClientWebSocket(WebSocketBase[ClientOptions]):
         assert transport is not None
         self.bytes_out += len(data)
         transport.write(data)
+
+    def _write_parts(self, header: bytes, payload: bytes) -> None:
+        if self._closed.done() or (
+            self._conn.state is not ConnectionState.OPEN and self._held is None
+        ):
+            raise self._closed_error()
+        transport = self._transport
+        assert transport is not None
+        self.bytes_out += len(header) + len(payload)
+        transport.writelines((header, payload))
 
     async def __aenter__(self) -> ClientWebSocket:
         return self

@@ -105,8 +105,7 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
     def send_nowait(self, message: Message | BytesLike) -> None:
         """Send without waiting: the slow-consumer policy applies instead of backpressure."""
         if self._send_buffer_ok():
-            self._write(self._conn.encode_message(message))
-            self.messages_out += 1
+            self._send_message(message)
 
     def send_encoded(self, frame: bytes, messages: int = 1) -> None:
         """Send a frame encoded once for many connections of this :attr:`frame_family`
@@ -138,6 +137,23 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
         transport = self._transport
         assert transport is not None
         transport.write(data)
+
+    def _write_parts(self, header: bytes, payload: bytes) -> None:
+        cork = self._cork
+        if cork is not None:
+            self._write(header)  # checks the state, counts, corks
+            self.bytes_out += len(payload)
+            cork.append(payload)
+            return
+        self._cork = cork = []
+        try:
+            self._write(header)
+        finally:
+            self._cork = None
+        self.bytes_out += len(payload)
+        cork.append(payload)
+        assert self._transport is not None
+        self._transport.writelines(cork)
 
     def _flush_cork(self) -> None:
         """Write what was batched so far (before a close frame, which must follow it)."""
