@@ -5,6 +5,8 @@ from __future__ import annotations
 import gc
 import os
 import struct
+import subprocess
+import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -445,6 +447,48 @@ def test_read_messages_takes_exactly_whole_single_frame_messages() -> None:
             events = []
             assert read(frame, 0, events, True, limit) == 0
             assert events == []
+
+
+@needs_c
+@pytest.mark.parametrize("impl", ["c", "python"])
+@pytest.mark.parametrize("length", [5, 126, 65536])
+@pytest.mark.parametrize("key", [KEY, None], ids=["masked", "unmasked"])
+def test_read_messages_leaves_a_cut_header_for_the_next_read(
+    impl: str, length: int, key: bytes | None
+) -> None:
+    """A read may end anywhere in a header: in the 16- or 64-bit extended length or in the
+    masking key (section 5.2).  The frame is left where it starts, with no event, and taken
+    whole once the rest has arrived."""
+    read = _speedups.read_messages if impl == "c" else _read_messages_python
+    payload = bytes(i % 251 for i in range(length))
+    whole = masked_frame(0x82, payload, key)
+    before = masked_frame(0x81, b"before", key)
+    for cut in range(len(whole) - length):  # every cut inside the header
+        events: list[Event] = []
+        data = before + whole[:cut]
+        assert read(data, 0, events, key is not None, 1 << 20) == len(before), cut
+        assert events == [TextMessage("before")]
+    events = []
+    data = before + whole
+    assert read(data, 0, events, key is not None, 1 << 20) == len(data)
+    assert events == [TextMessage("before"), BinaryMessage(payload)]
+
+
+def test_pure_python_switch_selects_every_twin() -> None:
+    """STARGATE_PURE_PYTHON=1 makes stargate.frames use all of its Python twins (CI runs the
+    core that way); unset or 0, the C accelerator's functions where it is built."""
+    code = (
+        "from stargate import frames as f; print("
+        "f.read_messages is f._read_messages_python, f.build_frame is f._build_frame_python, "
+        "f.build_header is f._build_header_python, f.MessageBuffer is f._MessageBufferPython)"
+    )
+    built = _speedups is not None
+    for value, python in (("1", True), ("0", not built), ("", not built)):
+        env = {**os.environ, "STARGATE_PURE_PYTHON": value}
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        assert out.stdout.split() == [str(python)] * 4, value
 
 
 @needs_c
