@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import sys
 import tracemalloc
 import zlib
 
 import pytest
 
 from stargate.errors import InvalidPayload, MessageTooBig
-from stargate.extensions.permessage_deflate import PerMessageDeflate, PerMessageDeflateOffer
+from stargate.extensions.permessage_deflate import (
+    NAME,
+    PerMessageDeflate,
+    PerMessageDeflateClientOffer,
+    PerMessageDeflateOffer,
+)
+from stargate.headers import parse_extensions
 
 Params = list[tuple[str, str | None]]
 
@@ -74,6 +81,35 @@ def test_round_trip_with_small_windows() -> None:
         receiver = PerMessageDeflate(inflate_window_bits=bits)
         for _ in range(3):
             assert receiver.inflate(sender.deflate(data), True, len(data)) == data
+
+
+def test_without_context_takeover_a_fragmented_message_shares_one_decompressor() -> None:
+    """Section 7.2.2: the fragments of one message are one compressed stream, also without
+    context takeover, which only starts each *message* afresh (section 7.1.1.1)."""
+    inflater = PerMessageDeflate(inflate_no_context_takeover=True)
+    for _ in range(2):
+        first = inflater.inflate(bytes.fromhex("f248cd"), False, 100)
+        assert inflater.allocated  # kept until the message's last fragment
+        rest = inflater.inflate(bytes.fromhex("c9c90700"), True, 100 - len(first))
+        assert first + rest == b"Hello"
+        assert not inflater.allocated
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"deflate_window_bits": 7},
+        {"deflate_window_bits": 16},
+        {"inflate_window_bits": 7},
+        {"inflate_window_bits": 16},
+    ],
+)
+def test_session_refuses_window_bits_outside_8_to_15(kwargs: dict[str, int]) -> None:
+    """Section 7.1.2: windows are 8 to 15 bits.  Refused when the session is made, not
+    with zlib's "Invalid initialization option" from the first message that needs it (a
+    ValueError out of ``Connection.receive_data``, which must never raise)."""
+    with pytest.raises(ValueError, match="window bits must be 8 to 15"):
+        PerMessageDeflate(**kwargs)  # type: ignore[arg-type]
 
 
 def test_invalid_data_is_1007() -> None:
@@ -300,3 +336,204 @@ def test_idle_session_memory() -> None:
     finally:
         tracemalloc.stop()
     assert per_session < 1024, per_session
+
+
+# -- the client's side (RFC 7692 section 7.1, as a client) --------------------------------------
+
+
+def test_both_sides_are_named_permessage_deflate() -> None:
+    """The handshake matches a response to our offer, and an offer to our settings, by the
+    registered extension name (section 5)."""
+    assert NAME == "permessage-deflate"
+    assert PerMessageDeflateOffer().name == PerMessageDeflateClientOffer().name == NAME
+
+
+@pytest.mark.parametrize(
+    ("offer", "header"),
+    [
+        (PerMessageDeflateClientOffer(), "permessage-deflate; client_max_window_bits"),
+        (PerMessageDeflateClientOffer(client_max_window_bits=None), "permessage-deflate"),
+        (
+            PerMessageDeflateClientOffer(client_max_window_bits=10),
+            "permessage-deflate; client_max_window_bits=10",
+        ),
+        (
+            PerMessageDeflateClientOffer(
+                server_no_context_takeover=True,
+                client_no_context_takeover=True,
+                server_max_window_bits=9,
+                client_max_window_bits=12,
+            ),
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+            "server_max_window_bits=9; client_max_window_bits=12",
+        ),
+    ],
+)
+def test_client_offer_header(offer: PerMessageDeflateClientOffer, header: str) -> None:
+    """Section 7.1.2.2: ``client_max_window_bits`` without a value says only that we can
+    limit our window (we use 15 unless told less); with a value, that we will use at most
+    that.  Every offer parses back to its own parameters, which our server accepts."""
+    assert offer.header_value() == header
+    ((name, params),) = parse_extensions([header])
+    assert name == NAME
+    assert PerMessageDeflateOffer().accept(params) is not None
+
+
+# Which session each answer gives: (inflate bits, inflate without context takeover,
+# deflate bits, deflate without context takeover).  White-box: reads the session's settings.
+Session = tuple[int, bool, int, bool]
+
+
+def settings_of(session: PerMessageDeflate) -> Session:
+    return (session._inflate_bits, session._inflate_nct, session.deflate_bits, session._deflate_nct)
+
+
+CLIENT_ACCEPTS: list[tuple[PerMessageDeflateClientOffer, Params, Session]] = [
+    # No parameters: 15-bit windows and context takeover both ways.
+    (PerMessageDeflateClientOffer(), [], (15, False, 15, False)),
+    # The server limits its own window or takes no context over without being asked
+    # (sections 7.1.1.1 and 7.1.2.1 allow both).
+    (PerMessageDeflateClientOffer(), [("server_max_window_bits", "10")], (10, False, 15, False)),
+    (PerMessageDeflateClientOffer(), [("server_no_context_takeover", None)], (15, True, 15, False)),
+    # The server asks us for a smaller window or no context takeover (7.1.1.2, 7.1.2.2).
+    (PerMessageDeflateClientOffer(), [("client_max_window_bits", "9")], (15, False, 9, False)),
+    (PerMessageDeflateClientOffer(), [("client_no_context_takeover", None)], (15, False, 15, True)),
+    # What we offered holds when the server does not repeat it ...
+    (
+        PerMessageDeflateClientOffer(client_max_window_bits=10, client_no_context_takeover=True),
+        [],
+        (15, False, 10, True),
+    ),
+    # ... and a larger window than we said we would use is not taken.
+    (
+        PerMessageDeflateClientOffer(client_max_window_bits=10),
+        [("client_max_window_bits", "12")],
+        (15, False, 10, False),
+    ),
+    # Our requests, granted: the server's window at most what we asked, or smaller.
+    (
+        PerMessageDeflateClientOffer(server_max_window_bits=12, server_no_context_takeover=True),
+        [("server_no_context_takeover", None), ("server_max_window_bits", "11")],
+        (11, True, 15, False),
+    ),
+    # 8 bits: zlib decompresses it with 9 and cannot compress with it, so we never do.
+    (
+        PerMessageDeflateClientOffer(server_max_window_bits=8, client_max_window_bits=8),
+        [("server_max_window_bits", "8"), ("client_max_window_bits", "8")],
+        (9, False, 9, False),
+    ),
+]
+
+
+@pytest.mark.parametrize(("offer", "params", "session"), CLIENT_ACCEPTS)
+def test_client_accepts_valid_responses(
+    offer: PerMessageDeflateClientOffer, params: Params, session: Session
+) -> None:
+    accepted = offer.accept_response(params)
+    assert settings_of(accepted) == session
+    assert (accepted.level, accepted.mem_level) == (offer.compress_level, offer.mem_level)
+    never = ("client_max_window_bits", "8") in params
+    assert accepted.min_size == (sys.maxsize if never else offer.min_size)
+
+
+CLIENT_REFUSES: list[tuple[PerMessageDeflateClientOffer, Params, str]] = [
+    (PerMessageDeflateClientOffer(), [("x_unknown", None)], "malformed or duplicate"),
+    (
+        PerMessageDeflateClientOffer(),
+        [("server_no_context_takeover", None), ("server_no_context_takeover", None)],
+        "malformed or duplicate",
+    ),
+    (PerMessageDeflateClientOffer(), [("server_max_window_bits", "16")], "malformed"),
+    # Section 7.1.2.1: the server's window is at most what we asked for; without the
+    # parameter it is 15.
+    (
+        PerMessageDeflateClientOffer(server_max_window_bits=10),
+        [("server_max_window_bits", "11")],
+        "server_max_window_bits larger than offered",
+    ),
+    (
+        PerMessageDeflateClientOffer(server_max_window_bits=10),
+        [],
+        "server_max_window_bits larger than offered",
+    ),
+    # Section 7.1.1.1: a server that accepts our offer includes server_no_context_takeover.
+    (
+        PerMessageDeflateClientOffer(server_no_context_takeover=True),
+        [],
+        "server_no_context_takeover was requested but not accepted",
+    ),
+    # Section 7.1.2.2: client_max_window_bits only in answer to our offer of it, with a value.
+    (
+        PerMessageDeflateClientOffer(client_max_window_bits=None),
+        [("client_max_window_bits", "10")],
+        "client_max_window_bits was not offered or has no value",
+    ),
+    (
+        PerMessageDeflateClientOffer(),
+        [("client_max_window_bits", None)],
+        "client_max_window_bits was not offered or has no value",
+    ),
+]
+
+
+@pytest.mark.parametrize(("offer", "params", "reason"), CLIENT_REFUSES)
+def test_client_refuses_invalid_responses(
+    offer: PerMessageDeflateClientOffer, params: Params, reason: str
+) -> None:
+    """The client must fail the connection on a response that does not answer its offer
+    (RFC 7692 section 7.1; the handshake turns the ValueError into that failure)."""
+    with pytest.raises(ValueError, match=reason):
+        offer.accept_response(params)
+
+
+@pytest.mark.parametrize(
+    ("client", "server"),
+    [
+        (PerMessageDeflateClientOffer(), PerMessageDeflateOffer()),
+        (
+            PerMessageDeflateClientOffer(client_max_window_bits=9, server_max_window_bits=10),
+            PerMessageDeflateOffer(server_no_context_takeover=True),
+        ),
+        (
+            PerMessageDeflateClientOffer(client_no_context_takeover=True),
+            PerMessageDeflateOffer(client_max_window_bits=None, server_max_window_bits=15),
+        ),
+    ],
+)
+def test_negotiated_sessions_understand_each_other(
+    client: PerMessageDeflateClientOffer, server: PerMessageDeflateOffer
+) -> None:
+    """Offer, acceptance and the client's check of the response, through the header syntax:
+    each side's compressor fits the other's decompressor, message after message."""
+    ((_, offered),) = parse_extensions([client.header_value()])
+    accepted = server.accept(offered)
+    assert accepted is not None
+    response, server_session = accepted
+    assert isinstance(server_session, PerMessageDeflate)
+    ((_, answered),) = parse_extensions([response])
+    client_session = client.accept_response(answered)
+    for message in _peer_messages(4):
+        assert server_session.inflate(client_session.deflate(message), True, 1000) == message
+        assert client_session.inflate(server_session.deflate(message), True, 1000) == message
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"server_max_window_bits": 7},
+        {"server_max_window_bits": 16},
+        {"client_max_window_bits": 7},
+        {"client_max_window_bits": 16},
+        {"mem_level": 0},
+        {"mem_level": 10},
+        {"compress_level": -1},
+        {"compress_level": 10},
+    ],
+)
+def test_invalid_client_settings(kwargs: dict[str, int]) -> None:
+    """Refused when the offer is made, as the server's settings are: otherwise a window
+    outside 8-15 would be offered and declined (no compression, silently), and a bad level
+    would pass the handshake and fail the first send with zlib's "Invalid initialization
+    option"."""
+    with pytest.raises(ValueError):
+        PerMessageDeflateClientOffer(**kwargs)  # type: ignore[arg-type]

@@ -65,7 +65,7 @@ class PerMessageDeflate:
         mem_level: int = 8,
         min_size: int = 0,
     ) -> None:
-        if not 8 <= deflate_window_bits <= 15:
+        if not (8 <= deflate_window_bits <= 15 and 8 <= inflate_window_bits <= 15):
             raise ValueError("window bits must be 8 to 15")
         if deflate_window_bits == 8:
             # zlib cannot compress with a 256-byte window.  Section 6 lets a sender leave
@@ -270,6 +270,17 @@ class PerMessageDeflateClientOffer:
     compress_level: int = 6
     mem_level: int = 8
     min_size: int = 16
+
+    def __post_init__(self) -> None:
+        # Checked here, as the server's settings are: a window outside 8-15 would be
+        # offered and declined, and a bad level would fail the first message sent.
+        for bits in (self.server_max_window_bits, self.client_max_window_bits):
+            if bits is not None and not 8 <= bits <= 15:
+                raise ValueError("server_max_window_bits and client_max_window_bits must be 8-15")
+        if not 1 <= self.mem_level <= 9:
+            raise ValueError("mem_level must be 1-9")
+        if not 0 <= self.compress_level <= 9:
+            raise ValueError("compress_level must be 0-9")
 
     @property
     def name(self) -> str:
