@@ -4,6 +4,8 @@ Most tests are tables: the frames the peer sends, the events expected, and the f
 connection must queue in reply.  A server-role connection receives masked frames (the
 client's), a client-role connection unmasked ones.  Every table runs twice: with the input
 in the chunks given and split at every byte; both must give the same events and bytes.
+The last section runs connections of the hixie versions (their parser is tested in
+tests/test_hixie.py).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from stargate.events import (
     ProtocolViolation,
     TextMessage,
 )
-from stargate.limits import Limits
+from stargate.limits import Limits, MiB
 from stargate.protocol import ProtocolVersion, Role
 
 H = bytes.fromhex
@@ -1227,3 +1229,183 @@ def test_large_message_is_received_without_extra_copies(role: Role) -> None:
     assert events == [BinaryMessage(bytes(range(256)) * (n // 256))]
     bound = 1.25 if masking.ACCELERATED else 2.25
     assert peak < bound * n, peak / n
+
+
+# --- hixie-75 and hixie-76 (draft-hixie-thewebsocketprotocol-76 sections 4.2, 5.3) ----------
+# Text is 0x00 <utf-8> 0xFF; a frame type with the high bit set carries a length in 7-bit
+# groups and is discarded; for hixie-76 0xFF 0x00 is the closing handshake, for hixie-75 an
+# empty frame to discard.
+
+
+HIXIE_75, HIXIE_76 = ProtocolVersion.HIXIE_75, ProtocolVersion.HIXIE_76
+
+
+def splits(data: bytes) -> list[list[bytes]]:
+    """``data`` whole, split in two at every position, and one byte at a time."""
+    ways = [[data]]
+    ways += [[data[:i], data[i:]] for i in range(1, len(data))]
+    ways.append([data[i : i + 1] for i in range(len(data))])
+    return ways
+
+
+HIXIE_CASES = [
+    # name, version, input, events, bytes queued, state after
+    ("text-76", HIXIE_76, b"\x00Hello\xff", [TextMessage("Hello")], b"", ConnectionState.OPEN),
+    ("text-75", HIXIE_75, b"\x00Hello\xff", [TextMessage("Hello")], b"", ConnectionState.OPEN),
+    (
+        "closing-76",
+        HIXIE_76,
+        b"\x00a\xff\xff\x00\x00after\xff",
+        [TextMessage("a"), CloseReceived(1005, "")],
+        b"\xff\x00",
+        ConnectionState.CLOSED,
+    ),
+    (
+        "ff00-75",
+        HIXIE_75,
+        b"\x00a\xff\xff\x00\x00b\xff",
+        [TextMessage("a"), TextMessage("b")],
+        b"",
+        ConnectionState.OPEN,
+    ),
+    (
+        "invalid-utf8-76",
+        HIXIE_76,
+        b"\x00ok\xff\x00\xfe\xff\x00lost\xff",
+        [TextMessage("ok"), ProtocolViolation(1007, "text frame is not valid UTF-8")],
+        b"\xff\x00",
+        ConnectionState.CLOSED,
+    ),
+    (
+        "invalid-utf8-75",
+        HIXIE_75,
+        b"\x00ok\xff\x00\xfe\xff",
+        [TextMessage("ok"), ProtocolViolation(1007, "text frame is not valid UTF-8")],
+        b"",  # hixie-75 has no closing frame: the transport is just closed
+        ConnectionState.CLOSED,
+    ),
+    (
+        "too-long-length-76",
+        HIXIE_76,
+        b"\x00ok\xff\x80" + b"\x80" * 12,
+        [TextMessage("ok"), ProtocolViolation(1002, "hixie frame length too long")],
+        b"\xff\x00",
+        ConnectionState.CLOSED,
+    ),
+]
+
+
+@pytest.mark.parametrize("role", [SERVER, CLIENT])
+@pytest.mark.parametrize(
+    ("version", "data", "expected", "out", "state"),
+    [pytest.param(*case[1:], id=str(case[0])) for case in HIXIE_CASES],
+)
+def test_hixie_connection(
+    role: Role,
+    version: ProtocolVersion,
+    data: bytes,
+    expected: list[Event],
+    out: bytes,
+    state: ConnectionState,
+) -> None:
+    for chunks in splits(data):
+        conn = Connection(role, version)
+        assert feed(conn, chunks, "chunks") == expected, chunks
+        assert conn.data_to_send() == out
+        assert conn.state is state
+        last = expected[-1]
+        if isinstance(last, ProtocolViolation | CloseReceived):
+            assert (conn.close_code, conn.close_reason) == (last.code, last.reason)
+            assert conn.receive_data(b"\x00more\xff") == []
+            assert conn.receive_eof() == []
+
+
+@pytest.mark.parametrize("version", [HIXIE_75, HIXIE_76])
+def test_hixie_send(version: ProtocolVersion) -> None:
+    conn = Connection(SERVER, version)
+    assert conn.frame_family == "hixie"
+    conn.send("Hello")
+    conn.send_text("\u20ac")
+    assert conn.data_to_send() == b"\x00Hello\xff\x00\xe2\x82\xac\xff"
+    assert conn.encode_message("x") == b"\x00x\xff"
+    for binary in (b"x", bytearray(b"x"), memoryview(b"x")):
+        with pytest.raises(TypeError, match="text messages only"):
+            conn.send(binary)
+        with pytest.raises(TypeError):
+            conn.send_binary(binary)
+        with pytest.raises(TypeError):
+            conn.encode_message(binary)
+    with pytest.raises(TypeError, match="no ping or pong"):
+        conn.send_ping(b"x")
+    with pytest.raises(TypeError, match="no ping or pong"):
+        conn.send_pong(b"x")
+    assert conn.data_to_send() == b""
+    assert conn.state is ConnectionState.OPEN
+
+
+def test_hixie_76_close_we_initiate() -> None:
+    conn = Connection(SERVER, HIXIE_76)
+    conn.send_close()
+    assert conn.data_to_send() == b"\xff\x00"
+    assert conn.state is ConnectionState.CLOSING
+    with pytest.raises(ConnectionClosed):
+        conn.send("late")
+    # Text still arrives until the peer's closing frame, which is not echoed.
+    assert conn.receive_data(b"\x00in flight\xff\xff") == [TextMessage("in flight")]
+    assert conn.receive_data(b"\x00") == [CloseReceived(1005, "")]
+    assert conn.data_to_send() == b""
+    assert conn.close_sent and conn.close_received
+    assert conn.receive_eof() == []
+
+
+def test_hixie_75_close_closes_at_once() -> None:
+    conn = Connection(SERVER, HIXIE_75)
+    conn.send_close()
+    assert conn.data_to_send() == b""
+    assert conn.state is ConnectionState.CLOSED
+    assert conn.close_code == 1000
+    with pytest.raises(ConnectionClosed):
+        conn.send("late")
+    assert conn.receive_eof() == []
+
+
+@pytest.mark.parametrize("version", [HIXIE_75, HIXIE_76])
+def test_hixie_eof_is_connection_lost(version: ProtocolVersion) -> None:
+    conn = Connection(SERVER, version)
+    assert conn.receive_data(b"\x00partial") == []
+    assert conn.receive_eof() == [ConnectionLost()]
+    assert conn.close_code == 1006
+
+
+@pytest.mark.parametrize("version", [HIXIE_75, HIXIE_76])
+def test_hixie_unterminated_frame_fails_with_bounded_memory(version: ProtocolVersion) -> None:
+    # 10 MB of a text frame that never ends, in 64 KiB reads, with a 1 MiB limit: the
+    # connection fails once the frame is past 1 MiB and never buffers much more than that.
+    conn = Connection(SERVER, version, limits=Limits(max_message_size=MiB))
+    parser = conn._hixie
+    assert parser is not None
+    chunk = b"x" * 65536
+    fed = 0
+    events = conn.receive_data(b"\x00")
+    while not events and fed < 10 * 1000 * 1000:
+        events = conn.receive_data(chunk)
+        fed += len(chunk)
+        assert len(parser._buf) <= MiB + len(chunk) + 1
+    assert events == [ProtocolViolation(1009, f"hixie frame exceeds max_message_size {MiB}")]
+    assert MiB < fed <= MiB + len(chunk)
+    assert conn.data_to_send() == (b"\xff\x00" if version is HIXIE_76 else b"")
+    assert len(parser._buf) == 0  # released once failed
+    assert conn.receive_data(chunk) == []
+
+
+@pytest.mark.parametrize("version", [HIXIE_75, HIXIE_76])
+def test_hixie_large_discarded_frame_is_not_buffered(version: ProtocolVersion) -> None:
+    conn = Connection(SERVER, version, limits=Limits(max_message_size=MiB))
+    parser = conn._hixie
+    assert parser is not None
+    # A length-prefixed frame of exactly 1 MiB (0xC0 0x80 0x00 = 64 * 128 * 128).
+    assert conn.receive_data(b"\x80\xc0\x80\x00") == []
+    for _ in range(16):
+        assert conn.receive_data(b"\x00" * 65536) == []
+        assert len(parser._buf) == 0
+    assert conn.receive_data(b"\x00done\xff") == [TextMessage("done")]
