@@ -1279,3 +1279,62 @@ async def test_a_broadcast_closes_the_member_that_does_not_read_with_1008_alone(
         assert await asyncio.wait_for(other.recv(), TIMEOUT) == "after"
     await eventually(lambda: not server.websockets)
     slow.writer.close()
+
+
+# -- corked broadcasts -------------------------------------------------------------------------
+
+
+class WriteLog(asyncio.Transport):
+    """A transport that records each write call (a list of buffers per call)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[list[bytes]] = []
+
+    def write(self, data: Any) -> None:
+        self.calls.append([bytes(data)])
+
+    def writelines(self, list_of_data: Any) -> None:
+        self.calls.append([bytes(data) for data in list_of_data])
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def is_closing(self) -> bool:
+        return False
+
+
+async def test_a_broadcast_burst_costs_each_member_two_writes_in_order() -> None:
+    """The first frame a connection gets from a broadcast in one loop pass goes out at once;
+    the rest of the pass is corked into one write, and a direct send made meanwhile keeps
+    its place behind them."""
+    from stargate.connection import Connection
+    from stargate.handshake import Request
+    from stargate.headers import Headers
+    from stargate.protocol import Role
+
+    ws = WebSocket(
+        Connection(Role.SERVER),
+        Request("GET", "/", Headers([("Host", "localhost")])),
+        loop=asyncio.get_running_loop(),
+        options=WebSocketOptions(ping_interval=None),
+    )
+    transport = WriteLog()
+    ws.attach(transport)
+    frames = [ws.encode_shared(f"m{i}") for i in range(16)]
+    for frame in frames:
+        ws.send_encoded(frame)
+    await ws.send("direct")
+    assert len(transport.calls) == 1  # m0 only, so far
+    await asyncio.sleep(0)  # the end of the pass
+    assert [len(call) for call in transport.calls] == [1, 16]
+    wire = b"".join(b"".join(call) for call in transport.calls)
+    client = Connection(Role.CLIENT)
+    got = [event.data for event in client.receive_data(wire)]  # type: ignore[union-attr]
+    assert got == [f"m{i}" for i in range(16)] + ["direct"]
+    ws.send_encoded(ws.encode_shared("next pass"))  # a new pass: at once again
+    assert len(transport.calls) == 3
+    assert ws.messages_out == 18

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import weakref
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -31,6 +32,49 @@ from .config import WebSocketOptions
 logger = logging.getLogger("stargate.websocket")
 
 _ids = itertools.count(1)
+
+
+class _PassFlusher:
+    """One event loop's connections holding corked frames, written at the end of the pass:
+    one callback per loop pass, never one per connection or per message."""
+
+    __slots__ = ("__weakref__", "loop", "pass_id", "pending", "scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        #: Counts the passes in which something was sent this way (see ``touch``).
+        self.pass_id = 0
+        self.pending: list[WebSocket] = []
+        self.scheduled = False
+
+    def touch(self) -> None:
+        """Something was sent in this pass: the pass ends with :meth:`flush`."""
+        if not self.scheduled:
+            self.scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def add(self, ws: WebSocket) -> None:
+        self.pending.append(ws)
+        self.touch()
+
+    def flush(self) -> None:
+        self.scheduled = False
+        self.pass_id += 1
+        pending, self.pending = self.pending, []
+        for ws in pending:
+            ws._uncork()
+
+
+_flushers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _PassFlusher] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _flusher(loop: asyncio.AbstractEventLoop) -> _PassFlusher:
+    flusher = _flushers.get(loop)
+    if flusher is None:
+        flusher = _flushers[loop] = _PassFlusher(loop)
+    return flusher
 
 
 class WebSocket(WebSocketBase[WebSocketOptions]):
@@ -73,6 +117,11 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
         #: A read that ended the open state is being delivered: answers may still be sent.
         self._answering = False
         self._cork: list[bytes] | None = None
+        #: Writes this pass's corked frames at its end (see :meth:`send_encoded`), and
+        #: the pass in which this connection last got a frame that way.
+        self._flusher = _flusher(loop)
+        self._pass = -1
+        self._max_send_buffer = options.max_send_buffer
         #: Closed by the slow-consumer policy (``max_send_buffer``).
         self.slow_consumer = False
         #: When the handshake completed (``loop.time()``), for the access log's duration.
@@ -109,10 +158,42 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
 
     def send_encoded(self, frame: bytes, messages: int = 1) -> None:
         """Send a frame encoded once for many connections of this :attr:`frame_family`
-        (``messages``: how many messages ``frame`` holds, when a batch joins several)."""
-        if self._send_buffer_ok():
-            self._write(frame)
-            self.messages_out += messages
+        (``messages``: how many messages ``frame`` holds, when a batch joins several).
+
+        The first frame sent to a connection in a pass of the event loop is written at
+        once (a lone broadcast loses no latency); the next ones are corked and written at
+        the end of the pass, with everything else sent to this connection meanwhile, in
+        order: a broadcast that publishes 16 messages in one pass costs each member two
+        writes, not 16 (uWebSockets' cork).
+
+        This is a broadcast's inner loop, once per member: the common case (an open
+        connection below ``max_send_buffer``) runs here without another call.
+        """
+        transport = self._transport
+        if (
+            transport is None
+            or transport.get_write_buffer_size() > self._max_send_buffer
+            or self._conn.state is not ConnectionState.OPEN
+            or self._closed.done()
+        ):
+            if self._send_buffer_ok():  # the slow-consumer policy, or the closed error
+                self._write(frame)
+                self.messages_out += messages
+            return
+        self.bytes_out += len(frame)
+        self.messages_out += messages
+        cork = self._cork
+        if cork is None:
+            flusher = self._flusher
+            if self._pass != flusher.pass_id:  # first in this pass: at once
+                self._pass = flusher.pass_id
+                if not flusher.scheduled:
+                    flusher.touch()
+                transport.write(frame)
+                return
+            cork = self._cork = []
+            flusher.add(self)
+        cork.append(frame)
 
     def send_threadsafe(self, message: Message | BytesLike) -> None:
         """Send from any thread; dropped silently if the connection closes first."""
@@ -154,6 +235,12 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
         cork.append(payload)
         assert self._transport is not None
         self._transport.writelines(cork)
+
+    def _uncork(self) -> None:
+        """End of the loop pass: write what :meth:`send_encoded` corked, in one call."""
+        cork, self._cork = self._cork, None
+        if cork and self._transport is not None and not self._closed.done():
+            self._transport.writelines(cork)
 
     def _flush_cork(self) -> None:
         """Write what was batched so far (before a close frame, which must follow it)."""
@@ -255,9 +342,11 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
         put = inbox.put
         # Everything written while this read is handled is batched into one write: an
         # echo-like callback answering 16 messages of one read makes one system call, not
-        # 16 (the system call was ~65% of the echo server's CPU).
-        cork: list[bytes] = []
-        self._cork = cork
+        # 16 (the system call was ~65% of the echo server's CPU).  Frames corked earlier
+        # in this loop pass (a broadcast) go first, in order.
+        cork = self._cork
+        if cork is None:
+            cork = self._cork = []
         for event in events:
             kind = type(event)
             if kind is TextMessage or kind is BinaryMessage:
