@@ -1115,10 +1115,11 @@ def test_tiny_fragments_cost_no_more_than_the_message(role: Role, opcode: int) -
 
 @pytest.mark.parametrize("role", [SERVER, CLIENT])
 @pytest.mark.parametrize("opcode", [1, 2])
-@pytest.mark.parametrize("piece", [1, 3, 700, 2000])
+@pytest.mark.parametrize("piece", [1, 3, 700, 3000])
 def test_many_fragments_reassemble(role: Role, opcode: int, piece: int) -> None:
     # Enough fragments for the parts to be joined along the way (small pieces) or kept
-    # (large ones), with multi-byte characters split across fragments.
+    # (large ones: 3000 bytes decode to 1200 characters, over the joining threshold), with
+    # multi-byte characters split across fragments.
     unit = "a\u00e9\u4e2d\U0001f600".encode() if opcode == 1 else bytes(range(256))
     payload = unit * (piece * 600 // len(unit) + 1)
     pieces = [payload[i : i + piece] for i in range(0, len(payload), piece)]
@@ -1205,6 +1206,20 @@ def test_idle_connection_memory() -> None:
     conn.data_to_send()
     conn.release_memory()
     assert conn._message is None and conn._out is None and conn._buf == b""
+
+
+@pytest.mark.parametrize("role", [SERVER, CLIENT])
+def test_release_memory_keeps_what_is_owed_to_the_peer(role: Role) -> None:
+    """release_memory frees buffers, never bytes not yet written: the pong a ping asks for
+    (section 5.5.2: the endpoint MUST send one) and a queued message still go out, in order."""
+    conn = Connection(role)
+    assert conn.receive_data(F(9, b"p").wire(role)) == [Ping(b"p")]
+    conn.send("queued")
+    conn.release_memory()
+    assert sent(conn) == pong(b"p") + frame(0x1, b"queued")
+    conn.release_memory()
+    conn.send(b"after")
+    assert sent(conn) == frame(0x2, b"after")
 
 
 @pytest.mark.parametrize("role", [SERVER, CLIENT])

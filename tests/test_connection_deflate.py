@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import zlib
+from unittest import mock
 
 import pytest
 
@@ -77,6 +79,47 @@ def test_small_messages_are_sent_uncompressed() -> None:
     assert server.encode_message("x" * 32)[0] & RSV1
 
 
+@pytest.mark.parametrize("opcode", [Opcode.BINARY, Opcode.TEXT])
+@pytest.mark.parametrize("reads", ["whole", "bytes"])
+def test_compressed_message_in_fragments_and_reads(opcode: Opcode, reads: str) -> None:
+    """RFC 7692 section 6.1: a compressed message may be fragmented, RSV1 on its first frame
+    only, and the fragments' payloads are one compressed stream (section 7.2.2), here cut
+    anywhere, with empty fragments, a last fragment that adds no output, and each read of
+    one byte.  The next messages, compressed with the same context (section 7.2.3.2) and
+    not, arrive intact."""
+    server = Connection(Role.SERVER, extensions=[PerMessageDeflate()])
+    message = (bytes(range(32, 127)) * 40 + random.Random(6).randbytes(300).hex().encode())[:4000]
+    peer = zlib.compressobj(6, zlib.DEFLATED, -15)
+    data = peer.compress(message) + peer.flush(zlib.Z_SYNC_FLUSH)
+    assert data.endswith(b"\x00\x00\xff\xff")
+    data = data[:-4]
+    cuts = [0, 3, 3, len(data) // 2, len(data), len(data)]  # an empty fragment, an empty last
+    pieces = [data[a:b] for a, b in itertools.pairwise(cuts)]
+    stream = b"".join(
+        encode_frame(
+            opcode if i == 0 else Opcode.CONTINUATION,
+            piece,
+            fin=i == len(pieces) - 1,
+            rsv=RSV1 if i == 0 else 0,
+            mask=True,
+        )
+        for i, piece in enumerate(pieces)
+    )
+    again = peer.compress(message) + peer.flush(zlib.Z_SYNC_FLUSH)  # refers to the first
+    stream += encode_frame(opcode, again[:-4], rsv=RSV1, mask=True)
+    stream += encode_frame(opcode, message[:10], fin=False, mask=True)
+    stream += encode_frame(Opcode.CONTINUATION, message[10:], mask=True)
+    events: list[Event] = []
+    if reads == "whole":
+        events = server.receive_data(stream)
+    else:
+        for i in range(len(stream)):
+            events += server.receive_data(stream[i : i + 1])
+    expected = TextMessage(message.decode()) if opcode is Opcode.TEXT else BinaryMessage(message)
+    assert events == [expected] * 3
+    assert server.data_to_send() == b""
+
+
 @pytest.mark.parametrize(
     ("frames", "reason"),
     [
@@ -131,6 +174,36 @@ def test_invalid_compressed_data_is_1007() -> None:
     events = server.receive_data(encode_frame(Opcode.TEXT, b"\xff\xff\xff", rsv=RSV1, mask=True))
     assert isinstance(events[-1], ProtocolViolation)
     assert events[-1].code == 1007
+
+
+_ZLIB_SAYS = "Error -3 while decompressing data: " + "\u00e9" * 100
+
+
+class _WordyZlibSession(PerMessageDeflate):
+    """A session whose zlib fails with a long message (zlib's text is zlib's choice)."""
+
+    __slots__ = ()
+
+    def _new_inflater(self) -> zlib._Decompress:
+        failing: zlib._Decompress = mock.Mock(**{"decompress.side_effect": zlib.error(_ZLIB_SAYS)})
+        return failing
+
+
+def test_a_reason_too_long_for_a_close_frame_is_cut_at_a_character() -> None:
+    """RFC 6455 section 5.5: a close frame's payload is at most 125 bytes, 123 of them the
+    reason, which section 5.5.1 requires to be UTF-8.  A failure whose reason is longer
+    (here it quotes zlib's message) still closes with its code; the frame carries the
+    longest prefix that fits without splitting a character, the event the whole reason."""
+    server = Connection(Role.SERVER, extensions=[_WordyZlibSession()])
+    events = server.receive_data(encode_frame(Opcode.TEXT, b"\x00", rsv=RSV1, mask=True))
+    reason = f"invalid compressed data: {_ZLIB_SAYS}"
+    assert events == [ProtocolViolation(1007, reason)]
+    assert (server.close_code, server.close_reason) == (1007, reason)
+    sent = server.data_to_send()
+    # 60 ASCII bytes, then 2-byte characters: 31 of them fit, the next would straddle 123.
+    assert sent == b"\x88\x7c" + (1007).to_bytes(2, "big") + reason[:91].encode()
+    assert len(reason[:91].encode()) == 122 and len(reason[:92].encode()) == 124
+    assert server.receive_data(b"more") == []
 
 
 def test_invalid_utf8_inside_compressed_text_is_1007() -> None:
