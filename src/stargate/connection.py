@@ -209,11 +209,9 @@ class Connection:
     def receive_eof(self) -> list[Event]:
         """The transport ended.  Unless the close handshake was done, that is 1006."""
         self._buf = b""
-        if self.state is ConnectionState.CLOSED and self.close_code is not None:
-            return []
+        if self.state is ConnectionState.CLOSED:
+            return []  # already CLOSED, with its close_code: nothing more to report
         self.state = ConnectionState.CLOSED
-        if self._close_received:
-            return []
         self.close_code = CloseCode.ABNORMAL_CLOSURE
         self.close_reason = ""
         return [ConnectionLost()]
@@ -591,9 +589,8 @@ class Connection:
             self.state = ConnectionState.CLOSED
         else:
             self.state = ConnectionState.CLOSING
-        if self.close_code is None:
-            self.close_code = CloseCode.NO_STATUS_RCVD if code is None else code
-            self.close_reason = reason
+        self.close_code = CloseCode.NO_STATUS_RCVD if code is None else code
+        self.close_reason = reason
 
     def data_to_send(self) -> bytes:
         """Everything queued for the peer since the last call (``b""`` if nothing)."""
