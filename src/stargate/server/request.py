@@ -114,6 +114,8 @@ _HEAD_END = b"\r\n\r\n"
 #: mix of CR and LF there.
 _EMPTY_LINES = re.compile(rb"[\r\n]*")
 _HEX_DIGITS = re.compile(rb"[0-9A-Fa-f]*")
+#: The framing between two chunks, whole: the CRLF after data, the next size line.
+_NEXT_CHUNK = re.compile(rb"\r\n([0-9A-Fa-f]*)[^\n]*\n")
 #: A chunk size past this overflows llhttp (which refuses it): no need to count further.
 _SIZE_OVERFLOW = 1 << 64
 #: What a meter answers when the parser goes on past the end it found: it cannot happen
@@ -253,18 +255,16 @@ class ChunkMeter:
         i = start
         while i < size:
             state = self._state
-            if state == self._DATA:
-                taken = min(self._left, size - i)
-                i += taken
-                self._left -= taken
-                self.framing = 0
-                if not self._left:
-                    self._state = self._DATA_END
-                continue
+            if state == self._DATA or (state == self._DATA_END and not self._line):
+                i = self._chunks(data, i)
+                if i == size:
+                    break
+                state = self._state
             if state == self._DONE:
                 self.refusal = _LOST
                 return i
-            # A line of framing: up to its LF, within the room left.
+            # A line of framing, up to its LF, within the room left (also a line the fast
+            # path of _chunks leaves: one cut by the end of the read, or too long).
             stop = min(size, i + self.limit - self.framing)
             lf = data.find(b"\n", i, stop)
             end = stop if lf == -1 else lf + 1
@@ -295,4 +295,39 @@ class ChunkMeter:
             elif line <= 2:  # the empty line (CRLF) that ends the trailer section
                 self._state = self._DONE
                 return i
+        return i
+
+    def _chunks(self, data: bytes, i: int) -> int:
+        """The common run, in locals: a chunk's data, then the CRLF after it and the next
+        size line in one match, chunk after chunk.  Returns where a line needs
+        :meth:`scan`'s careful reading (cut by the end of the read, too long, malformed,
+        or the trailer section), or the end of ``data``."""
+        size = len(data)
+        left = self._left
+        framing = self.framing
+        while True:
+            if left:
+                framing = 0
+                if left > size - i:
+                    left -= size - i
+                    i = size
+                    state = self._DATA  # the read ends inside the data
+                    break
+                i += left
+                left = 0
+            match = _NEXT_CHUNK.match(data, i, i + self.limit - framing)
+            if match is None:
+                state = self._DATA_END
+                break
+            end = match.end()
+            framing += end - i
+            i = end
+            digits = match.group(1)
+            left = int(digits, 16) if digits else 0
+            if left > _SIZE_OVERFLOW:
+                left = _SIZE_OVERFLOW
+            if not left:
+                state = self._TRAILER
+                break
+        self._state, self._left, self.framing = state, left, framing
         return i
