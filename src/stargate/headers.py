@@ -48,32 +48,45 @@ class Headers:
     __slots__ = ("_index", "_items")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
-        self._items: list[tuple[str, str]] = []
+        self._items: list[tuple[str, str]] = list(items)
         # Lower-cased name -> values in order: O(1) look-ups however many fields there are.
-        self._index: dict[str, list[str]] = {}
-        for name, value in items:
-            self.add(name, value)
+        # Built on the first look-up, dropped by compact().
+        self._index: dict[str, list[str]] | None = None
+
+    def _lookup(self) -> dict[str, list[str]]:
+        index = self._index
+        if index is None:
+            index = self._index = {}
+            for name, value in self._items:
+                index.setdefault(name.lower(), []).append(value)
+        return index
+
+    def compact(self) -> None:
+        """Drop the look-up index (rebuilt by the next look-up): for headers kept as long as
+        a connection lives after they were read, where it would cost a kilobyte each."""
+        self._index = None
 
     def add(self, name: str, value: str) -> None:
         """Append one field; earlier fields of the same name are kept (RFC 7230 section 3.2.2)."""
         self._items.append((name, value))
-        self._index.setdefault(name.lower(), []).append(value)
+        if self._index is not None:
+            self._index.setdefault(name.lower(), []).append(value)
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of ``name``, or ``default`` when the field is absent."""
-        values = self._index.get(name.lower())
+        values = self._lookup().get(name.lower())
         return values[0] if values else default
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name`` in order (an empty list when absent)."""
-        return list(self._index.get(name.lower(), ()))
+        return list(self._lookup().get(name.lower(), ()))
 
     def items(self) -> list[tuple[str, str]]:
         """Every ``(name, value)`` pair in order, names as they were added."""
         return list(self._items)
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._index
+        return isinstance(name, str) and name.lower() in self._lookup()
 
     def __len__(self) -> int:
         return len(self._items)

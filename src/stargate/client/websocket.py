@@ -63,6 +63,8 @@ class ClientWebSocket(WebSocketBase[ClientOptions]):
     client (:mod:`stargate.client.sync`) wraps it for other threads.
     """
 
+    __slots__ = ("extensions", "response", "url")
+
     _logger: ClassVar[logging.Logger] = logger
 
     def __init__(

@@ -86,6 +86,22 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
     :meth:`hold` and :meth:`release`.
     """
 
+    __slots__ = (
+        "_answering",
+        "_close_callbacks",
+        "_cork",
+        "_flusher",
+        "_handler_done",
+        "_max_send_buffer",
+        "_memberships",
+        "_pass",
+        "on_message",
+        "opened_at",
+        "remote_address",
+        "request",
+        "slow_consumer",
+    )
+
     _logger: ClassVar[logging.Logger] = logger
 
     def __init__(
@@ -104,6 +120,7 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
         self.id = next(_ids)
         #: The upgrade request (method, target, headers), as the handshake read it.
         self.request = request
+        request.headers.compact()  # read; kept for the application, at a smaller cost
         #: The client's ``(host, port)``: a trusted proxy's forwarded address when one is
         #: configured (``trusted_proxies``), else the peer's; ``None`` when unknown (a Unix
         #: socket).
