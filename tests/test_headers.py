@@ -38,6 +38,19 @@ def test_headers_multiple_values_in_order() -> None:
     assert list(headers) == ["Connection", "X-Other", "connection"]
 
 
+def test_headers_field_added_after_a_look_up_is_found() -> None:
+    """Fields may be added once some were looked up (a proxy layer adding one to a parsed
+    request): every later look-up sees them, in order (RFC 9110 section 5.3)."""
+    headers = Headers([("Connection", "keep-alive")])
+    assert headers.get("X-Forwarded-For") is None
+    assert "x-forwarded-for" not in headers
+    headers.add("X-Forwarded-For", "192.0.2.1")
+    headers.add("connection", "Upgrade")
+    assert headers.get("x-forwarded-for") == "192.0.2.1"
+    assert "X-FORWARDED-FOR" in headers
+    assert headers.get_all("Connection") == ["keep-alive", "Upgrade"]
+
+
 def test_headers_missing() -> None:
     headers = Headers()
     assert headers.get("Origin") is None
