@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -49,6 +51,29 @@ def test_headers_field_added_after_a_look_up_is_found() -> None:
     assert headers.get("x-forwarded-for") == "192.0.2.1"
     assert "X-FORWARDED-FOR" in headers
     assert headers.get_all("Connection") == ["keep-alive", "Upgrade"]
+
+
+def test_headers_compact_frees_the_index_and_answers_the_same() -> None:
+    """compact() drops the look-up index of headers a connection keeps after its handshake
+    read them (about a kilobyte for a browser's request); later look-ups and additions
+    rebuild it and give the same answers."""
+    fields = [("Host", "example.com"), ("Upgrade", "websocket"), ("Connection", "Upgrade")]
+    fields += [(f"X-Field-{i}", "v" * 20) for i in range(12)]
+    headers = Headers(fields)
+    tracemalloc.start()
+    try:
+        before = (headers.get("host"), headers.get_all("x-field-3"), "upgrade" in headers)
+        held = tracemalloc.get_traced_memory()[0]
+        headers.compact()
+        freed = held - tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert freed > 1000, freed  # the index of 15 fields: a dict, 15 lists, 15 names
+    assert (headers.get("host"), headers.get_all("x-field-3"), "upgrade" in headers) == before
+    headers.compact()
+    headers.add("connection", "keep-alive")
+    assert headers.get_all("Connection") == ["Upgrade", "keep-alive"]
+    assert headers.items() == [*fields, ("connection", "keep-alive")]
 
 
 def test_headers_missing() -> None:
