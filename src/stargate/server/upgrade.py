@@ -8,7 +8,9 @@ gets the app's own error response, or 404 when the app answered as for a page.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -28,10 +30,23 @@ Handler: TypeAlias = "AsyncHandler | SyncHandler"
 ENVIRON_KEY = "stargate.websocket"
 
 
+#: Handlers already looked at (asked once per handshake; ``inspect`` costs microseconds).
+_async_handlers: weakref.WeakKeyDictionary[Callable[..., Any], bool] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def is_async_handler(handler: Callable[..., Any]) -> bool:
     """``async def`` handlers run on the loop; plain ``def`` ones in a worker thread."""
+    try:
+        return _async_handlers[handler]
+    except (KeyError, TypeError):  # not seen yet, or not weakly referable
+        pass
     call = getattr(handler, "__call__", None)  # noqa: B004 - callable objects too
-    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call)
+    found = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call)
+    with contextlib.suppress(TypeError):
+        _async_handlers[handler] = found
+    return found
 
 
 @dataclass(frozen=True, slots=True)
