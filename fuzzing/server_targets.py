@@ -56,6 +56,7 @@ from stargate.extensions.permessage_deflate import PerMessageDeflateOffer
 from stargate.handshake import OriginPolicy
 from stargate.server import ENVIRON_KEY, Routes, ServerConfig, WebSocket, WebSocketOptions
 from stargate.server.channel import HttpChannel
+from stargate.server.request import UNFRAMED
 from stargate.server.state import ServerState
 from stargate.server.wsgi import StartResponse, WSGIApp
 
@@ -397,6 +398,8 @@ def check_common(
     assert len(refusals) <= 1, f"refused more than once: {refusals}"
     for refusal in refusals:
         assert refusal.reason, f"refusal {refusal.status} without a reason"
+        # A meter of the channel and llhttp disagreed on where a request part ends.
+        assert (refusal.status, refusal.reason) != UNFRAMED, "meter and parser disagree"
         app_failed = refusal.status == 500 and refusal.reason in APP_REFUSALS
         # RFC 9112 section 6.1: a transfer coding the server does not understand is a 501.
         not_implemented = refusal.status == 501 and "transfer coding" in refusal.reason

@@ -260,6 +260,26 @@ async def test_garbage_request_line_gets_400_and_close(start_server: StartServer
     writer.close()
 
 
+async def test_http2_prior_knowledge_gets_400_with_its_reason(start_server: StartServer) -> None:
+    """A client that speaks HTTP/2 without asking (RFC 9113 section 3.3) sends the
+    connection preface, which llhttp reads past the head's empty line: refused at once,
+    saying why, however the preface is cut."""
+    server = await start_server(echo_app)
+    preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+    for cut in (len(preface), 18, 20):
+        reader, writer = await open_tcp(server.port)
+        writer.write(preface[:cut])
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        with contextlib.suppress(ConnectionError):
+            writer.write(preface[cut:])
+        response = await read_response(reader)
+        assert response.status == 400
+        assert response.body == b"an HTTP/2 connection preface: this server speaks HTTP/1.1\n"
+        assert await at_eof(reader)
+        writer.close()
+
+
 @pytest.mark.both_loops
 async def test_requests_pipelined_before_a_bad_one_are_answered_first(
     start_server: StartServer,

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stargate.server.request import (
+    UNFRAMED,
     BadTarget,
     ChunkMeter,
     HeadMeter,
@@ -219,7 +220,7 @@ def test_head_meter_counts_the_head_it_measured() -> None:
     assert (meter.size, meter.complete) == (len(HEAD), True)
     # The parser goes on where the head ended: no guess about where the next part starts.
     assert meter.scan(b"next", 0) == 0
-    assert meter.refusal == (400, "cannot tell where the request ends")
+    assert meter.refusal == UNFRAMED
 
 
 head_bytes = st.lists(
@@ -246,7 +247,7 @@ def test_length_meter() -> None:
     assert meter.scan(b"defGET", 0) == 3
     assert meter.left == 0
     assert meter.scan(b"GET", 0) == 0
-    assert meter.refusal == (400, "cannot tell where the request ends")
+    assert meter.refusal == UNFRAMED
 
 
 CHUNKED = b"5;name=value\r\nhello\r\n000b\r\n, the world\r\n0;last\r\nX-Trailer: t\r\n\r\n"
@@ -290,7 +291,7 @@ def test_chunk_meter_refuses_bytes_after_the_body() -> None:
     assert meter.scan(b"0\r\n\r\nGET", 0) == 5
     assert meter.complete
     assert meter.scan(b"GET", 0) == 0
-    assert meter.refusal == (400, "cannot tell where the request ends")
+    assert meter.refusal == UNFRAMED
 
 
 class _Events:

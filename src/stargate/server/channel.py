@@ -43,6 +43,7 @@ from .buffers import OutputBuffer, RequestBody
 from .handover import Refused, extension_names, hand_over, handshake_response, start_handler
 from .proxy import ClientView
 from .request import (
+    UNFRAMED,
     BadTarget,
     ChunkMeter,
     HeadMeter,
@@ -64,6 +65,9 @@ try:  # Linux: the unsent bytes of a socket's send queue (termios' TIOCOUTQ, sam
     _SIOCOUTQ: int | None = termios.TIOCOUTQ
 except (ImportError, AttributeError):  # pragma: no cover - not Linux
     _SIOCOUTQ = None
+
+#: A client that speaks HTTP/2 without asking first (prior knowledge, RFC 9113 3.3).
+_HTTP2_PREFACE = (400, "an HTTP/2 connection preface: this server speaks HTTP/1.1")
 
 #: Bytes handed to the transport at a time while draining the output buffer.
 _WRITE_CHUNK = 256 * 1024
@@ -235,6 +239,12 @@ class HttpChannel(asyncio.Protocol):
                 return b""
             if meter.refusal is not None:
                 self._refuse(*meter.refusal)
+                return b""
+            if meter.complete and self._in_head:
+                # llhttp reads on past the head's empty line only after "PRI * HTTP/2.0",
+                # for the rest of HTTP/2's connection preface (RFC 9113 section 3.4).
+                method = self.parser.get_method()
+                self._refuse(*(_HTTP2_PREFACE if method == b"PRI" else UNFRAMED))
                 return b""
             start = end
         return b""

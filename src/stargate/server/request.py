@@ -119,9 +119,10 @@ _NEXT_CHUNK = re.compile(rb"\r\n([0-9A-Fa-f]*)[^\n]*\n")
 #: A chunk size past this overflows llhttp (which refuses it): no need to count further.
 _SIZE_OVERFLOW = 1 << 64
 #: What a meter answers when the parser goes on past the end it found: it cannot happen
-#: with llhttp's grammar, and if it did, guessing where the next request starts would be
-#: request smuggling's opening, so the connection is refused instead.
-_LOST = (400, "cannot tell where the request ends")
+#: with llhttp's grammar (the fuzz targets check that it never does), and if it did,
+#: guessing where the next request starts would be request smuggling's opening, so the
+#: connection is refused instead.
+UNFRAMED = (400, "cannot tell where the request ends")
 
 
 def _matched(pattern: re.Pattern[bytes], data: bytes, start: int, end: int) -> int:
@@ -160,7 +161,7 @@ class HeadMeter:
         ``data`` if the head goes on, or the position where it passes ``limit`` (then
         ``refusal`` is set)."""
         if self.complete:
-            self.refusal = _LOST
+            self.refusal = UNFRAMED
             return start
         size = len(data)
         if self.size == 0:
@@ -209,7 +210,7 @@ class LengthMeter:
     def scan(self, data: bytes, start: int) -> int:
         """The position where the body ends in ``data``, or the end of ``data``."""
         if not self.left:
-            self.refusal = _LOST
+            self.refusal = UNFRAMED
             return start
         end = min(len(data), start + self.left)
         self.left -= end - start
@@ -261,7 +262,7 @@ class ChunkMeter:
                     break
                 state = self._state
             if state == self._DONE:
-                self.refusal = _LOST
+                self.refusal = UNFRAMED
                 return i
             # A line of framing, up to its LF, within the room left (also a line the fast
             # path of _chunks leaves: one cut by the end of the read, or too long).
