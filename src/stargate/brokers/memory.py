@@ -46,7 +46,7 @@ class MemoryBus:
                 return
             targets = list(brokers)
         for broker in targets:
-            broker._deliver_soon(channel, data)
+            broker._deliver_soon(channel, data)  # bus and brokers: one module's pair
 
 
 _buses: weakref.WeakValueDictionary[str, MemoryBus] = weakref.WeakValueDictionary()

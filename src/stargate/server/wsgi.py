@@ -138,6 +138,11 @@ class WSGIResponse:
         self.upgrade_accepted: Callable[[], bool] = lambda: False
 
     @property
+    def content_length(self) -> int | None:
+        """The body length the app declared (its ``Content-Length``), if any."""
+        return self._content_length
+
+    @property
     def has_body(self) -> bool:
         return not self._head_only and self.status_code not in _NO_BODY_STATUSES
 
@@ -319,7 +324,7 @@ def run_wsgi(app: WSGIApp, environ: dict[str, Any], response: WSGIResponse) -> N
                 body = result[0] if result else b""
                 if not isinstance(body, bytes):
                     raise InvalidResponse(f"the body must be bytes, not {type(body).__name__}")
-                limit = response._content_length
+                limit = response.content_length
                 if limit is None or len(body) == limit or not response.has_body:
                     response.send_whole(body)
                     return
