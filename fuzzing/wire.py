@@ -264,6 +264,10 @@ def sent_requests(data: bytes) -> list[SentRequest]:
     requests: list[SentRequest] = []
     pos = 0
     while pos < len(data):
+        # RFC 9112 section 2.2: empty lines before a request line are ignored (the server
+        # does so too).
+        while pos < len(data) and data[pos] in b"\r\n":
+            pos += 1
         end = data.find(b"\r\n\r\n", pos)
         if end < 0:
             break

@@ -40,9 +40,7 @@ def test_the_hint() -> None:
 
 #: Files with such a hint that this test's author does not own, each with its fix; the test
 #: fails on any other file, and on one of these once it is fixed (so the list stays true).
-KNOWN: dict[str, str] = {
-    "src/stargate/server/dispatch.py": "the metrics 500's reason: use install_hint('prometheus')",
-}
+KNOWN: dict[str, str] = {}
 
 
 def test_no_source_file_hints_at_pypi_stargate() -> None:

@@ -53,7 +53,10 @@ class ServerConfig:
     ssl_context: ssl.SSLContext | None = None
     #: The WebSocket options of every connection whose acceptance gives none.
     websocket: WebSocketOptions = field(default_factory=WebSocketOptions)
-    #: Request head (request line + headers) size; larger heads get 431.
+    #: Request head (request line + headers) size; larger heads get 431 (414 when the
+    #: request line alone is larger).  Also the bound of a chunked body's bytes that are
+    #: not data (size lines, extensions, the CRLF after each chunk) between two bytes of
+    #: data: past it, 413 (431 in the trailer section).
     max_header_size: int = 16 * KiB
     #: Header fields in one request head (gunicorn's default); more get 431.
     max_headers: int = 100

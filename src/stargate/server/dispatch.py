@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .. import handshake
+from ..extras import install_hint
 from ..headers import Headers
 from .metrics import CONTENT_TYPE, exposition
 from .proxy import ClientView, client_view
@@ -163,7 +164,7 @@ def _operations(channel: HttpChannel, request: HttpRequest, path: str) -> tuple[
         body = exposition(state)
     except ImportError:
         logger.error("metrics_path is set but prometheus_client is not installed")
-        reason = "metrics need prometheus_client (pip install 'stargate[prometheus]')"
+        reason = f"metrics need prometheus_client: {install_hint('prometheus')}"
         return 500, simple_response(500, reason, keep_alive=keep_alive)
     head = serialize_head(
         "200 OK",
