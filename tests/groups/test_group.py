@@ -146,7 +146,7 @@ async def test_listener_stays_open_after_its_handler_returns(start_server: Start
     server = await start_server(group_app(group, listener))
     async with connect(f"ws://127.0.0.1:{server.port}/") as client:
         await eventually(lambda: returned.is_set() and len(group) == 1)
-        await eventually(lambda: not server._handlers)
+        await eventually(lambda: not server.running_handlers)
         group.send("news")
         assert await client.recv() == "news"
         assert await http_get(server.port, "/send?more") == b"1"

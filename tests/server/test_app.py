@@ -4,12 +4,16 @@ graceful shutdown in process and on SIGTERM in a real ``stargate`` process."""
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import os
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -18,9 +22,19 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import connect, unix_connect
 
-from stargate.server import Server, ServerConfig, SyncWebSocket, WebSocket
+from stargate.handshake import ALL_VERSIONS, RFC_VERSIONS, OriginPolicy
+from stargate.protocol import ProtocolVersion
+from stargate.server import (
+    Routes,
+    Server,
+    ServerConfig,
+    SyncWebSocket,
+    WebSocket,
+    WebSocketOptions,
+)
+from stargate.server.app import new_event_loop
 from stargate.server.wsgi import StartResponse
 
 from .support import (
@@ -30,7 +44,9 @@ from .support import (
     eventually,
     get,
     open_tcp,
+    raw_connect,
     read_response,
+    read_to_eof,
     request,
     validated,
 )
@@ -48,9 +64,9 @@ def sync_echo(ws: SyncWebSocket) -> None:
         ws.send(message)
 
 
-def make_app(slow: threading.Event | None = None) -> Any:
+def make_app(slow: threading.Event | None = None, entered: threading.Event | None = None) -> Any:
     """Upgrades to an echo handler (``/sync``: a ``def`` one), answers the URL scheme
-    otherwise (``/slow`` waits for ``slow``); behind wsgiref's validator."""
+    otherwise (``/slow`` sets ``entered`` and waits for ``slow``); behind wsgiref's validator."""
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
         upgrade = environ.get("stargate.websocket")
@@ -58,6 +74,8 @@ def make_app(slow: threading.Event | None = None) -> Any:
             upgrade.accept(sync_echo if environ["PATH_INFO"] == "/sync" else echo)
             return []
         if environ["PATH_INFO"] == "/slow" and slow is not None:
+            if entered is not None:
+                entered.set()
             slow.wait(TIMEOUT)
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [environ["wsgi.url_scheme"].encode()]
@@ -128,12 +146,12 @@ async def test_max_connections(start_server: StartServer) -> None:
     server = await start_server(make_app(), max_connections=2)
     first = await connect(f"ws://127.0.0.1:{server.port}/")
     _, second_writer = await open_tcp(server.port)
-    await eventually(lambda: len(server._http) + len(server.websockets) == 2)
+    await eventually(lambda: server.http_connections + len(server.websockets) == 2)
     reader, writer = await open_tcp(server.port)
     assert await at_eof(reader, 1.0)  # refused at once
     writer.close()
     second_writer.close()
-    await eventually(lambda: len(server._http) + len(server.websockets) == 1)
+    await eventually(lambda: server.http_connections + len(server.websockets) == 1)
     assert (await get(server.port, "/")).body == b"http"
     await first.close()
 
@@ -144,15 +162,16 @@ async def test_max_connections(start_server: StartServer) -> None:
 async def test_shutdown_closes_websockets_with_1001_and_answers_in_flight_http(
     start_server: StartServer,
 ) -> None:
-    slow = threading.Event()
-    server = await start_server(make_app(slow))
+    slow, entered = threading.Event(), threading.Event()
+    server = await start_server(make_app(slow, entered))
     clients = [
         await connect(f"ws://127.0.0.1:{server.port}{path}") for path in ("/a", "/sync", "/b")
     ]
     reader, writer = await open_tcp(server.port)
     writer.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
     idle_reader, idle_writer = await open_tcp(server.port)
-    await eventually(lambda: len(server._http) == 2)
+    # The request must be in the app before shutdown begins (else it is an idle connection).
+    await eventually(lambda: entered.is_set() and server.http_connections == 2)
     started = time.monotonic()
     shutdown = asyncio.create_task(server.shutdown(timeout=3.0))
     for client in clients:
@@ -166,7 +185,7 @@ async def test_shutdown_closes_websockets_with_1001_and_answers_in_flight_http(
     assert await at_eof(reader, 1.0)
     await asyncio.wait_for(shutdown, TIMEOUT)
     assert time.monotonic() - started < 2.0
-    assert not server.websockets and not server._handlers
+    assert not server.websockets and not server.running_handlers
     with pytest.raises(OSError):
         await asyncio.open_connection("127.0.0.1", server.port)
     writer.close()
@@ -177,6 +196,230 @@ async def test_server_as_async_context_manager() -> None:
     async with Server(make_app(), ServerConfig(port=0)) as server:
         assert (await get(server.port, "/")).body == b"http"
     assert server.shutting_down
+
+
+# -- listening sockets handed over ------------------------------------------------------------
+
+
+def tcp_listener() -> socket.socket:
+    """A bound TCP socket on an ephemeral port of 127.0.0.1, as a supervisor would pass."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def unix_listener() -> tuple[socket.socket, str]:
+    """A bound Unix socket in a fresh directory (short: a socket path has ~100 bytes)."""
+    path = os.path.join(tempfile.mkdtemp(prefix="sg-", dir="/tmp"), "s.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(path)
+    return sock, path
+
+
+def environ_app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+    """Upgrades to the echo handler; answers what the environ says of server and peer."""
+    upgrade = environ.get("stargate.websocket")
+    if upgrade is not None:
+        upgrade.accept(echo)
+        return []
+    keys = ("SERVER_NAME", "SERVER_PORT", "REMOTE_ADDR", "HTTP_HOST", "wsgi.multiprocess")
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [json.dumps({key: environ[key] for key in keys}).encode()]
+
+
+async def unix_get(path: str, target: str = "/") -> dict[str, Any]:
+    """One GET over a Unix socket, its JSON body."""
+    reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(path), TIMEOUT)
+    writer.write(f"GET {target} HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n".encode())
+    response = await read_response(reader)
+    writer.close()
+    assert response.status == 200, response
+    body: dict[str, Any] = json.loads(response.body)
+    return body
+
+
+async def test_one_server_on_several_sockets_tcp_and_unix(caplog: pytest.LogCaptureFixture) -> None:
+    """Given listening sockets (a supervisor's, gunicorn's binds), one server serves HTTP and
+    WebSocket on every one of them, logs each address, and reports the first as its port."""
+    first, second = tcp_listener(), tcp_listener()
+    unix, path = unix_listener()
+    server = Server(validated(environ_app), ServerConfig(port=0))
+    with caplog.at_level(logging.INFO, logger="stargate.server"):
+        await server.start([first, second, unix])
+    try:
+        ports = [first.getsockname()[1], second.getsockname()[1]]
+        assert (server.host, server.port) == ("127.0.0.1", ports[0])
+        logged = [r.getMessage() for r in caplog.records if r.name == "stargate.server"]
+        for port in ports:
+            assert f"stargate serving on http://127.0.0.1:{port}" in logged
+        assert f"stargate serving on http://unix:{path!r}" in logged
+        for port in ports:
+            seen = json.loads((await get(port, "/")).body)
+            assert (seen["SERVER_NAME"], seen["SERVER_PORT"]) == ("127.0.0.1", str(ports[0]))
+            async with connect(f"ws://127.0.0.1:{port}/", open_timeout=TIMEOUT) as ws:
+                await ws.send(f"over {port}")
+                assert await asyncio.wait_for(ws.recv(), TIMEOUT) == f"over {port}"
+        seen = await unix_get(path)
+        assert (seen["REMOTE_ADDR"], seen["HTTP_HOST"]) == ("", "app")  # a Unix peer has no address
+        async with unix_connect(path, "ws://app/", open_timeout=TIMEOUT) as ws:
+            await ws.send("over unix")
+            assert await asyncio.wait_for(ws.recv(), TIMEOUT) == "over unix"
+    finally:
+        await server.shutdown(timeout=2.0)
+    assert os.path.exists(path)  # the socket file is its owner's to remove, not the server's
+    os.unlink(path)
+
+
+async def test_a_server_on_a_unix_socket_alone_names_itself_localhost() -> None:
+    """A Unix socket has no host and port, yet PEP 3333 requires SERVER_NAME and SERVER_PORT:
+    the server says ``localhost`` and ``0`` (the Host header tells the app more)."""
+    unix, path = unix_listener()
+    server = Server(validated(environ_app), ServerConfig(port=0))
+    await server.start(unix)
+    try:
+        assert (server.host, server.port) == ("localhost", 0)
+        seen = await unix_get(path)
+        assert (seen["SERVER_NAME"], seen["SERVER_PORT"], seen["HTTP_HOST"]) == (
+            "localhost",
+            "0",
+            "app",
+        )
+        async with unix_connect(path, "ws://app/", open_timeout=TIMEOUT) as ws:
+            await ws.send(b"\x00\xff")
+            assert await asyncio.wait_for(ws.recv(), TIMEOUT) == b"\x00\xff"
+    finally:
+        await server.shutdown(timeout=2.0)
+        os.unlink(path)
+
+
+# -- what a server tells about itself ---------------------------------------------------------
+
+
+async def test_a_server_reports_what_it_serves_and_its_policies() -> None:
+    """Runners and apps read what a server serves (an app or a route table, never both),
+    the protocol generations it speaks and its Origin policy, all from its settings."""
+    routes = Routes({"/echo": echo})
+    table = Server(routes)
+    assert table.routes is routes and table.wsgi_app is None
+    assert table.config == ServerConfig()
+    assert set(table.versions) == set(ALL_VERSIONS)
+    assert ProtocolVersion.HIXIE_76 in table.versions
+
+    app = make_app()
+    policy = OriginPolicy(allowed=("https://example.com",))
+    modern = Server(app, ServerConfig(legacy_protocols=False, origin_policy=policy))
+    assert modern.wsgi_app is app and modern.routes is None
+    assert set(modern.versions) == set(RFC_VERSIONS)
+    assert not any(version.is_hixie for version in modern.versions)
+    assert modern.origin_policy is policy
+    assert not modern.shutting_down and not modern.multiprocess
+
+
+async def test_a_running_server_counts_its_connections_and_handlers() -> None:
+    """While it runs: its loop is the caller's, WSGI requests run in its thread pool, an idle
+    keep-alive connection counts as HTTP, a WebSocket handler as running until it returns;
+    ``multiprocess`` (a supervisor's) reaches the environ."""
+    release = asyncio.Event()
+    threads: list[str] = []
+
+    async def waiting(ws: WebSocket) -> None:
+        await ws.send("waiting")
+        await release.wait()
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        upgrade = environ.get("stargate.websocket")
+        if upgrade is not None:
+            upgrade.accept(waiting)
+            return []
+        threads.append(threading.current_thread().name)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [repr(environ["wsgi.multiprocess"]).encode()]
+
+    server = Server(validated(app), ServerConfig(port=0))
+    server.multiprocess = True
+    await server.start()
+    try:
+        assert server.loop is asyncio.get_running_loop()
+        assert server.multiprocess
+        assert (server.http_connections, server.running_handlers) == (0, 0)
+        assert (await get(server.port, "/")).body == b"True"
+        assert threads and threads[0].startswith("stargate-worker")
+        assert server.executor._max_workers == server.config.threads
+
+        _, idle = await open_tcp(server.port)
+        await eventually(lambda: server.http_connections == 1)
+        async with connect(f"ws://127.0.0.1:{server.port}/", open_timeout=TIMEOUT) as ws:
+            assert await asyncio.wait_for(ws.recv(), TIMEOUT) == "waiting"
+            assert (server.running_handlers, len(server.websockets)) == (1, 1)
+            release.set()
+            await eventually(lambda: server.running_handlers == 0)
+        idle.close()
+        await eventually(lambda: server.http_connections == 0 and not server.websockets)
+    finally:
+        await server.shutdown(timeout=2.0)
+
+
+async def test_shutdown_aborts_at_its_deadline_what_is_still_open(
+    start_server: StartServer,
+) -> None:
+    """A request the app is still working on and a WebSocket whose peer never answers the
+    close handshake do not hold shutdown past its deadline: both connections are aborted."""
+    slow, entered = threading.Event(), threading.Event()
+    # The close handshake's own timeout is far off: only shutdown's deadline ends it.
+    server = await start_server(
+        make_app(slow, entered), websocket=WebSocketOptions(close_timeout=30.0)
+    )
+    silent = await raw_connect(server.port, "/a")
+    reader, writer = await open_tcp(server.port)
+    writer.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+    await eventually(entered.is_set)
+    shutdown = asyncio.create_task(server.shutdown(timeout=0.5))
+    try:
+        code, reason, _ = await silent.read_until_close()
+        assert (code, reason) == (1001, "server shutting down")
+        # Neither answers; both connections end at the deadline, the request unanswered.
+        assert await read_to_eof(silent.reader) == b""
+        assert await read_to_eof(reader) == b""
+        await asyncio.wait_for(shutdown, TIMEOUT)
+        assert not server.websockets and not server.http_connections
+    finally:
+        slow.set()  # the app returns; the server closes its response unsent
+        writer.close()
+        silent.abort()
+
+
+async def test_a_second_shutdown_waits_for_the_first() -> None:
+    """``shutdown`` called again (a second SIGTERM) returns once the first has finished."""
+    server = Server(make_app(), ServerConfig(port=0))
+    await server.start()
+    async with connect(f"ws://127.0.0.1:{server.port}/", open_timeout=TIMEOUT) as client:
+        first = asyncio.create_task(server.shutdown(timeout=2.0))
+        second = asyncio.create_task(server.shutdown(timeout=2.0))
+        await asyncio.wait_for(second, TIMEOUT)
+        assert first.done() and client.close_code == 1001
+    await first
+
+
+# -- event loop -------------------------------------------------------------------------------
+
+
+async def test_the_event_loop_is_uvloops_when_installed_else_asyncios(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``serve`` runs on uvloop with the ``uvloop`` extra, and on asyncio's loop without it."""
+    uvloop = pytest.importorskip("uvloop") if not os.environ.get("CI") else __import__("uvloop")
+    loop = new_event_loop()
+    try:
+        assert isinstance(loop, uvloop.Loop)
+    finally:
+        loop.close()
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop raises ImportError
+    loop = new_event_loop()
+    try:
+        assert type(loop).__module__.startswith("asyncio")
+        assert not isinstance(loop, uvloop.Loop)
+    finally:
+        loop.close()
 
 
 # -- shutdown of a real process on SIGTERM ---------------------------------------------------
@@ -232,3 +475,57 @@ async def test_sigterm_closes_websockets_with_1001_and_exits(
         assert client.close_code == 1001
     assert await asyncio.wait_for(process.wait(), TIMEOUT) == 0
     assert time.monotonic() - started < 3.0
+
+
+SERVE_SCRIPT = """
+import socket
+import sys
+from stargate.server import Routes, ServerConfig, serve
+
+async def echo(ws):
+    async for message in ws:
+        await ws.send(message)
+
+def ready(server):
+    print("ready", server.port, type(server.loop).__module__, flush=True)
+
+routes = Routes({"/echo": echo})
+if sys.argv[1] == "ready":
+    serve(routes, ServerConfig(port=0), ready=ready)
+else:  # a socket bound by the caller (socket activation, a supervisor)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    print("bound", sock.getsockname()[1], "-", flush=True)
+    serve(routes, sock=sock)
+print("stopped", flush=True)
+"""
+
+
+@pytest.mark.parametrize(("stop", "mode"), [(signal.SIGINT, "ready"), (signal.SIGTERM, "sock")])
+async def test_serve_runs_until_a_signal_then_shuts_down_gracefully(
+    stop: signal.Signals, mode: str
+) -> None:
+    """``stargate.server.serve`` (the programmatic runner), on its own port or a given socket:
+    ``ready`` hears of the bound server, which runs on uvloop; Ctrl-C or SIGTERM closes
+    WebSockets with 1001 and ``serve`` returns."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", SERVE_SCRIPT, mode, stdout=asyncio.subprocess.PIPE
+    )
+    assert process.stdout is not None
+    try:
+        line = await asyncio.wait_for(process.stdout.readline(), 20)
+        word, port, loop_module = line.decode().split()
+        assert (word, loop_module) == (("ready", "uvloop") if mode == "ready" else ("bound", "-"))
+        async with connect(f"ws://127.0.0.1:{port}/echo", open_timeout=TIMEOUT) as client:
+            await client.send("before")
+            assert await asyncio.wait_for(client.recv(), TIMEOUT) == "before"
+            process.send_signal(stop)
+            await asyncio.wait_for(client.wait_closed(), TIMEOUT)
+            assert (client.close_code, client.close_reason) == (1001, "server shutting down")
+        assert await asyncio.wait_for(process.stdout.read(), TIMEOUT) == b"stopped\n"
+        assert await asyncio.wait_for(process.wait(), TIMEOUT) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

@@ -86,7 +86,7 @@ async def test_messages_received_before_close_are_still_read(start_server: Start
             await client.send(str(i))
     await eventually(lambda: not server.websockets)
     go.set()
-    await eventually(lambda: not server._handlers)
+    await eventually(lambda: not server.running_handlers)
     assert seen == ["0", "1", "2"]
 
 

@@ -587,7 +587,7 @@ async def test_client_vanishing_mid_frame_frees_everything(
     await ws.writer.drain()
     ws.abort()
     await eventually(lambda: not server.websockets)
-    await eventually(lambda: not server._handlers)  # the handler task or thread finished
+    await eventually(lambda: not server.running_handlers)  # the handler task or thread finished
     assert (await get(server.port, "/")).status == 200
     await server.shutdown(timeout=2.0)
     await eventually(lambda: worker_threads() <= threads_before)
@@ -600,7 +600,7 @@ async def test_client_closing_tcp_without_close_frame(start_server: StartServer,
     await ws.send_text("x")
     await ws.read_frame()
     ws.writer.close()
-    await eventually(lambda: not server.websockets and not server._handlers)
+    await eventually(lambda: not server.websockets and not server.running_handlers)
 
 
 # -- flow control ----------------------------------------------------------------------------
@@ -819,7 +819,7 @@ async def test_the_close_waits_at_most_the_answer_grace_for_a_handler_that_does_
     assert await at_eof(raw.reader)
     go.set()
     raw.writer.close()
-    await eventually(lambda: not server.websockets and not server._handlers)
+    await eventually(lambda: not server.websockets and not server.running_handlers)
 
 
 # -- what groups use of a connection -------------------------------------------------------
@@ -838,7 +838,7 @@ async def test_a_held_connection_outlives_its_handler_until_released(
 
     server = await start_server(checked_app(handler))
     async with connect(url(server)) as client:
-        await eventually(lambda: bool(held) and not server._handlers)  # it returned
+        await eventually(lambda: bool(held) and not server.running_handlers)  # it returned
         (ws,) = held
         assert ws.loop is asyncio.get_running_loop()
         ws.send_encoded(ws.encode_shared("still open"))

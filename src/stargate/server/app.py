@@ -119,19 +119,6 @@ class Server:
         """WebSocket handlers still running (tasks and threads)."""
         return len(self.state.handlers)
 
-    # Older names, read by tests that predate the split of the server package.
-    @property
-    def _http(self) -> set[HttpChannel]:
-        return self.state.channels
-
-    @property
-    def _handlers(self) -> set[asyncio.Future[Any]]:
-        return self.state.handlers
-
-    @property
-    def _loop(self) -> asyncio.AbstractEventLoop | None:
-        return self.state.loop
-
     # -- lifetime ------------------------------------------------------------------------------
 
     async def start(self, sock: socket.socket | Sequence[socket.socket] | None = None) -> None:
@@ -203,8 +190,9 @@ class Server:
         while state.channels and loop.time() < deadline:
             await asyncio.sleep(0.05)
         for channel in list(state.channels):
-            if channel.transport is not None:
-                channel.transport.abort()
+            # Admitted in connection_made, once its transport is set (and never unset).
+            assert channel.transport is not None
+            channel.transport.abort()
         for ws in list(state.websockets):
             ws.abort()
         handlers = [h for h in state.handlers if not h.done()]
