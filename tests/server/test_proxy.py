@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
+import tempfile
 from collections.abc import Iterable
 from typing import Any
 
 import pytest
 import websockets
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import connect, unix_connect
 from websockets.typing import Origin
 
-from stargate.server import ENVIRON_KEY, WebSocket
+from stargate.server import ENVIRON_KEY, Server, ServerConfig, WebSocket
 from stargate.server.proxy import ClientView, TrustedProxies, client_view, parse_forwarded
 from stargate.server.wsgi import StartResponse
 
-from .support import TIMEOUT, StartServer, get
+from .support import TIMEOUT, StartServer, get, read_response
 
 PEER = ("10.0.0.2", 40000)
 
@@ -198,3 +201,92 @@ async def test_an_untrusted_client_cannot_forward_its_way_past_the_origin_check(
         ):
             pass
     assert info.value.response.status_code == 403
+
+
+def test_a_unix_socket_peer_is_believed_only_with_star() -> None:
+    """A Unix socket's peer has no address: ``*`` (documented for a server only the proxy
+    can reach, such as a Unix socket) believes what nginx forwards over it; a list of
+    addresses cannot name it, so forwarding headers stay ignored."""
+    headers = [("X-Forwarded-For", "203.0.113.7"), ("X-Forwarded-Proto", "https")]
+    star = client_view(headers, None, secure=False, trusted=TrustedProxies(["*"]))
+    assert star == ClientView(("203.0.113.7", 0), "https")
+    listed = client_view(headers, None, secure=False, trusted=TrustedProxies(["127.0.0.1"]))
+    assert listed == ClientView(None, "http")
+    # Without an address in the headers, the Unix peer stays without one.
+    only_proto = client_view(
+        [("X-Forwarded-Proto", "https")], None, secure=False, trusted=TrustedProxies(["*"])
+    )
+    assert only_proto == ClientView(None, "https")
+
+
+def test_blank_entries_are_skipped_and_only_addresses_are_looked_up() -> None:
+    """A trailing comma in ``--trusted-proxy a,`` trusts nobody extra; a peer that is not an
+    address string (a Unix socket's, ``None``) is never "in" a list of networks."""
+    trusted = TrustedProxies(["", " 10.0.0.0/8 ", "  "])
+    assert trusted and "10.1.2.3" in trusted
+    assert None not in trusted and ("10.1.2.3", 80) not in trusted
+    assert not TrustedProxies(["", " "])
+
+
+def test_forwarded_quoting_empty_elements_and_pairs() -> None:
+    """RFC 7239 4: a quoted value may hold ``,`` and escaped quotes; empty elements
+    (``a,,b``) and empty pairs (``for=x;;proto=https``) are tolerated, not refused."""
+    hops = parse_forwarded(['for="a,b\\"c\\\\";host="h:1", , for=1.2.3.4;;proto=https;'])
+    assert hops is not None and [(h.node, h.proto, h.host) for h in hops] == [
+        ('a,b"c\\', None, "h:1"),
+        ("1.2.3.4", "https", None),
+    ]
+
+
+def test_forwarded_nodes_and_hosts_in_every_spelling() -> None:
+    """``for=`` as a bare IPv6 address or with a port, ``proto=wss``/``ws`` (what some
+    proxies write for an upgrade), and a bracketed IPv6 host that already carries a port."""
+    assert view([("Forwarded", 'for="2001:db8::7";proto=wss')]) == ClientView(
+        ("2001:db8::7", 0), "https"
+    )
+    assert view([("Forwarded", "for=203.0.113.7;proto=ws")]).scheme == "http"
+    assert view([("Forwarded", "for=203.0.113.7:4711")]).remote == ("203.0.113.7", 4711)
+    assert view([("Forwarded", "for=203.0.113.7:_x")]).remote == ("203.0.113.7", 0)  # obfuscated
+    headers = [
+        ("X-Forwarded-For", "203.0.113.7"),
+        ("X-Forwarded-Host", "[2001:db8::1]:8443"),
+        ("X-Forwarded-Port", "443"),
+    ]
+    assert view(headers).host == "[2001:db8::1]:8443"
+    headers[1] = ("X-Forwarded-Host", "[2001:db8::1]")
+    assert view(headers).host == "[2001:db8::1]:443"
+
+
+@pytest.mark.asyncio
+async def test_behind_a_proxy_on_a_unix_socket(start_server: StartServer) -> None:
+    """nginx in front, over a Unix socket, with ``trusted_proxies=("*",)``: the forwarded
+    client, scheme and host reach the environ, and the browser's https page passes the
+    same-origin check (bug: a Unix peer was never believed, so the page got 403)."""
+    path = os.path.join(tempfile.mkdtemp(prefix="sg-", dir="/tmp"), "s.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    server = Server(environ_app, ServerConfig(trusted_proxies=("*",)))
+    await server.start(listener)
+    try:
+        reader, writer = await asyncio.open_unix_connection(path)
+        head = "".join(f"{name}: {value}\r\n" for name, value in FORWARDED)
+        writer.write(f"GET / HTTP/1.1\r\nHost: backend\r\n{head}\r\n".encode())
+        response = await read_response(reader)
+        writer.close()
+        assert json.loads(response.body) == {
+            "REMOTE_ADDR": "203.0.113.7",
+            "wsgi.url_scheme": "https",
+            "HTTP_HOST": "public.example",
+            "HTTP_X_FORWARDED_FOR": "203.0.113.7",
+        }
+        async with unix_connect(
+            path,
+            "ws://backend/",
+            origin=Origin("https://public.example"),
+            additional_headers=FORWARDED,
+            open_timeout=TIMEOUT,
+        ) as ws:
+            assert json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT)) == ["203.0.113.7", 0]
+    finally:
+        await server.shutdown(timeout=2.0)
+        os.unlink(path)

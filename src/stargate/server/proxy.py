@@ -205,7 +205,8 @@ def client_view(
 ) -> ClientView:
     """The client behind the proxies we trust (or the socket's peer, if it is no proxy)."""
     direct = ClientView(peer, "https" if secure else "http")
-    if peer is None or not trusted or peer[0] not in trusted:
+    # A Unix socket's peer has no address: only ``*`` can trust it.
+    if not (trusted.any if peer is None else peer[0] in trusted):
         return direct
     forwarded = [value for name, value in headers if name.lower() == "forwarded"]
     hops = parse_forwarded(forwarded) if forwarded else _x_forwarded_hops(headers)
