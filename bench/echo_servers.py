@@ -52,6 +52,8 @@ class Options:
     port: int
     app: str  # "echo" or "broadcast"
     deflate: bool
+    #: stargate: decide upgrades on the event loop (ServerConfig.upgrade_on_loop).
+    upgrade_on_loop: bool = False
 
 
 def loop_name() -> str:
@@ -96,6 +98,7 @@ def _stargate_config(opts: Options) -> Any:
         websocket=options,
         origin_policy=OriginPolicy.any(),  # benchmark peers are not browsers
         max_connections=100_000,
+        upgrade_on_loop=opts.upgrade_on_loop,
     )
 
 
@@ -347,12 +350,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--pure-python", action="store_true", help="stargate without its C accelerator"
     )
+    parser.add_argument(
+        "--upgrade-on-loop",
+        action="store_true",
+        help="stargate: decide upgrades on the event loop (no thread hop)",
+    )
     args = parser.parse_args(argv)
+    if args.upgrade_on_loop and not args.server.startswith("stargate"):
+        parser.error("--upgrade-on-loop applies to stargate only")
     if args.pure_python:
         if not args.server.startswith("stargate"):
             parser.error("--pure-python applies to stargate only")
         disable_stargate_speedups()
-    run(SERVERS[args.server](Options(args.host, args.port, args.app, args.deflate)))
+    options = Options(args.host, args.port, args.app, args.deflate, args.upgrade_on_loop)
+    run(SERVERS[args.server](options))
     return 0
 
 

@@ -136,6 +136,15 @@ def add_server_options(parser: argparse.ArgumentParser, port: int) -> None:
     switch("--no-legacy", "legacy_protocols", "refuse hixie-75/76 clients")
     switch("--no-compression", "compression", "do not offer permessage-deflate")
     switch("--no-access-log", "access_log", "no access log lines (stargate.access)")
+    _option(
+        parser,
+        "--upgrade-on-loop",
+        "upgrade_on_loop",
+        "decide upgrade requests on the event loop, not in a worker thread (only for an app "
+        "whose upgrade decisions never block)",
+        action="store_const",
+        const=True,
+    )
     add("--access-log-format", "text or json (text)", metavar="FORMAT")
     add("--health-path", "a path answered 200 while serving, e.g. /-/ready (off)", metavar="PATH")
     add(

@@ -26,7 +26,7 @@ Server names (:class:`~stargate.server.ServerConfig`):
     Seconds.
 ``certfile``, ``keyfile``
     TLS (PEM files): https and wss.  The context is built here, once.
-``legacy_protocols``, ``access_log``
+``legacy_protocols``, ``access_log``, ``upgrade_on_loop``
     true or false.
 ``access_log_format``
     ``text`` or ``json``.
@@ -144,7 +144,7 @@ _SECONDS_KEYS = (
     "linger_timeout",
     "shutdown_timeout",
 )
-_BOOL_KEYS = ("legacy_protocols", "access_log")
+_BOOL_KEYS = ("legacy_protocols", "access_log", "upgrade_on_loop")
 _PATH_KEYS = ("metrics_path", "health_path")
 _OTHER_KEYS = (
     "host",

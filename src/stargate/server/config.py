@@ -108,6 +108,12 @@ class ServerConfig:
     #: Which browser origins may open WebSockets (same-origin by default: docs/security.md,
     #: "Who may open a WebSocket").
     origin_policy: OriginPolicy = field(default_factory=OriginPolicy)
+    #: Run the WSGI app's decision about an upgrade request on the event loop instead of a
+    #: worker thread: saves the thread hop (a third of a handshake's cost through a WSGI
+    #: framework), and is safe only if nothing the app does for an upgrade request blocks
+    #: (no database query, no file, no remote call in routing, authentication or the view).
+    #: Plain requests always run in the thread pool.
+    upgrade_on_loop: bool = False
     #: Peers whose forwarding headers (``Forwarded``, ``X-Forwarded-For/Proto/Host/Port``)
     #: are believed: IP addresses or CIDR networks (``127.0.0.1``, ``10.0.0.0/8``), or
     #: ``"*"`` for every peer.  Empty (the default): those headers are ignored, since any

@@ -215,15 +215,14 @@ def decide_upgrade(channel: HttpChannel, request: HttpRequest) -> None:
     # request that is not kept alive.
     response = WSGIResponse(sink, replace(request, keep_alive=False))
     response.upgrade_accepted = lambda: upgrade.acceptance is not None
-    future = state.loop.run_in_executor(state.executor, run_wsgi, app, env, response)
 
-    def decided(f: asyncio.Future[None]) -> None:
+    def decided(error: BaseException | None) -> None:
         # A Pyramid exception view or tween that turns an accepted view's answer into a
         # 403 or 500 must not let the handler run anyway.
         stands = (
             upgrade.acceptance is not None
             and not response.failed
-            and f.exception() is None
+            and error is None
             and response.status_code < 400
         )
         if stands:
@@ -237,4 +236,15 @@ def decide_upgrade(channel: HttpChannel, request: HttpRequest) -> None:
             reason = f"no WebSocket handler for {hs_request.path}"
             channel.upgrade_refused(simple_response(404, reason), client, 404, reason)
 
-    future.add_done_callback(decided)
+    if state.config.upgrade_on_loop:
+        # The application said its upgrade decisions never block (no database, no file):
+        # no thread hop, which is a third of a handshake through a WSGI framework.
+        try:
+            run_wsgi(app, env, response)
+        except BaseException as exc:  # run_wsgi turns the app's exceptions into a 500
+            decided(exc)
+            raise
+        decided(None)
+        return
+    future = state.loop.run_in_executor(state.executor, run_wsgi, app, env, response)
+    future.add_done_callback(lambda f: decided(f.exception()))
