@@ -58,13 +58,16 @@ class Server:
         if self.name == "node-ws":
             assert node_modules is not None
             command = ["node", str(HERE / "ws_server.js"), "--host", HOST, "--port", str(port)]
-            command += ["--app", "echo" if app == "pyramid" else app]
+            command += ["--app", "echo" if app.startswith("pyramid") else app]
             return command + (["--deflate"] if deflate else [])
         kind = self.name.removesuffix("-pure")
+        extra = []
+        if app == "pyramid-loop":  # the upgrade decided on the event loop, no thread hop
+            app, extra = "pyramid", ["--upgrade-on-loop"]
         if app == "pyramid":
             kind, app = "stargate-pyramid", "echo"
         command = [sys.executable, str(HERE / "echo_servers.py"), kind, "--host", HOST]
-        command += ["--port", str(port), "--app", app]
+        command += ["--port", str(port), "--app", app, *extra]
         if deflate:
             command.append("--deflate")
         if self.name.endswith("-pure"):
@@ -106,7 +109,7 @@ class Row:
         return self.template.format(**self.options(quick))
 
     def applies_to(self, server: Server) -> bool:
-        if self.app == "pyramid":
+        if self.app.startswith("pyramid"):
             return server.pyramid
         return server.deflate or not self.deflate
 
@@ -161,6 +164,14 @@ ROWS = [
         "same, through a Pyramid app (WebSocketView at /ws)",
         "handshake",
         app="pyramid",
+        full={"count": 10000, "concurrency": 64, "path": "/ws"},
+        quick={"count": 300, "concurrency": 64, "path": "/ws"},
+    ),
+    Row(
+        "handshake-pyramid-loop",
+        "same, Pyramid with upgrade_on_loop (the decision on the event loop)",
+        "handshake",
+        app="pyramid-loop",
         full={"count": 10000, "concurrency": 64, "path": "/ws"},
         quick={"count": 300, "concurrency": 64, "path": "/ws"},
     ),
@@ -539,7 +550,7 @@ def markdown(
     ]
     for row in rows:
         found = cells.get(row.key, {})
-        if row.app == "pyramid":
+        if row.app.startswith("pyramid"):
             routes = cells.get("handshake", {})
             ratios = [ratio(row, found.get(n), routes.get(n)) for n in servers]
             out.append(f"| {row.title(quick)}, vs Routes | " + " | ".join(ratios) + " |")
