@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,10 +25,10 @@ import pytest_asyncio
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from stargate.brokers.testing import RedisServer
+from stargate.brokers.testing import RedisServer, free_port
 from stargate.server import ServerConfig
 from stargate.settings import SettingsError
-from stargate.workers import run_workers
+from stargate.workers import ListenError, Listening, banner, bind, run_workers
 
 TIMEOUT = 10.0
 APP_DIR = Path(__file__).parent / "brokers"
@@ -226,6 +228,8 @@ import time
 time.sleep(float(os.environ["SLOW_APP_DELAY"]))
 if os.environ.get("SLOW_APP_FAILS"):
     raise RuntimeError("the app cannot start")
+if os.environ.get("SLOW_APP_EXITS"):
+    raise SystemExit(int(os.environ["SLOW_APP_EXITS"]))
 pathlib.Path("loaded-" + os.environ["STARGATE_WORKER"]).write_text("")
 
 
@@ -238,6 +242,7 @@ def app(environ, start_response):
 async def serve_slow_app(
     tmp_path: Path, redis_server: RedisServer, **env: str
 ) -> asyncio.subprocess.Process:
+    """``stargate serve`` of :data:`SLOW_APP` with two workers."""
     (tmp_path / "slow_app.py").write_text(SLOW_APP)
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "stargate", "serve", "slow_app:app", "--port", "0",
@@ -291,3 +296,375 @@ async def test_a_load_error_is_never_after_a_ready_line(
     assert err.decode().splitlines()[-1] == (
         "stargate: error: cannot load 'slow_app:app': RuntimeError: the app cannot start"
     )
+
+
+@pytest.mark.asyncio
+async def test_an_app_that_exits_while_imported_is_a_load_error(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """An app module that calls ``sys.exit`` at import stops every worker, is not restarted,
+    and the supervisor says so in one line: with which status it exited."""
+    process = await serve_slow_app(tmp_path, redis_server, SLOW_APP_DELAY="0", SLOW_APP_EXITS="3")
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), 30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert (process.returncode, out) == (2, b"")
+    assert err.decode().splitlines()[-1] == (
+        "stargate: error: loading 'slow_app:app' exited with status 3"
+    )
+
+
+# -- listening sockets ------------------------------------------------------------------------
+
+
+def test_listening_says_every_address_as_a_url() -> None:
+    """What ``ready`` gets: the first address as host and port, every address as a URL
+    (IPv6 in brackets, https with TLS), and the banner names the workers."""
+    listening = Listening((("::1", 8000), ("127.0.0.1", 8001)), workers=2, tls=True)
+    assert (listening.host, listening.port) == ("::1", 8000)
+    assert listening.urls() == ["https://[::1]:8000/", "https://127.0.0.1:8001/"]
+    assert banner("serve", listening) == (
+        f"stargate serve: https://[::1]:8000/ https://127.0.0.1:8001/ "
+        f"(2 workers, supervisor pid {os.getpid()})"
+    )
+    assert banner("echo", Listening((("0.0.0.0", 9),))) == "stargate echo: http://0.0.0.0:9/"
+
+
+def test_every_interface_is_one_port_over_ipv4_and_ipv6() -> None:
+    """An empty host listens on 0.0.0.0 and :: (where the host has IPv6), and port 0 is one
+    free port for both: a client reaches the same server over either family."""
+    socks = bind([("", 0)])
+    try:
+        assert socket.AF_INET in {sock.family for sock in socks}
+        (port,) = {sock.getsockname()[1] for sock in socks}
+        for sock in socks:
+            loopback = "127.0.0.1" if sock.family == socket.AF_INET else "::1"
+            with socket.create_connection((loopback, port), timeout=TIMEOUT):
+                pass  # queued on the listening socket
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def busy_listener(host: str = "127.0.0.1") -> socket.socket:
+    sock = socket.socket()
+    sock.bind((host, 0))
+    sock.listen()
+    return sock
+
+
+def test_a_failed_address_releases_the_ones_bound_before_it() -> None:
+    """``--listen a --listen b`` with b in use: one line naming b and why, and a is not left
+    bound (a second try after freeing b is not refused by our own leftover)."""
+    with busy_listener() as busy:
+        taken = busy.getsockname()[1]
+        free = free_port()
+        with pytest.raises(ListenError) as info:
+            bind([("127.0.0.1", free), ("127.0.0.1", taken)])
+        assert str(info.value) == (
+            f"cannot listen on 127.0.0.1:{taken}: address already in use: another server "
+            "listens there; stop it or choose another port"
+        )
+    for sock in bind([("127.0.0.1", free)]):
+        sock.close()
+
+
+def test_unknown_names_and_foreign_addresses_are_one_line_errors() -> None:
+    """A host name that does not resolve, or an address of another machine: a ListenError
+    that says which address and why, no traceback-worthy OSError."""
+    with pytest.raises(ListenError, match=r"^cannot listen on no-such-host\.invalid:8000: \w"):
+        bind([("no-such-host.invalid", 8000)])
+    for host, shown in (("192.0.2.1", "192.0.2.1:0"), ("2001:db8::1", "[2001:db8::1]:0")):
+        with pytest.raises(ListenError) as info:
+            bind([(host, 0)])
+        assert str(info.value) == (
+            f"cannot listen on {shown}: address not available: it is not an address of this host"
+        )
+
+
+def resolver(*answers: tuple[int, Any]) -> Any:
+    """A stand-in for ``socket.getaddrinfo`` that answers ``(family, sockaddr)`` entries."""
+
+    def getaddrinfo(*args: Any, **kwargs: Any) -> list[tuple[Any, ...]]:
+        return [(family, socket.SOCK_STREAM, 0, "", addr) for family, addr in answers]
+
+    return getaddrinfo
+
+
+def test_a_name_listens_on_each_of_its_addresses_it_can(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A name whose resolution lists an address twice (as /etc/hosts may), a non-IP entry,
+    and an address this host lacks (``localhost`` as ::1 with IPv6 off): one socket per
+    usable address, all on the one port 0 picked, the missing address logged and skipped."""
+    monkeypatch.setattr(
+        socket,
+        "getaddrinfo",
+        resolver(
+            (socket.AF_INET, ("127.0.0.1", 0)),
+            (socket.AF_INET, ("127.0.0.1", 0)),
+            (socket.AF_UNIX, "/run/not-an-ip"),
+            (socket.AF_INET, ("127.0.0.2", 0)),
+            (socket.AF_INET6, ("2001:db8::1", 0, 0, 0)),
+        ),
+    )
+    with caplog.at_level(logging.INFO, logger="stargate.workers"):
+        socks = bind([("app.test", 0)])
+    try:
+        names = [sock.getsockname() for sock in socks]
+        assert [name[0] for name in names] == ["127.0.0.1", "127.0.0.2"]
+        assert names[0][1] == names[1][1] != 0
+        assert any(
+            "app.test:0: not listening on 2001:db8::1" in record.getMessage()
+            for record in caplog.records
+        )
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def test_a_name_fails_whole_when_one_of_its_addresses_is_in_use(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In use is not "not on this host": the name is refused, and its addresses bound so far
+    are released."""
+    with busy_listener("127.0.0.2") as busy:
+        port = busy.getsockname()[1]
+        monkeypatch.setattr(
+            socket,
+            "getaddrinfo",
+            resolver((socket.AF_INET, ("127.0.0.1", port)), (socket.AF_INET, ("127.0.0.2", port))),
+        )
+        with pytest.raises(
+            ListenError, match=f"^cannot listen on app.test:{port}: address already"
+        ):
+            bind([("app.test", port)])
+    monkeypatch.undo()
+    with socket.socket() as again:  # not left bound by the failed attempt
+        again.bind(("127.0.0.1", port))
+
+
+# -- one worker, in a process of its own -------------------------------------------------------
+
+WORKER_SCRIPT = """
+import os
+import socket
+import sys
+
+from stargate.server import ServerConfig
+from stargate.workers import run_workers, serve_worker
+
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"served by " + str(os.getpid()).encode()]
+
+
+if sys.argv[1] == "socks":  # sockets the caller bound (socket activation, a supervisor's)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    print(sock.getsockname()[1], flush=True)
+    serve_worker(app, ServerConfig(), socks=[sock])
+    print("returned", flush=True)
+else:  # an app object rather than a target string
+    def ready(listening):
+        print(listening.port, flush=True)
+
+    code = run_workers(app, ServerConfig(port=0), ready=ready)
+    print("returned", code, flush=True)
+"""
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("mode", ["socks", "object"])
+async def test_one_worker_serves_an_app_object_or_given_sockets(mode: str) -> None:
+    """``serve_worker`` on sockets its caller bound, and ``run_workers`` with an app object
+    (not a target string), serve in this very process until SIGTERM, then return."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", WORKER_SCRIPT, mode, stdout=asyncio.subprocess.PIPE
+    )
+    assert process.stdout is not None
+    try:
+        port = int(await asyncio.wait_for(process.stdout.readline(), 20))
+        reply = await http_get(port, "/")
+        assert reply.startswith(b"HTTP/1.1 200 ")
+        assert reply.endswith(f"served by {process.pid}".encode())  # in this very process
+        process.send_signal(signal.SIGTERM)
+        said = await asyncio.wait_for(process.stdout.read(), TIMEOUT)
+        assert said == (b"returned\n" if mode == "socks" else b"returned 0\n")
+        assert await asyncio.wait_for(process.wait(), TIMEOUT) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+# -- workers that misbehave -------------------------------------------------------------------
+
+#: An app whose WebSocket handlers end their worker: ``/exit/N`` with ``sys.exit(N)``,
+#: ``/exit/text`` with ``sys.exit("text")``, ``/interrupt`` with a KeyboardInterrupt (all
+#: escape the event loop), ``/block`` by blocking the loop so the worker hears no signal.
+ROGUE_APP = """
+import os
+import sys
+import time
+
+from stargate.server import Routes
+
+
+async def hello(ws):
+    await ws.send(str(os.getpid()))
+    path = ws.path
+    if path.startswith("/exit/"):
+        code = path.removeprefix("/exit/")
+        sys.exit(int(code) if code.isdigit() else code)
+    if path == "/interrupt":
+        raise KeyboardInterrupt
+    if path == "/block":
+        time.sleep(60)
+    async for message in ws:
+        await ws.send(message)
+
+
+paths = ("/", "/block", "/interrupt", "/exit/5", "/exit/bye")
+app = Routes({path: hello for path in paths})
+"""
+
+
+class Rogue:
+    """``stargate serve rogue_app:app --workers 2`` with its stderr kept."""
+
+    def __init__(self, process: asyncio.subprocess.Process, port: int) -> None:
+        self.process = process
+        self.port = port
+        self.stderr = bytearray()
+
+    @classmethod
+    async def start(cls, tmp_path: Path, redis: RedisServer, *args: str) -> Rogue:
+        (tmp_path / "rogue_app.py").write_text(ROGUE_APP)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "stargate", "serve", "rogue_app:app", "--port", "0",
+            "--workers", "2", "--broker", redis.url, "--log-level", "info", *args,
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )  # fmt: skip
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), 30)
+        assert line.startswith(b"stargate serve: http://127.0.0.1:"), line
+        return cls(process, int(line.split(b"/")[2].split(b":")[1]))
+
+    async def worker(self, path: str = "/") -> tuple[ClientConnection, int]:
+        client = await connect(f"ws://127.0.0.1:{self.port}{path}", open_timeout=TIMEOUT)
+        return client, int(await asyncio.wait_for(client.recv(), TIMEOUT))
+
+    async def read_stderr_until(self, text: str, timeout: float = 3 * TIMEOUT) -> str:
+        """The supervisor's and workers' log so far, once it contains ``text``."""
+        assert self.process.stderr is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while text.encode() not in self.stderr:
+            remaining = deadline - loop.time()
+            assert remaining > 0, f"never logged {text!r}: {self.stderr.decode()[-3000:]}"
+            chunk = await asyncio.wait_for(self.process.stderr.read(65536), remaining)
+            assert chunk, f"exited before logging {text!r}: {self.stderr.decode()[-3000:]}"
+            self.stderr += chunk
+        return self.stderr.decode()
+
+    async def finish(self) -> int:
+        if self.process.returncode is None:
+            self.process.kill()
+        return await self.process.wait()
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.mark.asyncio
+async def test_a_worker_the_app_exits_is_replaced_and_says_how_it_ended(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """A handler that calls ``sys.exit(5)`` or ``sys.exit("bye")``, or raises
+    KeyboardInterrupt, ends its worker (exit status 5, 1 with the text, 1 with the
+    traceback); the supervisor logs how and starts another, which serves."""
+    rogue = await Rogue.start(tmp_path, redis_server)
+    try:
+        for path, status, said in (
+            ("/exit/5", "exit status 5", None),
+            ("/exit/bye", "exit status 1", "bye"),
+            ("/interrupt", "exit status 1", "KeyboardInterrupt"),
+        ):
+            client, pid = await rogue.worker(path)
+            await asyncio.wait_for(client.wait_closed(), TIMEOUT)
+            log = await rogue.read_stderr_until(f"(pid {pid}) died ({status}): restarting")
+            if said is not None:
+                assert said in log
+            await eventually_gone(pid)
+        client, pid = await rogue.worker("/")
+        await client.send("still served")
+        assert await asyncio.wait_for(client.recv(), TIMEOUT) == "still served"
+        await client.close()
+        rogue.process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(rogue.process.wait(), 30) == 0
+    finally:
+        await rogue.finish()
+
+
+async def eventually_gone(pid: int) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TIMEOUT
+    while not gone(pid):
+        assert loop.time() < deadline, f"process {pid} still there"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.asyncio
+async def test_a_worker_deaf_to_sigterm_is_killed_after_the_shutdown_timeout(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """A worker whose event loop is blocked cannot stop gracefully: the supervisor kills it
+    once ``shutdown_timeout`` (and a margin) has passed, and exits 0; a second SIGTERM
+    meanwhile neither restarts the stop nor hurries it."""
+    rogue = await Rogue.start(tmp_path, redis_server, "--shutdown-timeout", "0.2")
+    try:
+        client, blocked = await rogue.worker("/block")
+        rogue.process.send_signal(signal.SIGTERM)
+        await rogue.read_stderr_until("stopping 2 workers")
+        rogue.process.send_signal(signal.SIGTERM)
+        log = await rogue.read_stderr_until("killing 1 workers after the timeout")
+        assert log.count("stopping 2 workers") == 1
+        assert await asyncio.wait_for(rogue.process.wait(), 30) == 0
+        assert gone(blocked)
+        client.transport.abort()
+    finally:
+        await rogue.finish()
+
+
+@pytest.mark.asyncio
+async def test_workers_of_a_killed_supervisor_shut_down_by_themselves(
+    redis_server: RedisServer,
+) -> None:
+    """The supervisor killed with SIGKILL (no chance to stop them): each worker notices it
+    was orphaned and shuts down gracefully, closing its WebSockets with 1001."""
+    supervisor = await Supervisor.start("--workers", "2", "--broker", redis_server.url)
+    try:
+        spread = await clients_on(supervisor, 2)
+        supervisor.process.kill()
+        for clients in spread.values():
+            for client in clients:
+                await asyncio.wait_for(client.wait_closed(), TIMEOUT)
+                assert (client.close_code, client.close_reason) == (1001, "server shutting down")
+        for pid in spread:
+            await eventually_gone(pid)
+    finally:
+        await supervisor.stop()

@@ -344,7 +344,9 @@ class _Supervisor:
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
-            self._child(slot)  # never returns
+            # never returns; in the child, this frame predates the fork and coverage's fork
+            # hook traces only frames entered after it (_child's own lines are measured)
+            self._child(slot)  # pragma: no cover
         self.children[pid] = (slot, time.monotonic())
         logger.info("worker %d started (pid %d)", slot, pid)
 
