@@ -12,10 +12,20 @@ class Conn:
 
     encodings: ClassVar[list[tuple[str, Message]]] = []
 
-    def __init__(self, id: int, family: str, *, closed: bool = False, hixie: bool = False) -> None:
+    def __init__(
+        self,
+        id: int,
+        family: str,
+        *,
+        closed: bool = False,
+        hixie: bool = False,
+        closing: bool = False,
+    ) -> None:
         self.id = id
         self.frame_family = family
         self.closed = closed
+        #: Closing: not closed yet, but sends raise (the close frame is out).
+        self.closing = closing
         self.hixie = hixie
         self.got: list[bytes] = []
         self._conn = self
@@ -28,7 +38,7 @@ class Conn:
         return self.frame_family.encode() + b":" + data
 
     def send_encoded(self, frame: bytes, messages: int = 1) -> None:
-        if self.closed:
+        if self.closed or self.closing:
             raise ConnectionError("closing")
         self.got.append(frame)
 
@@ -77,3 +87,30 @@ def test_send_one_and_deliver_to() -> None:
     deliver_to([a, b], normalize(bytearray(b"all")))  # type: ignore[list-item]
     assert a.got == [b"rfc:only a", b"rfc:all"] and b.got == [b"rfc:all"]
     assert shut.got == [] and Conn.encodings == [("rfc", b"all")]
+
+
+def test_a_batch_to_hixie_skips_binary_and_sends_nothing_empty() -> None:
+    """A batch mixing text and binary: a hixie member gets the text in one write; a batch
+    of binary only writes nothing at all to it (no empty write), others get everything."""
+    old, modern = Conn(1, "hixie", hixie=True), Conn(2, "rfc")
+    state = group(old, modern)
+    state.deliver_batch(["a", b"\x01", "b"])
+    state.deliver_batch([b"\x02", b"\x03"])
+    assert old.got == [b"hixie:ahixie:b"]
+    assert modern.got == [b"rfc:arfc:\x01rfc:b", b"rfc:\x02rfc:\x03"]
+
+
+def test_one_connection_closing_is_skipped_quietly() -> None:
+    """``send_one`` to a connection whose close is under way (sends raise) drops the
+    message without raising into the sender, and ``deliver_to`` goes on past it; binary
+    for hixie connections is skipped there too, encoded once per family as usual."""
+    closing = Conn(1, "rfc", closing=True)
+    send_one(closing, "dropped")  # type: ignore[arg-type]
+    Conn.encodings = []
+    old, fine, also_closing = Conn(2, "hixie", hixie=True), Conn(3, "rfc"), Conn(4, "rfc")
+    also_closing.closing = True
+    deliver_to([old, also_closing, fine], b"bin")  # type: ignore[list-item]
+    deliver_to([old, fine], "text")  # type: ignore[list-item]
+    assert closing.got == [] and also_closing.got == []
+    assert fine.got == [b"rfc:bin", b"rfc:text"] and old.got == [b"hixie:text"]
+    assert Conn.encodings == [("rfc", b"bin"), ("hixie", "text"), ("rfc", "text")]

@@ -72,6 +72,9 @@ class GroupState:
         """A member's close callback: it leaves the group."""
         self.on_close(self, ws)
 
+    # ``members`` and ``families`` hold the same ids: add and discard change both in one
+    # step on the loop, and a connection's frame family is fixed at its handshake.
+
     def add(self, ws: WebSocket) -> bool:
         """Add ``ws``; False if it was a member already."""
         if ws.id in self.members:
@@ -84,11 +87,10 @@ class GroupState:
         """Take ``ws`` out; False if it was not a member."""
         if self.members.pop(ws.id, None) is None:
             return False
-        family = self.families.get(ws.frame_family)
-        if family is not None:
-            family.pop(ws.id, None)
-            if not family:
-                del self.families[ws.frame_family]
+        family = self.families[ws.frame_family]
+        del family[ws.id]
+        if not family:
+            del self.families[ws.frame_family]
         return True
 
     def forget_members(self) -> None:
@@ -104,9 +106,7 @@ class GroupState:
         for sends in list(self.families.values()):
             if not sends:
                 continue
-            first = members.get(next(iter(sends)))
-            if first is None:
-                continue
+            first = members[next(iter(sends))]
             try:
                 frame = first.encode_shared(message)
             except TypeError:
@@ -119,10 +119,7 @@ class GroupState:
         for sends in list(self.families.values()):
             if not sends:
                 continue
-            first = members.get(next(iter(sends)))
-            if first is None:
-                continue
-            encode = first.encode_shared
+            encode = members[next(iter(sends))].encode_shared
             frames = []
             for message in messages:
                 try:
