@@ -1338,3 +1338,237 @@ async def test_a_broadcast_burst_costs_each_member_two_writes_in_order() -> None
     ws.send_encoded(ws.encode_shared("next pass"))  # a new pass: at once again
     assert len(transport.calls) == 3
     assert ws.messages_out == 18
+
+
+# -- callbacks, close callbacks, sends from threads, and what follows our close ---------------
+
+
+async def test_an_on_message_callback_that_raises_closes_with_1011(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A callback that raises on a message closes that connection with 1011 and logs the
+    traceback: an application bug is told to the peer, not swallowed."""
+
+    def echo_or_fail(ws: WebSocket) -> Callable[[str | bytes], None]:
+        def on_message(message: str | bytes) -> None:
+            if message == "boom":
+                raise RuntimeError("the app's callback is broken")
+            ws.send_nowait(message)
+
+        return on_message
+
+    async def handler(ws: WebSocket) -> None:
+        ws.on_message = echo_or_fail(ws)
+
+    server = await start_server(checked_app(handler))
+    async with connect(url(server)) as client:
+        await client.send("fine")
+        assert await asyncio.wait_for(client.recv(), TIMEOUT) == "fine"
+        await client.send("boom")
+        await asyncio.wait_for(client.wait_closed(), TIMEOUT)
+    assert (client.close_code, client.close_reason) == (1011, "internal error")
+    assert any("on_message callback failed" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_late_callback_that_raises_on_an_early_message_closes_with_1011(
+    start_server: StartServer,
+) -> None:
+    """Messages that came before the callback was installed are handed to it when the
+    handler returns; if it raises on one, the connection closes with 1011 too."""
+    arrived = asyncio.Event()
+
+    async def handler(ws: WebSocket) -> None:
+        await arrived.wait()
+        await eventually(lambda: len(ws.inbox) == 1)
+
+        def on_message(message: str | bytes) -> None:
+            raise RuntimeError(f"cannot take {message!r}")
+
+        ws.on_message = on_message
+
+    server = await start_server(checked_app(handler))
+    async with connect(url(server)) as client:
+        await client.send("early")
+        arrived.set()
+        await asyncio.wait_for(client.wait_closed(), TIMEOUT)
+    assert client.close_code == 1011
+
+
+async def test_pongs_for_pings_in_the_same_read_go_before_the_answer(
+    start_server: StartServer,
+) -> None:
+    """A ping and a message in one read, answered by an ``on_message`` echo: the pong goes
+    out first, as the ping came first; an unsolicited pong (RFC 6455 5.5.3) is ignored."""
+
+    async def handler(ws: WebSocket) -> None:
+        ws.on_message = ws.send_nowait
+
+    server = await start_server(checked_app(handler))
+    raw = await raw_connect(server.port)
+    raw.writer.write(encode_frame(Opcode.PING, b"p1") + encode_frame(Opcode.TEXT, b"after"))
+    assert await raw.read_frame() == (True, Opcode.PONG, b"p1")
+    assert await raw.read_frame() == (True, Opcode.TEXT, b"after")
+    await raw.send(Opcode.PONG, b"nobody asked")
+    await raw.send_text("still open")
+    assert await raw.read_frame() == (True, Opcode.TEXT, b"still open")
+    raw.abort()
+
+
+async def test_close_callbacks_run_once_even_past_a_failing_one(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Close callbacks run when the connection ends: one that raises is logged and the
+    next still runs; one added after the end runs at once (soon, on the loop)."""
+    calls: list[str] = []
+    connections: list[WebSocket] = []
+
+    def failing(ws: WebSocket) -> None:
+        calls.append("failing")
+        raise RuntimeError("cleanup failed")
+
+    async def handler(ws: WebSocket) -> None:
+        ws.add_close_callback(failing)
+        ws.add_close_callback(lambda ws: calls.append(f"closed {ws.close_code}"))
+        connections.append(ws)
+        await ws.receive()
+
+    server = await start_server(checked_app(handler))
+    async with connect(url(server)) as client:
+        await eventually(lambda: bool(connections))
+        await client.close(4005)
+    await eventually(lambda: len(calls) == 2)
+    assert calls == ["failing", "closed 4005"]
+    assert any("close callback failed" in r.getMessage() for r in caplog.records)
+    connections[0].add_close_callback(lambda ws: calls.append("late"))
+    await eventually(lambda: calls[-1:] == ["late"])
+    assert calls == ["failing", "closed 4005", "late"]
+
+
+async def test_send_threadsafe_from_another_thread(start_server: StartServer) -> None:
+    """``send_threadsafe`` sends from any thread; once the connection is closed it drops
+    the message without an error."""
+    connections: list[WebSocket] = []
+
+    async def handler(ws: WebSocket) -> None:
+        connections.append(ws)
+        await ws.wait_closed()
+
+    server = await start_server(checked_app(handler))
+    async with connect(url(server)) as client:
+        await eventually(lambda: bool(connections))
+        (ws,) = connections
+        await asyncio.to_thread(ws.send_threadsafe, "from a thread")
+        await asyncio.to_thread(ws.send_threadsafe, b"\x00bytes")
+        assert await asyncio.wait_for(client.recv(), TIMEOUT) == "from a thread"
+        assert await asyncio.wait_for(client.recv(), TIMEOUT) == b"\x00bytes"
+    await eventually(lambda: ws.closed)
+    await asyncio.to_thread(ws.send_threadsafe, "too late")  # no exception, nothing sent
+    await asyncio.sleep(0)
+
+
+async def test_no_broadcast_follows_our_close_frame(start_server: StartServer) -> None:
+    """RFC 6455 5.5.1: after its close frame a server sends no more data frames.  A group
+    member whose handler closed (the peer has not answered yet) is skipped by the next
+    broadcast; the other members get it."""
+    group = Group()
+    closing = asyncio.Event()
+
+    async def handler(ws: WebSocket) -> None:
+        group.add(ws)
+        if ws.path == "/closer":
+            await ws.send("member")
+            await closing.wait()
+            await ws.close(4000, "leaving")
+        else:
+            await ws.wait_closed()
+
+    server = await start_server(checked_app(handler), websocket=WebSocketOptions(close_timeout=2))
+    async with connect(url(server, "/other")) as other:
+        raw = await raw_connect(server.port, "/closer")
+        assert await raw.read_frame() == (True, Opcode.TEXT, b"member")
+        await eventually(lambda: len(group) == 2)
+        closing.set()
+        _, opcode, payload = await raw.read_frame()
+        assert (opcode, payload) == (Opcode.CLOSE, close_payload(4000, "leaving"))
+        group.send("after the close")  # the raw peer never answers the close
+        assert await asyncio.wait_for(other.recv(), TIMEOUT) == "after the close"
+        assert await raw.reader.read() == b""  # nothing more, then the close timeout's abort
+        raw.writer.close()
+
+
+async def test_broadcast_frames_of_one_pass_go_before_a_close_in_that_pass(
+    start_server: StartServer,
+) -> None:
+    """Two broadcasts and a close in one pass of the loop: the second broadcast, corked to
+    the end of the pass, is written before the close frame (nothing after it, RFC 6455
+    5.5.1), so the member gets both messages, then the close."""
+    group = Group()
+
+    async def handler(ws: WebSocket) -> None:
+        group.add(ws)
+        await ws.receive()
+        group.send("first")
+        group.send("second")
+        await ws.close(4000, "after two")
+
+    server = await start_server(checked_app(handler))
+    raw = await raw_connect(server.port)
+    await raw.send_text("go")
+    assert await raw.read_frame() == (True, Opcode.TEXT, b"first")
+    assert await raw.read_frame() == (True, Opcode.TEXT, b"second")
+    assert await raw.read_frame() == (True, Opcode.CLOSE, close_payload(4000, "after two"))
+    await raw.send(Opcode.CLOSE, close_payload(4000))
+    assert await at_eof(raw.reader)
+    raw.writer.close()
+
+
+async def test_a_close_while_the_peers_close_is_held_answers_with_the_echo(
+    start_server: StartServer,
+) -> None:
+    """Messages and the peer's close in one read hold our close echo until the handler
+    reads them; a handler that closes instead of reading on, or returns, sends that echo
+    (RFC 6455 5.5.1: the code received), not a close of its own."""
+
+    async def handler(ws: WebSocket) -> None:
+        await ws.send(str(await ws.receive()))
+        if ws.path == "/close":
+            await ws.close(4001, "ignored: the peer closed first")
+
+    server = await start_server(checked_app(handler))
+    for path in ("/close", "/return"):
+        raw = await raw_connect(server.port, path)
+        raw.writer.write(
+            encode_frame(Opcode.TEXT, b"one")
+            + encode_frame(Opcode.TEXT, b"two")
+            + encode_frame(Opcode.CLOSE, close_payload(4000, "bye"))
+        )
+        assert await raw.read_frame() == (True, Opcode.TEXT, b"one")
+        _, opcode, payload = await raw.read_frame()
+        assert (opcode, payload[:2]) == (Opcode.CLOSE, struct.pack("!H", 4000))
+        assert await at_eof(raw.reader)
+        raw.writer.close()
+
+
+async def test_a_callbacks_answers_to_one_read_keep_their_order_large_or_small(
+    start_server: StartServer,
+) -> None:
+    """An ``on_message`` echo answering small and large messages of one read: the answers
+    are batched into one write, the large one's payload beside its header, all in order;
+    removing a close callback never added is harmless."""
+
+    async def handler(ws: WebSocket) -> None:
+        ws.remove_close_callback(print)
+        ws.on_message = ws.send_nowait
+
+    server = await start_server(checked_app(handler))
+    raw = await raw_connect(server.port)
+    large = os.urandom(256 * 1024)
+    raw.writer.write(
+        encode_frame(Opcode.TEXT, b"before")
+        + encode_frame(Opcode.BINARY, large)
+        + encode_frame(Opcode.TEXT, b"after")
+    )
+    assert await raw.read_frame() == (True, Opcode.TEXT, b"before")
+    assert await raw.read_frame() == (True, Opcode.BINARY, large)
+    assert await raw.read_frame() == (True, Opcode.TEXT, b"after")
+    raw.abort()
