@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import pytest
 
 from stargate.connection import Connection
-from stargate.endpoint import SPLIT_SIZE, Inbox, Message
+from stargate.endpoint import ANSWER_GRACE, SPLIT_SIZE, Inbox, Message
 from stargate.errors import ConnectionClosed
-from stargate.events import TextMessage
-from stargate.handshake import Request
+from stargate.events import Ping, TextMessage
+from stargate.handshake import ClientHandshake, Request
 from stargate.headers import Headers
 from stargate.protocol import Role
-from stargate.server import WebSocket, WebSocketOptions
+from stargate.server import ENVIRON_KEY, Server, ServerConfig, WebSocket, WebSocketOptions
 from stargate.server.websocket import WebSocketProtocol
 
 pytestmark = pytest.mark.asyncio
@@ -441,3 +443,155 @@ async def test_an_idle_connection_gives_back_memory_at_the_keepalive_tick() -> N
         ws.feed_data(client.encode_message("busy"))
         await asyncio.sleep(0.03)
     assert len(released) == 1
+
+
+async def test_a_coroutine_reads_an_inbox_that_threads_may_read_too() -> None:
+    """Once threads may read (a blocking facade exists), a coroutine on the loop still reads
+    in order under the shared lock and lifts the pause itself, at half of max_queue;
+    allowing blocking reads twice keeps the one lock."""
+    inbox, reading = make_inbox(max_queue=4)
+    inbox.allow_blocking()
+    lock = inbox._cond
+    inbox.allow_blocking()
+    assert inbox._cond is lock is not None
+    for i in range(4):
+        inbox.put(str(i))
+    assert inbox.paused and not reading.reading
+    assert await inbox.get() == "0"
+    assert not reading.reading  # 3 left: more than half
+    assert await inbox.get() == "1"
+    assert reading.reading and reading.resumes == 1  # on the loop: at once
+    assert await asyncio.to_thread(inbox.get_blocking, TIMEOUT) == "2"
+    assert await inbox.get() == "3"
+    waiting = asyncio.ensure_future(inbox.get())
+    await asyncio.sleep(0)
+    inbox.put("4")
+    assert await asyncio.wait_for(waiting, TIMEOUT) == "4"
+
+
+# -- the WebSocket object, end to end on a real socket ---------------------------------------
+
+
+async def eventually(predicate: Callable[[], object], timeout: float = TIMEOUT) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+async def serve_one(handler: Any, **options: Any) -> tuple[Server, int]:
+    """A server whose every upgrade goes to ``handler``, and its port."""
+
+    def wsgi(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        environ[ENVIRON_KEY].accept(handler)
+        return []
+
+    server = Server(wsgi, ServerConfig(port=0, websocket=WebSocketOptions(**options)))
+    await server.start()
+    return server, server.port
+
+
+async def raw_websocket(port: int, *frames: bytes) -> tuple[Connection, socket.socket]:
+    """A client socket, its handshake sent with ``frames`` in the same write."""
+    handshake = ClientHandshake(f"127.0.0.1:{port}", "/")
+    sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_sendall(
+        sock, handshake.request_bytes() + b"".join(frames)
+    )
+    while True:
+        data = await asyncio.wait_for(asyncio.get_running_loop().sock_recv(sock, 1), TIMEOUT)
+        assert data, "closed during the handshake"
+        if handshake.receive(data) is not None:
+            return Connection(Role.CLIENT), sock
+
+
+async def test_a_ping_with_a_payload_already_waiting_is_refused() -> None:
+    """Pongs are matched to pings by payload (RFC 6455 5.5.3): a second ping with the
+    payload of one still unanswered is refused with ValueError, not silently merged."""
+    outcome: list[str] = []
+
+    async def handler(ws: WebSocket) -> None:
+        first = asyncio.ensure_future(ws.ping(b"same"))
+        await asyncio.sleep(0)
+        try:
+            await ws.ping(b"same")
+        except ValueError as exc:
+            outcome.append(str(exc))
+        await ws.send("asked")
+        outcome.append(f"round trip {await first >= 0}")
+
+    server, port = await serve_one(handler)
+    try:
+        client, sock = await raw_websocket(port)
+        loop = asyncio.get_running_loop()
+        events: list[Any] = []
+        while not any(isinstance(e, TextMessage) for e in events):
+            data = await asyncio.wait_for(loop.sock_recv(sock, 65536), TIMEOUT)
+            events += client.receive_data(data)
+        (ping,) = [e for e in events if isinstance(e, Ping)]
+        assert ping.payload == b"same"
+        client.send_pong(ping.payload)
+        await loop.sock_sendall(sock, client.data_to_send())
+        await eventually(lambda: len(outcome) == 2)
+        assert outcome == [
+            "a ping with this payload is already waiting for its pong",
+            "round trip True",
+        ]
+        sock.close()
+    finally:
+        await server.shutdown(timeout=2.0)
+
+
+async def test_a_peer_gone_while_its_close_is_held_is_let_go() -> None:
+    """Messages and the close in one read hold our close echo for the handler; a peer that
+    vanishes meanwhile ends the connection at once (the held close and its timer go)."""
+    closed = asyncio.Event()
+
+    async def handler(ws: WebSocket) -> None:
+        await ws.wait_closed()  # never reads
+        closed.set()
+
+    server, port = await serve_one(handler)
+    try:
+        peer = Connection(Role.CLIENT)
+        peer.send("unread")
+        peer.send_close(1000, "")
+        _, sock = await raw_websocket(port, peer.data_to_send())
+        await eventually(lambda: bool(server.websockets))
+        (ws,) = server.websockets
+        await eventually(lambda: ws.inbox and ws._held is not None)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # a reset: gone without a word
+        await asyncio.wait_for(closed.wait(), ANSWER_GRACE * 4 + TIMEOUT)
+        assert ws._held is None and not server.websockets
+    finally:
+        await server.shutdown(timeout=2.0)
+
+
+async def test_frames_with_the_handshake_past_max_queue_pause_reading_at_once() -> None:
+    """A client that sends more frames than ``max_queue`` with its handshake: reading is
+    paused as soon as the server takes over, and the handler gets them all, in order."""
+    release = asyncio.Event()
+    got: list[str | bytes] = []
+
+    async def handler(ws: WebSocket) -> None:
+        await release.wait()
+        for _ in range(6):
+            got.append(await ws.receive())
+
+    server, port = await serve_one(handler, max_queue=2)
+    try:
+        peer = Connection(Role.CLIENT)
+        for i in range(6):
+            peer.send(f"m{i}")
+        _, sock = await raw_websocket(port, peer.data_to_send())
+        await eventually(lambda: bool(server.websockets))
+        (ws,) = server.websockets
+        await eventually(lambda: ws.inbox.paused)
+        release.set()
+        await eventually(lambda: len(got) == 6)
+        assert got == [f"m{i}" for i in range(6)]
+        sock.close()
+    finally:
+        await server.shutdown(timeout=2.0)

@@ -163,6 +163,9 @@ class Inbox:
                 # and lifts it, so reading cannot stay paused on an empty inbox.
                 self.paused = True
                 self._pause()
+        waiter = self.waiter  # a coroutine may read too (the facade's ws.receive())
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def closing(self) -> None:
         """The closing handshake started: read on whatever the reader does (the peer's close

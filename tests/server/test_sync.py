@@ -178,3 +178,27 @@ async def test_open_sync_handlers_do_not_starve_http(start_server: StartServer) 
     assert (response.status, response.body) == (200, b"page /page")
     for client in clients:
         await client.close()
+
+
+async def test_a_coroutine_reads_the_connection_of_a_def_handler(start_server: StartServer) -> None:
+    """A ``def`` handler may leave reading to a coroutine on the loop (``ws.ws.receive()``):
+    it wakes for each message like any reader (bug: once the blocking facade existed, a
+    message woke only threads, and the coroutine waited until the connection closed)."""
+    got: list[Any] = []
+
+    def handler(ws: SyncWebSocket) -> None:
+        ws.send("ready")
+        for _ in range(2):
+            future = asyncio.run_coroutine_threadsafe(ws.ws.receive(), ws.ws.loop)
+            got.append(future.result(TIMEOUT))
+            ws.send(f"got {got[-1]!r}")
+
+    server = await start_server(checked_app(handler))
+    async with connect(f"ws://127.0.0.1:{server.port}/") as client:
+        assert await asyncio.wait_for(client.recv(), TIMEOUT) == "ready"
+        await asyncio.sleep(0.1)  # the coroutine waits before the message comes
+        await client.send("one")
+        assert await asyncio.wait_for(client.recv(), TIMEOUT) == "got 'one'"
+        await client.send(b"two")
+        assert await asyncio.wait_for(client.recv(), TIMEOUT) == "got b'two'"
+    assert got == ["one", b"two"]
