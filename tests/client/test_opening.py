@@ -4,8 +4,11 @@ and every way of failing, each with its documented exception."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
 import ssl
+import struct
 import time
 from dataclasses import dataclass, field
 
@@ -14,6 +17,7 @@ import pytest
 import stargate
 from stargate.client import (
     ConnectError,
+    ConnectionFailed,
     ConnectionRefused,
     DNSError,
     InvalidAccept,
@@ -562,3 +566,74 @@ async def test_each_failure_of_the_core_maps_to_its_error(
     assert info.value.status == core.status
     if isinstance(core, RejectedResponse):
         assert info.value.headers == core.response.headers
+
+
+# -- the connection lost or stuck on the way -----------------------------------------------------
+
+
+def reset(writer: asyncio.StreamWriter) -> None:
+    """Close with a TCP reset (SO_LINGER 0), as a crashing server or a middlebox does."""
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+@pytest.mark.parametrize("scheme", ["ws", "wss"])
+async def test_a_reset_during_the_opening_handshake(scheme: str) -> None:
+    """A server that resets the connection after reading the request (or the TLS client
+    hello): ConnectionFailed that says in which phase, with the reset as its cause."""
+
+    async def crash(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(10)
+        reset(writer)
+
+    async with fake_server(crash) as fake:
+        with pytest.raises(ConnectionFailed) as info:
+            await stargate.connect(fake.url().replace("ws:", f"{scheme}:"))
+    phase = "the TLS handshake" if scheme == "wss" else "the opening handshake"
+    assert f"connection lost during {phase}" in str(info.value)
+    assert isinstance(info.value.__cause__, ConnectionResetError)
+    assert not isinstance(info.value, OpenTimeout)
+
+
+async def test_open_timeout_during_the_tcp_connection() -> None:
+    """A server whose accept queue is full drops the SYN: the open timeout ends the attempt
+    in the "connect" phase, and the socket of the attempt is closed."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        fillers = []
+        for _ in range(3):  # fill the queue: later SYNs are dropped, connect hangs
+            filler = socket.socket()
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(("127.0.0.1", port))
+            fillers.append(filler)
+        try:
+            with pytest.raises(OpenTimeout) as info:
+                await stargate.connect(f"ws://127.0.0.1:{port}/", open_timeout=0.3)
+        finally:
+            for filler in fillers:
+                filler.close()
+    assert info.value.phase == "connect"
+    assert "during the TCP connection" in str(info.value)
+
+
+async def test_an_unreachable_address_is_not_called_a_refusal() -> None:
+    """An address the host cannot route to (a broadcast one) fails at once with
+    ConnectionFailed naming the address and the system's reason, not ConnectionRefused."""
+    with pytest.raises(ConnectionFailed) as info:
+        await stargate.connect("ws://255.255.255.255:80/", open_timeout=TIMEOUT)
+    assert not isinstance(info.value, ConnectionRefused)
+    assert str(info.value).startswith("cannot connect to 255.255.255.255 port 80: [Errno ")
+    assert isinstance(info.value.__cause__, OSError)
+
+
+async def test_a_host_name_that_is_not_valid_idna() -> None:
+    """A host label over 63 characters cannot be encoded for DNS: DNSError "invalid host
+    name", before anything is sent."""
+    host = "a" * 64 + ".example"
+    with pytest.raises(DNSError, match="invalid host name") as info:
+        await stargate.connect(f"ws://{host}/")
+    assert info.value.host == host

@@ -3,6 +3,7 @@ the server in a background thread (stargate.testing.run_app)."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -190,3 +191,53 @@ def test_a_blocking_reader_answers_what_came_before_the_close() -> None:
     assert events[:2] == [TextMessage("re: one"), TextMessage("re: two")]
     assert isinstance(events[2], CloseReceived) and events[2].code == 1000
     assert ws.close_code == 1000
+
+
+def test_ping_with_a_timeout_and_the_connections_addresses(server: SyncAppServer) -> None:
+    """``ping()`` returns the round trip; with a ``timeout`` against a server that never
+    answers it raises TimeoutError, and the connection stays usable.  ``url`` and the
+    addresses of both ends are the connection's."""
+    with stargate.sync_connect(server.url("/echo")) as ws:
+        assert ws.url == server.url("/echo")
+        host, port = ws.local_address or ("", 0)
+        assert host == "127.0.0.1" and port not in (0, server.port)
+        assert ws.ping(timeout=5) >= 0
+
+    pinged = threading.Event()
+
+    def deaf_server(listener: socket.socket) -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(10)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += conn.recv(4096)
+            conn.sendall(switching(head))
+            conn.recv(65536)  # the ping: never answered
+            pinged.set()
+            conn.sendall(encode_frame(Opcode.TEXT, b"still here", mask=False))
+            conn.recv(65536)  # until the client's close
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        thread = threading.Thread(target=deaf_server, args=(listener,))
+        thread.start()
+        with stargate.sync_connect(
+            f"ws://127.0.0.1:{listener.getsockname()[1]}/", close_timeout=0.5
+        ) as ws:
+            with pytest.raises(TimeoutError, match="no pong within the timeout"):
+                ws.ping(b"anyone?", timeout=0.2)
+            assert pinged.wait(5)
+            assert ws.receive(timeout=5) == "still here"
+        thread.join(10)
+
+
+def test_a_coroutine_may_read_a_blocking_clients_connection(server: SyncAppServer) -> None:
+    """The async connection behind a blocking client (``ws.ws``) read by a coroutine on the
+    client's loop wakes for each message (bug: it waited until the connection closed)."""
+    with stargate.sync_connect(server.url("/echo")) as ws:
+        reading = asyncio.run_coroutine_threadsafe(ws.ws.receive(), background_loop())
+        time.sleep(0.05)  # the coroutine waits before the message comes
+        ws.send("for the coroutine")
+        assert reading.result(5) == "for the coroutine"

@@ -21,11 +21,12 @@ from websockets.typing import Subprotocol
 
 import stargate
 from stargate.client import websocket as client_websocket
+from stargate.connection import Connection
 from stargate.errors import ConnectionClosed
 from stargate.events import CloseReceived, Ping, TextMessage
 from stargate.frames import encode_close_payload, encode_frame
 from stargate.limits import Limits, MiB
-from stargate.protocol import Opcode, ProtocolVersion
+from stargate.protocol import Opcode, ProtocolVersion, Role
 from stargate.testing import AppServer
 
 from .support import (
@@ -502,3 +503,106 @@ async def test_a_server_that_pings_and_never_reads_costs_a_bounded_buffer() -> N
         done.set()
         server.close()
         await server.wait_closed()
+
+
+async def test_a_waiting_send_goes_on_once_the_server_reads() -> None:
+    """Flow control both ways: a send that waits while the server does not read completes
+    once it reads again, and every byte arrives."""
+    reading = asyncio.Event()
+    received = bytearray()
+
+    async def late_reader(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(switching(await read_head(reader)))
+        await reading.wait()
+        await read_until_eof(reader, received)
+
+    async with fake_server(late_reader) as fake:
+        ws = await stargate.connect(fake.url(), write_high_water=16 * 1024, close_timeout=0.5)
+        chunk = b"\x01" * (256 * 1024)
+        sends = 0
+        for _ in range(64):  # at most 16 MiB: kernel buffers are smaller than that
+            sending = asyncio.ensure_future(ws.send(chunk))
+            done, _ = await asyncio.wait([sending], timeout=0.3)
+            sends += 1
+            if not done:
+                break
+        else:
+            raise AssertionError("send never waited")
+        reading.set()
+        await asyncio.wait_for(sending, TIMEOUT)  # resumed, not failed
+        ws.send_nowait("and one without waiting")
+        await ws.close()
+    events = server_events(bytes(received))
+    messages = [event for event in events if not isinstance(event, CloseReceived)]
+    assert len(messages) == sends + 1
+    assert messages[-1] == TextMessage("and one without waiting")
+
+
+async def test_the_connection_is_its_own_context_manager(server: AppServer) -> None:
+    """``async with await stargate.connect(url) as ws``: closed with 1000 at the end, and a
+    large message after the close raises ConnectionClosed rather than writing."""
+    async with await stargate.connect(server.url("/echo")) as ws:
+        await ws.send("hi")
+        assert await ws.receive() == "hi"
+    assert ws.closed and ws.close_code == 1000
+    with pytest.raises(ConnectionClosed):
+        await ws.send(b"\x00" * (1024 * 1024))
+    with pytest.raises(ConnectionClosed):
+        ws.send_nowait("small")
+
+
+async def test_one_pong_answers_every_earlier_ping() -> None:
+    """RFC 6455 5.5.3: a server may answer only the latest of several pings; its pong
+    completes the earlier pings too.  An unsolicited pong (a heartbeat) is ignored."""
+
+    async def lazy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(switching(await read_head(reader)))
+        writer.write(frame(Opcode.PONG, b"heartbeat") + frame(Opcode.TEXT, b"hello"))
+        pings: list[bytes] = []
+        connection = Connection(Role.SERVER)
+        while len(pings) < 3:
+            data = await asyncio.wait_for(reader.read(65536), TIMEOUT)
+            assert data
+            pings += [e.payload for e in connection.receive_data(data) if isinstance(e, Ping)]
+        writer.write(frame(Opcode.PONG, pings[-1]))  # only the last one
+        await read_until_eof(reader, bytearray())
+
+    async with fake_server(lazy) as fake, stargate.connect(fake.url(), close_timeout=0.3) as ws:
+        assert await ws.receive() == "hello"
+        waits = [asyncio.ensure_future(ws.ping(payload)) for payload in (b"1", b"2", b"3")]
+        latencies = await asyncio.wait_for(asyncio.gather(*waits), TIMEOUT)
+        assert all(latency >= 0 for latency in latencies)
+
+
+async def test_closing_while_the_servers_close_is_held_sends_its_echo() -> None:
+    """Messages and the server's close in one write hold the client's echo until the
+    application has read them; closing instead of reading sends that echo (RFC 6455
+    5.5.1: the code received), not a close of its own."""
+    received = bytearray()
+
+    async def burst(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(switching(await read_head(reader)))
+        writer.write(frame(Opcode.TEXT, b"unread") + close_frame(4000, "server done"))
+        await read_until_eof(reader, received)
+
+    async with fake_server(burst) as fake:
+        ws = await stargate.connect(fake.url(), close_timeout=0.3)
+        await asyncio.sleep(0.05)  # the burst is in
+        await ws.close(4001, "client done")
+    (event,) = server_events(bytes(received))
+    assert isinstance(event, CloseReceived) and event.code == 4000
+    assert ws.close_code == 4000
+
+
+async def test_a_hixie75_client_closes_tcp_itself(server: AppServer) -> None:
+    """hixie-75 has no closing handshake: the client's close ends the TCP connection at once
+    and the server sees it go."""
+    ws = await server.connect("/echo", version=ProtocolVersion.HIXIE_75)
+    await ws.send("old times")
+    assert await ws.receive() == "old times"
+    await asyncio.wait_for(ws.close(), TIMEOUT)
+    assert ws.closed
+    deadline = time.monotonic() + TIMEOUT
+    while server.server.websockets and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert not server.server.websockets
