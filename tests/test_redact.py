@@ -1,3 +1,5 @@
+"""Keeping secrets out of logs (stargate.redact)."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,8 +18,12 @@ from stargate.redact import MASK, redact_url
         (None, "None"),
         ("", ""),
         ("redis://a:b@c@host/0", f"redis://a:{MASK}@host/0"),
+        # Not parseable as a URL (a broken IPv6 literal): masked whole if it has userinfo.
+        ("redis://:s3cret@[::1/0", MASK),
+        ("redis://[::1/0", "redis://[::1/0"),
     ],
 )
 def test_redact_url(url: str | None, expected: str) -> None:
+    """A broker URL's password (or token) never reaches a log line, a repr or an error."""
     assert redact_url(url) == expected
     assert "s3cret" not in redact_url(url)
