@@ -116,6 +116,44 @@ async def test_memory_broker_delivers_on_the_subscriber_loop() -> None:
     assert got == [(b"from afar", True)]
 
 
+@pytest.mark.asyncio
+async def test_a_publish_from_a_plain_thread_reaches_the_subscriber() -> None:
+    """A WSGI view runs in a thread without an event loop: its publish is handed to the
+    subscriber's loop, thread-safely."""
+    bus = MemoryBus()
+    receiver, sender = MemoryBroker(bus), MemoryBroker(bus)
+    got: list[bytes] = []
+    receiver.start(asyncio.get_running_loop(), lambda ch, data: got.append(data), print)
+    receiver.subscribe("x")
+    await asyncio.to_thread(sender.publish, "x", b"from a view")
+    await eventually(lambda: got == [b"from a view"])
+
+
+@pytest.mark.asyncio
+async def test_a_subscriber_whose_loop_ended_costs_the_publisher_nothing() -> None:
+    """A subscriber left on a bus after its loop ended (a test's server gone, never
+    closed) and one not started yet get nothing, and the publisher does not fail;
+    unsubscribing twice is harmless."""
+    bus = MemoryBus()
+    publisher, stale, unstarted = MemoryBroker(bus), MemoryBroker(bus), MemoryBroker(bus)
+    got: list[bytes] = []
+
+    async def subscribe_then_end() -> None:
+        stale.start(asyncio.get_running_loop(), lambda ch, data: got.append(data), print)
+        stale.subscribe("x")
+
+    await asyncio.to_thread(asyncio.run, subscribe_then_end())
+    assert stale.loop is not None and stale.loop.is_closed()
+    unstarted.subscribe("x")
+    publisher.publish("x", b"to nobody alive")
+    await asyncio.to_thread(publisher.publish, "x", b"from a thread")
+    await asyncio.sleep(0.05)
+    assert got == []
+    unstarted.unsubscribe("x")
+    unstarted.unsubscribe("x")
+    assert not unstarted.is_subscribed("x")
+
+
 # -- hubs on one bus: two "processes" ------------------------------------------------------------
 
 
