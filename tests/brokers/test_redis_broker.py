@@ -119,6 +119,128 @@ async def test_redis_broker_reconnects_and_reports_gaps(redis_server: RedisServe
         await pub.close()
 
 
+@pytest.mark.asyncio
+async def test_subscriptions_follow_the_hub_before_and_after_start(
+    redis_server: RedisServer,
+) -> None:
+    """Channels wanted before ``start`` are subscribed once it runs; asking twice, or
+    dropping what was never asked, changes nothing; once the last channel is dropped the
+    subscriber leaves Redis, and comes back with the next one.  Query parameters other than
+    ``prefix`` are left for redis-py."""
+    import redis.asyncio as aioredis
+
+    from stargate.brokers.redis import RedisBroker
+
+    loop = asyncio.get_running_loop()
+    got: list[tuple[str, bytes]] = []
+    sub = RedisBroker(redis_server.url + "?prefix=t:&health_check_interval=0")
+    assert sub.url.endswith("?health_check_interval=0") and sub.channel_prefix == "t:"
+    pub = RedisBroker(redis_server.url + "?prefix=t:")
+    sub.subscribe("a")
+    sub.subscribe("a")
+    sub.unsubscribe("never")
+    sub.start(loop, lambda ch, d: got.append((ch, d)), lambda gap: None)
+    pub.start(loop, lambda ch, d: None, lambda gap: None)
+    probe = aioredis.Redis.from_url(redis_server.url)
+    try:
+        await eventually(lambda: sub.is_subscribed("a") and sub.connected)
+        pub.publish("a", b"one")
+        await eventually(lambda: got == [("a", b"one")])
+        sub.unsubscribe("a")
+        await eventually(lambda: not sub.is_subscribed("a"))
+
+        async def subscribers() -> int:
+            ((_, count),) = await probe.pubsub_numsub("t:a")
+            return int(count)
+
+        while await subscribers():
+            await asyncio.sleep(0.02)
+        assert not sub.subscriber_connected and sub.connected  # idle, not disconnected
+        sub.subscribe("b")
+        await eventually(lambda: sub.is_subscribed("b"))
+        pub.publish("b", b"two")
+        await eventually(lambda: got[-1:] == [("b", b"two")])
+    finally:
+        await probe.aclose()
+        await sub.close()
+        await pub.close()
+
+
+@pytest.mark.asyncio
+async def test_failing_handlers_are_logged_and_delivery_goes_on(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An ``on_message`` that raises on one message is logged and the next ones are still
+    delivered; an ``on_gap`` that raises is logged too."""
+    from stargate.brokers.redis import RedisBroker
+
+    loop = asyncio.get_running_loop()
+    got: list[bytes] = []
+
+    def on_message(channel: str, data: bytes) -> None:
+        if data == b"poison":
+            raise RuntimeError("the hub choked")
+        got.append(data)
+
+    def on_gap(gap: BrokerGap) -> None:
+        raise RuntimeError("the gap handler choked")
+
+    sub = RedisBroker(redis_server.url, reconnect_max_delay=0.3)
+    pub = RedisBroker(redis_server.url)
+    sub.start(loop, on_message, on_gap)
+    pub.start(loop, lambda ch, d: None, lambda gap: None)
+    try:
+        sub.subscribe("g:x")
+        await eventually(lambda: sub.is_subscribed("g:x"))
+        for data in (b"poison", b"after"):
+            pub.publish("g:x", data)
+        await eventually(lambda: got == [b"after"])
+        redis_server.kill()
+        await eventually(lambda: not sub.subscriber_connected)
+        redis_server.start()
+        await eventually(lambda: sub.gaps == 1 and sub.is_subscribed("g:x"))
+        logged = caplog.text
+        assert "message handler failed" in logged and "the hub choked" in logged
+        assert "gap handler failed" in logged and "the gap handler choked" in logged
+    finally:
+        await sub.close()
+        await pub.close()
+
+
+@pytest.mark.asyncio
+async def test_a_burst_lost_with_redis_is_one_gap_about_maybe_every_group(
+    redis_server: RedisServer,
+) -> None:
+    """A burst published just after Redis died (more than one batch, to more channels than
+    a gap names) is dropped whole and counted; the one gap reported once Redis is back
+    says how many were lost and, the list being too long, "maybe every group"."""
+    from stargate.brokers.redis import RedisBroker
+
+    loop = asyncio.get_running_loop()
+    gaps: list[BrokerGap] = []
+    got: list[bytes] = []
+    pub = RedisBroker(redis_server.url, reconnect_max_delay=0.3)
+    sub = RedisBroker(redis_server.url, reconnect_max_delay=0.3)
+    pub.start(loop, lambda ch, d: None, gaps.append)
+    sub.start(loop, lambda ch, d: got.append(d), lambda gap: None)
+    try:
+        sub.subscribe("g:warm")
+        await eventually(lambda: sub.is_subscribed("g:warm"))
+        pub.publish("g:warm", b"up")  # the publisher is connected once this arrives
+        await eventually(lambda: got == [b"up"])
+        redis_server.kill()
+        for i in range(1100):
+            pub.publish(f"g:{i}", b"lost")
+        await eventually(lambda: not pub.publisher_connected)
+        redis_server.start()
+        await eventually(lambda: bool(gaps))
+        (gap,) = gaps
+        assert (gap.dropped, gap.channels) == (1100, None)
+    finally:
+        await pub.close()
+        await sub.close()
+
+
 # -- two Stargate processes ---------------------------------------------------------------------
 
 
