@@ -31,6 +31,7 @@ from websockets.typing import Origin
 
 from stargate.brokers.testing import RedisServer, free_port
 from stargate.extras import install_hint
+from stargate.settings import SettingsError
 
 #: Every wait of these tests is bounded by this many seconds (a loaded 2-core machine).
 WAIT = 30.0
@@ -541,3 +542,62 @@ def _answers_https(arbiter: Arbiter, context: ssl.SSLContext) -> bool:
     except OSError:
         return False
     return answer == b"hello"
+
+
+# -- gunicorn's settings as the worker reads them (in process, gunicorn's own Config) ---------
+
+
+def gunicorn_config(**settings: Any) -> Any:
+    """gunicorn's ``Config`` with ``settings`` set through its own validators."""
+    gunicorn_version()
+    from gunicorn.config import Config  # type: ignore[import-untyped]
+
+    cfg = Config()
+    for name, value in settings.items():
+        cfg.set(name, value)
+    return cfg
+
+
+def worker_settings(cfg: Any, environ: dict[str, str]) -> Any:
+    """:func:`stargate.gunicorn.worker_settings` (imported here: it needs gunicorn, which
+    ``gunicorn_config`` checked for)."""
+    from stargate.gunicorn import worker_settings as settings
+
+    return settings(cfg, environ)
+
+
+@pytest.mark.parametrize(
+    ("limits", "head"),
+    [
+        # gunicorn's 0 is "no limit" on the request line: its own cap (1 MiB) counts.
+        ({"limit_request_line": 0}, 1024 * 1024 + 2 + 100 * (8190 + 2) + 2),
+        # Above its maximum, gunicorn uses the maximum (8190).
+        ({"limit_request_line": 10_000}, 8190 + 2 + 100 * (8190 + 2) + 2),
+        # A field size of 0 is gunicorn's maximum field size.
+        ({"limit_request_field_size": 0}, 4094 + 2 + 100 * (8190 + 2) + 2),
+        ({"limit_request_fields": 5, "limit_request_line": 100}, 100 + 2 + 5 * (8190 + 2) + 2),
+    ],
+)
+def test_gunicorns_request_limits_become_one_head_budget(limits: dict[str, int], head: int) -> None:
+    """gunicorn bounds the request line and each header line; Stargate the whole head: the
+    worker allows what gunicorn would, no more, with gunicorn's meaning of 0 and its caps."""
+    config = worker_settings(gunicorn_config(**limits), {}).config
+    assert config.max_header_size == head
+
+
+def test_settings_gunicorn_accepts_but_the_worker_cannot_use_are_one_line_errors() -> None:
+    """``--threads 0`` or ``--worker-connections 0`` pass gunicorn's checks but would serve
+    nothing; a certificate that cannot be read fails in the arbiter, not in each worker."""
+    for name in ("threads", "worker_connections"):
+        with pytest.raises(SettingsError, match=f"gunicorn's {name} must be positive"):
+            worker_settings(gunicorn_config(**{name: 0}), {})
+    with pytest.raises(SettingsError, match=r"certfile/keyfile: cannot load '/nonexistent\.pem'"):
+        worker_settings(gunicorn_config(certfile="/nonexistent.pem"), {})
+
+
+def test_a_blank_stargate_variable_leaves_the_default() -> None:
+    """``STARGATE_MAX_BODY_SIZE=`` (set but empty, as shells and env files leave it) is
+    no setting at all: the default stands."""
+    default = worker_settings(gunicorn_config(), {}).config.max_body_size
+    blank = worker_settings(gunicorn_config(), {"STARGATE_MAX_BODY_SIZE": "  "})
+    assert blank.config.max_body_size == default
