@@ -231,3 +231,11 @@ def test_options_are_connect_params() -> None:
     defaults = cli.connect_params(parser.parse_args(["ws://h/"]))
     assert defaults.ssl is None and defaults.compression == DEFAULT_COMPRESSION
     assert defaults.options.ping_interval == 20.0
+
+
+async def test_a_malformed_header_option_is_one_line_and_connects_nowhere() -> None:
+    """``--header`` without ``Name: value`` stops before any connection, saying which."""
+    for value in ("no colon", ": no name"):
+        code, out, err = await run_cli("ws://127.0.0.1:1/", "--header", value)
+        assert (code, out) == (1, "")
+        assert err == f"stargate client: --header must be 'Name: value', not {value!r}\n"
