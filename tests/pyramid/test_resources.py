@@ -216,6 +216,16 @@ def test_an_unlocated_resource_has_listeners_of_its_own() -> None:
     assert listener_group_name(Node("1", Node(None, Tree()))) is None
 
 
+def test_a_root_named_by_something_else_than_a_string_locates_nothing() -> None:
+    """A root whose ``__name__`` is not a string (an id number) cannot name a group: its
+    resources are unlocated, listeners of their own, never a group another tree shares."""
+    root = Node(None, None)
+    root.__name__ = 7  # type: ignore[assignment]
+    child = Node("1", root)
+    assert listener_group_name(root) is None and listener_group_name(child) is None
+    assert child.listener_group.local
+
+
 def test_a_parent_loop_is_an_error() -> None:
     a = Node("a", None)
     b = Node("b", a)
