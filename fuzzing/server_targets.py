@@ -56,7 +56,7 @@ from stargate.extensions.permessage_deflate import PerMessageDeflateOffer
 from stargate.handshake import OriginPolicy
 from stargate.server import ENVIRON_KEY, Routes, ServerConfig, WebSocket, WebSocketOptions
 from stargate.server.channel import HttpChannel
-from stargate.server.request import UNFRAMED
+from stargate.server.request import UNFRAMED, HttpRequest
 from stargate.server.state import ServerState
 from stargate.server.wsgi import StartResponse, WSGIApp
 
@@ -215,16 +215,10 @@ class RecordingChannel(HttpChannel):
         super().__init__(state)
         self.parsed: list[Parsed] = []
 
-    def on_message_complete(self) -> None:
-        super().on_message_complete()
-        parser = self.parser
+    def request_read(self, request: HttpRequest) -> None:
+        super().request_read(request)
         self.parsed.append(
-            Parsed(
-                parser.get_method().decode("latin-1"),
-                parser.get_http_version(),
-                parser.should_keep_alive(),
-                parser.should_upgrade(),
-            )
+            Parsed(request.method, request.http_version, request.keep_alive, request.upgrade)
         )
 
 

@@ -1,10 +1,10 @@
 """HTTP/1.1 on the loop: one channel per connection, from bytes in to bytes out.
 
-:class:`HttpChannel` parses with httptools (llhttp, the parser of Node.js: fast, maintained,
-handles chunked bodies and pipelining, and reports where an upgrade's WebSocket bytes begin),
-queues requests and answers them in order through :mod:`~stargate.server.dispatch` (a WSGI
-app in a worker thread, or a ``Routes`` table on the loop), writes their output, and hands
-the transport over (:mod:`~stargate.server.handover`) once an upgrade is accepted.
+:class:`HttpChannel` reads requests (:mod:`~stargate.server.reader`: httptools, and the
+limits counted on the bytes as received), queues them and answers them in order through
+:mod:`~stargate.server.dispatch` (a WSGI app in a worker thread, or a ``Routes`` table on
+the loop), writes their output, and hands the transport over
+(:mod:`~stargate.server.handover`) once an upgrade is accepted.
 
 What a client can make it spend is bounded at every phase:
 
@@ -26,31 +26,20 @@ What a client can make it spend is bounded at every phase:
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import sys
 from collections import deque
 from dataclasses import dataclass
 from typing import cast
 
-import httptools
-
 from .. import handshake
 from ..errors import HandshakeError
-from ..headers import has_token
 from . import dispatch
-from .buffers import OutputBuffer, RequestBody
+from .buffers import OutputBuffer
 from .handover import Refused, extension_names, hand_over, handshake_response, start_handler
 from .proxy import ClientView
-from .request import (
-    UNFRAMED,
-    BadTarget,
-    ChunkMeter,
-    HeadMeter,
-    HttpRequest,
-    LengthMeter,
-    parse_target,
-)
+from .reader import RequestReader, RequestRefused, body_memory
+from .request import HttpRequest
 from .response import simple_response
 from .state import ServerState
 from .upgrade import Acceptance
@@ -66,9 +55,6 @@ try:  # Linux: the unsent bytes of a socket's send queue (termios' TIOCOUTQ, sam
 except (ImportError, AttributeError):  # pragma: no cover - not Linux
     _SIOCOUTQ = None
 
-#: A client that speaks HTTP/2 without asking first (prior knowledge, RFC 9113 3.3).
-_HTTP2_PREFACE = (400, "an HTTP/2 connection preface: this server speaks HTTP/1.1")
-
 #: Bytes handed to the transport at a time while draining the output buffer.
 _WRITE_CHUNK = 256 * 1024
 
@@ -83,15 +69,6 @@ def _kernel_unsent(transport: asyncio.Transport) -> int:
     except (OSError, ValueError):
         return 0
     return int.from_bytes(data, sys.byteorder, signed=True)
-
-
-class _Refuse(Exception):
-    """Stops the parser: the request is answered with ``status`` and the connection closed."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,20 +93,11 @@ class HttpChannel(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peername: tuple[str, int] | None = None
         self.secure = False
-        self.parser = httptools.HttpRequestParser(self)
+        self.reader = RequestReader(config, self)
         self.output = OutputBuffer(config.output_buffer_memory, config.output_buffer_max)
         #: Response bytes handed over so far (the access log's size: one request's share is
         #: the difference across it; only the request being answered writes meanwhile).
         self.bytes_queued = 0
-        # The head being parsed.
-        self._url = bytearray()
-        self._headers: list[tuple[str, str]] = []
-        #: Where the part of the request being received ends (see ``_feed``).
-        self._meter: HeadMeter | LengthMeter | ChunkMeter = HeadMeter(config.max_header_size)
-        self._in_head = False
-        self._in_body = False
-        self._body: RequestBody | None = None
-        self._continue_owed = False  # Expect: 100-continue, for a request not yet answered
         # Requests parsed and waiting, the one being answered, and an upgrade in progress.
         self._queue: deque[HttpRequest] = deque()
         self._busy = False
@@ -192,62 +160,15 @@ class HttpChannel(asyncio.Protocol):
         self._process()
 
     def _feed(self, data: bytes) -> bytes:
-        """Parse ``data``; return what follows an ignored upgrade request (else ``b""``).
-
-        The parser is fed one part of a request at a time: the current meter (head, body
-        by length, chunked body) says where that part ends in ``data``, or where it passes
-        its limit.  So every limit is counted on the bytes as received and holds at the
-        same byte however the client's bytes were cut into reads; llhttp reports neither
-        where a part ends nor the bytes of chunk extensions.
-        """
-        if self._in_body:
+        """Read ``data``; return what follows an ignored upgrade request (else ``b""``)."""
+        reader = self.reader
+        if reader.in_body:
             self._arm_timer(self.config.body_timeout)  # the body moves: its deadline too
-        view = memoryview(data)
-        start = 0
-        while start < len(data):
-            meter = self._meter
-            end = meter.scan(data, start)
-            try:
-                self.parser.feed_data(view[start:end])
-            except httptools.HttpParserUpgrade as exc:
-                request = self._queue[-1]
-                rest = data[start + exc.args[0] :]
-                protocols = [v for name, v in request.headers if name.lower() == "upgrade"]
-                if has_token(protocols, "websocket"):
-                    self._queue.pop()
-                    request.trailing += rest
-                    self._upgrade = request
-                    self._queue.append(request)
-                    return b""
-                # Another protocol (curl --http2 sends "Upgrade: h2c"): RFC 9110 section
-                # 7.8 lets a server ignore Upgrade, so it is a plain request for the app,
-                # and HTTP/1.1 parsing goes on with a fresh parser (llhttp stops there).
-                request.upgrade = False
-                self.parser = httptools.HttpRequestParser(self)
-                return rest
-            except _Refuse as exc:
-                self._refuse(exc.status, exc.reason)
-                return b""
-            except httptools.HttpParserError as exc:
-                # httptools wraps what a callback raises: a _Refuse arrives as the context
-                # of an HttpParserCallbackError, and must keep its status (431, 413).
-                refusal = exc.__context__
-                if isinstance(refusal, _Refuse):
-                    self._refuse(refusal.status, refusal.reason)
-                else:
-                    self._refuse(400, f"bad request: {exc}")
-                return b""
-            if meter.refusal is not None:
-                self._refuse(*meter.refusal)
-                return b""
-            if meter.complete and self._in_head:
-                # llhttp reads on past the head's empty line only after "PRI * HTTP/2.0",
-                # for the rest of HTTP/2's connection preface (RFC 9113 section 3.4).
-                method = self.parser.get_method()
-                self._refuse(*(_HTTP2_PREFACE if method == b"PRI" else UNFRAMED))
-                return b""
-            start = end
-        return b""
+        try:
+            return reader.feed(data)
+        except RequestRefused as exc:
+            self._refuse(exc.status, exc.reason)
+            return b""
 
     def eof_received(self) -> bool:
         """The client half-closed: keep the transport open (return True) while requests it
@@ -266,8 +187,7 @@ class HttpChannel(asyncio.Protocol):
         self._cancel_timer()
         self._cancel_write_timer()
         self.output.close()  # wake workers waiting for room; their writes raise ClientGone
-        if self._body is not None:
-            self._body.finish().close()
+        self.reader.stop()
         self.state.release(self)
 
     def pause_writing(self) -> None:
@@ -280,117 +200,29 @@ class HttpChannel(asyncio.Protocol):
         self._cancel_write_timer()
         self._flush()
 
-    # -- httptools callbacks -----------------------------------------------------------------
+    # -- what the reader tells (stargate.server.reader.ReaderEvents) ------------------------
 
-    def on_message_begin(self) -> None:
-        self._in_head = True
-        self._url.clear()
-        self._headers = []
-        self._body = None
+    def head_started(self) -> None:
         if not self._busy and not self._queue:
             self._arm_timer(self.config.header_timeout)
 
-    def on_url(self, url: bytes) -> None:
-        self._url += url  # at most max_header_size: the head meter feeds no more
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if self._in_body:
-            # A trailer field of a chunked body: RFC 9110 section 6.5.1 says a recipient
-            # MUST NOT merge it into the header section (a trailer "Host" or
-            # "Content-Type" would smuggle past checks made on the head).  The chunk
-            # meter holds the trailer section to max_header_size; the field is dropped.
-            return
-        if len(self._headers) >= self.config.max_headers:
-            raise _Refuse(431, f"more than {self.config.max_headers} header fields")
-        # RFC 9112 section 5: a field value does not include the whitespace around it
-        # (llhttp leaves the trailing one).
-        self._headers.append((name.decode("latin-1"), value.decode("latin-1").strip(" \t")))
-
-    def on_headers_complete(self) -> None:
-        self._in_head = False
-        parser = self.parser
-        http11 = parser.get_http_version() == "1.1"
-        length: int | None = None
-        expect: str | None = None
-        hosts = 0
-        codings: list[str] = []
-        for name, value in self._headers:
-            lower = name.lower()
-            if lower == "content-length":
-                length = int(value) if value.strip().isdigit() else None
-            elif lower == "expect":
-                expect = value.strip().lower()
-            elif lower == "host":
-                hosts += 1
-            elif lower == "transfer-encoding":
-                codings.extend(c.strip().lower() for c in value.split(",") if c.strip())
-        # RFC 9112 section 3.2: a server MUST answer 400 to an HTTP/1.1 request without a
-        # Host field, and to any request with more than one.
-        if hosts > 1 or (hosts == 0 and http11):
-            raise _Refuse(400, "a request needs exactly one Host header field")
-        # RFC 9112 section 6.1: chunked is the only coding this server decodes; a body in
-        # another one must not reach the app as if it were plain.
-        unknown = [c for c in codings if c != "chunked"]
-        if unknown:
-            raise _Refuse(501, f"transfer coding {unknown[0][:40]!r} is not implemented")
-        if length is not None and length > self.config.max_body_size:
-            raise _Refuse(413, "request body too large")
-        # RFC 9110 section 10.1.1: only HTTP/1.1 clients expect; 100-continue is the one
-        # expectation defined, anything else may be answered 417.
-        if expect is not None and http11:
-            if expect != "100-continue":
-                raise _Refuse(417, f"unsupported expectation {expect!r}")
-            self._continue_owed = True
-        # Where the body ends (llhttp accepts no other framing: RFC 9112 section 6.3).
-        if codings:
-            self._meter = ChunkMeter(self.config.max_header_size)
-        elif length:
-            self._meter = LengthMeter(length)
-        # The spool threshold is per connection: bodies of pipelined requests waiting
-        # behind a busy one already hold memory, and this one gets what is left.
-        held = sum(r.body_size for r in self._queue if isinstance(r.body, io.BytesIO))
-        self._body = RequestBody(max(0, self.config.body_spool_size - held))
-        self._in_body = True
-        if not parser.should_upgrade():
+    def body_started(self, upgrade: bool) -> None:
+        if not upgrade:
             self._arm_timer(self.config.body_timeout)
         self._send_continue_if_owed()
 
-    def on_body(self, body: bytes) -> None:
-        assert self._body is not None
-        self._body.write(body)
-        if self._body.size > self.config.max_body_size:
-            raise _Refuse(413, "request body too large")
-
-    def on_message_complete(self) -> None:
-        parser = self.parser
-        self._meter = HeadMeter(self.config.max_header_size)
-        self._in_body = False
-        self._continue_owed = False
-        body = self._body
-        self._body = None
-        assert body is not None
-        method = parser.get_method().decode("latin-1")
-        target = self._url.decode("latin-1")
-        try:
-            parsed = parse_target(method, target)
-        except BadTarget as exc:
-            body.finish().close()
-            raise _Refuse(exc.status, str(exc)) from None
-        self._queue.append(
-            HttpRequest(
-                method=method,
-                target=target,
-                http_version=parser.get_http_version(),
-                headers=self._headers,
-                body=body.finish(),
-                body_size=body.size,
-                keep_alive=parser.should_keep_alive(),
-                upgrade=parser.should_upgrade(),
-                parsed=parsed,
-            )
-        )
+    def request_read(self, request: HttpRequest) -> None:
+        self._queue.append(request)
         if not self._busy:
             self._cancel_timer()
+
+    def upgrade_read(self, rest: bytes) -> None:
+        request = self._queue[-1]
+        request.trailing += rest
+        self._upgrade = request
+
+    def body_memory_held(self) -> int:
+        return body_memory(list(self._queue))
 
     # -- answering -------------------------------------------------------------------------
 
@@ -432,8 +264,9 @@ class HttpChannel(asyncio.Protocol):
     def _send_continue_if_owed(self) -> None:
         """``100 Continue`` once the request that expects it is the one being answered:
         sooner, its body would be read behind another response."""
-        if self._continue_owed and self._in_body and not self._busy and not self._queue:
-            self._continue_owed = False
+        reader = self.reader
+        if reader.continue_owed and reader.in_body and not self._busy and not self._queue:
+            reader.continue_owed = False
             self.respond(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def request_done(self, keep_alive: bool) -> None:
@@ -456,9 +289,9 @@ class HttpChannel(asyncio.Protocol):
             if self._queue:
                 return  # waiting for the client to take the output (resume_writing)
             # The next request may be under way already: its phase sets the deadline.
-            if self._in_body:
+            if self.reader.in_body:
                 self._arm_timer(self.config.body_timeout)
-            elif self._in_head:
+            elif self.reader.in_head:
                 self._arm_timer(self.config.header_timeout)
             else:
                 self._arm_timer(self.config.keepalive_timeout)
@@ -580,15 +413,8 @@ class HttpChannel(asyncio.Protocol):
         interleave nor go to the wrong request.
         """
         self._pause_reading()
-        self._in_head = self._in_body = False
-        if self._body is not None:
-            self._body.finish().close()
-            self._body = None
-        try:
-            method = self.parser.get_method().decode("latin-1")
-        except httptools.HttpParserError:
-            method = "-"
-        target = self._url[:512].decode("latin-1") or "-"
+        method, target = self.reader.what_was_read()
+        self.reader.stop()
         response = simple_response(status, reason)
         self._refusal = _Refusal(response, status, reason, method, target)
         self._process()
