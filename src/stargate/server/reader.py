@@ -134,6 +134,8 @@ class RequestReader:
     def what_was_read(self) -> tuple[str, str]:
         """The method and target of the request being read, as far as they came (for the
         access log's line about a refusal)."""
+        if not self.in_head and not self._url:
+            return "-", "-"  # nothing of a request came (llhttp then says "DELETE")
         try:
             method = self.parser.get_method().decode("latin-1")
         except httptools.HttpParserError:

@@ -1,0 +1,128 @@
+"""Reading requests (stargate.server.reader): bytes in, whole requests and refusals out.
+
+The reader is fed bytes as a connection would be, cut in every way, and tells a recording
+stand-in for the channel what it read.  The channel's tests (test_channel.py) run the same
+rules over real sockets.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from stargate.server import ServerConfig
+from stargate.server.reader import RequestReader, RequestRefused, body_memory
+from stargate.server.request import HttpRequest
+
+
+class Events:
+    def __init__(self) -> None:
+        self.log: list[str] = []
+        self.requests: list[HttpRequest] = []
+        self.rest: bytes | None = None
+
+    def head_started(self) -> None:
+        self.log.append("head")
+
+    def body_started(self, upgrade: bool) -> None:
+        self.log.append("upgrade" if upgrade else "body")
+
+    def request_read(self, request: HttpRequest) -> None:
+        self.log.append("request")
+        self.requests.append(request)
+
+    def upgrade_read(self, rest: bytes) -> None:
+        self.rest = rest
+
+    def body_memory_held(self) -> int:
+        return body_memory(self.requests)
+
+
+def read(data: bytes, *, step: int = 0, **config: object) -> tuple[Events, RequestReader]:
+    events = Events()
+    reader = RequestReader(ServerConfig(**config), events)  # type: ignore[arg-type]
+    chunks = [data] if not step else [data[i : i + step] for i in range(0, len(data), step)]
+    for chunk in chunks:
+        rest = reader.feed(chunk)
+        assert rest == b""
+    return events, reader
+
+
+TWO = (
+    b"POST /up?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
+    b"GET /next HTTP/1.1\r\nHost: a\r\nX-Pad:  v  \r\n\r\n"
+)
+
+
+@pytest.mark.parametrize("step", [0, 1, 7])
+def test_pipelined_requests_come_out_whole_in_order(step: int) -> None:
+    events, reader = read(TWO, step=step)
+    first, second = events.requests
+    assert (first.method, first.target, first.body.read()) == ("POST", "/up?x=1", b"abc")
+    assert (second.parsed.path, second.headers[-1]) == ("/next", ("X-Pad", "v"))
+    assert events.log == ["head", "body", "request", "head", "body", "request"]
+    assert not reader.in_head and not reader.in_body
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b"GET / HTTP/1.1\r\n\r\n", 400),  # no Host
+        (b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nExpect: magic\r\n\r\n", 417),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 999999999\r\n\r\n", 413),
+        (b"GET / HTTP/1.1\r\nHost: a\r\n" + b"X: y\r\n" * 101 + b"\r\n", 431),
+        (b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\n", 414),
+        (b"CONNECT a:1 HTTP/1.1\r\nHost: a\r\n\r\n", 405),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nBad Header\r\n\r\n", 400),
+    ],
+)
+def test_refusals(raw: bytes, status: int) -> None:
+    with pytest.raises(RequestRefused) as refused:
+        read(raw)
+    assert refused.value.status == status and refused.value.reason
+
+
+def test_an_upgrade_hands_over_what_followed_its_head() -> None:
+    events, _ = read(
+        b"GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+        b"\x81\x80early"
+    )
+    (request,) = events.requests
+    assert request.upgrade and events.rest == b"\x81\x80early"
+    assert events.log == ["head", "upgrade", "request"]
+
+
+def test_an_ignored_upgrade_goes_on_with_a_fresh_parser() -> None:
+    events = Events()
+    reader = RequestReader(ServerConfig(), events)
+    rest = reader.feed(
+        b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n"
+        b"GET /2 HTTP/1.1\r\nHost: a\r\n\r\n"
+    )
+    assert rest == b"GET /2 HTTP/1.1\r\nHost: a\r\n\r\n"
+    assert reader.feed(rest) == b""
+    first, second = events.requests
+    assert not first.upgrade and second.target == "/2"
+
+
+def test_trailers_are_dropped_and_expect_continue_is_owed() -> None:
+    events, reader = read(
+        b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    assert reader.continue_owed and reader.in_body
+    reader.feed(b"3\r\nabc\r\n0\r\nHost: evil\r\n\r\n")
+    (request,) = events.requests
+    assert request.body.read() == b"abc"
+    assert [n for n, _ in request.headers].count("Host") == 1
+    assert not reader.continue_owed
+
+
+def test_what_was_read_names_a_refused_request() -> None:
+    events = Events()
+    reader = RequestReader(ServerConfig(), events)
+    assert reader.what_was_read() == ("-", "-")
+    with pytest.raises(RequestRefused):
+        reader.feed(b"GET /x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+    assert reader.what_was_read() == ("GET", "/x")
+    reader.stop()
+    assert not reader.in_head and not reader.in_body
