@@ -774,3 +774,72 @@ def test_reload_serves_one_worker(tmp_path: Path) -> None:
 def test_version_from_the_command_line(tmp_path: Path) -> None:
     code, out, err = run_cli("--version", cwd=tmp_path)
     assert (code, out, err) == (0, f"stargate {metadata.version('stargate')}\n", "")
+
+
+# -- the other commands through the one entry point -----------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_stargate_demo_serves_the_chat_page_and_room() -> None:
+    """``stargate demo``: the page at ``/`` and the room at ``/chat`` on one port, from the
+    same command line as ``serve``; Ctrl-C stops it with status 0."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "stargate", "demo", "--port", "0", "--log-level", "warning",
+        stdout=asyncio.subprocess.PIPE,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )  # fmt: skip
+    assert process.stdout is not None
+    try:
+        line = await asyncio.wait_for(process.stdout.readline(), 20)
+        assert line.startswith(b"stargate demo: http://127.0.0.1:"), line
+        port = int(line.rsplit(b":", 1)[1].strip(b"/\n"))
+        status, page = await asyncio.to_thread(get, "127.0.0.1", port)
+        assert status == 200 and "<html" in page.lower()
+        async with connect(f"ws://127.0.0.1:{port}/chat", open_timeout=TIMEOUT) as ws:
+            welcome = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+            assert welcome["type"] == "welcome"
+            await ws.send("hello room")
+            said = [json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT)) for _ in range(2)]
+            assert [m["type"] for m in said] == ["join", "message"]
+            assert said[1]["text"] == "hello room"
+        process.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(process.wait(), TIMEOUT) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+def test_stargate_client_through_the_main_command(tmp_path: Path) -> None:
+    """``stargate client URL`` is the client's own command line behind the main one: a
+    server that is not there is exit status 1 and one line saying so."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    code, out, err = run_cli("client", f"ws://127.0.0.1:{port}/", cwd=tmp_path)
+    assert (code, out) == (1, "")
+    assert "connection refused" in err and err.count("\n") == 1
+
+
+MAIN_TWICE = """
+import logging, socket, sys
+from stargate.cli import main
+
+with socket.socket() as taken:
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = str(taken.getsockname()[1])
+    argv = ["serve", "stargate.demo:app", "--port", port, "--access-log-format", "json"]
+    codes = [main(argv), main(argv)]
+access = logging.getLogger("stargate.access")
+print(codes, len(access.handlers), access.propagate)
+"""
+
+
+def test_main_run_twice_in_one_process_keeps_one_json_access_handler(tmp_path: Path) -> None:
+    """``main()`` called again in one process (a test suite, an embedding tool) replaces
+    its JSON access-log handler instead of adding a second: each line is written once."""
+    run = subprocess.run(
+        [sys.executable, "-c", MAIN_TWICE], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert run.stdout.strip() == "[2, 2] 1 False", run.stderr
