@@ -391,3 +391,16 @@ def test_a_forked_child_gets_new_hub_identities_and_fresh_brokers() -> None:
     assert "its broker was started before this process forked" in run.stderr
     assert "give this process its own with configure()" in run.stderr
     assert "resetting after fork failed" in run.stderr and "cannot reset" in run.stderr
+
+
+def test_a_group_name_too_long_for_other_processes_is_refused_at_send() -> None:
+    """A name over what an envelope can carry (1024 bytes) is refused where ``send`` is
+    called, like an oversized message, rather than lost on the way to other processes
+    with a traceback in the log; an anonymous group's messages never leave, so any
+    message to it is fine."""
+    hub = Hub()
+    with pytest.raises(ValueError, match="an envelope can name"):
+        hub.group("n" * 1100).send("hello")
+    with pytest.raises(ValueError, match="an envelope can name"):
+        hub.send_to(f"{'f' * 1100}.1", "hello")
+    Group(hub=hub).send("fine: it stays in this process")

@@ -6,12 +6,15 @@ group message, a message for one connection, one for everyone) is recorded.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 import pytest
 
 from stargate.brokers import BrokerGap
-from stargate.brokers.envelope import HEADER_SIZE, Kind, encode
+from stargate.brokers.envelope import HEADER_SIZE, MAX_TARGET_SIZE, Kind, decode, encode
 from stargate.brokers.memory import MemoryBroker
-from stargate.groups.relay import Gap, Relay, gap_event
+from stargate.groups.relay import MAX_ORIGINS, Gap, Relay, gap_event
 
 US = b"\x01" * 8
 THEM = b"\x02" * 8
@@ -107,3 +110,63 @@ def test_gap_events_name_groups_and_direct_traffic() -> None:
     gap = gap_event(BrokerGap("dropped", frozenset({"g:a", "g:b", "all"}), dropped=3))
     assert gap == Gap("dropped", frozenset({"a", "b"}), 3, True)
     assert gap_event(BrokerGap("x", frozenset({"g:a"}))).direct is False
+
+
+def test_a_target_too_long_for_an_envelope_is_refused_in_the_caller() -> None:
+    """A group name (or connection id) longer than an envelope can name is refused where
+    ``send`` is called, as an oversized message is (bug: it passed, the envelope failed on
+    the broker's loop with a logged traceback, and the message silently never left the
+    process)."""
+    relay = Recorded().relay()
+    relay.check_size("g" * MAX_TARGET_SIZE, "fits")
+    for target in ("g" * (MAX_TARGET_SIZE + 1), "\u20ac" * 342):  # 1026 bytes of UTF-8
+        with pytest.raises(ValueError, match=f"exceeds the {MAX_TARGET_SIZE} bytes"):
+            relay.check_size(target, "short")
+
+
+def test_publish_numbers_envelopes_only_while_the_broker_runs() -> None:
+    """Before the broker runs (or after it stopped) nothing is published or numbered: the
+    sequence numbers receivers see have no holes for what never left."""
+    broker = MemoryBroker("relay-publish")
+    listener = MemoryBroker("relay-publish")
+    got: list[bytes] = []
+    relay = Recorded().relay(broker)
+    relay.publish(Kind.GROUP, "room", "too early")
+    assert relay.sequence == 0
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        listener.start(loop, lambda channel, data: got.append(data), print)
+        listener.subscribe("g:room")
+        broker.start(loop, print, print)
+        relay.publish(Kind.GROUP, "room", "now")
+        await asyncio.sleep(0.01)
+
+    asyncio.run(scenario())
+    assert relay.sequence == 1 and [decode(data).message for data in got] == ["now"]
+
+
+def test_a_flood_of_bad_envelopes_is_logged_sparingly(caplog: pytest.LogCaptureFixture) -> None:
+    """Every refused envelope is counted, but only the first ten are logged and then one
+    in a thousand: a peer that floods the channel cannot flood the log."""
+    relay = Recorded().relay()
+    with caplog.at_level(logging.WARNING, logger="stargate.groups"):
+        for _ in range(2000):
+            relay.received("g:r", b"garbage")
+    assert relay.rejected == 2000
+    assert len([r for r in caplog.records if "refused" in r.getMessage()]) == 12
+
+
+def test_the_publishers_remembered_are_bounded() -> None:
+    """Order is kept per publisher by remembering its last sequence number, for at most
+    MAX_ORIGINS publishers: the longest silent one is forgotten first (then its next
+    message is taken as new), the others are still held to their order."""
+    seen = Recorded()
+    relay = seen.relay()
+    origins = [index.to_bytes(8, "big") for index in range(1, MAX_ORIGINS + 2)]
+    for origin in origins:
+        relay.received("g:r", envelope(origin, 5, Kind.GROUP, "r", "x"))
+    assert len(seen.events) == MAX_ORIGINS + 1
+    relay.received("g:r", envelope(origins[0], 1, Kind.GROUP, "r", "forgotten: new again"))
+    relay.received("g:r", envelope(origins[-1], 1, Kind.GROUP, "r", "older: dropped"))
+    assert [event[2] for event in seen.events[-1:]] == ["forgotten: new again"]
