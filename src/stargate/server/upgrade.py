@@ -31,9 +31,7 @@ ENVIRON_KEY = "stargate.websocket"
 
 
 #: Handlers already looked at (asked once per handshake; ``inspect`` costs microseconds).
-_async_handlers: weakref.WeakKeyDictionary[Callable[..., Any], bool] = (
-    weakref.WeakKeyDictionary()
-)
+_async_handlers: weakref.WeakKeyDictionary[Callable[..., Any], bool] = weakref.WeakKeyDictionary()
 
 
 def is_async_handler(handler: Callable[..., Any]) -> bool:
