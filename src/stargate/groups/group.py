@@ -74,7 +74,8 @@ class Group:
     def send(self, message: str | BytesLike) -> None:
         """Send ``message`` (``str``: text, bytes: binary) to every member in every process;
         returns at once, from any thread or task.  Raises :class:`ValueError` if it is too
-        large for the broker."""
+        large for the broker, or if the group's name is longer than an envelope carries
+        (1,024 bytes of UTF-8)."""
         self.hub.send_group(self._peek(), self.name, normalize(message))
 
     def is_subscribed(self) -> bool:
