@@ -248,6 +248,7 @@ class Served:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=err,
                 env=dict(os.environ if env is None else env, PYTHONUNBUFFERED="1"),
+                start_new_session=True,  # its workers (or --reload's child) killed with it
             )  # fmt: skip
         assert process.stdout is not None
         try:
@@ -256,8 +257,7 @@ class Served:
             line = b""
         urls = re.findall(r"https?://(\[[^]]+\]|[^/: ]+):(\d+)/", line.decode())
         if not line.startswith(b"stargate ") or not urls:
-            process.kill()
-            await process.wait()
+            await cls.kill(process)
             raise AssertionError(f"no ready line: {line!r}\n{stderr.read_text()}")
         served = cls(process, int(urls[0][1]), stderr)
         served.addresses = [(host.strip("[]"), int(port)) for host, port in urls]
@@ -273,9 +273,16 @@ class Served:
         try:
             return await asyncio.wait_for(self.process.wait(), TIMEOUT)
         except TimeoutError:
-            self.process.kill()
-            await self.process.wait()
+            await self.kill(self.process)
             return None
+
+    @staticmethod
+    async def kill(process: asyncio.subprocess.Process) -> None:
+        """SIGKILL the process and every process it started: one left alive would keep the
+        stdout pipe open, and on Python 3.11 ``Process.wait()`` waits for the pipe too."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        await asyncio.wait_for(process.wait(), TIMEOUT)
 
 
 def with_pythonpath(directory: Path) -> dict[str, str]:

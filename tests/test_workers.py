@@ -10,6 +10,7 @@ set), where a missing redis-server is a failure.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -34,6 +35,15 @@ TIMEOUT = 10.0
 APP_DIR = Path(__file__).parent / "brokers"
 
 
+async def kill_session(process: asyncio.subprocess.Process) -> int:
+    """SIGKILL ``process`` (started with ``start_new_session``) and every worker it forked,
+    then its exit status.  A worker left alive would keep the pipes open, and on Python 3.11
+    ``Process.wait()`` waits for the pipes too: it would never return."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    return await asyncio.wait_for(process.wait(), TIMEOUT)
+
+
 class Supervisor:
     """``python -m stargate serve stargate_groups_app:app --workers N ...``."""
 
@@ -50,6 +60,7 @@ class Supervisor:
             "--port", "0", "--ping-interval", "0", "--log-level", "warning", *args,
             stdout=asyncio.subprocess.PIPE,
             env=env,
+            start_new_session=True,
         )  # fmt: skip
         assert process.stdout is not None
         line = await asyncio.wait_for(process.stdout.readline(), 20)
@@ -77,8 +88,7 @@ class Supervisor:
         try:
             return await asyncio.wait_for(self.process.wait(), 20)
         except TimeoutError:
-            self.process.kill()
-            await self.process.wait()
+            await kill_session(self.process)
             return None
 
 
@@ -251,6 +261,7 @@ async def serve_slow_app(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=dict(os.environ, PYTHONUNBUFFERED="1", **env),
+        start_new_session=True,
     )  # fmt: skip
 
 
@@ -274,8 +285,7 @@ async def test_the_ready_line_waits_for_a_worker_that_serves(
         try:
             code = await asyncio.wait_for(process.wait(), 30)
         except TimeoutError:
-            process.kill()
-            code = await process.wait()
+            code = await kill_session(process)
     assert code == 0
 
 
@@ -288,9 +298,7 @@ async def test_a_load_error_is_never_after_a_ready_line(
     try:
         out, err = await asyncio.wait_for(process.communicate(), 30)
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await kill_session(process)
     assert process.returncode == 2
     assert out == b""
     assert err.decode().splitlines()[-1] == (
@@ -308,9 +316,7 @@ async def test_an_app_that_exits_while_imported_is_a_load_error(
     try:
         out, err = await asyncio.wait_for(process.communicate(), 30)
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await kill_session(process)
     assert (process.returncode, out) == (2, b"")
     assert err.decode().splitlines()[-1] == (
         "stargate: error: loading 'slow_app:app' exited with status 3"
@@ -485,8 +491,9 @@ async def test_one_worker_serves_an_app_object_or_given_sockets(mode: str) -> No
     """``serve_worker`` on sockets its caller bound, and ``run_workers`` with an app object
     (not a target string), serve in this very process until SIGTERM, then return."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", WORKER_SCRIPT, mode, stdout=asyncio.subprocess.PIPE
-    )
+        sys.executable, "-c", WORKER_SCRIPT, mode, stdout=asyncio.subprocess.PIPE,
+        start_new_session=True,
+    )  # fmt: skip
     assert process.stdout is not None
     try:
         port = int(await asyncio.wait_for(process.stdout.readline(), 20))
@@ -498,9 +505,7 @@ async def test_one_worker_serves_an_app_object_or_given_sockets(mode: str) -> No
         assert said == (b"returned\n" if mode == "socks" else b"returned 0\n")
         assert await asyncio.wait_for(process.wait(), TIMEOUT) == 0
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await kill_session(process)
 
 
 # -- workers that misbehave -------------------------------------------------------------------
@@ -553,6 +558,7 @@ class Rogue:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             env=dict(os.environ, PYTHONUNBUFFERED="1"),
+            start_new_session=True,
         )  # fmt: skip
         assert process.stdout is not None
         line = await asyncio.wait_for(process.stdout.readline(), 30)
@@ -577,9 +583,7 @@ class Rogue:
         return self.stderr.decode()
 
     async def finish(self) -> int:
-        if self.process.returncode is None:
-            self.process.kill()
-        return await self.process.wait()
+        return await kill_session(self.process)
 
 
 def gone(pid: int) -> bool:

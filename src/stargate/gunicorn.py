@@ -383,6 +383,8 @@ class Worker(_GunicornWorker):  # type: ignore[misc]
         assert loop is not None
         with asyncio.Runner(loop_factory=lambda: loop) as runner:
             runner.run(self._serve())
+        for server in self.servers:
+            server.reraise_exit()
 
     async def _serve(self) -> None:
         assert self.settings is not None and self.hub is not None
@@ -392,6 +394,8 @@ class Worker(_GunicornWorker):  # type: ignore[misc]
         server.multiprocess = int(self.cfg.workers) > 1
         hub = self.hub
         server.state.broker_health = lambda: (hub.gaps, hub.broker_connected)
+        # A handler's sys.exit(): this worker stops as for max_requests, and exits with it.
+        server.state.stop = lambda: self._stop(False)
         await server.start([listener.sock for listener in self.sockets])
         self.servers.append(server)
         await hub.start()

@@ -269,6 +269,7 @@ def _run(
 
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         runner.run(main())
+    server.reraise_exit()
 
 
 async def _watch_parent(stop: Callable[[], Any], parent: int, enabled: bool) -> None:

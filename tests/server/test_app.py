@@ -489,7 +489,10 @@ async def echo(ws):
 def ready(server):
     print("ready", server.port, type(server.loop).__module__, flush=True)
 
-routes = Routes({"/echo": echo})
+async def leave(ws):
+    sys.exit(4)
+
+routes = Routes({"/echo": echo, "/leave": leave})
 if sys.argv[1] == "ready":
     serve(routes, ServerConfig(port=0), ready=ready)
 else:  # a socket bound by the caller (socket activation, a supervisor)
@@ -529,3 +532,56 @@ async def test_serve_runs_until_a_signal_then_shuts_down_gracefully(
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_serve_exits_with_the_status_a_handler_passed_to_sys_exit() -> None:
+    """A handler's ``sys.exit(4)`` stops ``serve`` gracefully (the other WebSockets are
+    closed with 1001), then the process exits with status 4."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", SERVE_SCRIPT, "ready", stdout=asyncio.subprocess.PIPE
+    )
+    assert process.stdout is not None
+    try:
+        port = (await asyncio.wait_for(process.stdout.readline(), 20)).split()[1].decode()
+        async with connect(f"ws://127.0.0.1:{port}/echo", open_timeout=TIMEOUT) as client:
+            leaving = await connect(f"ws://127.0.0.1:{port}/leave", open_timeout=TIMEOUT)
+            await asyncio.wait_for(client.wait_closed(), TIMEOUT)
+            assert (client.close_code, client.close_reason) == (1001, "server shutting down")
+            await asyncio.wait_for(leaving.wait_closed(), TIMEOUT)
+        assert await asyncio.wait_for(process.stdout.read(), TIMEOUT) == b""  # never returned
+        assert await asyncio.wait_for(process.wait(), TIMEOUT) == 4
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def exits(ws: WebSocket) -> None:
+    await ws.receive()
+    sys.exit(3)
+
+
+def interrupted(ws: SyncWebSocket) -> None:
+    ws.receive()
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize(("path", "raised"), [("/exit", SystemExit), ("/int", KeyboardInterrupt)])
+async def test_a_handler_ending_the_process_stops_the_server_gracefully_first(
+    path: str, raised: type[BaseException], caplog: pytest.LogCaptureFixture
+) -> None:
+    """``sys.exit()`` or KeyboardInterrupt in a handler (``async def`` or ``def``) does not
+    escape into the event loop: the server stops as on SIGTERM, and ``reraise_exit`` raises
+    it once it has stopped, for whoever runs the server to exit with it."""
+    server = Server(Routes({"/": echo, "/exit": exits, "/int": interrupted}), ServerConfig(port=0))
+    await server.start()
+    other = await connect(f"ws://127.0.0.1:{server.port}/")
+    server.reraise_exit()  # nothing raised yet: nothing to raise
+    async with connect(f"ws://127.0.0.1:{server.port}{path}") as leaving:
+        await leaving.send("bye")
+        await asyncio.wait_for(server.wait_stopped(), TIMEOUT)
+    assert (other.close_code, other.close_reason) == (1001, "server shutting down")
+    with pytest.raises(raised) as info:
+        server.reraise_exit()
+    assert info.value.args == ((3,) if raised is SystemExit else ())
+    assert f"a WebSocket handler raised {raised.__name__}" in caplog.text

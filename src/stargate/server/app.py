@@ -37,6 +37,7 @@ class Server:
         self.state = ServerState(app, config or ServerConfig())
         self._servers: list[asyncio.Server] = []
         self._stopped: asyncio.Event | None = None
+        self._stopping: set[asyncio.Task[None]] = set()
 
     # -- what applications and tests read --------------------------------------------------
 
@@ -128,6 +129,8 @@ class Server:
         loop = asyncio.get_running_loop()
         state = self.state
         state.start(loop)
+        if state.stop is None:
+            state.stop = self._stop_soon
         self._stopped = asyncio.Event()
         kwargs: dict[str, Any] = {"ssl": self.config.ssl_context, "backlog": 1024}
         socks = [sock] if isinstance(sock, socket.socket) else list(sock or ())
@@ -204,6 +207,17 @@ class Server:
         assert self._stopped is not None
         self._stopped.set()
 
+    def _stop_soon(self) -> None:
+        task = self.loop.create_task(self.shutdown())
+        self._stopping.add(task)  # a task only the loop refers to may be collected
+        task.add_done_callback(self._stopping.discard)
+
+    def reraise_exit(self) -> None:
+        """Once the server has stopped: raise what a handler raised to end the process
+        (``sys.exit(5)`` ends it with status 5), if one did."""
+        if self.state.exit_exception is not None:
+            raise self.state.exit_exception
+
     async def __aenter__(self) -> Server:
         await self.start()
         return self
@@ -242,3 +256,4 @@ def serve(
 
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         runner.run(main())
+    server.reraise_exit()

@@ -128,16 +128,16 @@ def start_handler(state: ServerState, ws: WebSocket, handler: Handler) -> None:
     assert loop is not None
     future: asyncio.Future[Any]
     if is_async_handler(handler):
-        future = loop.create_task(_run_async(handler, ws))
+        future = loop.create_task(_run_async(handler, ws, state))
     else:
         assert state.handler_executor is not None
         future = loop.run_in_executor(
-            state.handler_executor, _run_sync, handler, SyncWebSocket(ws, loop), loop
+            state.handler_executor, _run_sync, handler, SyncWebSocket(ws, loop), loop, state
         )
     state.track_handler(future)
 
 
-async def _run_async(handler: Handler, ws: WebSocket) -> None:
+async def _run_async(handler: Handler, ws: WebSocket, state: ServerState) -> None:
     try:
         await handler(ws)  # type: ignore[arg-type,misc]
     except ConnectionClosed:
@@ -145,11 +145,16 @@ async def _run_async(handler: Handler, ws: WebSocket) -> None:
     except Exception:
         logger.exception("%r: handler failed", ws)
         ws.handler_failed()
+    except (SystemExit, KeyboardInterrupt) as exc:  # the process is to end
+        ws.handler_failed()
+        state.handler_exits(exc)
     else:
         ws.handler_returned()
 
 
-def _run_sync(handler: Handler, sync: SyncWebSocket, loop: asyncio.AbstractEventLoop) -> None:
+def _run_sync(
+    handler: Handler, sync: SyncWebSocket, loop: asyncio.AbstractEventLoop, state: ServerState
+) -> None:
     """In a worker thread; what the WebSocket must learn goes back through the loop."""
     ws = sync.ws
     try:
@@ -159,5 +164,8 @@ def _run_sync(handler: Handler, sync: SyncWebSocket, loop: asyncio.AbstractEvent
     except Exception:
         logger.exception("%r: handler failed", ws)
         loop.call_soon_threadsafe(ws.handler_failed)
+    except (SystemExit, KeyboardInterrupt) as exc:  # as from a task: the process is to end
+        loop.call_soon_threadsafe(ws.handler_failed)
+        loop.call_soon_threadsafe(state.handler_exits, exc)
     else:
         loop.call_soon_threadsafe(ws.handler_returned)

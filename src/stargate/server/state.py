@@ -67,6 +67,11 @@ class ServerState:
         #: whoever runs a hub beside the server (the workers supervisor, the gunicorn
         #: worker): read by the metrics and the readiness check.
         self.broker_health: Callable[[], tuple[int, bool]] | None = None
+        #: What a handler raised to end the process (``sys.exit()``, KeyboardInterrupt); the
+        #: server stops gracefully first, then whoever runs it re-raises this.
+        self.exit_exception: SystemExit | KeyboardInterrupt | None = None
+        #: Starts the graceful stop: set by whoever runs the server (a signal handler's job).
+        self.stop: Callable[[], object] | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -187,6 +192,16 @@ class ServerState:
             totals[2] += ws.messages_out
             totals[3] += ws.bytes_out
         return totals[0], totals[1], totals[2], totals[3]
+
+    def handler_exits(self, exc: SystemExit | KeyboardInterrupt) -> None:
+        """A handler asked for the process to end.  Left to escape the event loop, the
+        exception would stop it in the middle of a step (with uvloop a cancelled task can then
+        wait forever, and the process never exits): the server stops gracefully instead."""
+        if self.exit_exception is None:
+            self.exit_exception = exc
+            logger.warning("a WebSocket handler raised %r: stopping the server", exc)
+        if self.stop is not None:
+            self.stop()
 
     def track_handler(self, future: asyncio.Future[Any]) -> None:
         """Keep a running handler until it ends (shutdown waits for it)."""
