@@ -71,7 +71,7 @@ import ipaddress
 import logging
 import re
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -483,21 +483,17 @@ def serve_settings(values: Mapping[str, Any], *, label: Label = _same) -> ServeS
         )
     defaults = ServerConfig()
     config: dict[str, Any] = {}
-    for key in _COUNT_KEYS:
-        if key in given:
-            config[key] = as_count(given[key], label(key))
-    for key in _SIZE_KEYS:
-        if key in given:
-            config[key] = as_size(given[key], label(key))
-    for key in _SECONDS_KEYS:
-        if key in given:
-            config[key] = as_seconds(given[key], label(key))
-    for key in _BOOL_KEYS:
-        if key in given:
-            config[key] = as_bool(given[key], label(key))
-    for key in _PATH_KEYS:
-        if key in given:
-            config[key] = _as_path(given[key], label(key))
+    converters: tuple[tuple[Iterable[str], Callable[[Any, str], Any]], ...] = (
+        (_COUNT_KEYS, as_count),
+        (_SIZE_KEYS, as_size),
+        (_SECONDS_KEYS, as_seconds),
+        (_BOOL_KEYS, as_bool),
+        (_PATH_KEYS, _as_path),
+    )
+    for keys, convert in converters:
+        for key in keys:
+            if key in given:
+                config[key] = convert(given[key], label(key))
     if "access_log_format" in given:
         fmt = str(given["access_log_format"]).strip().lower()
         if fmt not in ACCESS_LOG_FORMATS:
