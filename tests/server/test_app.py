@@ -585,3 +585,13 @@ async def test_a_handler_ending_the_process_stops_the_server_gracefully_first(
         server.reraise_exit()
     assert info.value.args == ((3,) if raised is SystemExit else ())
     assert f"a WebSocket handler raised {raised.__name__}" in caplog.text
+
+
+async def test_a_server_shut_down_before_it_started_cannot_start() -> None:
+    """``shutdown()`` before ``start()`` is a no-op (not an AssertionError); the server is
+    then done, and ``start()`` says so instead of serving while marked as shutting down."""
+    server = Server(make_app(), ServerConfig(port=0))
+    await server.shutdown()
+    assert server.shutting_down
+    with pytest.raises(RuntimeError, match="was shut down"):
+        await server.start()

@@ -128,6 +128,8 @@ class Server:
         TCP or Unix)."""
         loop = asyncio.get_running_loop()
         state = self.state
+        if state.shutting_down:
+            raise RuntimeError("this server was shut down: make a new one")
         state.start(loop)
         if state.stop is None:
             state.stop = self._stop_soon
@@ -177,6 +179,8 @@ class Server:
                 await self._stopped.wait()
             return
         state.shutting_down = True
+        if self._stopped is None:  # never started: nothing to stop, and start() is refused
+            return
         timeout = self.config.shutdown_timeout if timeout is None else timeout
         loop = self.loop
         deadline = loop.time() + timeout
