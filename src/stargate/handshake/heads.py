@@ -192,24 +192,19 @@ def parse_http_version(text: str) -> tuple[int, int]:
     return int(major), int(minor)
 
 
-def _header_line(name: str, value: str) -> bytes:
-    """One ``name: value`` line; refuses what would split the header block (injection)."""
-    if not is_token(name):
-        raise ValueError(f"invalid header name {name!r}")
-    if not is_field_value(value):
-        raise ValueError(f"invalid character in the value of header {name!r}")
-    return f"{name}: {value}\r\n".encode("latin-1")
-
-
 def serialize_head(start_line: str, fields: Sequence[tuple[str, str]]) -> bytes:
     """A complete head: the start line, every field, the empty line (RFC 7230 section 3).
 
     Raises ValueError for a field name that is not a token or a value with a control character:
     no value may smuggle in a field or end the head (response splitting).
     """
-    return (
-        start_line.encode("ascii")
-        + b"\r\n"
-        + b"".join(_header_line(n, v) for n, v in fields)
-        + b"\r\n"
-    )
+    start_line.encode("ascii")  # a status or request line is ASCII (UnicodeEncodeError)
+    text = [start_line, "\r\n"]
+    for name, value in fields:
+        if not is_token(name):
+            raise ValueError(f"invalid header name {name!r}")
+        if not is_field_value(value):
+            raise ValueError(f"invalid character in the value of header {name!r}")
+        text += (name, ": ", value, "\r\n")
+    text.append("\r\n")
+    return "".join(text).encode("latin-1")

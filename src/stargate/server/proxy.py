@@ -76,6 +76,8 @@ class TrustedProxies:
             return False
         if self.any:
             return True
+        if not self.networks:  # the common case, asked on every request: no parsing
+            return False
         try:
             ip = ipaddress.ip_address(address.partition("%")[0])  # no IPv6 zone
         except ValueError:
