@@ -229,12 +229,19 @@ def test_blank_entries_are_skipped_and_only_addresses_are_looked_up() -> None:
 
 
 def test_forwarded_quoting_empty_elements_and_pairs() -> None:
-    """RFC 7239 4: a quoted value may hold ``,`` and escaped quotes; empty elements
+    """RFC 7239 4: a quoted value may hold ``,``, ``;`` and escaped quotes; empty elements
     (``a,,b``) and empty pairs (``for=x;;proto=https``) are tolerated, not refused."""
     hops = parse_forwarded(['for="a,b\\"c\\\\";host="h:1", , for=1.2.3.4;;proto=https;'])
     assert hops is not None and [(h.node, h.proto, h.host) for h in hops] == [
         ('a,b"c\\', None, "h:1"),
         ("1.2.3.4", "https", None),
+    ]
+    # a quoted ";" is part of its value, not the start of another pair (it used to cut
+    # the value in two and throw the whole header away as malformed)
+    hops = parse_forwarded(['for="_gw;1";proto=https, for=10.0.0.1'])
+    assert hops is not None and [(h.node, h.proto) for h in hops] == [
+        ("_gw;1", "https"),
+        ("10.0.0.1", None),
     ]
 
 

@@ -103,7 +103,7 @@ def _unquote(value: str) -> str:
     return value
 
 
-def _split_elements(value: str) -> list[str]:
+def _split_elements(value: str, sep: str = ",") -> list[str]:
     """Split on ``sep`` outside quoted strings (RFC 7239 values may quote ``,`` and ``;``)."""
     parts: list[str] = []
     current: list[str] = []
@@ -115,7 +115,7 @@ def _split_elements(value: str) -> list[str]:
             escaped = True
         elif char == '"':
             quoted = not quoted
-        elif char == "," and not quoted:
+        elif char == sep and not quoted:
             parts.append("".join(current))
             current = []
             continue
@@ -133,7 +133,7 @@ def parse_forwarded(values: Sequence[str]) -> list[_Hop] | None:
             if not element.strip():
                 continue
             fields: dict[str, str] = {}
-            for pair in element.split(";"):
+            for pair in _split_elements(element, ";"):
                 if not pair.strip():
                     continue
                 name, sep, raw = pair.partition("=")
