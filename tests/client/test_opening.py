@@ -581,7 +581,7 @@ def reset(writer: asyncio.StreamWriter) -> None:
 @pytest.mark.parametrize("scheme", ["ws", "wss"])
 async def test_a_reset_during_the_opening_handshake(scheme: str) -> None:
     """A server that resets the connection after reading the request (or the TLS client
-    hello): ConnectionFailed that says in which phase, with the reset as its cause."""
+    hello): ConnectionFailed that names the URL and the phase, with the reset as its cause."""
 
     async def crash(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read(10)
@@ -591,7 +591,8 @@ async def test_a_reset_during_the_opening_handshake(scheme: str) -> None:
         with pytest.raises(ConnectionFailed) as info:
             await stargate.connect(fake.url().replace("ws:", f"{scheme}:"))
     phase = "the TLS handshake" if scheme == "wss" else "the opening handshake"
-    assert f"connection lost during {phase}" in str(info.value)
+    url = fake.url().replace("ws:", f"{scheme}:")
+    assert str(info.value).startswith(f"{url}: connection lost during {phase}: ")
     assert isinstance(info.value.__cause__, ConnectionResetError)
     assert not isinstance(info.value, OpenTimeout)
 

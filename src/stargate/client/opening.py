@@ -221,7 +221,7 @@ class _ClientProtocol(asyncio.Protocol):
             return
         if exc is not None:
             error: BaseException = ConnectionFailed(
-                f"connection lost during the opening handshake: {exc}", self.url
+                f"{self.url}: connection lost during the opening handshake: {exc}", self.url
             )
             error.__cause__ = exc
         else:
