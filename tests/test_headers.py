@@ -138,6 +138,7 @@ def test_split_tokens(values: list[str], expected: list[str]) -> None:
         (["upgrades"], "upgrade", False),
         ([], "upgrade", False),
         (["close", "upgrade"], "Upgrade", True),
+        (["a,,b", " "], "", False),  # empty elements are ignored, never matched
     ],
 )
 def test_has_token(values: list[str], token: str, expected: bool) -> None:

@@ -130,10 +130,12 @@ def has_token(values: Iterable[str], token: str) -> bool:
     and ``upgrade: WebSocket`` are both valid upgrade requests.
     """
     wanted = token.lower()
+    if not wanted:  # split_tokens drops empty elements: "" is never one of the tokens
+        return False
     # split_tokens inlined: asked several times per request, and it may stop at a match.
     for value in values:
         for element in value.split(","):
-            if wanted and element.strip(_OWS).lower() == wanted:
+            if element.strip(_OWS).lower() == wanted:
                 return True
     return False
 
