@@ -198,8 +198,8 @@ def serialize_head(start_line: str, fields: Sequence[tuple[str, str]]) -> bytes:
     Raises ValueError for a field name that is not a token or a value with a control character:
     no value may smuggle in a field or end the head (response splitting).
     """
-    start_line.encode("ascii")  # a status or request line is ASCII (UnicodeEncodeError)
-    text = [start_line, "\r\n"]
+    head = start_line.encode("ascii")  # a status or request line is ASCII
+    text = ["\r\n"]
     for name, value in fields:
         if not is_token(name):
             raise ValueError(f"invalid header name {name!r}")
@@ -207,4 +207,4 @@ def serialize_head(start_line: str, fields: Sequence[tuple[str, str]]) -> bytes:
             raise ValueError(f"invalid character in the value of header {name!r}")
         text += (name, ": ", value, "\r\n")
     text.append("\r\n")
-    return "".join(text).encode("latin-1")
+    return head + "".join(text).encode("latin-1")
