@@ -253,7 +253,7 @@ def serve(
         await server.start(sock)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(server.shutdown()))
+            loop.add_signal_handler(sig, server._stop_soon)
         if ready is not None:
             ready(server)
         await server.wait_stopped()
