@@ -99,3 +99,22 @@ def test_handlers_async_or_not_whatever_their_form() -> None:
     for _ in range(2):  # the second time from what was remembered
         assert is_async_handler(coroutine) and is_async_handler(AsyncCallable())
         assert not is_async_handler(plain) and not is_async_handler(Slotted())
+
+
+def test_a_bound_method_is_remembered_by_its_function() -> None:
+    """A Pyramid view's ``self.handler`` is a new bound method on every access: the answer is
+    kept for its function, so a second view instance is answered from what was remembered."""
+    from stargate.server import upgrade
+
+    class View:
+        async def handler(self, ws: WebSocket) -> None:
+            pass
+
+        def blocking(self, ws: object) -> None:
+            pass
+
+    first, second = View(), View()
+    assert is_async_handler(first.handler) and not is_async_handler(first.blocking)
+    assert upgrade._async_handlers[View.handler] is True
+    assert upgrade._async_handlers[View.blocking] is False
+    assert is_async_handler(second.handler) and not is_async_handler(second.blocking)

@@ -36,14 +36,17 @@ _async_handlers: weakref.WeakKeyDictionary[Callable[..., Any], bool] = weakref.W
 
 def is_async_handler(handler: Callable[..., Any]) -> bool:
     """``async def`` handlers run on the loop; plain ``def`` ones in a worker thread."""
+    # A bound method (a Pyramid view's ``self.handler``) is a new object on every access:
+    # its function is what stays, and what decides.
+    key = getattr(handler, "__func__", handler)
     try:
-        return _async_handlers[handler]
+        return _async_handlers[key]
     except (KeyError, TypeError):  # not seen yet, or not weakly referable
         pass
-    call = getattr(handler, "__call__", None)  # noqa: B004 - callable objects too
-    found = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call)
+    call = getattr(key, "__call__", None)  # noqa: B004 - callable objects too
+    found = inspect.iscoroutinefunction(key) or inspect.iscoroutinefunction(call)
     with contextlib.suppress(TypeError):
-        _async_handlers[handler] = found
+        _async_handlers[key] = found
     return found
 
 
