@@ -11,9 +11,10 @@ sent and no handler runs.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -25,10 +26,11 @@ from .proxy import ClientView, client_view
 from .request import HttpRequest
 from .response import http_date, serialize_head, simple_response
 from .upgrade import ENVIRON_KEY, Upgrade
-from .wsgi import WSGIResponse, build_environ, run_wsgi
+from .wsgi import WSGIApp, WSGIResponse, build_environ, run_wsgi
 
 if TYPE_CHECKING:
     from .channel import HttpChannel
+    from .state import ServerState
 
 logger = logging.getLogger("stargate.http")
 
@@ -108,9 +110,8 @@ def answer(channel: HttpChannel, request: HttpRequest) -> None:
     response = WSGIResponse(channel, request)
     env = environ(channel, request, client)
     before = channel.bytes_queued
-    future = state.loop.run_in_executor(state.executor, run_wsgi, app, env, response)
 
-    def done(f: asyncio.Future[None]) -> None:
+    def done(error: BaseException | None) -> None:
         request.body.close()
         state.record_http(
             client.remote,
@@ -121,9 +122,35 @@ def answer(channel: HttpChannel, request: HttpRequest) -> None:
             channel.bytes_queued - before,
             started,
         )
-        channel.request_done(response.keep_alive and f.exception() is None)
+        channel.request_done(response.keep_alive and error is None)
 
-    future.add_done_callback(done)
+    _in_thread(state, app, env, response, done)
+
+
+def _in_thread(
+    state: ServerState,
+    app: WSGIApp,
+    env: dict[str, Any],
+    response: WSGIResponse,
+    done: Callable[[BaseException | None], None],
+) -> None:
+    """Run the app in a worker thread, then ``done`` on the loop with what escaped
+    :func:`run_wsgi` (``None``, or the app's ``SystemExit``...).  One hop each way: the
+    asyncio future of ``run_in_executor`` and its chain of callbacks cost about half of
+    a round trip through the pool."""
+    loop = state.loop
+    assert loop is not None and state.executor is not None
+
+    def work() -> None:
+        error: BaseException | None = None
+        try:
+            run_wsgi(app, env, response)
+        except BaseException as exc:  # the app's SystemExit too: the loop decides
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(done, error)
+
+    state.executor.submit(work)
 
 
 def _answer_itself(
@@ -213,7 +240,7 @@ def decide_upgrade(channel: HttpChannel, request: HttpRequest) -> None:
     # If the app's answer is sent, it is a refusal, and the server closes after it: the
     # head says so (RFC 9112 section 9.6), which the response writes itself for a
     # request that is not kept alive.
-    response = WSGIResponse(sink, replace(request, keep_alive=False))
+    response = WSGIResponse(sink, request, keep_alive=False)
     response.upgrade_accepted = lambda: upgrade.acceptance is not None
 
     def decided(error: BaseException | None) -> None:
@@ -246,5 +273,4 @@ def decide_upgrade(channel: HttpChannel, request: HttpRequest) -> None:
             raise
         decided(None)
         return
-    future = state.loop.run_in_executor(state.executor, run_wsgi, app, env, response)
-    future.add_done_callback(lambda f: decided(f.exception()))
+    _in_thread(state, app, env, response, decided)

@@ -113,14 +113,18 @@ def build_environ(
 class WSGIResponse:
     """``start_response`` and the body writer for one request, used in the worker thread."""
 
-    def __init__(self, sink: ResponseSink, request: HttpRequest) -> None:
+    def __init__(
+        self, sink: ResponseSink, request: HttpRequest, *, keep_alive: bool | None = None
+    ) -> None:
         self._sink = sink
         self._request = request
         self.status: str | None = None
         self.status_code = 0
         self.headers: list[tuple[str, str]] = []
         self.headers_sent = False
-        self.keep_alive = request.keep_alive
+        #: Whether the connection stays open after this response (``keep_alive``: the
+        #: server's say instead of the request's; an upgrade's refusal closes).
+        self.keep_alive = request.keep_alive if keep_alive is None else keep_alive
         #: Set by :func:`run_wsgi` when the app raised or handed over something invalid.
         self.failed = False
         #: Set once the response is whole: what the app still writes (a ``write`` kept and
@@ -255,6 +259,8 @@ class WSGIResponse:
         """A response whose body is known at once: head and body in one write."""
         with self._lock:
             self.complete = True
+            if self.status_code < 400 and self.upgrade_accepted():
+                return  # the answer to an accepted upgrade is never sent: not even built
             head = self._head(len(body))
             self._written = len(body)
             self._send(head, body if self.has_body else b"")
