@@ -463,15 +463,16 @@ class WebSocketBase(Generic[OptionsT]):
         self._held = None
         if not self._closed.done():
             self._closed.set_result(None)
-        error = self._closed_error()
-        for waiter in self._drain_waiters:
-            if not waiter.done():
-                waiter.set_exception(error)
-        self._drain_waiters = []
-        for _, pong in self._pong_waiters.values():
-            if not pong.done():
-                pong.set_exception(error)
-        self._pong_waiters.clear()
+        if self._drain_waiters or self._pong_waiters:  # the error only for someone waiting
+            error = self._closed_error()
+            for waiter in self._drain_waiters:
+                if not waiter.done():
+                    waiter.set_exception(error)
+            self._drain_waiters = []
+            for _, pong in self._pong_waiters.values():
+                if not pong.done():
+                    pong.set_exception(error)
+            self._pong_waiters.clear()
         self._inbox.close()
 
     def _closed_error(self) -> ConnectionClosed:
