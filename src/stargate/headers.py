@@ -9,7 +9,9 @@ Field names are case-insensitive (RFC 7230 section 3.2); the original spelling i
 from __future__ import annotations
 
 import re
+from array import array
 from collections.abc import Iterable, Iterator
+from itertools import accumulate
 
 from .errors import HandshakeError
 
@@ -45,29 +47,57 @@ class Headers:
     per field, so ``zip(headers, values)`` lines up with :meth:`items`.
     """
 
-    __slots__ = ("_index", "_items")
+    __slots__ = ("_ends", "_index", "_items", "_packed")
+
+    _packed: str  # set by compact() only
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[tuple[str, str]] = list(items)
         # Lower-cased name -> values in order: O(1) look-ups however many fields there are.
         # Built on the first look-up, dropped by compact().
         self._index: dict[str, list[str]] | None = None
+        #: Set by compact(): the fields are then one string (``_packed``), each name and
+        #: value ending at the next of these offsets.
+        self._ends: array[int] | None = None
+
+    def _fields(self) -> list[tuple[str, str]]:
+        ends = self._ends
+        if ends is None:
+            return self._items
+        packed, fields, start = self._packed, [], 0
+        for i in range(0, len(ends), 2):
+            name_end, value_end = ends[i], ends[i + 1]
+            fields.append((packed[start:name_end], packed[name_end:value_end]))
+            start = value_end
+        return fields
 
     def _lookup(self) -> dict[str, list[str]]:
         index = self._index
         if index is None:
-            index = self._index = {}
-            for name, value in self._items:
+            index = {}
+            for name, value in self._fields():
                 index.setdefault(name.lower(), []).append(value)
+            if self._ends is None:  # compacted headers stay compact: look-ups are rare then
+                self._index = index
         return index
 
     def compact(self) -> None:
-        """Drop the look-up index (rebuilt by the next look-up): for headers kept as long as
-        a connection lives after they were read, where it would cost a kilobyte each."""
+        """Keep the fields as one string and no look-up index: for headers kept as long as a
+        connection lives after the handshake read them, where a tuple and two strings per
+        field, and the index, would cost a kilobyte or more.  Later look-ups scan."""
+        if self._ends is not None:
+            return
+        parts = [part for field in self._items for part in field]
+        self._packed = "".join(parts)
+        self._ends = array("I", accumulate(map(len, parts)))
         self._index = None
+        del self._items
 
     def add(self, name: str, value: str) -> None:
         """Append one field; earlier fields of the same name are kept (RFC 7230 section 3.2.2)."""
+        if self._ends is not None:
+            self._items = self._fields()
+            self._ends = None
         self._items.append((name, value))
         if self._index is not None:
             self._index.setdefault(name.lower(), []).append(value)
@@ -83,25 +113,26 @@ class Headers:
 
     def items(self) -> list[tuple[str, str]]:
         """Every ``(name, value)`` pair in order, names as they were added."""
-        return list(self._items)
+        return list(self._fields())
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.lower() in self._lookup()
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._items) if self._ends is None else len(self._ends) // 2
 
     def __iter__(self) -> Iterator[str]:
-        return (name for name, _ in self._items)
+        return (name for name, _ in self._fields())
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Headers):
             return NotImplemented
-        return [(n.lower(), v) for n, v in self._items] == [(n.lower(), v) for n, v in other._items]
+        mine, theirs = self._fields(), other._fields()
+        return [(n.lower(), v) for n, v in mine] == [(n.lower(), v) for n, v in theirs]
 
     def __repr__(self) -> str:
         """The fields, with the values of :data:`SECRET_FIELDS` masked (reprs end up in logs)."""
-        shown = [(n, "***" if n.lower() in SECRET_FIELDS else v) for n, v in self._items]
+        shown = [(n, "***" if n.lower() in SECRET_FIELDS else v) for n, v in self._fields()]
         return f"Headers({shown!r})"
 
 
