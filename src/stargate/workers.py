@@ -249,18 +249,15 @@ def _run(
     server.multiprocess = multiprocess
     server.state.broker_health = lambda: (hub.gaps, hub.broker_connected)
 
-    async def stop() -> None:
-        await server.shutdown()
-
     async def main() -> None:
         await server.start(socks)
         await hub.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(stop()))
+            loop.add_signal_handler(sig, server.stop_soon)
         if ready is not None:
             ready(_listening(socks, 1, config))
-        orphan_watch = asyncio.ensure_future(_watch_parent(stop, parent, multiprocess))
+        orphan_watch = asyncio.ensure_future(_watch_parent(server.shutdown, parent, multiprocess))
         try:
             await server.wait_stopped()
         finally:

@@ -132,7 +132,7 @@ class Server:
             raise RuntimeError("this server was shut down: make a new one")
         state.start(loop)
         if state.stop is None:
-            state.stop = self._stop_soon
+            state.stop = self.stop_soon
         self._stopped = asyncio.Event()
         kwargs: dict[str, Any] = {"ssl": self.config.ssl_context, "backlog": 1024}
         socks = [sock] if isinstance(sock, socket.socket) else list(sock or ())
@@ -211,7 +211,9 @@ class Server:
         assert self._stopped is not None
         self._stopped.set()
 
-    def _stop_soon(self) -> None:
+    def stop_soon(self) -> None:
+        """Start a graceful :meth:`shutdown` from a plain callback (a signal handler, a
+        handler's ``sys.exit()``); the task is kept until it ends."""
         task = self.loop.create_task(self.shutdown())
         self._stopping.add(task)  # a task only the loop refers to may be collected
         task.add_done_callback(self._stopping.discard)
@@ -253,7 +255,7 @@ def serve(
         await server.start(sock)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, server._stop_soon)
+            loop.add_signal_handler(sig, server.stop_soon)
         if ready is not None:
             ready(server)
         await server.wait_stopped()
