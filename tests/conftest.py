@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from stargate.brokers.testing import RedisServer
+from stargate.server import Server, ServerConfig
 
 
 def in_ci() -> bool:
@@ -30,3 +33,20 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest_asyncio.fixture
+async def start_server() -> AsyncIterator[Callable[..., Awaitable[Server]]]:
+    """``await start_server(app, **config)``: a :class:`Server` on an ephemeral port of
+    127.0.0.1, running on the test's loop; every server started is shut down after the test."""
+    servers: list[Server] = []
+
+    async def start(app: Any, **config: Any) -> Server:
+        server = Server(app, ServerConfig(port=0, **config))
+        await server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.shutdown(timeout=2.0)

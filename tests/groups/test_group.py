@@ -7,11 +7,10 @@ import asyncio
 import socket
 import struct
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from websockets.asyncio.client import connect
 
 from stargate.groups import Group
@@ -28,21 +27,6 @@ from stargate.server.wsgi import StartResponse
 
 TIMEOUT = 5.0
 StartServer = Callable[..., Awaitable[Server]]
-
-
-@pytest_asyncio.fixture
-async def start_server() -> AsyncIterator[StartServer]:
-    servers: list[Server] = []
-
-    async def start(app: Any, **config: Any) -> Server:
-        server = Server(app, ServerConfig(port=0, **config))
-        await server.start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        await server.shutdown(timeout=2.0)
 
 
 async def eventually(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:

@@ -10,37 +10,21 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from websockets.asyncio.client import connect
 
 from stargate.brokers import BrokerGap
 from stargate.brokers.memory import MemoryBroker
 from stargate.groups import Gap, Group, Hub
-from stargate.server import ENVIRON_KEY, Server, ServerConfig, WebSocket
+from stargate.server import ENVIRON_KEY, Server, WebSocket
 from stargate.server.wsgi import StartResponse
 from stargate.testing import run_app
 
 TIMEOUT = 5.0
 StartServer = Callable[..., Awaitable[Server]]
-
-
-@pytest_asyncio.fixture
-async def start_server() -> AsyncIterator[StartServer]:
-    servers: list[Server] = []
-
-    async def start(app: Any, **config: Any) -> Server:
-        server = Server(app, ServerConfig(port=0, **config))
-        await server.start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        await server.shutdown(timeout=2.0)
 
 
 async def eventually(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:

@@ -1,6 +1,6 @@
-"""Fixtures of the server tests: a server on the test's event loop (asyncio's, and uvloop's
-too for tests marked ``both_loops``), shut down after; and what ``wsgiref.validate`` finds
-in any test, reported as that test's failure."""
+"""Fixtures of the server tests: the test's event loop (asyncio's, and uvloop's too for
+tests marked ``both_loops``), on which ``start_server`` (``tests/conftest.py``) runs its
+servers; and what ``wsgiref.validate`` finds in any test, reported as that test's failure."""
 
 from __future__ import annotations
 
@@ -9,15 +9,11 @@ import logging
 import os
 import time
 import traceback
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
 
 import pytest
-import pytest_asyncio
 
-from stargate.server import Server, ServerConfig
-
-from .support import TIMEOUT, StartServer, validated_iterators
+from .support import TIMEOUT, validated_iterators
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -93,20 +89,3 @@ def wsgi_validator_findings() -> Iterator[None]:
     validated_iterators.clear()
     assert not findings.findings, f"wsgiref.validate: {findings.findings}"
     assert not unclosed, f"{unclosed} app iterator(s) never closed by the server (PEP 3333)"
-
-
-@pytest_asyncio.fixture
-async def start_server() -> AsyncIterator[StartServer]:
-    """``await start_server(app, **config)``: a :class:`Server` on an ephemeral port of
-    127.0.0.1, running on the test's loop; every server started is shut down after the test."""
-    servers: list[Server] = []
-
-    async def start(app: Any, **config: Any) -> Server:
-        server = Server(app, ServerConfig(port=0, **config))
-        await server.start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        await server.shutdown(timeout=2.0)
