@@ -587,6 +587,48 @@ async def test_a_handler_ending_the_process_stops_the_server_gracefully_first(
     assert f"a WebSocket handler raised {raised.__name__}" in caplog.text
 
 
+def exiting_app(raised: type[BaseException]) -> Any:
+    """A WSGI app whose every answer, upgrades included, ends the process."""
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        raise raised(3) if raised is SystemExit else raised()
+
+    return app
+
+
+UPGRADE = (
+    "GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize("raised", [SystemExit, KeyboardInterrupt])
+@pytest.mark.parametrize(
+    ("raw", "upgrade_on_loop"),
+    [
+        ("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n", False),
+        (UPGRADE, False),
+        (UPGRADE, True),
+    ],
+    ids=["plain", "upgrade", "upgrade-on-loop"],
+)
+async def test_the_wsgi_app_ending_the_process_answers_500_and_stops_the_server(
+    raw: str, upgrade_on_loop: bool, raised: type[BaseException], caplog: pytest.LogCaptureFixture
+) -> None:
+    """``sys.exit()`` or KeyboardInterrupt in the WSGI app (a plain request, or deciding an
+    upgrade in the thread pool or on the loop) still answers its client, 500, and then
+    stops the server as a handler's does; ``reraise_exit`` raises it once stopped."""
+    server = Server(exiting_app(raised), ServerConfig(port=0, upgrade_on_loop=upgrade_on_loop))
+    await server.start()
+    response, _, writer = await request(server.port, raw.encode())
+    writer.close()
+    assert response.status == 500 and response.body == b"Internal Server Error\n"
+    await asyncio.wait_for(server.wait_stopped(), TIMEOUT)
+    with pytest.raises(raised):
+        server.reraise_exit()
+    assert f"the WSGI application raised {raised.__name__}" in caplog.text
+
+
 async def test_a_server_shut_down_before_it_started_cannot_start() -> None:
     """``shutdown()`` before ``start()`` is a no-op (not an AssertionError); the server is
     then done, and ``start()`` says so instead of serving while marked as shutting down."""

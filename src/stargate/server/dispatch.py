@@ -121,6 +121,7 @@ def answer(channel: HttpChannel, request: HttpRequest) -> None:
             started,
         )
         channel.request_done(response.keep_alive and error is None)
+        state.app_done(error)
 
     state.run_in_thread(partial(run_wsgi, app, env, response), done)
 
@@ -216,6 +217,7 @@ def decide_upgrade(channel: HttpChannel, request: HttpRequest) -> None:
     response.upgrade_accepted = lambda: upgrade.acceptance is not None
 
     def decided(error: BaseException | None) -> None:
+        state.app_done(error)
         # A Pyramid exception view or tween that turns an accepted view's answer into a
         # 403 or 500 must not let the handler run anyway.
         stands = (
@@ -240,6 +242,9 @@ def decide_upgrade(channel: HttpChannel, request: HttpRequest) -> None:
         # no thread hop, which is a third of a handshake through a WSGI framework.
         try:
             run_wsgi(app, env, response)
+        except (SystemExit, KeyboardInterrupt) as exc:  # answered 500; the server stops
+            decided(exc)
+            return
         except BaseException as exc:  # run_wsgi turns the app's exceptions into a 500
             decided(exc)
             raise

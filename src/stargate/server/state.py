@@ -216,15 +216,24 @@ class ServerState:
             totals[3] += ws.bytes_out
         return totals[0], totals[1], totals[2], totals[3]
 
-    def handler_exits(self, exc: SystemExit | KeyboardInterrupt) -> None:
-        """A handler asked for the process to end.  Left to escape the event loop, the
-        exception would stop it in the middle of a step (with uvloop a cancelled task can then
-        wait forever, and the process never exits): the server stops gracefully instead."""
+    def handler_exits(
+        self, exc: SystemExit | KeyboardInterrupt, who: str = "a WebSocket handler"
+    ) -> None:
+        """A handler (or the WSGI app: ``who``) asked for the process to end.  Left to escape
+        the event loop, the exception would stop it in the middle of a step (with uvloop a
+        cancelled task can then wait forever, and the process never exits): the server stops
+        gracefully instead."""
         if self.exit_exception is None:
             self.exit_exception = exc
-            logger.warning("a WebSocket handler raised %r: stopping the server", exc)
+            logger.warning("%s raised %r: stopping the server", who, exc)
         if self.stop is not None:
             self.stop()
+
+    def app_done(self, error: BaseException | None) -> None:
+        """What escaped :func:`~stargate.server.wsgi.run_wsgi` (its client got a 500): an
+        app's ``sys.exit()`` or KeyboardInterrupt stops the server as a handler's does."""
+        if isinstance(error, SystemExit | KeyboardInterrupt):
+            self.handler_exits(error, "the WSGI application")
 
     def track_handler(self, future: asyncio.Future[Any]) -> None:
         """Keep a running handler until it ends (shutdown waits for it)."""

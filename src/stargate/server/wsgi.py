@@ -351,5 +351,11 @@ def run_wsgi(app: WSGIApp, environ: dict[str, Any], response: WSGIResponse) -> N
         )
         with contextlib.suppress(ClientGone):
             response.fail()
+    except (SystemExit, KeyboardInterrupt):
+        # The app asked for the process to end: its client still gets an answer, and the
+        # caller stops the server gracefully (ServerState.app_done).
+        with contextlib.suppress(ClientGone):
+            response.fail()
+        raise
     finally:
         response.complete = True  # whatever happened, nothing more goes out for this one
