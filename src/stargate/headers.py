@@ -144,13 +144,16 @@ def split_tokens(values: Iterable[str]) -> list[str]:
     of each element is kept; compare with :func:`has_token` where the RFC says the comparison is
     case-insensitive.
     """
-    tokens: list[str] = []
+    return list(_elements(values))
+
+
+def _elements(values: Iterable[str]) -> Iterator[str]:
+    """The non-empty elements of a list field, OWS stripped, in order (see split_tokens)."""
     for value in values:
         for element in value.split(","):
             element = element.strip(_OWS)
             if element:
-                tokens.append(element)
-    return tokens
+                yield element
 
 
 def has_token(values: Iterable[str], token: str) -> bool:
@@ -160,15 +163,8 @@ def has_token(values: Iterable[str], token: str) -> bool:
     section 4.2.1 items 3 and 4) are case-insensitive: ``Connection: keep-alive, Upgrade`` (Firefox)
     and ``upgrade: WebSocket`` are both valid upgrade requests.
     """
-    wanted = token.lower()
-    if not wanted:  # split_tokens drops empty elements: "" is never one of the tokens
-        return False
-    # split_tokens inlined: asked several times per request, and it may stop at a match.
-    for value in values:
-        for element in value.split(","):
-            if element.strip(_OWS).lower() == wanted:
-                return True
-    return False
+    # ``in`` stops at the first match; "" is never an element.
+    return token.lower() in map(str.lower, _elements(values))
 
 
 def _skip_ows(text: str, pos: int) -> int:
