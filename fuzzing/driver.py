@@ -81,12 +81,14 @@ class FuzzLoop(asyncio.SelectorEventLoop):
     def _record_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         self.errors.append(context)
 
-    def run_in_executor(self, executor: Any, func: Any, *args: Any) -> asyncio.Future[Any]:  # type: ignore[override]
-        gate = self.gate
+    def pass_gate(self) -> None:
+        """In a worker thread: wait while :attr:`gate` is closed (at most THREAD_GRACE)."""
+        if not self.gate.wait(THREAD_GRACE):
+            raise Hang(f"the gate stayed closed for {THREAD_GRACE} s")
 
+    def run_in_executor(self, executor: Any, func: Any, *args: Any) -> asyncio.Future[Any]:  # type: ignore[override]
         def gated() -> Any:
-            if not gate.wait(THREAD_GRACE):
-                raise Hang(f"the gate stayed closed for {THREAD_GRACE} s")
+            self.pass_gate()
             return func(*args)
 
         future = super().run_in_executor(executor, gated)
