@@ -163,8 +163,15 @@ def has_token(values: Iterable[str], token: str) -> bool:
     section 4.2.1 items 3 and 4) are case-insensitive: ``Connection: keep-alive, Upgrade`` (Firefox)
     and ``upgrade: WebSocket`` are both valid upgrade requests.
     """
-    # ``in`` stops at the first match; "" is never an element.
-    return token.lower() in map(str.lower, _elements(values))
+    wanted = token.lower()
+    if not wanted:
+        return False  # "" is never an element
+    # Plain loops, not _elements: three calls per handshake, and a generator costs more.
+    for value in values:
+        for element in value.lower().split(","):
+            if element.strip(_OWS) == wanted:
+                return True
+    return False
 
 
 def _skip_ows(text: str, pos: int) -> int:
