@@ -117,6 +117,8 @@ class HttpChannel(asyncio.Protocol):
         self._lingering = False  # refused: discarding input until EOF (see _linger)
         self._eof = False  # the client half-closed: answer what it sent, then close
         self._timer: asyncio.TimerHandle | None = None
+        #: No request has begun yet: the header deadline connection_made armed still runs.
+        self._first_head = True
         self._write_timer: asyncio.TimerHandle | None = None
         #: The transport's buffered bytes when the write timer was armed.
         self._write_mark = 0
@@ -203,7 +205,11 @@ class HttpChannel(asyncio.Protocol):
     # -- what the reader tells (stargate.server.reader.ReaderEvents) ------------------------
 
     def head_started(self) -> None:
-        if not self._busy and not self._queue:
+        if self._first_head:
+            # The first head's deadline counts from the connection's accept, as armed
+            # there (the bytes usually come with it): not a second timer per connection.
+            self._first_head = False
+        elif not self._busy and not self._queue:
             self._arm_timer(self.config.header_timeout)
 
     def body_started(self, upgrade: bool) -> None:
@@ -243,8 +249,12 @@ class HttpChannel(asyncio.Protocol):
                 request = self._queue.popleft()
                 self._busy = True
                 if request is self._upgrade:
-                    self._arm_timer(self.config.header_timeout)  # the decision and key3
                     dispatch.decide_upgrade(self, request)
+                    if not self._closed and self._timer is None:
+                        # Still waiting (the app's decision in a thread, hixie-76's key3,
+                        # earlier responses to flush): a header deadline bounds the wait.
+                        # A route table's decision, done at once, needs no timer.
+                        self._arm_timer(self.config.header_timeout)
                     break
                 dispatch.answer(self, request)
             if (
