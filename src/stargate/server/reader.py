@@ -214,15 +214,17 @@ class RequestReader:
             self._meter = ChunkMeter(config.max_header_size)
         elif length:
             self._meter = LengthMeter(length)
-        # The spool threshold is per connection: bodies of pipelined requests waiting
-        # behind a busy one already hold memory, and this one gets what is left.
-        held = self.events.body_memory_held()
-        self._body = RequestBody(max(0, config.body_spool_size - held))
+        if codings or length:
+            # The spool threshold is per connection: bodies of pipelined requests waiting
+            # behind a busy one already hold memory, and this one gets what is left.
+            held = self.events.body_memory_held()
+            self._body = RequestBody(max(0, config.body_spool_size - held))
+        # Neither: no body follows (RFC 9112 section 6.3), and no buffer is made for one.
         self.in_body = True
         self.events.body_started(self.parser.should_upgrade())
 
     def on_body(self, body: bytes) -> None:
-        assert self._body is not None
+        assert self._body is not None, "a body without Content-Length or chunked framing"
         self._body.write(body)
         if self._body.size > self.config.max_body_size:
             raise RequestRefused(413, "request body too large")
@@ -234,21 +236,21 @@ class RequestReader:
         self.continue_owed = False
         body = self._body
         self._body = None
-        assert body is not None
         method = parser.get_method().decode("latin-1")
         target = self._url.decode("latin-1")
         try:
             parsed = parse_target(method, target)
         except BadTarget as exc:
-            body.finish().close()
+            if body is not None:
+                body.finish().close()
             raise RequestRefused(exc.status, str(exc)) from None
         self._last = request = HttpRequest(
             method=method,
             target=target,
             http_version=parser.get_http_version(),
             headers=self._headers,
-            body=body.finish(),
-            body_size=body.size,
+            body=io.BytesIO() if body is None else body.finish(),
+            body_size=0 if body is None else body.size,
             keep_alive=parser.should_keep_alive(),
             upgrade=parser.should_upgrade(),
             parsed=parsed,
