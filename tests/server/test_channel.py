@@ -958,6 +958,30 @@ async def test_upgrade_accepted_and_answered_200_stands(start_server: StartServe
     writer.close()
 
 
+async def test_an_upgrade_decision_slower_than_header_timeout_is_cut(
+    start_server: StartServer,
+) -> None:
+    """An app still deciding an upgrade in its thread at ``header_timeout`` loses the
+    connection: no 101 comes later, and no handler runs."""
+
+    def slow(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        time.sleep(1.0)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return []
+
+    app = accepting(slow)
+    server = await start_server(validated(app), header_timeout=0.3)
+    reader, writer = await open_tcp(server.port)
+    started = time.monotonic()
+    writer.write(UPGRADE)
+    assert await read_to_eof(reader) == b""
+    assert time.monotonic() - started < 0.9  # cut at the deadline, not when the app returned
+    writer.close()
+    await asyncio.sleep(1.0)  # the app has answered by now
+    assert not app.ran.is_set()
+    assert not server.websockets
+
+
 async def test_upgrade_refusal_too_large_to_hold_is_a_500(start_server: StartServer) -> None:
     """The app's answer to an upgrade is held until it is known whether it stands; a 2 MiB
     error page is no refusal but a misuse, and becomes a 500, not a silent close."""
