@@ -7,6 +7,9 @@ rules over real sockets.
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 
 from stargate.server import ServerConfig
@@ -126,3 +129,19 @@ def test_what_was_read_names_a_refused_request() -> None:
     assert reader.what_was_read() == ("GET", "/x")
     reader.stop()
     assert not reader.in_head and not reader.in_body
+    assert reader.what_was_read() == ("-", "-")
+
+
+def test_a_stopped_reader_goes_by_reference_counting() -> None:
+    """The parser calls the reader's methods back (a cycle until stop() drops it) and the
+    reader holds its channel weakly: the cycle collector is never needed for either."""
+    events, reader = read(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+    reader.stop()
+    gone, channel_gone = weakref.ref(reader), weakref.ref(events)
+    gc.disable()
+    try:
+        del reader, events
+        assert gone() is None
+        assert channel_gone() is None
+    finally:
+        gc.enable()

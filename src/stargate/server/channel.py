@@ -559,6 +559,7 @@ class HttpChannel(asyncio.Protocol):
             write_paused=self._write_paused,
         )
         self._closed = True  # this object is done; the WebSocket owns the transport
+        self.reader.stop()
         self.state.upgraded(self, ws)
         self.state.record_websocket_open(ws, extension_names(accepted.extensions))
         if self._reading_paused:

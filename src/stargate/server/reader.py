@@ -17,6 +17,7 @@ extensions.
 from __future__ import annotations
 
 import io
+import weakref
 from typing import Protocol
 
 import httptools
@@ -33,6 +34,9 @@ from .request import (
     LengthMeter,
     parse_target,
 )
+
+#: The parser of a stopped reader: calls back nothing, and is never fed.
+_STOPPED = httptools.HttpRequestParser(object())
 
 #: A client that speaks HTTP/2 without asking first (prior knowledge, RFC 9113 3.3).
 _HTTP2_PREFACE = (400, "an HTTP/2 connection preface: this server speaks HTTP/1.1")
@@ -72,7 +76,9 @@ class RequestReader:
 
     def __init__(self, config: ServerConfig, events: ReaderEvents) -> None:
         self.config = config
-        self.events = events
+        # The channel owns this reader: a strong reference back would be a cycle, and the
+        # connection's objects garbage only the cycle collector can free (see stop()).
+        self.events: ReaderEvents = weakref.proxy(events)
         self.parser = httptools.HttpRequestParser(self)
         #: Where the part of the request being received ends (see :meth:`feed`).
         self._meter: HeadMeter | LengthMeter | ChunkMeter = HeadMeter(config.max_header_size)
@@ -93,6 +99,7 @@ class RequestReader:
         upgrade is told to :meth:`ReaderEvents.upgrade_read` with the bytes after its head,
         which are not parsed.
         """
+        assert self.parser is not _STOPPED, "a stopped reader is fed"
         view = memoryview(data)
         start = 0
         while start < len(data):
@@ -143,11 +150,15 @@ class RequestReader:
         return method, self._url[:512].decode("latin-1") or "-"
 
     def stop(self) -> None:
-        """Nothing more is read: drop a body being received (its file, if spooled)."""
+        """Nothing more is read: drop a body being received (its file, if spooled), and the
+        parser, whose callbacks are this reader's methods: a reference cycle that would
+        leave every connection's reader to the cycle collector."""
         self.in_head = self.in_body = False
+        self._url.clear()
         if self._body is not None:
             self._body.finish().close()
             self._body = None
+        self.parser = _STOPPED
 
     # -- httptools callbacks ---------------------------------------------------------------
 
