@@ -148,6 +148,7 @@ async def measure(app_name: str, count: int, rounds: int, figures: list[float]) 
             protocol.data_received(_CLOSE)
             check(transport)
             protocol.connection_lost(None)
+            transport.protocol = None  # as uvloop's transports do after connection_lost
         await asyncio.sleep(0)
 
     await connections(200)  # warm-up: imports, caches, the interpreter's specialisation

@@ -111,6 +111,22 @@ async def test_discard_returns_what_was_queued_and_drops_the_rest() -> None:
     assert len(inbox) == 0
 
 
+async def test_close_can_give_the_final_error_and_stops_calling_back() -> None:
+    """The connection hands its final error over at close, so the inbox keeps no reference
+    to it (the callbacks given at construction are its methods: a reference cycle)."""
+    inbox, reading = make_inbox(max_queue=1)
+    for message in ("a", "b", "c"):
+        inbox.put(message)
+    assert reading.pauses == 1
+    inbox.close(lambda: ConnectionClosed(1000, "done"))
+    for message in ("a", "b", "c"):
+        assert await inbox.get() == message
+    assert reading.resumes == 0  # nothing to resume once the connection is gone
+    with pytest.raises(ConnectionClosed) as info:
+        await inbox.get()
+    assert (info.value.code, info.value.reason) == (1000, "done")
+
+
 async def test_after_close_what_came_before_is_read_then_the_error() -> None:
     inbox, _ = make_inbox()
     waiting = asyncio.create_task(inbox.get())

@@ -26,6 +26,7 @@ import concurrent.futures
 import logging
 import os
 from collections.abc import Coroutine, Iterator
+from functools import partial
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from .connection import Connection, ConnectionState
@@ -473,13 +474,15 @@ class WebSocketBase(Generic[OptionsT]):
                 if not pong.done():
                     pong.set_exception(error)
             self._pong_waiters.clear()
-        self._inbox.close()
+        # The code and reason are final now: the inbox's error needs no reference back here.
+        self._inbox.close(partial(ConnectionClosed, *self._close_status()))
+
+    def _close_status(self) -> tuple[int, str]:
+        code = self._conn.close_code
+        return code if code is not None else CloseCode.ABNORMAL_CLOSURE, self._conn.close_reason
 
     def _closed_error(self) -> ConnectionClosed:
-        code = self._conn.close_code
-        return ConnectionClosed(
-            code if code is not None else CloseCode.ABNORMAL_CLOSURE, self._conn.close_reason
-        )
+        return ConnectionClosed(*self._close_status())
 
 
 def _settled(waiter: asyncio.Future[float], timer: asyncio.TimerHandle | None = None) -> None:

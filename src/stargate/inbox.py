@@ -153,9 +153,18 @@ class Inbox:
             self._resume()
         return messages
 
-    def close(self) -> None:
+    def close(self, closed_error: Callable[[], Exception] | None = None) -> None:
         """No message will come any more: wake every reader (each raises the connection's
-        :class:`~stargate.errors.ConnectionClosed` once the queue is empty)."""
+        :class:`~stargate.errors.ConnectionClosed` once the queue is empty).
+
+        ``closed_error``, the connection's final error, replaces the one given at
+        construction, and reading is no longer paused or resumed: the callbacks given then
+        are the connection's methods, which would keep it and this inbox in a reference
+        cycle that only the cycle collector frees.
+        """
+        if closed_error is not None:
+            self._closed_error = closed_error
+        self._pause = self._resume = _ignore
         with self._locked():
             self._closed = True
             self._owed = -1
@@ -260,6 +269,10 @@ class Inbox:
         self._owed = -1
         if callback is not None:
             callback()
+
+
+def _ignore() -> None:
+    """Pausing or resuming the reading of a closed connection."""
 
 
 class _NoLock:

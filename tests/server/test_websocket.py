@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import gc
 import json
 import os
 import socket
@@ -32,6 +33,7 @@ from stargate.handshake import ClientHandshake, OriginPolicy
 from stargate.protocol import Opcode, ProtocolVersion
 from stargate.server import (
     ENVIRON_KEY,
+    Routes,
     Server,
     ServerConfig,
     SyncWebSocket,
@@ -1572,3 +1574,49 @@ async def test_a_callbacks_answers_to_one_read_keep_their_order_large_or_small(
     assert await raw.read_frame() == (True, Opcode.BINARY, large)
     assert await raw.read_frame() == (True, Opcode.TEXT, b"after")
     raw.abort()
+
+
+# -- no reference cycles: a connection's objects go when it does --------------------------
+
+
+@pytest.mark.both_loops
+async def test_a_finished_connection_leaves_nothing_to_the_cycle_collector(
+    start_server: StartServer,
+) -> None:
+    """The channel, its reader and parser, the WebSocket and its inbox are freed by
+    reference counting when their connection ends; the cycle collector's passes over what
+    they would leave otherwise cost a fifth of a handshake's CPU (bench_handshake.py).
+    The handler keeps a reference to itself (``ws.on_message = ws.send_nowait``), as the
+    documented callback style does."""
+
+    async def echo(ws: WebSocket) -> None:
+        ws.on_message = ws.send_nowait
+
+    server = await start_server(Routes(default=echo))
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        assert (await get(server.port)).status == 426  # a plain request's channel, too
+        for _ in range(3):
+            ws = await raw_connect(server.port)
+            await ws.send_text("ping")
+            assert (await ws.read_frame())[2] == b"ping"
+            await ws.send(Opcode.CLOSE, close_payload(1000))
+            assert (await ws.read_until_close())[0] == 1000
+            assert await at_eof(ws.reader)
+            ws.writer.close()
+        await eventually(lambda: not server.websockets and not server.state.channels)
+        await asyncio.sleep(0.05)  # the transports' connection_lost calls have run
+        gc.collect()
+        left = sorted({type(o).__qualname__ for o in gc.garbage if _ours(o)})
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert left == []
+
+
+def _ours(obj: object) -> bool:
+    module = getattr(type(obj), "__module__", "") or ""
+    return module.startswith(("stargate.", "httptools."))

@@ -449,6 +449,9 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
         """Called by the transport's protocol: the transport is gone; wake everyone waiting,
         then call the close callbacks (a failing one is logged, the others still run)."""
         super().connection_lost()
+        # No message comes any more; ``ws.on_message = ws.send_nowait`` would otherwise
+        # keep this object in a reference cycle with itself.
+        self.on_message = None
         callbacks, self._close_callbacks = self._close_callbacks, []
         for callback in callbacks:
             try:
