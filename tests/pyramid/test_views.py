@@ -7,7 +7,9 @@ In process with WebTest first (what the view hands the server), then over real s
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -205,6 +207,38 @@ def test_async_handler_sees_the_request(serve: Serve) -> None:
         assert ws.recv(TIMEOUT) == "hello ann"
         ws.send("echo")
         assert ws.recv(TIMEOUT) == "echo"
+
+
+def test_a_finished_connection_leaves_no_reference_cycle(serve: Serve) -> None:
+    """Pyramid keeps the view on its request and the view keeps the request; the environ's
+    Upgrade held the handler, a method of the view: after each connection, the view, the
+    request, its environ and the server's objects were left to the cycle collector."""
+    server = serve(make_app())
+    headers = {"Authorization": "Token ann"}
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for _ in range(3):
+            url = server.ws_url("/greet")
+            with connect(url, additional_headers=headers, open_timeout=TIMEOUT) as ws:
+                assert ws.recv(TIMEOUT) == "hello ann"
+        deadline = time.monotonic() + TIMEOUT
+        while server.server.state.websockets and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)  # the handlers' tasks and the transports have finished
+        gc.collect()
+        left = sorted({type(o).__qualname__ for o in gc.garbage if _ours(o)})
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert left == []
+
+
+def _ours(obj: object) -> bool:
+    module = getattr(type(obj), "__module__", "") or ""
+    return isinstance(obj, WebSocketView) or module.startswith(("stargate.", "pyramid.", "webob."))
 
 
 def test_sync_handler_sees_the_request_and_thread_locals(serve: Serve) -> None:

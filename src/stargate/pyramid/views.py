@@ -74,6 +74,10 @@ class WebSocketView:
         return ()
 
     def __call__(self) -> Any:
+        # Pyramid keeps the view on its request (``request.__view__``) and the view keeps
+        # the request: a cycle, left to the cycle collector after every connection.
+        # Pyramid's own renderer pops it the same way.
+        vars(self.request).pop("__view__", None)
         upgrade = self.upgrade
         if upgrade is None:
             return self.not_upgradable()

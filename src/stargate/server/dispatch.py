@@ -218,17 +218,21 @@ def decide_upgrade(channel: HttpChannel, request: HttpRequest) -> None:
 
     def decided(error: BaseException | None) -> None:
         state.app_done(error)
+        # Taken from the environ's Upgrade: left there, the handler (often a method of the
+        # app's view, which holds the request, which holds the environ) would tie them all
+        # into a reference cycle outliving the connection until the cycle collector runs.
+        acceptance, upgrade.acceptance = upgrade.acceptance, None
         # A Pyramid exception view or tween that turns an accepted view's answer into a
         # 403 or 500 must not let the handler run anyway.
         stands = (
-            upgrade.acceptance is not None
+            acceptance is not None
             and not response.failed
             and error is None
             and response.status_code < 400
         )
         if stands:
-            assert upgrade.acceptance is not None
-            channel.upgrade_accepted(hs_request, upgrade.acceptance, client)
+            assert acceptance is not None
+            channel.upgrade_accepted(hs_request, acceptance, client)
         elif response.status_code >= 400 or response.failed:
             status = response.status_code or 500
             reason = "the application failed" if response.failed else "refused by the application"

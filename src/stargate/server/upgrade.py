@@ -75,7 +75,7 @@ class Upgrade:
         #: The upgrade request (method, target, headers) the app is asked about.
         self.request = request
         #: What :meth:`accept` recorded, or ``None`` while the app has not accepted (the
-        #: server reads it once the app returned).
+        #: server takes it, leaving ``None``, once the app returned).
         self.acceptance: Acceptance | None = None
 
     @property
