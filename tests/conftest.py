@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -50,3 +51,24 @@ async def start_server() -> AsyncIterator[Callable[..., Awaitable[Server]]]:
     yield start
     for server in servers:
         await server.shutdown(timeout=2.0)
+
+
+@pytest.fixture
+def cyclic_garbage() -> Iterator[Callable[[Callable[[object], bool]], list[str]]]:
+    """``cyclic_garbage(keep)``: the type names of what the cycle collector would have had
+    to free during the test, among the objects ``keep`` selects.  Objects that reference
+    counting should free, a connection's, must not be among them."""
+
+    def found(keep: Callable[[object], bool]) -> list[str]:
+        gc.collect()
+        return sorted({type(o).__qualname__ for o in gc.garbage if keep(o)})
+
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        yield found
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import gc
 import json
 import os
 import socket
@@ -1581,7 +1580,7 @@ async def test_a_callbacks_answers_to_one_read_keep_their_order_large_or_small(
 
 @pytest.mark.both_loops
 async def test_a_finished_connection_leaves_nothing_to_the_cycle_collector(
-    start_server: StartServer,
+    start_server: StartServer, cyclic_garbage: Callable[[Callable[[object], bool]], list[str]]
 ) -> None:
     """The channel, its reader and parser, the WebSocket and its inbox are freed by
     reference counting when their connection ends; the cycle collector's passes over what
@@ -1593,30 +1592,16 @@ async def test_a_finished_connection_leaves_nothing_to_the_cycle_collector(
         ws.on_message = ws.send_nowait
 
     server = await start_server(Routes(default=echo))
-    gc.collect()
-    gc.disable()
-    gc.set_debug(gc.DEBUG_SAVEALL)
-    try:
-        assert (await get(server.port)).status == 426  # a plain request's channel, too
-        for _ in range(3):
-            ws = await raw_connect(server.port)
-            await ws.send_text("ping")
-            assert (await ws.read_frame())[2] == b"ping"
-            await ws.send(Opcode.CLOSE, close_payload(1000))
-            assert (await ws.read_until_close())[0] == 1000
-            assert await at_eof(ws.reader)
-            ws.writer.close()
-        await eventually(lambda: not server.websockets and not server.state.channels)
-        await asyncio.sleep(0.05)  # the transports' connection_lost calls have run
-        gc.collect()
-        left = sorted({type(o).__qualname__ for o in gc.garbage if _ours(o)})
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
-        gc.enable()
-    assert left == []
-
-
-def _ours(obj: object) -> bool:
-    module = getattr(type(obj), "__module__", "") or ""
-    return module.startswith(("stargate.", "httptools."))
+    assert (await get(server.port)).status == 426  # a plain request's channel, too
+    for _ in range(3):
+        ws = await raw_connect(server.port)
+        await ws.send_text("ping")
+        assert (await ws.read_frame())[2] == b"ping"
+        await ws.send(Opcode.CLOSE, close_payload(1000))
+        assert (await ws.read_until_close())[0] == 1000
+        assert await at_eof(ws.reader)
+        ws.writer.close()
+    await eventually(lambda: not server.websockets and not server.state.channels)
+    await asyncio.sleep(0.05)  # the transports' connection_lost calls have run
+    ours = ("stargate.", "httptools.")
+    assert cyclic_garbage(lambda o: type(o).__module__.startswith(ours)) == []
