@@ -126,7 +126,8 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
         #: socket).
         self.remote_address = remote_address
         #: Called on the loop's thread with each message nobody is waiting for in
-        #: ``receive()``; lets a connection be served without a task or a thread.
+        #: ``receive()``; lets a connection be served without a task or a thread.  Set
+        #: back to ``None`` once the connection is closed (no message comes any more).
         self.on_message: Callable[[Message], object] | None = None
         self._close_callbacks: list[Callable[[WebSocket], object]] = []
         self._memberships = 0
