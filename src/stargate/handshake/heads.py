@@ -26,6 +26,7 @@ __all__ = [
     "parse_request",
     "parse_response",
     "resource_name",
+    "serialize_fields",
     "serialize_head",
     "split_host_port",
 ]
@@ -198,7 +199,12 @@ def serialize_head(start_line: str, fields: Sequence[tuple[str, str]]) -> bytes:
     Raises ValueError for a field name that is not a token or a value with a control character:
     no value may smuggle in a field or end the head (response splitting).
     """
-    head = start_line.encode("ascii")  # a status or request line is ASCII
+    return start_line.encode("ascii") + serialize_fields(fields)  # a start line is ASCII
+
+
+def serialize_fields(fields: Sequence[tuple[str, str]]) -> bytes:
+    """The end of a head after its start line (or after a field the caller wrote): CRLF,
+    every field, the empty line.  Raises ValueError as :func:`serialize_head` does."""
     text = ["\r\n"]
     for name, value in fields:
         if not is_token(name):
@@ -207,4 +213,4 @@ def serialize_head(start_line: str, fields: Sequence[tuple[str, str]]) -> bytes:
             raise ValueError(f"invalid character in the value of header {name!r}")
         text += (name, ": ", value, "\r\n")
     text.append("\r\n")
-    return head + "".join(text).encode("latin-1")
+    return "".join(text).encode("latin-1")

@@ -22,6 +22,7 @@ from .heads import (
     is_field_value,
     parse_http_version,
     resource_name,
+    serialize_fields,
     serialize_head,
     split_host_port,
 )
@@ -53,6 +54,11 @@ SAME_ORIGIN = OriginPolicy()
 # Highest version first: the order of the Sec-WebSocket-Version list sent with a 426.
 _RFC_ORDER = (ProtocolVersion.RFC6455, ProtocolVersion.HYBI_08, ProtocolVersion.HYBI_07)
 _VERSION_BY_HEADER = {v.value: v for v in _RFC_ORDER}
+#: Every RFC 6455 101 response begins so (section 4.2.2 item 5), up to the accept key.
+_SWITCHING_PROTOCOLS = (
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Accept: "
+)
 
 
 def _supported_header(versions: Collection[ProtocolVersion]) -> list[tuple[str, str]]:
@@ -183,9 +189,12 @@ def _negotiate_extensions(
     The header is parsed even when no extension is configured: a malformed one marks a broken
     client and is refused with 400 whatever the configuration.
     """
-    offers = parse_extensions(request.headers.get_all("Sec-WebSocket-Extensions"))
     header_values: list[str] = []
     negotiated: list[object] = []
+    values = request.headers.get_all("Sec-WebSocket-Extensions")
+    if not values:
+        return header_values, negotiated  # no offer: nothing to parse (most handshakes)
+    offers = parse_extensions(values)
     done: set[str] = set()
     for name, params in offers:
         if name in done:
@@ -250,7 +259,7 @@ def accept(
             "(RFC 6455 section 4.1)",
             [("Allow", "GET")],
         )
-    if parse_http_version(request.http_version) < (1, 1):
+    if request.http_version != "1.1" and parse_http_version(request.http_version) < (1, 1):
         raise HandshakeError(
             400,
             f"HTTP/{request.http_version} cannot upgrade: the WebSocket handshake requires "
@@ -307,21 +316,20 @@ def accept(
             answer if version is ProtocolVersion.HIXIE_76 else b"",
         )
 
-    subprotocol = _select_subprotocol(
-        split_tokens(request.headers.get_all("Sec-WebSocket-Protocol")), subprotocols
-    )
+    subprotocol = None
+    if subprotocols:  # else no offer can match: the header is not even split
+        offered = split_tokens(request.headers.get_all("Sec-WebSocket-Protocol"))
+        subprotocol = _select_subprotocol(offered, subprotocols)
     extension_values, negotiated = _negotiate_extensions(request, extensions)
-    fields = [
-        ("Upgrade", "websocket"),
-        ("Connection", "Upgrade"),
-        ("Sec-WebSocket-Accept", accept_key(key)),
-    ]
+    fields: list[tuple[str, str]] = []
     if subprotocol is not None:
         fields.append(("Sec-WebSocket-Protocol", subprotocol))
     if extension_values:
         fields.append(("Sec-WebSocket-Extensions", ", ".join(extension_values)))
     fields.extend(extra_headers)
-    response = serialize_head("HTTP/1.1 101 Switching Protocols", fields)
+    # The fixed fields and the accept key (base64: ASCII) need no check; the rest does.
+    head = _SWITCHING_PROTOCOLS + accept_key(key).encode("ascii")
+    response = head + serialize_fields(fields)
     return Accepted(version, subprotocol, negotiated, response)
 
 
