@@ -104,19 +104,21 @@ class Headers:
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of ``name``, or ``default`` when the field is absent."""
-        values = self._lookup().get(name.lower())
+        values = (self._index or self._lookup()).get(name.lower())
         return values[0] if values else default
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name`` in order (an empty list when absent)."""
-        return list(self._lookup().get(name.lower(), ()))
+        # The index once built: a handshake makes a dozen look-ups, each a call less.
+        values = (self._index or self._lookup()).get(name.lower())
+        return values.copy() if values else []
 
     def items(self) -> list[tuple[str, str]]:
         """Every ``(name, value)`` pair in order, names as they were added."""
         return list(self._fields())
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._lookup()
+        return isinstance(name, str) and name.lower() in (self._index or self._lookup())
 
     def __len__(self) -> int:
         return len(self._items) if self._ends is None else len(self._ends) // 2
