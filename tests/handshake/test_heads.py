@@ -16,6 +16,7 @@ from stargate.handshake.heads import (
     parse_request,
     parse_response,
     resource_name,
+    serialize_fields,
     serialize_head,
     split_host_port,
 )
@@ -301,6 +302,13 @@ def test_serialize_head_round_trips() -> None:
 def test_serialize_head_refuses_splitting(name: str, value: str, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         serialize_head("HTTP/1.1 200 OK", [(name, value)])
+    with pytest.raises(ValueError, match=match):
+        serialize_fields([("Ok", "fine"), (name, value)])
+
+
+def test_serialize_fields_ends_a_head() -> None:
+    assert serialize_fields([]) == b"\r\n\r\n"
+    assert serialize_fields([("A", "1"), ("B", "")]) == b"\r\nA: 1\r\nB: \r\n\r\n"
 
 
 @pytest.mark.parametrize(
