@@ -101,6 +101,23 @@ class Abstract(WebSocketView):
     pass
 
 
+class Leftovers(WebSocketView):
+    """Says which of what only answering the request needed its request still holds."""
+
+    async def handler(self, websocket: WebSocket) -> None:
+        held = [name for name in SPENT if name in vars(self.request)]
+        await websocket.send(",".join(held) or "none")
+
+
+class SyncLeftovers(WebSocketView):
+    def handler(self, websocket: SyncWebSocket) -> None:
+        held = [name for name in SPENT if name in vars(self.request)]
+        websocket.send(",".join(held) or "none")
+
+
+SPENT = ("response", "response_callbacks", "finished_callbacks")
+
+
 def make_app(settings: dict[str, Any] | None = None) -> Any:
     with Configurator(settings=settings or {}, root_factory=lambda request: Root()) as config:
         config.include("stargate.pyramid")
@@ -113,6 +130,8 @@ def make_app(settings: dict[str, Any] | None = None) -> Any:
         config.add_view(Configured, name="configured", websocket=True)
         config.add_view(Greeter, name="any", permission="listen")  # no predicate: 426/501
         config.add_view(Abstract, name="abstract", websocket=True)
+        config.add_view(Leftovers, name="leftovers", websocket=True)
+        config.add_view(SyncLeftovers, name="sync-leftovers", websocket=True)
         return config.make_wsgi_app()
 
 
@@ -231,6 +250,17 @@ def test_a_finished_connection_leaves_no_reference_cycle(
         return isinstance(obj, WebSocketView) or type(obj).__module__.startswith(ours)
 
     assert cyclic_garbage(kept) == []
+
+
+@pytest.mark.parametrize("path", ["/leftovers", "/sync-leftovers"])
+def test_the_request_kept_by_the_handler_drops_what_answering_it_needed(
+    serve: Serve, path: str
+) -> None:
+    """The handler keeps its view, and the view its request, for the connection's lifetime:
+    the unsent response and Pyramid's spent callback queues went with it (2 kB each)."""
+    server = serve(make_app())
+    with connect(server.ws_url(path), open_timeout=TIMEOUT) as ws:
+        assert ws.recv(TIMEOUT) == "none"
 
 
 def test_sync_handler_sees_the_request_and_thread_locals(serve: Serve) -> None:
