@@ -1,8 +1,8 @@
 """The servers under test of ``bench/run.py`` and ``bench_echo.py``, one per library.
 
     python bench/echo_servers.py stargate|stargate-pyramid|websockets|picows|aiohttp
-                                 [--host H] [--port N] [--app echo|broadcast] [--deflate]
-                                 [--pure-python]
+                                 [--host H] [--port N] [--app echo|broadcast|echo-loop]
+                                 [--deflate] [--pure-python]
 
 Every server does the same two jobs, written the way each library's documentation recommends
 for speed (no keepalive pings, message limits raised to 16 MiB, no access log):
@@ -13,6 +13,10 @@ for speed (no keepalive pings, message limits raised to 16 MiB, no access log):
   connection to ``/pub`` is sent to every subscriber.  stargate uses a ``Group`` (the frame
   encoded once), websockets its ``broadcast()``, picows and aiohttp a loop over the
   subscribers' connections, as their documentation shows; other paths echo.
+
+``--app echo-loop`` (stargate and ``stargate-pyramid`` only) echoes from a handler that keeps
+running (``async for message in websocket``) instead of an ``on_message`` callback: what a
+connection costs while its task lives (``docs/memory.md``).
 
 ``stargate-pyramid`` is stargate serving a Pyramid app (``config.include("stargate.pyramid")``)
 whose ``WebSocketView`` at ``/ws`` echoes: the upgrade goes through Pyramid's routing and
@@ -50,7 +54,7 @@ except ImportError:  # pragma: no cover - uvloop is optional, the loop then is a
 class Options:
     host: str
     port: int
-    app: str  # "echo" or "broadcast"
+    app: str  # "echo", "broadcast" or "echo-loop"
     deflate: bool
     #: stargate: decide upgrades on the event loop (ServerConfig.upgrade_on_loop).
     upgrade_on_loop: bool = False
@@ -112,6 +116,8 @@ def _stargate_routes(opts: Options) -> Any:
 
     if opts.app == "echo":
         return Routes(default=echo)
+    if opts.app == "echo-loop":
+        return Routes(default=_echo_loop)
     group = Hub().group("bench")
 
     async def subscribe(ws: WebSocket) -> None:
@@ -121,6 +127,12 @@ def _stargate_routes(opts: Options) -> Any:
         ws.on_message = group.send  # every message to every member, encoded once
 
     return Routes({"/sub": subscribe, "/pub": publish}, default=echo)
+
+
+async def _echo_loop(ws: Any) -> None:
+    """A handler that keeps running for the connection's lifetime."""
+    async for message in ws:
+        await ws.send(message)
 
 
 def _pyramid_app(opts: Options) -> Any:
@@ -133,6 +145,10 @@ def _pyramid_app(opts: Options) -> Any:
         async def handler(self, websocket: WebSocket) -> None:
             websocket.on_message = websocket.send_nowait
 
+    class EchoLoopView(WebSocketView):
+        async def handler(self, websocket: WebSocket) -> None:
+            await _echo_loop(websocket)
+
     settings = {
         "stargate.allowed_origins": "*",
         "stargate.ping_interval": "off",
@@ -143,7 +159,8 @@ def _pyramid_app(opts: Options) -> Any:
     with Configurator(settings=settings) as config:
         config.include("stargate.pyramid")
         config.add_route("ws", "/ws")
-        config.add_view(EchoView, route_name="ws", websocket=True)
+        view = EchoLoopView if opts.app == "echo-loop" else EchoView
+        config.add_view(view, route_name="ws", websocket=True)
         return config.make_wsgi_app()
 
 
@@ -166,8 +183,8 @@ async def serve_stargate(opts: Options) -> None:
 
 
 async def serve_stargate_pyramid(opts: Options) -> None:
-    if opts.app != "echo":
-        raise SystemExit("stargate-pyramid serves the echo app only")
+    if opts.app not in ("echo", "echo-loop"):
+        raise SystemExit("stargate-pyramid serves the echo apps only")
     await _serve_stargate(opts, _pyramid_app(opts), "stargate-pyramid")
 
 
@@ -345,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("server", choices=sorted(SERVERS))
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9002)
-    parser.add_argument("--app", choices=("echo", "broadcast"), default="echo")
+    parser.add_argument("--app", choices=("echo", "broadcast", "echo-loop"), default="echo")
     parser.add_argument("--deflate", action="store_true", help="offer permessage-deflate")
     parser.add_argument(
         "--pure-python", action="store_true", help="stargate without its C accelerator"
@@ -358,6 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.upgrade_on_loop and not args.server.startswith("stargate"):
         parser.error("--upgrade-on-loop applies to stargate only")
+    if args.app == "echo-loop" and not args.server.startswith("stargate"):
+        parser.error("--app echo-loop applies to stargate only")
     if args.pure_python:
         if not args.server.startswith("stargate"):
             parser.error("--pure-python applies to stargate only")
