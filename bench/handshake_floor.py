@@ -33,6 +33,7 @@ import binascii
 import hashlib
 import re
 import signal
+from functools import partial
 from typing import cast
 
 import uvloop
@@ -41,10 +42,6 @@ _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _KEY_FIELD = b"\r\nsec-websocket-key:"
 _REQUEST_LINE = re.compile(rb"GET (/[!-~]*) HTTP/1\.1\r\n")
 _FIELD = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([\t -~]*?)[ \t]*\r\n")
-
-#: Set from the command line: parse and check the head; start a task per connection.
-VALIDATE = False
-TASK = False
 
 
 def _has_token(values: list[bytes], token: bytes) -> bool:
@@ -84,9 +81,12 @@ async def handler(protocol: FloorProtocol) -> None:
 
 
 class FloorProtocol(asyncio.Protocol):
-    def __init__(self) -> None:
+    def __init__(self, *, validate: bool, task: bool) -> None:
         self.transport: asyncio.Transport | None = None
         self.upgraded = False
+        #: Parse and check the head; start a handler task per connection.
+        self.validate = validate
+        self.task = task
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
@@ -96,23 +96,22 @@ class FloorProtocol(asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         if not self.upgraded:
-            if VALIDATE:
-                found = checked_key(data)
+            if self.validate:
+                key = checked_key(data)
             else:
                 at = data.lower().find(_KEY_FIELD)
                 start = at + len(_KEY_FIELD)
-                found = data[start : data.index(b"\r\n", start)].strip() if at >= 0 else None
-            if found is None:
+                key = data[start : data.index(b"\r\n", start)].strip() if at >= 0 else None
+            if key is None:
                 transport.close()
                 return
-            key = found
             accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())
             transport.write(
                 b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                 b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
             )
             self.upgraded = True
-            if TASK:
+            if self.task:
                 asyncio.get_running_loop().create_task(handler(self))
         elif data[0] == 0x88 and len(data) >= 6 and data[1] & 0x7F <= 125:
             length = data[1] & 0x7F
@@ -124,9 +123,10 @@ class FloorProtocol(asyncio.Protocol):
             transport.close()
 
 
-async def serve(port: int) -> None:
+async def serve(port: int, *, validate: bool, task: bool) -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(FloorProtocol, "127.0.0.1", port, backlog=1024)
+    factory = partial(FloorProtocol, validate=validate, task=task)
+    server = await loop.create_server(factory, "127.0.0.1", port, backlog=1024)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -141,9 +141,7 @@ def main() -> None:
     parser.add_argument("--validate", action="store_true", help="parse and check the head")
     parser.add_argument("--task", action="store_true", help="a task per connection")
     args = parser.parse_args()
-    global VALIDATE, TASK
-    VALIDATE, TASK = args.validate, args.task
-    uvloop.run(serve(args.port))
+    uvloop.run(serve(args.port, validate=args.validate, task=args.task))
 
 
 if __name__ == "__main__":
