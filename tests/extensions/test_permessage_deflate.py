@@ -404,12 +404,6 @@ CLIENT_ACCEPTS: list[tuple[PerMessageDeflateClientOffer, Params, Session]] = [
         [],
         (15, False, 10, True),
     ),
-    # ... and a larger window than we said we would use is not taken.
-    (
-        PerMessageDeflateClientOffer(client_max_window_bits=10),
-        [("client_max_window_bits", "12")],
-        (15, False, 10, False),
-    ),
     # Our requests, granted: the server's window at most what we asked, or smaller.
     (
         PerMessageDeflateClientOffer(server_max_window_bits=12, server_no_context_takeover=True),
@@ -472,6 +466,12 @@ CLIENT_REFUSES: list[tuple[PerMessageDeflateClientOffer, Params, str]] = [
         PerMessageDeflateClientOffer(),
         [("client_max_window_bits", None)],
         "client_max_window_bits was not offered or has no value",
+    ),
+    # ... and at most the window we offered (the server may only narrow it).
+    (
+        PerMessageDeflateClientOffer(client_max_window_bits=10),
+        [("client_max_window_bits", "11")],
+        "client_max_window_bits larger than offered",
     ),
 ]
 

@@ -319,7 +319,10 @@ class PerMessageDeflateClientOffer:
             value = response["client_max_window_bits"]
             if self.client_max_window_bits is None or value is None:
                 raise ValueError("client_max_window_bits was not offered or has no value")
-            client_bits = min(client_bits, int(value))
+            # Section 7.1.2.2: the server may only narrow the window we offered.
+            if int(value) > self.client_max_window_bits:
+                raise ValueError("client_max_window_bits larger than offered")
+            client_bits = int(value)
         return PerMessageDeflate(
             inflate_window_bits=server_bits,
             inflate_no_context_takeover="server_no_context_takeover" in response,
