@@ -965,7 +965,7 @@ async def test_an_upgrade_decision_slower_than_header_timeout_is_cut(
     connection: no 101 comes later, and no handler runs."""
 
     def slow(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
-        time.sleep(1.0)
+        time.sleep(3.0)
         start_response("200 OK", [("Content-Type", "text/plain")])
         return []
 
@@ -975,9 +975,9 @@ async def test_an_upgrade_decision_slower_than_header_timeout_is_cut(
     started = time.monotonic()
     writer.write(UPGRADE)
     assert await read_to_eof(reader) == b""
-    assert time.monotonic() - started < 0.9  # cut at the deadline, not when the app returned
+    assert time.monotonic() - started < 2.5  # cut at the deadline, not when the app returned
     writer.close()
-    await asyncio.sleep(1.0)  # the app has answered by now
+    await asyncio.sleep(3.0)  # the app has answered by now
     assert not app.ran.is_set()
     assert not server.websockets
 
