@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+import stargate.endpoint
 from stargate.brokers.testing import RedisServer
 from stargate.server import Server, ServerConfig
 
@@ -34,6 +35,14 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def long_answer_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A held close waits a minute for the application to read (``ANSWER_GRACE``), not
+    half a second: for tests of what comes before the close, which a loaded machine's
+    slow thread must not turn into tests of the grace."""
+    monkeypatch.setattr(stargate.endpoint, "ANSWER_GRACE", 60.0)
 
 
 @pytest_asyncio.fixture

@@ -152,6 +152,7 @@ def test_one_background_loop() -> None:
     assert background_loop().is_running()
 
 
+@pytest.mark.usefixtures("long_answer_grace")
 def test_a_blocking_reader_answers_what_came_before_the_close() -> None:
     """A server sends two messages and its close in one write: the blocking reader still
     takes and answers both before the client's close echo goes out (the same mechanism as

@@ -386,6 +386,7 @@ async def test_protocol_violation_fails_with_1002() -> None:
     assert ws.close_code == 1002
 
 
+@pytest.mark.usefixtures("long_answer_grace")
 @pytest.mark.parametrize("ending", ["close", "violation"])
 async def test_messages_before_a_close_can_still_be_answered(ending: str) -> None:
     """A message and the server's close (or a bad frame) in one write: the echo of the

@@ -772,6 +772,7 @@ def answering_handler(mode: str) -> Any:
     return callback if mode == "on_message" else make_handler(mode, [])
 
 
+@pytest.mark.usefixtures("long_answer_grace")
 @pytest.mark.parametrize("mode", [*KINDS, "on_message"])
 async def test_messages_that_came_with_the_close_are_answered_before_it(
     start_server: StartServer, mode: str
@@ -1523,6 +1524,7 @@ async def test_broadcast_frames_of_one_pass_go_before_a_close_in_that_pass(
     raw.writer.close()
 
 
+@pytest.mark.usefixtures("long_answer_grace")
 async def test_a_close_while_the_peers_close_is_held_answers_with_the_echo(
     start_server: StartServer,
 ) -> None:
