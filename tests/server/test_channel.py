@@ -1196,7 +1196,8 @@ async def test_client_that_never_reads_is_aborted_after_write_timeout(
     against ``max_connections`` forever.  Past ``write_timeout`` without taking any output,
     it is aborted and its slot is free again."""
     finished: list[str] = []
-    server = await start_server(validated(big_app(finished)), max_connections=1, write_timeout=0.5)
+    # write_timeout leaves room for the refused client's check before the abort.
+    server = await start_server(validated(big_app(finished)), max_connections=1, write_timeout=2.0)
     reader, writer = await open_tcp(server.port, rcvbuf=4096)
     writer.write(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
     await eventually(lambda: finished == ["/big"])
@@ -1213,7 +1214,7 @@ async def test_client_that_never_reads_is_aborted_after_write_timeout(
         except (ConnectionError, asyncio.IncompleteReadError):
             return False
 
-    deadline = asyncio.get_running_loop().time() + TIMEOUT
+    deadline = asyncio.get_running_loop().time() + 2 * TIMEOUT
     while not await served():
         assert asyncio.get_running_loop().time() < deadline, "the stalled client kept its slot"
         await asyncio.sleep(0.1)
@@ -1227,14 +1228,14 @@ async def test_slow_but_steady_reader_is_not_cut_by_write_timeout(
     start_server: StartServer,
 ) -> None:
     finished: list[str] = []
-    server = await start_server(validated(big_app(finished)), write_timeout=0.5)
+    server = await start_server(validated(big_app(finished)), write_timeout=1.0)
     reader, writer = await open_tcp(server.port, rcvbuf=4096)
     writer.write(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
     head = await read_response(reader, head=True)
     assert head.status == 200
     received = bytearray()
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + 2.0  # four write_timeouts of steady, slow reading
+    deadline = loop.time() + 3.0  # three write_timeouts of steady, slow reading
     while loop.time() < deadline:
         received += await asyncio.wait_for(reader.read(4096), TIMEOUT)
         await asyncio.sleep(0.05)
