@@ -228,7 +228,38 @@ async def test_handshake_status_body_cut_short_by_the_open_timeout() -> None:
 
     async with fake_server(refuse) as fake:
         with pytest.raises(InvalidStatus) as info:
-            await stargate.connect(fake.url(), open_timeout=0.3)
+            await stargate.connect(fake.url(), open_timeout=1.0)
+    assert (info.value.status, info.value.body) == (429, b"slow down")
+
+
+@pytest.mark.parametrize(
+    ("grace", "open_timeout"), [(0.05, 1.0), (0.9, 0.5)], ids=["body-wait-first", "deadline-first"]
+)
+async def test_a_refusal_whose_body_wait_ends_with_the_open_timeout_is_the_refusal(
+    monkeypatch: pytest.MonkeyPatch, grace: float, open_timeout: float
+) -> None:
+    """The refusal's body wait and the open timeout ending in the same loop pass, in
+    either order: the refusal is what the caller gets, not an ``OpenTimeout`` saying the
+    server never answered.  A stalled loop makes both timers due at once."""
+    from stargate.client import opening
+
+    monkeypatch.setattr(opening, "BODY_GRACE", grace)
+    await_body = opening._ClientProtocol._await_body
+
+    def then_stall(self: opening._ClientProtocol, refusal: InvalidStatus) -> None:
+        await_body(self, refusal)
+        self.loop.call_soon(time.sleep, 1.2)  # past both the body grace and the deadline
+
+    monkeypatch.setattr(opening._ClientProtocol, "_await_body", then_stall)
+
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 100\r\n\r\nslow down")
+        await reader.read()
+
+    async with fake_server(refuse) as fake:
+        with pytest.raises(InvalidStatus) as info:
+            await stargate.connect(fake.url(), open_timeout=open_timeout)
     assert (info.value.status, info.value.body) == (429, b"slow down")
 
 

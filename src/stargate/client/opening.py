@@ -199,7 +199,17 @@ class _ClientProtocol(asyncio.Protocol):
             refusal.body = bytes(self._body)
         return refusal
 
+    def failure(self) -> BaseException | None:
+        """What failed the opening, if it has: a refusal whose body wait ended in the
+        same loop pass as the open deadline is news the timeout must not hide."""
+        opened = self.opened
+        if opened.done() and not opened.cancelled():
+            return opened.exception()
+        return None
+
     def _refusal_done(self) -> None:
+        if self.opened.done():
+            return  # the open deadline came first: ``run`` takes the refusal
         refusal = self.take_refusal()
         if refusal is not None:
             self._fail(refusal)
@@ -265,11 +275,15 @@ class _Attempt:
             async with timeout:
                 return await self._open()
         except TimeoutError as exc:
-            refusal = self.protocol.take_refusal() if self.protocol is not None else None
+            protocol = self.protocol
+            failure: BaseException | None = None
+            if protocol is not None:
+                failure = protocol.take_refusal() or protocol.failure()
             self._cleanup()
-            if refusal is not None:
-                # The refusal was in, only its body was late: the refusal is the news.
-                raise refusal from None
+            if failure is not None:
+                # The refusal was in, only its body was late (or it was complete and the
+                # deadline came in the same loop pass): the refusal is the news.
+                raise failure from None
             if timeout.expired():
                 raise OpenTimeout(
                     f"{self.url}: not open within {self.params.options.open_timeout} s "
