@@ -589,6 +589,31 @@ async def test_upgrade_to_another_protocol_is_served_as_plain_http(
     writer.close()
 
 
+async def test_an_upgrade_request_with_a_body_smuggles_nothing(start_server: StartServer) -> None:
+    """httptools reads no body after an upgrade request's head: served as plain HTTP, an
+    ``Upgrade: h2c`` POST's body was parsed as a request of its own, one the app served
+    (one request in another's body, past any proxy that forwards Upgrade).  It is a 400
+    and the connection closes; the app sees neither request."""
+    seen: list[str] = []
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        seen.append(environ["PATH_INFO"])
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"served"]
+
+    server = await start_server(app)
+    reader, writer = await open_tcp(server.port)
+    writer.write(
+        b"POST /upload HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
+        b"Content-Length: 35\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"
+    )
+    response = await read_response(reader)
+    assert response.status == 400 and b"upgrade request with a body" in response.body
+    assert await read_to_eof(reader) == b""
+    writer.close()
+    assert seen == []
+
+
 # -- what the app hands over: validated before it reaches the wire ----------------------------
 #
 # These apps are not behind ``validated``: they hand over an invalid response on purpose, and

@@ -50,6 +50,10 @@ def read(data: bytes, *, step: int = 0, **config: object) -> tuple[Events, Reque
     return events, reader
 
 
+#: Host values RFC 9112 section 3.2 forbids: userinfo, a space, a path, an open bracket,
+#: quotes and angle brackets.
+BAD_HOSTS = [b"u@evil.com", b"a b", b"evil.com/x?y", b"[::1", b'a"<script>']
+
 TWO = (
     b"POST /up?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
     b"GET /next HTTP/1.1\r\nHost: a\r\nX-Pad:  v  \r\n\r\n"
@@ -77,12 +81,45 @@ def test_pipelined_requests_come_out_whole_in_order(step: int) -> None:
         (b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\n", 414),
         (b"CONNECT a:1 HTTP/1.1\r\nHost: a\r\n\r\n", 405),
         (b"GET / HTTP/1.1\r\nHost: a\r\nBad Header\r\n\r\n", 400),
+        # RFC 9112 section 3.2: a Host value that is not host[:port].
+        *((b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n", 400) for host in BAD_HOSTS),
+        # Section 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing.
+        (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400),
+        # An upgrade request's body would be read as the next request (httptools skips
+        # it): refused, whatever the protocol asked for.
+        *(
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: "
+                + protocol
+                + b"\r\n"
+                + framing
+                + b"\r\n\r\n"
+                + body,
+                400,
+            )
+            for protocol in (b"h2c", b"websocket")
+            for framing, body in (
+                (b"Content-Length: 35", b"GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"),
+                (b"Transfer-Encoding: chunked", b"3\r\nabc\r\n0\r\n\r\n"),
+            )
+        ),
     ],
 )
 def test_refusals(raw: bytes, status: int) -> None:
     with pytest.raises(RequestRefused) as refused:
         read(raw)
     assert refused.value.status == status and refused.value.reason
+
+
+@pytest.mark.parametrize(
+    "host", [b"", b"a", b"example.com:8443", b"[::1]:80", b"10.0.0.1", b"xn--bcher-kva.example"]
+)
+def test_valid_host_values(host: bytes) -> None:
+    """Empty (a target without authority, RFC 9112 section 3.2), a name, an address or an
+    IP literal, each with or without a port."""
+    events, _ = read(b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+    (request,) = events.requests
+    assert request.headers == [("Host", host.decode())]
 
 
 def test_an_upgrade_hands_over_what_followed_its_head() -> None:

@@ -33,6 +33,7 @@ from .request import (
     HttpRequest,
     LengthMeter,
     parse_target,
+    valid_authority,
 )
 
 #: The parser of a stopped reader: calls back nothing, and is never fed.
@@ -192,6 +193,7 @@ class RequestReader:
         length: int | None = None
         expect: str | None = None
         hosts = 0
+        host = ""
         codings: list[str] = []
         for name, value in self._headers:
             lower = name.lower()
@@ -201,12 +203,28 @@ class RequestReader:
                 expect = value.strip().lower()
             elif lower == "host":
                 hosts += 1
+                host = value
             elif lower == "transfer-encoding":
                 codings.extend(c.strip().lower() for c in value.split(",") if c.strip())
         # RFC 9112 section 3.2: a server MUST answer 400 to an HTTP/1.1 request without a
         # Host field, and to any request with more than one.
         if hosts > 1 or (hosts == 0 and http11):
             raise RequestRefused(400, "a request needs exactly one Host header field")
+        # ... and to a Host field with an invalid value (empty is valid: no authority).
+        if host and not valid_authority(host):
+            raise RequestRefused(400, f"Host header field {host[:80]!r} is not host[:port]")
+        if codings and not http11:
+            # RFC 9112 section 6.1: HTTP/1.0 has no chunked framing, so such a message's
+            # framing is faulty (a 1.0 intermediary would end it elsewhere, a way to smuggle
+            # a request past it); gunicorn refuses it too.
+            raise RequestRefused(400, "Transfer-Encoding in an HTTP/1.0 request")
+        if (codings or length) and self.parser.should_upgrade():
+            # httptools reads no body after an upgrade request's head: what follows goes to
+            # the new protocol, or, for an upgrade we ignore, to the next request.  A body
+            # here would be parsed as a request of its own.  A WebSocket handshake has no
+            # body; an upgrade to anything else with one (h2c, deprecated by RFC 9113
+            # section 3.1) is refused rather than misread.
+            raise RequestRefused(400, "an upgrade request with a body")
         # RFC 9112 section 6.1: chunked is the only coding this server decodes; a body in
         # another one must not reach the app as if it were plain.
         unknown = [c for c in codings if c != "chunked"]

@@ -24,6 +24,12 @@ from urllib.parse import urlsplit
 _AUTHORITY = re.compile(r"(\[[0-9A-Za-z:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]+)(:[0-9]*)?\Z")
 
 
+def valid_authority(value: str) -> bool:
+    """``uri-host [":" port]`` (RFC 9112 section 3.2): what a Host field or an absolute-form
+    target may name, and nothing (userinfo, a path, quotes) that could smuggle past it."""
+    return _AUTHORITY.match(value) is not None
+
+
 class BadTarget(ValueError):
     """The request-target is of no form this server serves (400, or 405 for CONNECT)."""
 
@@ -80,7 +86,7 @@ def parse_target(method: str, target: str) -> Target:
             parts = urlsplit(target)
         except ValueError as exc:
             raise BadTarget(f"malformed absolute-form target: {exc}") from None
-        if not _AUTHORITY.match(parts.netloc):
+        if not valid_authority(parts.netloc):
             # It replaces the Host header (section 3.2.2): a host, no userinfo.
             raise BadTarget(f"absolute-form authority {parts.netloc[:80]!r} is not host[:port]")
         return Target(parts.path or "/", parts.query, parts.netloc, has_query="?" in target)
