@@ -84,6 +84,7 @@ def test_config_from_args() -> None:
             "--allow-origin", "https://a.example", "--allow-origin", "*.b.example",
             "--max-message-size", "100", "--max-frame-size", "50", "--max-body-size", "1MiB",
             "--no-access-log", "--trusted-proxy", "10.0.0.0/8", "--trusted-proxy", "::1",
+            "--proxy-headers", "forwarded",
         )
     )  # fmt: skip
     assert config.port == 9
@@ -95,6 +96,7 @@ def test_config_from_args() -> None:
     assert config.max_body_size == 1024 * 1024
     assert config.access_log is False
     assert config.trusted_proxies == ("10.0.0.0/8", "::1")
+    assert config.proxy_headers == "forwarded"
     assert config_from_args(parse("--allow-origin", "*")).origin_policy == OriginPolicy.any()
     assert config_from_args(parse(), "echo").origin_policy == OriginPolicy.any()
 

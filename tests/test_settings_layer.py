@@ -48,7 +48,8 @@ def test_written_and_typed_values_convert_alike() -> None:
             "max_body_size": "1MiB", "max_header_size": "32k", "keepalive_timeout": "2.5",
             "legacy_protocols": "false", "access_log": "on", "access_log_format": "JSON",
             "trusted_proxies": "127.0.0.1, 10.0.0.0/8", "health_path": "/-/ready",
-            "metrics_path": "off", "broker": "memory://", "compression": "false",
+            "proxy_headers": " Forwarded ", "metrics_path": "off", "broker": "memory://",
+            "compression": "false",
             "allowed_origins": "https://app.example\n*.app.example", "ping_interval": "off",
             "max_message_size": "64KiB",
         }
@@ -59,7 +60,7 @@ def test_written_and_typed_values_convert_alike() -> None:
             "max_body_size": 1024**2, "max_header_size": 32768, "keepalive_timeout": 2.5,
             "legacy_protocols": False, "access_log": True, "access_log_format": "json",
             "trusted_proxies": ["127.0.0.1", "10.0.0.0/8"], "health_path": "/-/ready",
-            "broker": "memory://", "compression": False,
+            "proxy_headers": "forwarded", "broker": "memory://", "compression": False,
             "allowed_origins": ["https://app.example", "*.app.example"], "ping_interval": 0,
             "max_message_size": 65536,
         }
@@ -74,6 +75,7 @@ def test_written_and_typed_values_convert_alike() -> None:
     assert written.legacy_protocols is False and written.access_log is True
     assert written.access_log_format == "json" and written.metrics_path is None
     assert written.trusted_proxies == ("127.0.0.1", "10.0.0.0/8")
+    assert written.proxy_headers == "forwarded"
     assert written.origin_policy == OriginPolicy(allowed=("https://app.example", "*.app.example"))
     assert written.websocket == WebSocketOptions(
         limits=Limits(max_message_size=65536, max_frame_size=65536),
@@ -96,6 +98,7 @@ def test_written_and_typed_values_convert_alike() -> None:
         ({"access_log": "maybe"}, "access_log: expected true or false"),
         ({"access_log_format": "xml"}, "access_log_format: one of text, json"),
         ({"trusted_proxies": "10.0.0.300"}, "trusted_proxies: trusted proxy '10.0.0.300'"),
+        ({"proxy_headers": "x-real-ip"}, "proxy_headers: one of x-forwarded, forwarded"),
         ({"health_path": "ready"}, "health_path: expected a path"),
         ({"ping_interval": "soon"}, "ping_interval: expected a number of seconds"),
         ({"workers": "0"}, "workers: must be positive"),

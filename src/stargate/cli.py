@@ -133,6 +133,11 @@ def add_server_options(parser: argparse.ArgumentParser, port: int) -> None:
         action="append",
         metavar="ADDR",
     )
+    add(
+        "--proxy-headers",
+        "the forwarding headers the trusted proxies set: x-forwarded or forwarded (x-forwarded)",
+        metavar="FAMILY",
+    )
     switch("--no-legacy", "legacy_protocols", "refuse hixie-75/76 clients")
     switch("--no-compression", "compression", "do not offer permessage-deflate")
     switch("--no-access-log", "access_log", "no access log lines (stargate.access)")

@@ -32,6 +32,8 @@ Server names (:class:`~stargate.server.ServerConfig`):
     ``text`` or ``json``.
 ``trusted_proxies``
     Addresses or CIDR networks whose forwarding headers are believed; ``*`` for any.
+``proxy_headers``
+    The forwarding headers they set: ``x-forwarded`` (the default) or ``forwarded``.
 ``metrics_path``, ``health_path``
     Paths the server answers itself (``/-/metrics``), or ``off``.
 ``broker``
@@ -81,7 +83,7 @@ from .handshake import OriginPolicy
 from .limits import Limits
 from .server.access import FORMATS as ACCESS_LOG_FORMATS
 from .server.config import ServerConfig, WebSocketOptions
-from .server.proxy import TrustedProxies
+from .server.proxy import PROXY_HEADERS, TrustedProxies
 
 __all__ = [
     "LIMIT_KEYS",
@@ -154,6 +156,7 @@ _OTHER_KEYS = (
     "keyfile",
     "access_log_format",
     "trusted_proxies",
+    "proxy_headers",
     "broker",
     "workers",
 )
@@ -509,6 +512,14 @@ def serve_settings(values: Mapping[str, Any], *, label: Label = _same) -> ServeS
         except ValueError as exc:
             raise SettingsError(f"{label('trusted_proxies')}: {exc}") from None
         config["trusted_proxies"] = proxies
+    if "proxy_headers" in given:
+        family = str(given["proxy_headers"]).strip().lower()
+        if family not in PROXY_HEADERS:
+            raise SettingsError(
+                f"{label('proxy_headers')}: one of {', '.join(PROXY_HEADERS)}, "
+                f"not {given['proxy_headers']!r}"
+            )
+        config["proxy_headers"] = family
     if "broker" in given:
         url = str(given["broker"]).strip()
         make_broker(url)  # BrokerConfigError: an unknown scheme, a package missing

@@ -209,7 +209,7 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
     return [body]
 
 
-async def https_get(nginx: Nginx, path: str) -> tuple[bytes, bytes]:
+async def https_get(nginx: Nginx, path: str, extra: str = "") -> tuple[bytes, bytes]:
     sock = socket.socket()
     sock.bind((CLIENT_ADDRESS, 0))
     sock.setblocking(False)
@@ -219,7 +219,8 @@ async def https_get(nginx: Nginx, path: str) -> tuple[bytes, bytes]:
         TIMEOUT,
     )
     writer.write(
-        f"GET {path} HTTP/1.1\r\nHost: localhost:{nginx.port}\r\nConnection: close\r\n\r\n".encode()
+        f"GET {path} HTTP/1.1\r\nHost: localhost:{nginx.port}\r\nConnection: close\r\n"
+        f"{extra}\r\n".encode()
     )
     data = await asyncio.wait_for(reader.read(), TIMEOUT)
     writer.close()
@@ -242,6 +243,24 @@ async def test_http_through_nginx_sees_the_client(
     server = await start_server(app, trusted_proxies=("127.0.0.1",))
     nginx = nginx_factory(server.port)
     head, body = await https_get(nginx, "/")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert json.loads(body) == {
+        "REMOTE_ADDR": CLIENT_ADDRESS,
+        "wsgi.url_scheme": "https",
+        "HTTP_HOST": f"localhost:{nginx.port}",
+    }
+
+
+@pytest.mark.asyncio
+async def test_a_clients_own_forwarded_header_passes_nginx_unbelieved(
+    start_server: StartServer, nginx_factory: Any
+) -> None:
+    """nginx sets X-Forwarded-* and passes the client's ``Forwarded`` on untouched: read
+    too, it named whatever address, scheme and host the client liked."""
+    server = await start_server(app, trusted_proxies=("127.0.0.1",))
+    nginx = nginx_factory(server.port)
+    spoof = "Forwarded: for=6.6.6.6;proto=http;host=evil.example\r\n"
+    head, body = await https_get(nginx, "/", spoof)
     assert head.startswith(b"HTTP/1.1 200"), head
     assert json.loads(body) == {
         "REMOTE_ADDR": CLIENT_ADDRESS,

@@ -30,8 +30,12 @@ from .support import TIMEOUT, StartServer, get, read_response
 PEER = ("10.0.0.2", 40000)
 
 
-def view(headers: list[tuple[str, str]], trusted: Iterable[str] = ("10.0.0.2",)) -> ClientView:
-    return client_view(headers, PEER, secure=False, trusted=TrustedProxies(trusted))
+def view(
+    headers: list[tuple[str, str]],
+    trusted: Iterable[str] = ("10.0.0.2",),
+    family: str = "x-forwarded",
+) -> ClientView:
+    return client_view(headers, PEER, secure=False, trusted=TrustedProxies(trusted, family))
 
 
 def test_nobody_is_trusted_by_default() -> None:
@@ -80,18 +84,34 @@ def test_a_spoofed_address_left_of_the_trusted_hops_is_ignored() -> None:
 
 def test_rfc7239_forwarded() -> None:
     headers = [("Forwarded", 'for="[2001:db8::1]:4711";proto=https;host=example.com')]
-    assert view(headers) == ClientView(("2001:db8::1", 4711), "https", "example.com")
-    # Several elements and fields; Forwarded wins over X-Forwarded-*.
+    assert view(headers, family="forwarded") == ClientView(
+        ("2001:db8::1", 4711), "https", "example.com"
+    )
+    # Several elements and fields.
+    headers = [("Forwarded", "for=6.6.6.6, for=198.51.100.1;proto=https")]
+    assert view(headers, family="forwarded") == ClientView(("198.51.100.1", 0), "https", None)
+
+
+def test_only_the_family_the_proxy_sets_is_read() -> None:
+    """A proxy passes the other family on as the client wrote it: nginx sets
+    X-Forwarded-* and forwards a client's ``Forwarded`` untouched."""
     headers = [
-        ("Forwarded", "for=6.6.6.6, for=198.51.100.1;proto=https"),
-        ("X-Forwarded-For", "1.1.1.1"),
+        ("Forwarded", "for=6.6.6.6;proto=https;host=evil.example"),
+        ("X-Forwarded-For", "203.0.113.7"),
+        ("X-Forwarded-Proto", "http"),
     ]
-    assert view(headers) == ClientView(("198.51.100.1", 0), "https", None)
+    assert view(headers) == ClientView(("203.0.113.7", 0), "http", None)
+    assert view(headers, family="forwarded") == ClientView(("6.6.6.6", 0), "https", "evil.example")
+    assert view([("X-Forwarded-For", "203.0.113.7")], family="forwarded") == ClientView(
+        PEER, "http"
+    )
+    with pytest.raises(ValueError, match="x-forwarded, forwarded"):
+        TrustedProxies(["10.0.0.2"], "x-real-ip")
 
 
 def test_malformed_forwarded_is_ignored_whole() -> None:
     assert parse_forwarded(["for"]) is None
-    assert view([("Forwarded", "for;proto=https")]) == ClientView(PEER, "http")
+    assert view([("Forwarded", "for;proto=https")], family="forwarded") == ClientView(PEER, "http")
 
 
 def test_a_forwarded_host_that_could_smuggle_is_dropped() -> None:
@@ -99,9 +119,12 @@ def test_a_forwarded_host_that_could_smuggle_is_dropped() -> None:
     assert view([("X-Forwarded-Host", "a.com/evil")]).host is None
 
 
-def test_unknown_and_obfuscated_nodes_keep_the_peer_address() -> None:
-    assert view([("Forwarded", "for=unknown;proto=https")]) == ClientView(PEER, "https")
-    assert view([("Forwarded", "for=_hidden")]).remote == ("_hidden", 0)
+@pytest.mark.parametrize("node", ["unknown", "_hidden", "a", '"\\', "1.2.3", "[::1"])
+def test_a_node_that_is_no_address_keeps_the_peer_address(node: str) -> None:
+    """``unknown``, an obfuscated identifier (RFC 7239 section 6) or garbage: REMOTE_ADDR
+    is an IP address or the peer's, never a string a client chose."""
+    assert view([("Forwarded", f"for={node}")], family="forwarded").remote == PEER
+    assert view([("X-Forwarded-For", node)]).remote == PEER
 
 
 def test_a_bad_entry_is_refused() -> None:
@@ -248,12 +271,18 @@ def test_forwarded_quoting_empty_elements_and_pairs() -> None:
 def test_forwarded_nodes_and_hosts_in_every_spelling() -> None:
     """``for=`` as a bare IPv6 address or with a port, ``proto=wss``/``ws`` (what some
     proxies write for an upgrade), and a bracketed IPv6 host that already carries a port."""
-    assert view([("Forwarded", 'for="2001:db8::7";proto=wss')]) == ClientView(
+    assert view([("Forwarded", 'for="2001:db8::7";proto=wss')], family="forwarded") == ClientView(
         ("2001:db8::7", 0), "https"
     )
-    assert view([("Forwarded", "for=203.0.113.7;proto=ws")]).scheme == "http"
-    assert view([("Forwarded", "for=203.0.113.7:4711")]).remote == ("203.0.113.7", 4711)
-    assert view([("Forwarded", "for=203.0.113.7:_x")]).remote == ("203.0.113.7", 0)  # obfuscated
+    assert view([("Forwarded", "for=203.0.113.7;proto=ws")], family="forwarded").scheme == "http"
+    assert view([("Forwarded", "for=203.0.113.7:4711")], family="forwarded").remote == (
+        "203.0.113.7",
+        4711,
+    )
+    assert view([("Forwarded", "for=203.0.113.7:_x")], family="forwarded").remote == (
+        "203.0.113.7",
+        0,
+    )  # obfuscated
     headers = [
         ("X-Forwarded-For", "203.0.113.7"),
         ("X-Forwarded-Host", "[2001:db8::1]:8443"),

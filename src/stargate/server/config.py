@@ -114,11 +114,16 @@ class ServerConfig:
     #: (no database query, no file, no remote call in routing, authentication or the view).
     #: Plain requests always run in the thread pool.
     upgrade_on_loop: bool = False
-    #: Peers whose forwarding headers (``Forwarded``, ``X-Forwarded-For/Proto/Host/Port``)
-    #: are believed: IP addresses or CIDR networks (``127.0.0.1``, ``10.0.0.0/8``), or
-    #: ``"*"`` for every peer.  Empty (the default): those headers are ignored, since any
-    #: client can send them.  See :mod:`stargate.server.proxy`.
+    #: Peers whose forwarding headers (see ``proxy_headers``) are believed: IP addresses
+    #: or CIDR networks (``127.0.0.1``, ``10.0.0.0/8``), or ``"*"`` for every peer.  Empty
+    #: (the default): those headers are ignored, since any client can send them.  See
+    #: :mod:`stargate.server.proxy`.
     trusted_proxies: tuple[str, ...] = ()
+    #: The forwarding headers those proxies set: ``"x-forwarded"`` (``X-Forwarded-For``,
+    #: ``-Proto``, ``-Host``, ``-Port``: nginx, HAProxy, cloud load balancers) or
+    #: ``"forwarded"`` (RFC 7239).  The other family is never read: a proxy passes it on as
+    #: the client wrote it.
+    proxy_headers: str = "x-forwarded"
     #: One line per HTTP request and per WebSocket opened, closed or refused, to the
     #: ``stargate.access`` logger (see :mod:`stargate.server.access`).  Off for the library,
     #: on in ``stargate serve`` (``--no-access-log``).

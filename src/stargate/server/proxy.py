@@ -14,6 +14,11 @@ an https page whose Host the proxy rewrote is same-origin with the upgrade it se
 Through a chain of proxies, the client is the nearest hop (from the right) that is not a
 trusted proxy itself (RFC 7239 section 5.2, X-Forwarded-For alike): an address a client
 wrote into its own request, left of the first trusted hop, is never taken.
+
+Only one family is read: the one the proxies set (``proxy_headers``, ``x-forwarded`` by
+default, as nginx, HAProxy and cloud load balancers set it).  A proxy passes the other
+family through as the client wrote it, so reading both would let a client behind nginx
+name its own address in ``Forwarded``.
 """
 
 from __future__ import annotations
@@ -22,7 +27,11 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["ClientView", "TrustedProxies", "client_view", "parse_forwarded"]
+__all__ = ["PROXY_HEADERS", "ClientView", "TrustedProxies", "client_view", "parse_forwarded"]
+
+#: The header families a proxy may set: ``X-Forwarded-For/Proto/Host/Port``, or RFC 7239's
+#: ``Forwarded``.
+PROXY_HEADERS = ("x-forwarded", "forwarded")
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -48,9 +57,13 @@ class TrustedProxies:
 
     ``"*"`` trusts every peer: only for a server that nothing but the proxy can reach (a
     Unix socket, a private network).  An empty list (the default) trusts nobody.
+    ``headers`` is the family they set (one of :data:`PROXY_HEADERS`); the other is ignored.
     """
 
-    def __init__(self, entries: Iterable[str] = ()) -> None:
+    def __init__(self, entries: Iterable[str] = (), headers: str = "x-forwarded") -> None:
+        if headers not in PROXY_HEADERS:
+            raise ValueError(f"proxy headers: one of {', '.join(PROXY_HEADERS)}, not {headers!r}")
+        self.headers = headers
         self.any = False
         networks: list[_Network] = []
         for entry in entries:
@@ -145,17 +158,25 @@ def parse_forwarded(values: Sequence[str]) -> list[_Hop] | None:
 
 
 def _node_address(node: str | None) -> tuple[str, int] | None:
-    """``for=`` value -> (address, port): ``1.2.3.4``, ``1.2.3.4:80``, ``[::1]:80``."""
+    """``for=`` value -> (address, port): ``1.2.3.4``, ``1.2.3.4:80``, ``[::1]:80``; ``None``
+    for anything but an IP address (``unknown``, an obfuscated ``_name``, garbage): what
+    becomes ``REMOTE_ADDR`` is an address or the peer's."""
     if node is None:
         return None
     node = node.strip()
     if node.startswith("["):
-        address, _, rest = node[1:].partition("]")
+        address, bracket, rest = node[1:].partition("]")
+        if not bracket:
+            return None
         port = rest[1:] if rest.startswith(":") else ""
     elif node.count(":") == 1:
         address, _, port = node.partition(":")
     else:
         address, port = node, ""
+    try:
+        ipaddress.ip_address(address.partition("%")[0])  # an IPv6 zone is no part of it
+    except ValueError:
+        return None
     return address, int(port) if port.isdigit() and len(port) <= 5 else 0
 
 
@@ -210,8 +231,11 @@ def client_view(
     # A Unix socket's peer has no address: only ``*`` can trust it.
     if not (trusted.any if peer is None else peer[0] in trusted):
         return direct
-    forwarded = [value for name, value in headers if name.lower() == "forwarded"]
-    hops = parse_forwarded(forwarded) if forwarded else _x_forwarded_hops(headers)
+    if trusted.headers == "forwarded":
+        forwarded = [value for name, value in headers if name.lower() == "forwarded"]
+        hops = parse_forwarded(forwarded) if forwarded else None
+    else:
+        hops = _x_forwarded_hops(headers)
     if not hops:
         return direct
     # Walk from the nearest hop: each trusted proxy's statement names its own peer; stop at
@@ -223,7 +247,7 @@ def client_view(
         if address is None or address[0] not in trusted:
             break
     address = _node_address(chosen.node)
-    remote = peer if address is None or not address[0] or address[0] == "unknown" else address
+    remote = peer if address is None else address
     proto = (chosen.proto or "").strip().lower()
     scheme = proto if proto in ("http", "https") else direct.scheme
     if proto in ("ws", "wss"):

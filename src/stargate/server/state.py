@@ -45,7 +45,7 @@ class ServerState:
             ALL_VERSIONS if config.legacy_protocols else RFC_VERSIONS
         )
         #: Whose forwarding headers are believed (checked here: a bad entry fails at start).
-        self.trusted_proxies = TrustedProxies(config.trusted_proxies)
+        self.trusted_proxies = TrustedProxies(config.trusted_proxies, config.proxy_headers)
         #: Where the server listens, once bound (port 0 becomes the real port).
         self.host = config.host
         self.port = config.port
