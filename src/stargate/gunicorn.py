@@ -36,8 +36,9 @@ gunicorn                        Stargate
                                 Stargate's format (``STARGATE_ACCESS_LOG_FORMAT``)
 ``forwarded_allow_ips``         ``trusted_proxies``: from these peers Stargate believes
                                 ``X-Forwarded-For/Proto/Host/Port`` (or ``Forwarded``, see
-                                ``proxy_headers``) for the client's address, scheme and host and the Origin check, where
-                                gunicorn believes only the scheme headers (its default
+                                ``proxy_headers``) for the client's address, scheme and
+                                host and the Origin check, where gunicorn believes only
+                                the scheme headers (its default
                                 trusts 127.0.0.1 and ::1: nginx on the same host)
 ``graceful_timeout``            ``shutdown_timeout`` (less a margin to exit in time)
 ``limit_request_fields``        ``max_headers``

@@ -869,6 +869,9 @@ async def test_app_426_may_name_the_upgrade(start_server: StartServer) -> None:
     server = await start_server(validated(app))
     response = await get(server.port, "/")
     assert (response.status, response.header("Upgrade")) == (426, "websocket")
+    # RFC 9110 section 7.8: who sends Upgrade sends the "upgrade" connection option too.
+    options = response.header("Connection") or ""
+    assert "upgrade" in [option.strip() for option in options.split(",")]
 
 
 # -- the upgrade happens only if the app's answer stands ------------------------------------
@@ -1537,7 +1540,8 @@ async def test_10000_pipelined_gets_routes(
         for i in range(count)
     )
     expected = [
-        b"426 this URL serves WebSocket connections only\n"
+        b"426 this URL serves WebSocket connections only: a handshake sends "
+        b"Connection: Upgrade and Upgrade: websocket\n"
         if i % 2
         else b"404 no route for /%d%s\n" % (i, padding)
         for i in range(count)

@@ -223,6 +223,6 @@ def test_simple_response_reason_is_utf8_body_never_a_header() -> None:
 def test_simple_response_extra_headers_are_checked() -> None:
     data = simple_response(426, "upgrade", keep_alive=True, headers=[("Upgrade", "websocket")])
     assert b"\r\nUpgrade: websocket\r\n" in data
-    assert b"\r\nConnection: keep-alive\r\n" in data
+    assert b"\r\nConnection: upgrade, keep-alive\r\n" in data  # RFC 9110 section 7.8
     with pytest.raises(InvalidResponse):
         simple_response(400, "bad", headers=[("X-A", "b\r\nX-Injected: 1")])

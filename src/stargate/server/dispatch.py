@@ -98,7 +98,11 @@ def answer(channel: HttpChannel, request: HttpRequest) -> None:
         if state.routes.resolve(path) is None:
             status, reason, headers = 404, f"no route for {path}", []
         else:
-            status, reason = 426, "this URL serves WebSocket connections only"
+            status = 426
+            reason = (
+                "this URL serves WebSocket connections only: a handshake sends "
+                "Connection: Upgrade and Upgrade: websocket"
+            )
             headers = [("Upgrade", "websocket")]
         data = simple_response(status, reason, keep_alive=request.keep_alive, headers=headers)
         _answer_itself(channel, request, client, started, (status, data))

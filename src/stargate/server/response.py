@@ -134,13 +134,17 @@ def simple_response(
 ) -> bytes:
     """A complete plain-text response, for what the server answers itself (errors, 426)."""
     body = (reason + "\n").encode("utf-8")
+    extra = list(headers)
+    connection = "keep-alive" if keep_alive else "close"
+    if any(name.lower() == "upgrade" for name, _ in extra):
+        connection = "upgrade, " + connection  # RFC 9110 section 7.8, as for a 426
     fields = [
         ("Content-Type", "text/plain; charset=utf-8"),
         ("Content-Length", str(len(body))),
         ("Date", http_date()),
         ("Server", "stargate"),
-        *headers,
-        ("Connection", "keep-alive" if keep_alive else "close"),
+        *extra,
+        ("Connection", connection),
     ]
     for name, value in fields:
         check_field(name, value)

@@ -224,7 +224,7 @@ class WSGIResponse:
         assert self.status is not None
         code = self.status_code
         headers: list[tuple[str, str]] = []
-        has_server = has_date = False
+        has_server = has_date = has_upgrade = False
         for name, value in self.headers:
             lower = name.lower()
             if lower == "connection":
@@ -234,6 +234,7 @@ class WSGIResponse:
                 continue  # RFC 9110 section 8.6: never in a 1xx or 204 response
             has_server = has_server or lower == "server"
             has_date = has_date or lower == "date"
+            has_upgrade = has_upgrade or lower == "upgrade"  # only on a 426: check_app_headers
             headers.append((name, value))
         if self._content_length is not None or code < 200 or code in _NO_BODY_STATUSES:
             pass
@@ -245,10 +246,14 @@ class WSGIResponse:
             headers.append(("Transfer-Encoding", "chunked"))
         else:
             self.keep_alive = False
+        # RFC 9110 section 7.8: a sender of Upgrade sends the "upgrade" option too.
+        options = ["upgrade"] if has_upgrade else []
         if not self.keep_alive:
-            headers.append(("Connection", "close"))
+            options.append("close")
         elif self._request.http_version == "1.0":
-            headers.append(("Connection", "keep-alive"))
+            options.append("keep-alive")
+        if options:
+            headers.append(("Connection", ", ".join(options)))
         if not has_server:
             headers.append(("Server", "stargate"))
         if not has_date:
