@@ -51,6 +51,7 @@ from .support import (
     get,
     open_tcp,
     raw_connect,
+    read_response,
     request,
     worker_threads,
     ws_app,
@@ -954,6 +955,20 @@ async def test_hixie76_without_key3_times_out(start_server: StartServer) -> None
     reader, writer = await open_tcp(server.port)
     writer.write(DRAFT76_REQUEST[:-3])
     assert await at_eof(reader, 2.0)
+    assert not server.websockets
+    writer.close()
+
+
+async def test_hixie76_with_one_key_is_refused_without_waiting_for_key3(
+    start_server: StartServer,
+) -> None:
+    """A hixie-76 head with one of its two keys is refused at once with its reason: it used
+    to wait for a key3 a broken client may never send, then close without a word."""
+    server = await legacy_server(start_server, "async", header_timeout=30.0)
+    reader, writer = await open_tcp(server.port)
+    writer.write(DRAFT76_REQUEST[:-8].replace(b"Sec-WebSocket-Key1: 4 @1  46546xW%0l 1 5\r\n", b""))
+    response = await read_response(reader)
+    assert response.status == 400 and b"Sec-WebSocket-Key1" in response.body
     assert not server.websockets
     writer.close()
 

@@ -112,12 +112,13 @@ def key3_length(request: Request) -> int:
 
     draft-hixie-76 section 4.1 sends key3 after the blank line without a Content-Length, so the
     server must read those 8 bytes itself before calling :func:`accept`.  Never raises: a
-    request that :func:`detect_version` refuses needs no extra bytes.
+    request that :func:`detect_version` refuses needs no extra bytes, nor does one with a
+    single key (refused at once, not after waiting for bytes that may never come).
     """
     headers = request.headers
     if "Sec-WebSocket-Version" in headers or "Sec-WebSocket-Key" in headers:
         return 0
-    if "Sec-WebSocket-Key1" in headers or "Sec-WebSocket-Key2" in headers:
+    if "Sec-WebSocket-Key1" in headers and "Sec-WebSocket-Key2" in headers:
         return 8
     return 0
 
