@@ -319,6 +319,25 @@ def close_frame(code: int, reason: str = "") -> bytes:
     return frame(Opcode.CLOSE, encode_close_payload(code, reason))
 
 
+async def test_more_messages_than_max_queue_with_the_close_are_all_delivered() -> None:
+    """100 messages and the server's close in one read: the application that reads late
+    still gets all 100, then the close.  They are in memory already (a read's messages are
+    all queued, whatever ``max_queue``); the bound on messages after a close began is for
+    what the peer sends later.  It used to drop all but 32 and report a clean close."""
+    burst = b"".join(frame(Opcode.TEXT, f"m{i}".encode()) for i in range(100))
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(switching(await read_head(reader)))
+        writer.write(burst + close_frame(1000))
+        await read_until_eof(reader, bytearray())
+
+    async with fake_server(script) as fake:
+        ws = await stargate.connect(fake.url(), max_queue=32, close_timeout=0.5)
+        await asyncio.sleep(0.2)  # the whole burst and the close are read by now
+        assert [m async for m in ws] == [f"m{i}" for i in range(100)]
+        assert ws.close_code == 1000
+
+
 async def test_keepalive_timeout_closes_with_1011() -> None:
     received = bytearray()
 

@@ -797,6 +797,31 @@ async def test_messages_that_came_with_the_close_are_answered_before_it(
     await eventually(lambda: not server.websockets)
 
 
+async def test_more_messages_than_max_queue_with_the_close_all_reach_the_handler(
+    start_server: StartServer,
+) -> None:
+    """100 messages and the peer's close in one read, to a handler that reads late: it gets
+    all 100 (a read's messages are in memory already, and queued whatever ``max_queue``),
+    not the first 32."""
+    got: list[str] = []
+    done = asyncio.Event()
+
+    async def handler(ws: WebSocket) -> None:
+        await asyncio.sleep(0.2)  # the whole read is in by now
+        got.extend([m async for m in ws])  # type: ignore[misc]
+        done.set()
+
+    server = await start_server(checked_app(handler))
+    raw = await raw_connect(server.port)
+    raw.writer.write(
+        b"".join(encode_frame(Opcode.TEXT, f"m{i}".encode()) for i in range(100))
+        + encode_frame(Opcode.CLOSE, close_payload(1000))
+    )
+    await asyncio.wait_for(done.wait(), TIMEOUT)
+    assert got == [f"m{i}" for i in range(100)]
+    raw.writer.close()
+
+
 @pytest.mark.parametrize("kind", KINDS)
 async def test_the_close_waits_at_most_the_answer_grace_for_a_handler_that_does_not_read(
     start_server: StartServer, kind: str

@@ -161,8 +161,6 @@ class ClientWebSocket(WebSocketBase[ClientOptions]):
         self.bytes_in += len(data)
         events = conn.receive_data(data)
         ended = was_open and conn.state is not ConnectionState.OPEN
-        if ended:
-            self._inbox.closing()  # the server's close (or our answer to an error) is here
         put = self._inbox.put
         for event in events:
             kind = type(event)
@@ -179,6 +177,10 @@ class ClientWebSocket(WebSocketBase[ClientOptions]):
                 logger.debug("%r: close frame received %s", self, event)
                 if self.closed_by is None:
                     self.closed_by = "peer"
+        if ended:
+            # The server's close (or our answer to an error) is in this read.  Its messages
+            # are all queued first: they came before the close, and are in memory already.
+            self._inbox.closing()
         out = conn.data_to_send()
         if ended and self._inbox and self._hold_close(out):
             return  # the application reads (and may answer) what came before the close

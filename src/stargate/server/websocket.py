@@ -355,8 +355,6 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
         # connection queued, which is flushed after them.
         answering = self._answering = was_open and conn.state is not ConnectionState.OPEN
         inbox = self._inbox
-        if answering:
-            inbox.closing()  # the peer's close (or our answer to an error) is in this read
         put = inbox.put
         # Everything written while this read is handled is batched into one write: an
         # echo-like callback answering 16 messages of one read makes one system call, not
@@ -395,6 +393,10 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
                     self._arm_close_timer()
         self._answering = False
         self._cork = None
+        if answering:
+            # The peer's close (or our answer to an error) is in this read.  Its messages
+            # are all queued first: they came before the close, and are in memory already.
+            inbox.closing()
         out = conn.data_to_send()
         if answering and inbox and self._hold_close(out):
             out = b""  # the handler reads (and may answer) what came before the close first
