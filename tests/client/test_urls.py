@@ -47,6 +47,12 @@ def test_host_header(url: str, host_header: str) -> None:
         ("ws://h/a", "wss://g/", "wss://g/"),
         ("wss://h/a", "ws://g/", None),  # never from TLS to plain text
         ("wss://h/a", "http://g/", None),
+        # ... however the URL was written: parse_url drops leading blanks and controls.
+        (" wss://h/a", "ws://g/", None),
+        ("\twss://h/a", "http://g/", None),
+        ("\x00WSS://h/a", "ws://g/", None),
+        (" wss://h/a", "/b", "wss://h/b"),
+        ("WS://h/a", "/b", "ws://h/b"),
         ("ws://h/a", "mailto:x@y", None),
         ("ws://h/a", "", None),
     ],

@@ -88,11 +88,15 @@ def redirect_target(url: str, location: str) -> str | None:
     """
     if not location:
         return None
-    target = urljoin(url.replace("ws://", "http://", 1).replace("wss://", "https://", 1), location)
+    # The URL as parse_url read it: urlsplit drops leading spaces and control characters,
+    # which a test of the string itself would take for another scheme than wss.
+    parts = urlsplit(url)
+    secure = parts.scheme.lower() == "wss"
+    target = urljoin(parts._replace(scheme="https" if secure else "http").geturl(), location)
     scheme, sep, rest = target.partition("://")
     scheme = {"http": "ws", "https": "wss"}.get(scheme.lower(), scheme.lower())
     if scheme not in DEFAULT_PORTS:
         return None
-    if url.lower().startswith("wss:") and scheme == "ws":
+    if secure and scheme == "ws":
         return None  # never downgrade from TLS
     return f"{scheme}{sep}{rest}"
