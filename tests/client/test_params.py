@@ -150,9 +150,12 @@ def test_url_credentials_become_an_authorization() -> None:
     assert plain.with_url_credentials(parse_url("ws://h/")) is plain
 
 
-def test_without_credentials() -> None:
+def test_for_another_origin() -> None:
     headers = [("Authorization", "a"), ("COOKIE", "b"), ("Proxy-Authorization", "c"), ("X", "d")]
-    params = ConnectParams(extra_headers=headers, origin="http://o").without_credentials()
+    params = ConnectParams(
+        extra_headers=headers, origin="http://o", server_hostname="first.example"
+    ).for_another_origin()
+    assert params.server_hostname is None
     assert params.headers == (("X", "d"),)
     assert params.origin == "http://o"  # not a secret
     assert {"authorization", "cookie", "proxy-authorization"} == CREDENTIAL_HEADERS

@@ -416,7 +416,7 @@ async def open_connection(url: str, params: ConnectParams) -> ClientWebSocket:
             else:
                 redirects += 1
                 if not same_origin(current, parse_url(target)):
-                    params = params.without_credentials()
+                    params = params.for_another_origin()
                 url = target
                 continue
             exc.args = (exc.reason,)

@@ -153,10 +153,12 @@ class ConnectParams:
         basic = ("Authorization", "Basic " + base64.b64encode(credentials).decode())
         return replace(self, extra_headers=(*headers, basic))
 
-    def without_credentials(self) -> ConnectParams:
-        """These parameters for another origin: no :data:`CREDENTIAL_HEADERS`."""
+    def for_another_origin(self) -> ConnectParams:
+        """These parameters after a redirect to another origin: no
+        :data:`CREDENTIAL_HEADERS`, and no ``server_hostname`` (named for the first host: the
+        next one's certificate must match its own name)."""
         headers = tuple((n, v) for n, v in self.headers if n.lower() not in CREDENTIAL_HEADERS)
-        return replace(self, extra_headers=headers)
+        return replace(self, extra_headers=headers, server_hostname=None)
 
     def handshake(self, target: WebSocketURL) -> ClientHandshake:
         """The core's handshake for one attempt (a fresh key each time)."""
