@@ -202,6 +202,30 @@ async def test_an_idle_connection_gives_back_memory_at_the_keepalive_tick() -> N
     assert len(released) == 2
 
 
+async def test_a_ping_given_up_on_leaves_no_waiter() -> None:
+    """A ping whose wait is cancelled (a timeout around it, the sync client's ``timeout=``)
+    takes its pong waiter along: the same payload may be pinged again, and waiters do not
+    pile up with every unanswered ping."""
+    ws = WebSocket(
+        Connection(Role.SERVER),
+        Request("GET", "/", Headers([("Host", "localhost")])),
+        loop=asyncio.get_running_loop(),
+        options=WebSocketOptions(ping_interval=None),
+    )
+    ws.attach(Recording())
+    for _ in range(3):
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(ws.ping(b"hb"), 0.01)
+    assert not ws._pong_waiters
+    pinged = asyncio.ensure_future(ws.ping(b"hb"))
+    await asyncio.sleep(0)
+    client = Connection(Role.CLIENT)
+    client.send_pong(b"hb")
+    ws.feed_data(client.data_to_send())
+    assert await asyncio.wait_for(pinged, TIMEOUT) >= 0
+    assert not ws._pong_waiters
+
+
 # -- the WebSocket object, end to end on a real socket ---------------------------------------
 
 

@@ -279,8 +279,16 @@ class WebSocketBase(Generic[OptionsT]):
         self._conn.send_ping(payload)
         self._write(self._conn.data_to_send())
         waiter: asyncio.Future[float] = self._loop.create_future()
-        self._pong_waiters[payload] = (self._loop.time(), waiter)
-        return await waiter
+        waiters = self._pong_waiters
+        waiters[payload] = (self._loop.time(), waiter)
+        try:
+            return await waiter
+        finally:
+            # Cancelled (a timeout around the ping): the entry goes too, or it would refuse
+            # this payload forever and the waiters would grow with every timed-out ping.
+            entry = waiters.get(payload)
+            if entry is not None and entry[1] is waiter:
+                del waiters[payload]
 
     async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Start the closing handshake and wait until the connection is closed, at most
