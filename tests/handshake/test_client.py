@@ -213,7 +213,7 @@ _ACC = ("Sec-WebSocket-Accept", RFC_ACCEPT)
             (_UP, _CONN, ("Sec-WebSocket-Accept", "wrong=")),
             f"incorrect Sec-WebSocket-Accept 'wrong=', expected {RFC_ACCEPT!r}",
         ),
-        ((_UP, _CONN, _ACC, _ACC), "incorrect Sec-WebSocket-Accept"),
+        ((_UP, _CONN, _ACC, _ACC), "Sec-WebSocket-Accept sent 2 times"),
         (
             (_UP, _CONN, _ACC, ("Sec-WebSocket-Protocol", "superchat")),
             "the server selected subprotocol 'superchat', not offered",

@@ -340,6 +340,10 @@ class ClientHandshake:
         accept_values = headers.get_all("Sec-WebSocket-Accept")
         if not accept_values:
             raise InvalidAcceptKey("missing Sec-WebSocket-Accept header", response)
+        if len(accept_values) > 1:
+            raise InvalidAcceptKey(
+                f"Sec-WebSocket-Accept sent {len(accept_values)} times", response
+            )
         if accept_values != [self._expected_accept]:
             raise InvalidAcceptKey(
                 f"incorrect Sec-WebSocket-Accept {accept_values[0]!r}, "
