@@ -120,6 +120,44 @@ async def test_redis_broker_reconnects_and_reports_gaps(redis_server: RedisServe
 
 
 @pytest.mark.asyncio
+async def test_a_subscriber_failing_of_something_else_is_rebuilt_and_tells_the_gap(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception that is no connection error (a bug, an unexpected reply) used to end
+    the subscriber task: the process heard nothing from the others again, and no gap was
+    told.  It is rebuilt like a lost connection."""
+    from stargate.brokers.redis import RedisBroker
+
+    loop = asyncio.get_running_loop()
+    got: list[bytes] = []
+    gaps: list[BrokerGap] = []
+    sub = RedisBroker(redis_server.url, reconnect_max_delay=0.2)
+    pub = RedisBroker(redis_server.url)
+    sub.start(loop, lambda ch, d: got.append(d), gaps.append)
+    pub.start(loop, lambda ch, d: None, gaps.append)
+    handle = sub._handle
+    failures = [RuntimeError("unexpected")]
+
+    def failing_once(message: dict[str, Any]) -> None:
+        if message["type"] == "message" and failures:
+            raise failures.pop()
+        handle(message)
+
+    monkeypatch.setattr(sub, "_handle", failing_once)
+    try:
+        sub.subscribe("g:x")
+        await eventually(lambda: sub.is_subscribed("g:x"))
+        pub.publish("g:x", b"lost to the failure")
+        await eventually(lambda: not failures and sub.is_subscribed("g:x"))
+        await eventually(lambda: [g.reason for g in gaps] == ["subscriber reconnected"])
+        pub.publish("g:x", b"after")
+        await eventually(lambda: got == [b"after"])
+    finally:
+        await sub.close()
+        await pub.close()
+
+
+@pytest.mark.asyncio
 async def test_subscriptions_follow_the_hub_before_and_after_start(
     redis_server: RedisServer,
 ) -> None:

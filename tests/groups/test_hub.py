@@ -388,3 +388,14 @@ def test_a_group_name_too_long_for_other_processes_is_refused_at_send() -> None:
     with pytest.raises(ValueError, match="an envelope can name"):
         hub.send_to(f"{'f' * 1100}.1", "hello")
     Group(hub=hub).send("fine: it stays in this process")
+
+
+def test_a_group_name_that_is_not_utf8_is_refused_where_it_is_used() -> None:
+    """Joining or sending to ``"\\ud800"`` (a client's JSON can name one) raises in the
+    caller; it used to reach the Redis subscriber, which died of it for good."""
+    hub = Hub()
+    with pytest.raises(ValueError, match="a group name is not valid Unicode"):
+        hub._named("room\ud800")
+    with pytest.raises(ValueError, match="not valid Unicode"):
+        hub.send("room\ud800", "hi")
+    assert hub.groups() == {}

@@ -88,3 +88,32 @@ def test_posting_to_a_closed_loop_drops_quietly() -> None:
     box = Mailbox(loop, lambda s, name, messages: None)
     box.post(print, ("never",))
     assert not box.items
+
+
+@pytest.mark.asyncio
+async def test_a_failing_send_loses_nothing_queued_after_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One batch failing on the loop is logged; the sends and calls queued after it (from
+    the same thread, a join) still run."""
+    loop = asyncio.get_running_loop()
+    log: list[Any] = []
+
+    def send_batch(s: GroupState, name: str, messages: list[Message]) -> None:
+        if name == "bad":
+            raise RuntimeError("boom")
+        log.append((name, list(messages)))
+
+    box = Mailbox(loop, send_batch)
+
+    def thread() -> None:
+        box.post_send(state("bad"), "bad", "x")
+        box.post_send(state("good"), "good", "y")
+        box.post(log.append, ("joined",))
+
+    worker = threading.Thread(target=thread)
+    worker.start()
+    worker.join()
+    await asyncio.sleep(0.01)
+    assert log == [("good", ["y"]), "joined"]
+    assert "a send to 'bad' failed" in caplog.text

@@ -114,3 +114,16 @@ def test_one_connection_closing_is_skipped_quietly() -> None:
     assert closing.got == [] and also_closing.got == []
     assert fine.got == [b"rfc:bin", b"rfc:text"] and old.got == [b"hixie:text"]
     assert Conn.encodings == [("rfc", b"bin"), ("hixie", "text"), ("rfc", "text")]
+
+
+def test_text_no_frame_can_carry_is_refused_in_the_caller() -> None:
+    """A lone surrogate is not UTF-8: refused where the message is sent (found on the loop
+    it took the messages batched with it along)."""
+    assert normalize("caf\u00e9") == "caf\u00e9"
+    assert normalize(bytearray(b"\xff")) == b"\xff"  # binary is any bytes
+    try:
+        normalize("a\ud800b")
+    except ValueError as exc:
+        assert "a text message is not valid Unicode" in str(exc)
+    else:
+        raise AssertionError("a lone surrogate was let through")

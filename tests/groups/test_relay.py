@@ -170,3 +170,23 @@ def test_the_publishers_remembered_are_bounded() -> None:
     relay.received("g:r", envelope(origins[0], 1, Kind.GROUP, "r", "forgotten: new again"))
     relay.received("g:r", envelope(origins[-1], 1, Kind.GROUP, "r", "older: dropped"))
     assert [event[2] for event in seen.events[-1:]] == ["forgotten: new again"]
+
+
+def test_check_size_counts_a_names_bytes_not_a_worst_case() -> None:
+    """An envelope with a 30-byte name and a 70-byte message fits a 100-byte budget (it
+    used to count four bytes per character of the name and refuse it)."""
+    relay = Recorded().relay(MemoryBroker(max_message_size=HEADER_SIZE + 100))
+    relay.check_size("g" * 30, "x" * 70)
+    with pytest.raises(ValueError, match="exceeds what the broker carries"):
+        relay.check_size("g" * 30, "x" * 71)
+    relay.check_size("\u20ac" * 10, "x" * 70)  # 30 bytes of UTF-8 too
+    with pytest.raises(ValueError, match="exceeds what the broker carries"):
+        relay.check_size("\u20ac" * 10, "x" * 71)
+
+
+def test_a_target_that_is_not_utf8_is_refused_in_the_caller() -> None:
+    """A group name names a broker channel: a lone surrogate (what ``json.loads`` makes of
+    a client's ``"\\ud800"``) killed the Redis subscriber for good."""
+    relay = Recorded().relay()
+    with pytest.raises(ValueError, match="a group name or connection id is not valid Unicode"):
+        relay.check_size("room\ud800", "hi")

@@ -271,6 +271,12 @@ class RedisBroker(Broker):
                     )
                     lost = set()
                 lost |= self._wanted
+            except Exception:
+                # Not a connection's failure (a bug, an unexpected reply): the subscriber
+                # must not die of it, or this process would stop hearing the others for
+                # good.  Rebuilt like a lost connection, and the gap told.
+                logger.exception("redis subscriber to %s failed; rebuilding it", self.shown_url)
+                lost = (lost or set()) | self._wanted
             finally:
                 self.subscriber_connected = False
                 self._confirmed.clear()

@@ -75,15 +75,23 @@ class Mailbox:
                     size += len(message)
                     continue
                 if batch_state is not None:
-                    self.send_batch(batch_state, batch_name, batch)
+                    self._send(batch_state, batch_name, batch)
                 batch_state, batch_name, batch, size = state, name, [message], len(message)
                 continue
             if batch_state is not None:
-                self.send_batch(batch_state, batch_name, batch)
+                self._send(batch_state, batch_name, batch)
                 batch_state, batch = None, []
             try:
                 func(*args)
             except Exception:
                 logger.exception("mailbox of %r: %r failed", self.loop, func)
         if batch_state is not None:
-            self.send_batch(batch_state, batch_name, batch)
+            self._send(batch_state, batch_name, batch)
+
+    def _send(self, state: GroupState, name: str, messages: list[Message]) -> None:
+        """One batch; a failure is logged and stays its own: what was queued after it (other
+        sends, a join) still runs."""
+        try:
+            self.send_batch(state, name, messages)
+        except Exception:
+            logger.exception("mailbox of %r: a send to %r failed", self.loop, name)

@@ -32,9 +32,25 @@ def unwrap(ws: WebSocket | SyncWebSocket) -> WebSocket:
 
 
 def normalize(message: str | BytesLike) -> Message:
-    if isinstance(message, str | bytes):
+    """``message`` as a group sends it; :class:`ValueError`, in the caller, for text no
+    frame can carry (a lone surrogate is not UTF-8): found on the loop, later, it would
+    take the messages batched with it along."""
+    if isinstance(message, str):
+        check_text(message, "a text message")
+        return message
+    if isinstance(message, bytes):
         return message
     return bytes(message)
+
+
+def check_text(text: str, what: str) -> None:
+    """:class:`ValueError` unless ``text`` encodes as UTF-8 (what frames and the broker's
+    channel names are); ASCII, the common case, is known to at C speed."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{what} is not valid Unicode text (a lone surrogate)") from None
 
 
 class GroupState:

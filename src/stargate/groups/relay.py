@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from ..brokers import Broker, BrokerGap
 from ..brokers.envelope import HEADER_SIZE, MAX_TARGET_SIZE, EnvelopeError, Kind, decode, encode
-from .members import Message
+from .members import Message, check_text
 
 logger = logging.getLogger("stargate.groups")
 
@@ -96,15 +96,15 @@ class Relay:
 
     def check_size(self, target: str, message: Message) -> None:
         """Refuse, in the caller, a message the broker could not carry, or a target (group
-        name, connection id) longer than an envelope can name."""
-        if len(target) * 4 > MAX_TARGET_SIZE:
-            name_size = len(target.encode("utf-8", "surrogatepass"))
-            if name_size > MAX_TARGET_SIZE:
-                raise ValueError(
-                    f"target of {name_size} bytes exceeds the {MAX_TARGET_SIZE} bytes an "
-                    f"envelope can name: {target[:40]!r}..."
-                )
-        limit = self.broker.max_message_size - HEADER_SIZE - len(target) * 4
+        name, connection id) longer than an envelope can name or not UTF-8."""
+        check_text(target, "a group name or connection id")
+        name_size = len(target) if target.isascii() else len(target.encode("utf-8"))
+        if name_size > MAX_TARGET_SIZE:
+            raise ValueError(
+                f"target of {name_size} bytes exceeds the {MAX_TARGET_SIZE} bytes an "
+                f"envelope can name: {target[:40]!r}..."
+            )
+        limit = self.broker.max_message_size - HEADER_SIZE - name_size
         size = len(message)
         if isinstance(message, str) and size * 4 > limit:
             size = len(message.encode("utf-8", "surrogatepass"))
