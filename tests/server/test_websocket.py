@@ -1323,6 +1323,35 @@ async def test_a_broadcast_closes_the_member_that_does_not_read_with_1008_alone(
     slow.writer.close()
 
 
+async def test_a_burst_in_one_loop_pass_counts_what_it_corked(start_server: StartServer) -> None:
+    """Frames corked for the end of a loop pass count against ``max_send_buffer`` too: a
+    burst sent in one pass to a member that does not read used to pile up tens of times
+    the limit in its transport before the next pass's check closed it."""
+    room = Group()
+
+    async def handler(ws: WebSocket) -> None:
+        room.add(ws)
+
+    options = WebSocketOptions(max_send_buffer=256 * 1024, close_timeout=2.0)
+    server = await start_server(checked_app(handler), websocket=options)
+    slow = await non_reader(server.port)
+    await eventually(lambda: len(room) == 1)
+    (slow_ws,) = server.websockets
+    transport = slow_ws._transport
+    assert transport is not None
+    message = b"b" * 65536
+    for i in range(64):  # 4 MiB, no await between the sends: one loop pass
+        room.send(message + b"%d" % i)
+    assert slow_ws.slow_consumer
+    await asyncio.sleep(0)  # the pass's corked frames are written at its end
+    assert transport.get_write_buffer_size() <= options.max_send_buffer + 2 * len(message)
+    code, _, _ = await slow.read_until_close()
+    assert code == 1008
+    await slow.send(Opcode.CLOSE, close_payload(1008))
+    await eventually(lambda: not server.websockets)
+    slow.writer.close()
+
+
 # -- corked broadcasts -------------------------------------------------------------------------
 
 

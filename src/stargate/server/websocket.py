@@ -90,6 +90,7 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
         "_answering",
         "_close_callbacks",
         "_cork",
+        "_corked",
         "_flusher",
         "_handler_done",
         "_max_send_buffer",
@@ -135,6 +136,9 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
         #: A read that ended the open state is being delivered: answers may still be sent.
         self._answering = False
         self._cork: list[bytes] | None = None
+        #: Bytes :meth:`send_encoded` corked this pass: not in the transport yet, but owed
+        #: to the peer all the same (the slow-consumer policy counts them).
+        self._corked = 0
         #: Writes this pass's corked frames at its end (see :meth:`send_encoded`), and
         #: the pass in which this connection last got a frame that way.
         self._flusher = _flusher(loop)
@@ -190,7 +194,7 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
         transport = self._transport
         if (
             transport is None
-            or transport.get_write_buffer_size() > self._max_send_buffer
+            or transport.get_write_buffer_size() + self._corked > self._max_send_buffer
             or self._conn.state is not ConnectionState.OPEN
             or self._closed.done()
         ):
@@ -212,6 +216,7 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
             cork = self._cork = []
             flusher.add(self)
         cork.append(frame)
+        self._corked += len(frame)
 
     def send_threadsafe(self, message: Message | BytesLike) -> None:
         """Send from any thread; dropped silently if the connection closes first."""
@@ -257,12 +262,14 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
     def _uncork(self) -> None:
         """End of the loop pass: write what :meth:`send_encoded` corked, in one call."""
         cork, self._cork = self._cork, None
+        self._corked = 0
         if cork and self._transport is not None and not self._closed.done():
             self._transport.writelines(cork)
 
     def _flush_cork(self) -> None:
         """Write what was batched so far (before a close frame, which must follow it)."""
         cork = self._cork
+        self._corked = 0
         if cork and self._transport is not None:
             self._transport.writelines(cork)
             cork.clear()
@@ -273,7 +280,7 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
         the buffer.  One message, however large, never trips it by itself."""
         transport = self._transport
         limit = self._options.max_send_buffer
-        if transport is not None and transport.get_write_buffer_size() > limit:
+        if transport is not None and transport.get_write_buffer_size() + self._corked > limit:
             if self._conn.state is ConnectionState.OPEN:
                 logger.info("%r: send buffer over %d bytes, closing (slow consumer)", self, limit)
                 self.slow_consumer = True
@@ -393,6 +400,7 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
                     self._arm_close_timer()
         self._answering = False
         self._cork = None
+        self._corked = 0
         if answering:
             # The peer's close (or our answer to an error) is in this read.  Its messages
             # are all queued first: they came before the close, and are in memory already.
