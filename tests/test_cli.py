@@ -670,6 +670,39 @@ async def test_reload_restarts_when_the_app_changes(tmp_path: Path) -> None:
     assert "Traceback" not in server.stderr()
 
 
+SLOW_MODULE = """
+import sys
+import time
+
+def app(environ, start_response):
+    print("in the app", file=sys.stderr, flush=True)
+    time.sleep(60)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"late"]
+"""
+
+
+@pytest.mark.asyncio
+async def test_shutdown_timeout_holds_while_the_app_still_runs(tmp_path: Path) -> None:
+    """A request still in the app at ``shutdown_timeout``: the process exits then, saying
+    so, instead of when the app returns (the interpreter joins a pool's threads at exit;
+    the process used to outlive the deadline by the app's whole minute)."""
+    (tmp_path / "slow.py").write_text(SLOW_MODULE)
+    server = await Served.start(
+        "serve", "slow:app", "--port", "0", "--shutdown-timeout", "1", cwd=tmp_path
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as client:
+        client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        await eventually(lambda: "in the app" in server.stderr(), TIMEOUT, "no request")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        code = await server.stop()
+        elapsed = loop.time() - started
+    assert code == 0, server.stderr()
+    assert elapsed < 10, elapsed  # 1 s of grace, then the exit: not the app's 60 s
+    assert "1 thread(s) still running the app after the shutdown" in server.stderr()
+
+
 # -- one-line errors, each with its fix ----------------------------------------------------------
 
 

@@ -1,7 +1,5 @@
 """``python -m stargate``: the command line (see :mod:`stargate.cli`)."""
 
-import sys
+from .cli import run
 
-from .cli import main
-
-sys.exit(main())
+run()

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
-from typing import Any
+from typing import Any, NoReturn
 
 from .brokers import BrokerConfigError
 from .client import cli as client_cli
@@ -23,6 +26,7 @@ from .extras import install_hint
 from .masking import BytesLike
 from .server import Routes, ServerConfig, WebSocket
 from .server.access import logger as access_logger
+from .server.state import POOL_THREAD_NAMES
 from .settings import ServeSettings, SettingsError, as_log_level, serve_settings
 from .targets import (
     TargetError,
@@ -268,6 +272,34 @@ def _ready(command: str) -> Callable[[Listening], None]:
         print(banner(command, listening), flush=True)
 
     return ready
+
+
+def run(argv: Sequence[str] | None = None) -> NoReturn:
+    """The ``stargate`` command and ``python -m stargate``: :func:`main`, then the exit."""
+    code = main(argv)
+    _leave_stuck_threads(code)
+    sys.exit(code)
+
+
+def _leave_stuck_threads(code: int) -> None:
+    """Exit at once if the server's pool threads still run app code after its shutdown:
+    the interpreter would join them at exit for as long as the app takes, and
+    ``shutdown_timeout`` would not hold (a worker of ``--workers`` exits this way too)."""
+    stuck = [t for t in threading.enumerate() if t.name.startswith(POOL_THREAD_NAMES)]
+    deadline = time.monotonic() + 0.2  # idle ones end at once: the pools were shut down
+    for thread in stuck:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [t for t in stuck if t.is_alive()]
+    if not stuck:
+        return
+    logging.getLogger("stargate.server").warning(
+        "%d thread(s) still running the app after the shutdown; exiting without them",
+        len(stuck),
+    )
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger("stargate.server")
 
 
+#: How the server's thread pools name their threads (WSGI apps; ``def`` WebSocket handlers).
+POOL_THREAD_NAMES = ("stargate-worker", "stargate-websocket")
+
+
 class ServerState:
     """Settings, executors and the open connections of one server process."""
 
@@ -77,10 +81,10 @@ class ServerState:
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=self.config.threads, thread_name_prefix="stargate-worker"
+            max_workers=self.config.threads, thread_name_prefix=POOL_THREAD_NAMES[0]
         )
         self.handler_executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=self.config.websocket_threads, thread_name_prefix="stargate-websocket"
+            max_workers=self.config.websocket_threads, thread_name_prefix=POOL_THREAD_NAMES[1]
         )
 
     def run_in_thread(
