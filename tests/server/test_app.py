@@ -182,6 +182,8 @@ async def test_shutdown_closes_websockets_with_1001_and_answers_in_flight_http(
     slow.set()  # the request in flight is still answered, then its connection closes
     response = await read_response(reader)
     assert (response.status, response.body) == (200, b"http")
+    # It says the connection ends after it (RFC 9112 section 9.6), as it does.
+    assert response.header("Connection") == "close"
     assert await at_eof(reader, 1.0)
     await asyncio.wait_for(shutdown, TIMEOUT)
     assert time.monotonic() - started < 2.0
@@ -190,6 +192,35 @@ async def test_shutdown_closes_websockets_with_1001_and_answers_in_flight_http(
         await asyncio.open_connection("127.0.0.1", server.port)
     writer.close()
     idle_writer.close()
+
+
+async def test_an_upload_under_way_at_shutdown_is_read_and_answered(
+    start_server: StartServer,
+) -> None:
+    """A request whose body is still arriving when shutdown begins is a request in flight:
+    read to its end and answered (it used to be cut as an idle connection)."""
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        body = environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"]))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"read %d" % len(body)]
+
+    server = await start_server(validated(app))
+    reader, writer = await open_tcp(server.port)
+    writer.write(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 20000\r\n\r\n" + b"a" * 7000)
+    await writer.drain()
+    await eventually(lambda: server.http_connections == 1)
+    await asyncio.sleep(0.1)  # the head and part of the body are read
+    shutdown = asyncio.create_task(server.shutdown(timeout=5.0))
+    for _ in range(13):
+        await asyncio.sleep(0.05)
+        writer.write(b"a" * 1000)
+    response = await read_response(reader)
+    assert (response.status, response.body) == (200, b"read 20000")
+    assert response.header("Connection") == "close"
+    assert await at_eof(reader, 1.0)
+    await asyncio.wait_for(shutdown, TIMEOUT)
+    writer.close()
 
 
 async def test_server_as_async_context_manager() -> None:

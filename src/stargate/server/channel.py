@@ -307,10 +307,13 @@ class HttpChannel(asyncio.Protocol):
                 self._arm_timer(self.config.keepalive_timeout)
 
     def close_if_idle(self) -> None:
-        """Shutdown: an idle keep-alive connection is closed now, a busy one after its
-        response."""
-        if not self._busy and not self._closed:
-            self._close_after_flush()
+        """Shutdown: an idle keep-alive connection is closed now; a busy one, or one whose
+        request's body is still arriving (an upload), after its response."""
+        if self._busy or self._closed:
+            return
+        if self.reader.in_body or self._queue:
+            return  # a request in flight: request_done closes after its answer
+        self._close_after_flush()
 
     # -- output ----------------------------------------------------------------------------
 

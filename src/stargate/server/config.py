@@ -134,8 +134,10 @@ class ServerConfig:
     #: the Prometheus exposition of its metrics (needs ``prometheus_client``, the
     #: ``prometheus`` extra).  ``None`` (the default): not served.  Restrict it at the proxy.
     metrics_path: str | None = None
-    #: A path (``/-/ready``) answered 200 while the server takes work, 503 while it shuts
-    #: down or its group broker is disconnected; for load balancers and orchestrators.
+    #: A path (``/-/ready``) answered 200 while the server takes work, 503 while its group
+    #: broker is disconnected; for load balancers and orchestrators.  Once a shutdown
+    #: begins the server stops listening, so a probe fails to connect (one on a
+    #: connection taken before gets 503).
     health_path: str | None = None
     #: The broker that carries group messages between processes (``stargate.brokers``):
     #: ``None`` or ``memory://`` for one process, ``redis://host:6379/0`` for several.

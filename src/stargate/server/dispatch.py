@@ -104,12 +104,13 @@ def answer(channel: HttpChannel, request: HttpRequest) -> None:
                 "Connection: Upgrade and Upgrade: websocket"
             )
             headers = [("Upgrade", "websocket")]
-        data = simple_response(status, reason, keep_alive=request.keep_alive, headers=headers)
+        keep_alive = request.keep_alive and not state.shutting_down
+        data = simple_response(status, reason, keep_alive=keep_alive, headers=headers)
         _answer_itself(channel, request, client, started, (status, data))
         return
     app = state.wsgi_app
     assert app is not None and state.loop is not None
-    response = WSGIResponse(channel, request)
+    response = WSGIResponse(channel, request, server=state)
     env = environ(channel, request, client)
     before = channel.bytes_queued
 
@@ -158,7 +159,7 @@ def _answer_itself(
 def _operations(channel: HttpChannel, request: HttpRequest, path: str) -> tuple[int, bytes]:
     """The metrics exposition or the readiness answer (see ``ServerConfig``)."""
     state = channel.state
-    keep_alive = request.keep_alive
+    keep_alive = request.keep_alive and not state.shutting_down
     if path == state.config.health_path:
         if state.ready:
             return 200, simple_response(200, "ready", keep_alive=keep_alive)

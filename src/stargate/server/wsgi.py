@@ -51,6 +51,12 @@ class ResponseSink(Protocol):
     def write_from_thread(self, data: bytes) -> None: ...
 
 
+class Stopping(Protocol):
+    """Whether the server is shutting down (read when a response's head is built)."""
+
+    shutting_down: bool
+
+
 def build_environ(
     request: HttpRequest,
     *,
@@ -114,10 +120,18 @@ class WSGIResponse:
     """``start_response`` and the body writer for one request, used in the worker thread."""
 
     def __init__(
-        self, sink: ResponseSink, request: HttpRequest, *, keep_alive: bool | None = None
+        self,
+        sink: ResponseSink,
+        request: HttpRequest,
+        *,
+        keep_alive: bool | None = None,
+        server: Stopping | None = None,
     ) -> None:
         self._sink = sink
         self._request = request
+        #: A response whose head is built while the server shuts down says
+        #: ``Connection: close``: the connection closes after it (RFC 9112 section 9.6).
+        self._server = server
         self.status: str | None = None
         self.status_code = 0
         self.headers: list[tuple[str, str]] = []
@@ -245,6 +259,8 @@ class WSGIResponse:
             self._chunked = True
             headers.append(("Transfer-Encoding", "chunked"))
         else:
+            self.keep_alive = False
+        if self._server is not None and self._server.shutting_down:
             self.keep_alive = False
         # RFC 9110 section 7.8: a sender of Upgrade sends the "upgrade" option too.
         options = ["upgrade"] if has_upgrade else []
