@@ -989,7 +989,8 @@ async def test_an_upgrade_decision_slower_than_header_timeout_is_cut(
     start_server: StartServer,
 ) -> None:
     """An app still deciding an upgrade in its thread at ``header_timeout`` loses the
-    connection: no 101 comes later, and no handler runs."""
+    connection, with a 503 that says why (it used to be closed without a word, unlogged):
+    no 101 comes later, and no handler runs."""
 
     def slow(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
         time.sleep(3.0)
@@ -1001,6 +1002,9 @@ async def test_an_upgrade_decision_slower_than_header_timeout_is_cut(
     reader, writer = await open_tcp(server.port)
     started = time.monotonic()
     writer.write(UPGRADE)
+    response = await read_response(reader)
+    assert response.status == 503 and b"did not decide on the upgrade" in response.body
+    assert server.state.metrics.handshakes["503"] == 1  # counted, and logged beside it
     assert await read_to_eof(reader) == b""
     assert time.monotonic() - started < 2.5  # cut at the deadline, not when the app returned
     writer.close()

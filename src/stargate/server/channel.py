@@ -598,6 +598,15 @@ class HttpChannel(asyncio.Protocol):
             transport.abort()  # closing took longer than linger_timeout: the client is stuck
             return
         if not self._busy or self._upgrade is not None:
+            upgrade = self._upgrade
+            if upgrade is not None and self._busy and not len(self.output):
+                # The app is still deciding the upgrade (its pool busy, or a slow view):
+                # the client hears why, and the refusal is logged and counted.
+                reason = "the app did not decide on the upgrade within header_timeout"
+                self.state.record_refusal(
+                    self.peername, "GET", upgrade.target, 503, reason, websocket=True
+                )
+                transport.write(simple_response(503, reason))
             self._closed = True
             self._queue.clear()
             transport.close()
