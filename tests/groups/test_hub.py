@@ -19,7 +19,7 @@ from websockets.asyncio.client import connect
 from stargate.brokers import BrokerGap
 from stargate.brokers.memory import MemoryBroker
 from stargate.groups import Gap, Group, Hub
-from stargate.server import ENVIRON_KEY, Server, WebSocket
+from stargate.server import ENVIRON_KEY, Server, SyncWebSocket, WebSocket
 from stargate.server.wsgi import StartResponse
 from stargate.testing import run_app
 
@@ -126,6 +126,33 @@ async def test_gaps_reach_every_callback_even_past_a_failing_one(
     assert len(heard) == 1 and hub.gaps == 2
     assert hub.last_gap == Gap("backlog dropped", None, 0, direct=True)
     await hub.close()
+
+
+@pytest.mark.asyncio
+async def test_a_thread_that_registers_then_sends_to_itself_reaches_itself(
+    start_server: StartServer,
+) -> None:
+    """A ``def`` handler registers its connection (or joins a group), then sends to its
+    id and to everyone: its registration waits in the loop's mailbox, and the sends used
+    to look it up in the thread, missing it: both messages were lost."""
+    hub = Hub()
+
+    def handler(ws: SyncWebSocket) -> None:
+        cid = hub.register(ws)
+        hub.send_to(cid, "to me")
+        hub.send_all("to all")
+        Group("j", hub=hub).add(ws)
+        hub.send_to(hub.connection_id(ws), "after a join")
+        ws.receive()  # until the client closes
+
+    await hub.start()
+    server = await start_server(upgrade_app(handler))
+    try:
+        async with connect(f"ws://127.0.0.1:{server.port}/") as client:
+            got = [await asyncio.wait_for(client.recv(), TIMEOUT) for _ in range(3)]
+        assert got == ["to me", "to all", "after a join"]
+    finally:
+        await hub.close()
 
 
 # -- membership --------------------------------------------------------------------------------

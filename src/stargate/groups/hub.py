@@ -454,6 +454,10 @@ class Hub:
         if isinstance(connection, int):
             ws = self._known.get(connection)
             if ws is None:
+                # From a thread, the connection may be registered already in its loop's
+                # mailbox, not yet here: look again there, after what this thread posted.
+                for loop in self._loops_for_threads():
+                    self.call(loop, self._send_to_known, loop, connection, msg)
                 return
         else:
             ws = unwrap(connection)
@@ -467,9 +471,25 @@ class Hub:
         self._deliver_all(msg)
         self._publish_soon(Kind.EVERYONE, "", msg)
 
+    def _send_to_known(
+        self, loop: asyncio.AbstractEventLoop, local_id: int, message: Message
+    ) -> None:
+        ws = self._known.get(local_id)
+        if ws is not None and ws.loop is loop:
+            send_one(ws, message)
+
+    def _loops_for_threads(self) -> list[asyncio.AbstractEventLoop]:
+        """From a thread: the loops whose mailboxes may hold its registrations and joins
+        (none on a loop, where they ran at once)."""
+        if _running_loop() is not None:
+            return []
+        with self._lock:
+            return [loop for loop in self._mailboxes if not loop.is_closed()]
+
     def _deliver_all(self, message: Message) -> None:
         with self._lock:
             loops = {ws.loop for ws in self._known.values()}
+        loops.update(self._loops_for_threads())  # with registrations still on their way
         for loop in loops:
             self.call(loop, self._deliver_all_now, loop, message)
 
