@@ -497,14 +497,17 @@ def serve_settings(values: Mapping[str, Any], *, label: Label = _same) -> ServeS
         for key in keys:
             if key in given:
                 config[key] = convert(given[key], label(key))
-    if "access_log_format" in given:
-        fmt = str(given["access_log_format"]).strip().lower()
-        if fmt not in ACCESS_LOG_FORMATS:
-            raise SettingsError(
-                f"{label('access_log_format')}: one of {', '.join(ACCESS_LOG_FORMATS)}, "
-                f"not {given['access_log_format']!r}"
-            )
-        config["access_log_format"] = fmt
+    for key, choices in (
+        ("access_log_format", ACCESS_LOG_FORMATS),
+        ("proxy_headers", PROXY_HEADERS),
+    ):
+        if key in given:
+            choice = str(given[key]).strip().lower()
+            if choice not in choices:
+                raise SettingsError(
+                    f"{label(key)}: one of {', '.join(choices)}, not {given[key]!r}"
+                )
+            config[key] = choice
     if "trusted_proxies" in given:
         proxies = as_list(given["trusted_proxies"])
         try:
@@ -512,14 +515,6 @@ def serve_settings(values: Mapping[str, Any], *, label: Label = _same) -> ServeS
         except ValueError as exc:
             raise SettingsError(f"{label('trusted_proxies')}: {exc}") from None
         config["trusted_proxies"] = proxies
-    if "proxy_headers" in given:
-        family = str(given["proxy_headers"]).strip().lower()
-        if family not in PROXY_HEADERS:
-            raise SettingsError(
-                f"{label('proxy_headers')}: one of {', '.join(PROXY_HEADERS)}, "
-                f"not {given['proxy_headers']!r}"
-            )
-        config["proxy_headers"] = family
     if "broker" in given:
         url = str(given["broker"]).strip()
         make_broker(url)  # BrokerConfigError: an unknown scheme, a package missing

@@ -1279,11 +1279,12 @@ async def test_a_sending_handler_waits_for_a_slow_reader_others_are_served(
     raw.writer.close()
 
 
-async def test_a_broadcast_closes_the_member_that_does_not_read_with_1008_alone(
+async def a_room_with_a_non_reader(
     start_server: StartServer,
-) -> None:
-    """A group send cannot wait for one member: past ``max_send_buffer`` that member alone is
-    closed with 1008 (slow consumer); the others receive every message and stay open."""
+) -> tuple[Group, Server, RawWebSocket, WebSocket]:
+    """A server whose handler adds every connection to a room (``max_send_buffer`` 256 KiB),
+    with one member that never reads: the room, the server, that member's raw socket and
+    its server-side connection."""
     room = Group()
 
     async def handler(ws: WebSocket) -> None:
@@ -1294,6 +1295,16 @@ async def test_a_broadcast_closes_the_member_that_does_not_read_with_1008_alone(
     slow = await non_reader(server.port)
     await eventually(lambda: len(room) == 1)
     (slow_ws,) = server.websockets
+    return room, server, slow, slow_ws
+
+
+async def test_a_broadcast_closes_the_member_that_does_not_read_with_1008_alone(
+    start_server: StartServer,
+) -> None:
+    """A group send cannot wait for one member: past ``max_send_buffer`` that member alone is
+    closed with 1008 (slow consumer); the others receive every message and stay open."""
+    room, server, slow, slow_ws = await a_room_with_a_non_reader(start_server)
+    options = slow_ws._options
     transport = slow_ws._transport
     assert transport is not None
     message = b"b" * 16384
@@ -1327,16 +1338,8 @@ async def test_a_burst_in_one_loop_pass_counts_what_it_corked(start_server: Star
     """Frames corked for the end of a loop pass count against ``max_send_buffer`` too: a
     burst sent in one pass to a member that does not read used to pile up tens of times
     the limit in its transport before the next pass's check closed it."""
-    room = Group()
-
-    async def handler(ws: WebSocket) -> None:
-        room.add(ws)
-
-    options = WebSocketOptions(max_send_buffer=256 * 1024, close_timeout=2.0)
-    server = await start_server(checked_app(handler), websocket=options)
-    slow = await non_reader(server.port)
-    await eventually(lambda: len(room) == 1)
-    (slow_ws,) = server.websockets
+    room, server, slow, slow_ws = await a_room_with_a_non_reader(start_server)
+    options = slow_ws._options
     transport = slow_ws._transport
     assert transport is not None
     message = b"b" * 65536
