@@ -209,6 +209,20 @@ def test_upgrade_under_a_server_that_cannot_upgrade_gets_501() -> None:
     assert "stargate" in response.text
 
 
+def test_a_malformed_handshake_under_stargate_gets_400() -> None:
+    """``Upgrade: websocket`` without ``Connection: Upgrade`` is no upgrade to stargate, so
+    the view is reached without one: under stargate (``SERVER_SOFTWARE``) that is the
+    client's fault, a 400 that says what is missing, not the 501 for a server that cannot
+    upgrade, whose advice (serve with stargate) would be wrong here."""
+    response = webtest.TestApp(make_app()).get(
+        "/greet",
+        headers={"Upgrade": "websocket"},
+        extra_environ={"SERVER_SOFTWARE": "stargate"},
+        status=400,
+    )
+    assert "Connection: Upgrade" in response.text
+
+
 def test_handler_must_be_defined() -> None:
     view = Abstract(None, None)
     with pytest.raises(NotImplementedError, match="Abstract"):

@@ -104,6 +104,7 @@ def test_environ_follows_pep3333() -> None:
     assert environ["SERVER_NAME"] == "127.0.0.1"
     assert environ["SERVER_PORT"] == "8000"
     assert environ["SERVER_PROTOCOL"] == "HTTP/1.1"
+    assert environ["SERVER_SOFTWARE"] == "stargate"
     assert (environ["REMOTE_ADDR"], environ["REMOTE_PORT"]) == ("10.0.0.1", "5555")
     assert environ["CONTENT_TYPE"] == "text/plain"
     assert environ["CONTENT_LENGTH"] == "3"

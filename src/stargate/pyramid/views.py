@@ -112,9 +112,18 @@ class WebSocketView:
 
     def not_upgradable(self) -> Any:
         """The answer when the view is reached without an upgrade the server can accept:
-        426 to a plain request, 501 to a WebSocket request under a server that cannot
+        426 to a plain request; to a WebSocket request, 400 under stargate (the handshake
+        lacks what RFC 6455 section 4.2.1 requires) and 501 under a server that cannot
         upgrade (serve with ``use = egg:stargate`` or ``stargate serve``)."""
         if is_websocket(self.context, self.request):
+            if self.request.environ.get("SERVER_SOFTWARE") == "stargate":
+                return Response(
+                    status=400,
+                    content_type="text/plain",
+                    charset="utf-8",
+                    body=b"not a WebSocket handshake: it needs Connection: Upgrade and "
+                    b"Upgrade: websocket\n",
+                )
             return Response(
                 status=501,
                 content_type="text/plain",

@@ -83,6 +83,9 @@ def build_environ(
         "SERVER_NAME": server_name,
         "SERVER_PORT": str(server_port),
         "SERVER_PROTOCOL": f"HTTP/{request.http_version}",
+        # As waitress and gunicorn name themselves: an app (stargate.pyramid's view) can
+        # tell a malformed handshake from a server that cannot upgrade.
+        "SERVER_SOFTWARE": "stargate",
         "REMOTE_ADDR": remote[0] if remote else "",
         "REMOTE_PORT": str(remote[1]) if remote else "",
         "CONTENT_TYPE": "",
