@@ -64,6 +64,18 @@ async def fake_server(script: Script) -> AsyncIterator[FakeServer]:
         await server.wait_closed()
 
 
+def answering(response: bytes) -> Script:
+    """A fake server's script: read the request's head, write ``response``, then hold the
+    connection until the client closes it."""
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(response)
+        await reader.read()
+
+    return script
+
+
 async def read_head(reader: asyncio.StreamReader) -> bytes:
     return await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
 

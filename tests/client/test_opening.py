@@ -46,6 +46,7 @@ from stargate.testing import AppServer, serve_app
 from .conftest import Certificate
 from .support import (
     TIMEOUT,
+    answering,
     app_routes,
     closed_port,
     echo,
@@ -220,13 +221,12 @@ async def test_handshake_status_body_until_eof() -> None:
     assert info.value.body == b"come back later"
 
 
-async def test_handshake_status_body_cut_short_by_the_open_timeout() -> None:
-    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_head(reader)
-        writer.write(b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 100\r\n\r\nslow down")
-        await reader.read()  # the other 91 bytes never come
+#: A refusal whose body stops after 9 of its 100 bytes: the other 91 never come.
+CUT_SHORT_429 = b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 100\r\n\r\nslow down"
 
-    async with fake_server(refuse) as fake:
+
+async def test_handshake_status_body_cut_short_by_the_open_timeout() -> None:
+    async with fake_server(answering(CUT_SHORT_429)) as fake:
         with pytest.raises(InvalidStatus) as info:
             await stargate.connect(fake.url(), open_timeout=1.0)
     assert (info.value.status, info.value.body) == (429, b"slow down")
@@ -252,12 +252,7 @@ async def test_a_refusal_whose_body_wait_ends_with_the_open_timeout_is_the_refus
 
     monkeypatch.setattr(opening._ClientProtocol, "_await_body", then_stall)
 
-    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_head(reader)
-        writer.write(b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 100\r\n\r\nslow down")
-        await reader.read()
-
-    async with fake_server(refuse) as fake:
+    async with fake_server(answering(CUT_SHORT_429)) as fake:
         with pytest.raises(InvalidStatus) as info:
             await stargate.connect(fake.url(), open_timeout=open_timeout)
     assert (info.value.status, info.value.body) == (429, b"slow down")
@@ -537,12 +532,8 @@ async def test_no_password_in_errors() -> None:
     assert "s3cret" not in str(info.value) and "s3cret" not in info.value.url
     assert "alice:***@" in str(info.value)
 
-    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_head(reader)
-        writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
-        await reader.read()
-
-    async with fake_server(refuse) as fake:
+    forbidden = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"
+    async with fake_server(answering(forbidden)) as fake:
         with pytest.raises(InvalidStatus) as refused:
             await stargate.connect(fake.url().replace("ws://", "ws://alice:s3cret@"))
     assert "s3cret" not in str(refused.value) and "s3cret" not in repr(refused.value)
