@@ -27,7 +27,7 @@ from ..brokers import Broker, BrokerGap, make_broker
 from ..brokers.envelope import Kind
 from ..masking import BytesLike
 from .mailbox import Mailbox
-from .members import GroupState, Message, check_text, deliver_to, normalize, send_one, unwrap
+from .members import GroupState, Message, deliver_to, normalize, send_one, unwrap, utf8_size
 from .relay import EVERYONE, Gap, Relay, gap_event, group_channel, process_channel
 
 if TYPE_CHECKING:
@@ -249,7 +249,7 @@ class Hub:
         return state
 
     def _named(self, name: str) -> GroupState:
-        check_text(name, "a group name")  # it names a broker channel: UTF-8
+        utf8_size(name, "a group name")  # it names a broker channel: UTF-8
         with self._lock:
             state = self._groups.get(name)
             if state is None:

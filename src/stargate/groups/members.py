@@ -36,21 +36,23 @@ def normalize(message: str | BytesLike) -> Message:
     frame can carry (a lone surrogate is not UTF-8): found on the loop, later, it would
     take the messages batched with it along."""
     if isinstance(message, str):
-        check_text(message, "a text message")
+        utf8_size(message, "a text message")
         return message
     if isinstance(message, bytes):
         return message
     return bytes(message)
 
 
-def check_text(text: str, what: str) -> None:
-    """:class:`ValueError` unless ``text`` encodes as UTF-8 (what frames and the broker's
-    channel names are); ASCII, the common case, is known to at C speed."""
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError(f"{what} is not valid Unicode text (a lone surrogate)") from None
+def utf8_size(text: str, what: str) -> int:
+    """Bytes of ``text`` in UTF-8 (what frames and the broker's channel names are);
+    :class:`ValueError` if it does not encode.  ASCII, the common case, is known to at C
+    speed."""
+    if text.isascii():
+        return len(text)
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} is not valid Unicode text (a lone surrogate)") from None
 
 
 class GroupState:

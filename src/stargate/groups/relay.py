@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from ..brokers import Broker, BrokerGap
 from ..brokers.envelope import HEADER_SIZE, MAX_TARGET_SIZE, EnvelopeError, Kind, decode, encode
-from .members import Message, check_text
+from .members import Message, utf8_size
 
 logger = logging.getLogger("stargate.groups")
 
@@ -97,8 +97,7 @@ class Relay:
     def check_size(self, target: str, message: Message) -> None:
         """Refuse, in the caller, a message the broker could not carry, or a target (group
         name, connection id) longer than an envelope can name or not UTF-8."""
-        check_text(target, "a group name or connection id")
-        name_size = len(target) if target.isascii() else len(target.encode("utf-8"))
+        name_size = utf8_size(target, "a group name or connection id")
         if name_size > MAX_TARGET_SIZE:
             raise ValueError(
                 f"target of {name_size} bytes exceeds the {MAX_TARGET_SIZE} bytes an "
