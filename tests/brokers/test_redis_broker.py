@@ -120,6 +120,59 @@ async def test_redis_broker_reconnects_and_reports_gaps(redis_server: RedisServe
 
 
 @pytest.mark.asyncio
+async def test_a_frozen_redis_is_noticed_by_its_silence_and_the_gap_told(
+    redis_server: RedisServer,
+) -> None:
+    """SIGSTOP leaves Redis's sockets open and silent, as a frozen host or a cut network does:
+    only the subscriber's unanswered PING can tell that nothing will come."""
+    from stargate.brokers.redis import RedisBroker
+
+    loop = asyncio.get_running_loop()
+    got: list[bytes] = []
+    gaps: list[BrokerGap] = []
+    url = redis_server.url + "?health_check_interval=0.2&health_check_timeout=0.3"
+    sub = RedisBroker(url, reconnect_max_delay=0.5, command_timeout=1.0)
+    assert (sub.health_check_interval, sub.health_check_timeout) == (0.2, 0.3)
+    assert "health_check" not in sub.url  # ours, not passed to redis-py
+    sub.start(loop, lambda ch, d: got.append(d), gaps.append)
+    process = redis_server.process
+    assert process is not None
+    try:
+        sub.subscribe("g:x")
+        await eventually(lambda: sub.is_subscribed("g:x"))
+        await asyncio.sleep(0.6)  # quiet, but Redis answers: the connection is kept
+        assert sub.subscriber_connected and gaps == []
+        process.send_signal(signal.SIGSTOP)
+        await eventually(lambda: not sub.subscriber_connected)
+        process.send_signal(signal.SIGCONT)
+        await eventually(lambda: sub.is_subscribed("g:x") and len(gaps) == 1)
+        assert gaps[0].reason == "subscriber reconnected"
+        assert gaps[0].channels == frozenset({"g:x"})
+        pub = RedisBroker(redis_server.url)
+        pub.start(loop, lambda ch, d: None, gaps.append)
+        try:
+            pub.publish("g:x", b"after")
+            await eventually(lambda: got == [b"after"])
+        finally:
+            await pub.close()
+    finally:
+        process.send_signal(signal.SIGCONT)
+        await sub.close()
+
+
+def test_health_check_settings_in_the_url_are_checked() -> None:
+    from stargate.brokers import BrokerConfigError
+    from stargate.brokers.redis import RedisBroker
+
+    assert RedisBroker("redis://h/0").health_check_interval == 5.0
+    assert RedisBroker("redis://h/0", health_check_timeout=2).health_check_timeout == 2
+    assert RedisBroker("redis://h/0?health_check_interval=0").health_check_interval == 0  # off
+    for bad in ("health_check_timeout=0", "health_check_timeout=soon", "health_check_interval=inf"):
+        with pytest.raises(BrokerConfigError, match="number of seconds"):
+            RedisBroker(f"redis://h/0?{bad}")
+
+
+@pytest.mark.asyncio
 async def test_a_subscriber_failing_of_something_else_is_rebuilt_and_tells_the_gap(
     redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -164,15 +217,15 @@ async def test_subscriptions_follow_the_hub_before_and_after_start(
     """Channels wanted before ``start`` are subscribed once it runs; asking twice, or
     dropping what was never asked, changes nothing; once the last channel is dropped the
     subscriber leaves Redis, and comes back with the next one.  Query parameters other than
-    ``prefix`` are left for redis-py."""
+    stargate's own are left for redis-py."""
     import redis.asyncio as aioredis
 
     from stargate.brokers.redis import RedisBroker
 
     loop = asyncio.get_running_loop()
     got: list[tuple[str, bytes]] = []
-    sub = RedisBroker(redis_server.url + "?prefix=t:&health_check_interval=0")
-    assert sub.url.endswith("?health_check_interval=0") and sub.channel_prefix == "t:"
+    sub = RedisBroker(redis_server.url + "?prefix=t:&max_connections=4")
+    assert sub.url.endswith("?max_connections=4") and sub.channel_prefix == "t:"
     pub = RedisBroker(redis_server.url + "?prefix=t:")
     sub.subscribe("a")
     sub.subscribe("a")

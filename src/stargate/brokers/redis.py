@@ -4,6 +4,12 @@
 ``?prefix=NAME:`` sets the channel prefix, ``stargate:`` by default, so that several apps
 can share one Redis).  Needs the ``redis`` extra (redis-py's asyncio client).
 
+A Redis that freezes or is cut off by the network leaves the subscribed connection open and
+silent, so after ``health_check_interval`` seconds without a word (5 by default) the
+subscriber sends a PING, and takes the connection for lost, like a closed one, when no answer
+comes within ``health_check_timeout`` (5).  Both can also be given in the URL
+(``?health_check_interval=2&health_check_timeout=3``; an interval of 0 turns the check off).
+
 Two connections: one subscribed (its channels follow the hub's groups that have local
 members), one that publishes, in order, from a bounded queue in pipelined batches.
 
@@ -65,18 +71,38 @@ class _Backoff:
         return delay * random.uniform(0.5, 1.0)
 
 
-def _split_url(url: str) -> tuple[str, str | None]:
-    """``(url for redis-py, prefix)``: our own ``prefix`` query parameter taken out."""
+#: Query parameters of the URL that are ours, not redis-py's.
+_OWN_PARAMETERS = ("prefix", "health_check_interval", "health_check_timeout")
+
+
+def _split_url(url: str) -> tuple[str, dict[str, str]]:
+    """``(url for redis-py, our parameters)``: the query parameters of
+    :data:`_OWN_PARAMETERS` taken out (redis-py would refuse or misread them)."""
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
-    prefix = None
+    own: dict[str, str] = {}
     kept = []
     for key, value in query:
-        if key == "prefix":
-            prefix = value
+        if key in _OWN_PARAMETERS:
+            own[key] = value
         else:
             kept.append((key, value))
-    return urlunsplit(parts._replace(query=urlencode(kept))), prefix
+    return urlunsplit(parts._replace(query=urlencode(kept))), own
+
+
+def _seconds(own: dict[str, str], name: str, default: float, *, zero: bool = False) -> float:
+    """A positive number of seconds (or 0 where ``zero`` allows it) from the URL's
+    parameters, or ``default``."""
+    value = default
+    if name in own:
+        try:
+            value = float(own[name])
+        except ValueError:
+            raise ValueError(f"{name} must be a number of seconds, not {own[name]!r}") from None
+    if not (value > 0 or (zero and value == 0)) or value == float("inf"):
+        least = "0 or a positive" if zero else "a positive"
+        raise ValueError(f"{name} must be {least} number of seconds, not {value!r}")
+    return value
 
 
 def _reason(exc: BaseException) -> str:
@@ -101,16 +127,27 @@ class RedisBroker(Broker):
         connect_timeout: float = 2.0,
         poll_interval: float = 0.05,
         command_timeout: float = 10.0,
+        health_check_interval: float = 5.0,
+        health_check_timeout: float = 5.0,
     ) -> None:
         super().__init__(max_message_size=max_message_size)
         try:
-            self.url, prefix = _split_url(url)
+            self.url, own = _split_url(url)
             parse_url(self.url)  # what redis-py will refuse at start(), refused now
+            #: After this many seconds without a word from Redis, the subscriber sends a
+            #: PING; without an answer ``health_check_timeout`` later, the connection is
+            #: taken for dead and rebuilt (0: never).  A Redis that is frozen or cut off by
+            #: the network leaves TCP open and silent: without this, the process would stop
+            #: hearing the others without noticing (TCP keepalive takes hours).
+            self.health_check_interval = _seconds(
+                own, "health_check_interval", health_check_interval, zero=True
+            )
+            self.health_check_timeout = _seconds(own, "health_check_timeout", health_check_timeout)
         except ValueError as exc:
             raise BrokerConfigError(f"broker URL {_shown_url(url)!r}: {exc}") from None
         #: The URL as logs and errors show it (password masked).
         self.shown_url = _shown_url(self.url)
-        self.channel_prefix = channel_prefix if prefix is None else prefix
+        self.channel_prefix = own.get("prefix", channel_prefix)
         self._prefix = self.channel_prefix.encode("utf-8")
         #: Messages waiting to be published; past this many, new ones are dropped.
         self.max_pending = max_pending
@@ -225,6 +262,7 @@ class RedisBroker(Broker):
         One task does everything on that connection, reading and (un)subscribing in turn:
         redis-py's asyncio PubSub is not safe for a command sent while another task reads.
         """
+        loop = asyncio.get_running_loop()
         backoff = _Backoff(self.reconnect_delay, self.reconnect_max_delay)
         lost: set[str] | None = None  # channels wanted while the connection was down
         while True:
@@ -244,6 +282,8 @@ class RedisBroker(Broker):
                     self._report(BrokerGap("subscriber reconnected", frozenset(lost | requested)))
                     lost = None
                 backoff.reset()
+                heard = loop.time()  # the last word from Redis on this connection
+                pinged: float | None = None  # when an unanswered PING was sent
                 while True:
                     if self._changed.is_set():
                         self._changed.clear()
@@ -258,8 +298,18 @@ class RedisBroker(Broker):
                             await pubsub.subscribe(*(self._redis_channel(c) for c in add))
                         requested = wanted
                     message = await pubsub.get_message(timeout=self.poll_interval)
+                    now = loop.time()
                     if message is not None:
+                        heard, pinged = now, None
                         self._handle(message)
+                    elif pinged is not None:
+                        if now - pinged > self.health_check_timeout:
+                            raise ConnectionError(
+                                f"no answer to PING in {self.health_check_timeout:g} s"
+                            )
+                    elif self.health_check_interval and now - heard >= self.health_check_interval:
+                        await pubsub.ping()  # its answer comes as a message
+                        pinged = now
             except _ERRORS as exc:
                 if lost is None:
                     logger.log(
