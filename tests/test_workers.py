@@ -638,7 +638,7 @@ async def test_a_worker_deaf_to_sigterm_is_killed_after_the_shutdown_timeout(
 ) -> None:
     """A worker whose event loop is blocked cannot stop gracefully: the supervisor kills it
     once ``shutdown_timeout`` (and a margin) has passed, and exits 0; a second SIGTERM
-    meanwhile neither restarts the stop nor hurries it."""
+    meanwhile (passed on to the workers) neither restarts the stop nor moves the kill."""
     rogue = await Rogue.start(tmp_path, redis_server, "--shutdown-timeout", "0.2")
     try:
         client, blocked = await rogue.worker("/block")

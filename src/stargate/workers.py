@@ -254,7 +254,7 @@ def _run(
         await hub.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, server.stop_soon)
+            loop.add_signal_handler(sig, server.stop_signalled)
         if ready is not None:
             ready(_listening(socks, 1, config))
         orphan_watch = asyncio.ensure_future(_watch_parent(server.shutdown, parent, multiprocess))

@@ -4,6 +4,7 @@ graceful shutdown in process and on SIGTERM in a real ``stargate`` process."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ import pytest
 import pytest_asyncio
 from websockets.asyncio.client import connect, unix_connect
 
+from stargate import ConnectionClosed
 from stargate.handshake import ALL_VERSIONS, RFC_VERSIONS, OriginPolicy
 from stargate.protocol import ProtocolVersion
 from stargate.server import (
@@ -429,6 +431,55 @@ async def test_a_second_shutdown_waits_for_the_first() -> None:
         await asyncio.wait_for(second, TIMEOUT)
         assert first.done() and client.close_code == 1001
     await first
+
+
+async def test_a_second_stop_signal_closes_everything_at_once(start_server: StartServer) -> None:
+    """Ctrl+C again during a graceful shutdown (``stop_signalled``): the WebSocket whose peer
+    never answers the close and the handler that never returns are not waited for."""
+    forever = asyncio.Event()
+
+    async def stubborn(ws: WebSocket) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await ws.receive()
+        await forever.wait()  # ignores its connection's end: only cancelling stops it
+
+    server = await start_server(
+        Routes({"/a": stubborn}),
+        shutdown_timeout=60.0,
+        websocket=WebSocketOptions(close_timeout=60.0),
+    )
+    silent = await raw_connect(server.port, "/a")
+    await eventually(lambda: server.running_handlers == 1)
+    shutdown = asyncio.create_task(server.shutdown())  # what the first signal starts
+    code, reason, _ = await silent.read_until_close()
+    assert (code, reason) == (1001, "server shutting down")
+    await asyncio.sleep(0.3)
+    assert not shutdown.done()  # graceful: it waits for the close's answer
+    started = time.monotonic()
+    server.stop_signalled()
+    await asyncio.wait_for(shutdown, TIMEOUT)
+    assert time.monotonic() - started < 2.0
+    assert await read_to_eof(silent.reader) == b""
+    assert server.running_handlers == 0 and not forever.is_set()
+
+
+async def test_a_second_signal_stops_a_real_process_at_once(
+    stargate_process: tuple[asyncio.subprocess.Process, int],
+) -> None:
+    """The same through the signals: a client that never answers the close handshake holds
+    the first SIGTERM's shutdown (10 s by default); a SIGINT then ends the process at once."""
+    process, port = stargate_process
+    silent = await raw_connect(port, "/async")
+    process.send_signal(signal.SIGTERM)
+    code, _, _ = await silent.read_until_close()
+    assert code == 1001
+    await asyncio.sleep(0.3)
+    assert process.returncode is None
+    started = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    assert await asyncio.wait_for(process.wait(), TIMEOUT) == 0
+    assert time.monotonic() - started < 3.0
+    assert await read_to_eof(silent.reader) == b""
 
 
 # -- event loop -------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import logging
 import signal
 import socket
@@ -38,6 +37,8 @@ class Server:
         self._servers: list[asyncio.Server] = []
         self._stopped: asyncio.Event | None = None
         self._stopping: set[asyncio.Task[None]] = set()
+        #: Set by a second stop signal: the graceful waits end at once.
+        self._hurry: asyncio.Event | None = None
 
     # -- what applications and tests read --------------------------------------------------
 
@@ -134,6 +135,7 @@ class Server:
         if state.stop is None:
             state.stop = self.stop_soon
         self._stopped = asyncio.Event()
+        self._hurry = asyncio.Event()
         kwargs: dict[str, Any] = {"ssl": self.config.ssl_context, "backlog": 1024}
         socks = [sock] if isinstance(sock, socket.socket) else list(sock or ())
         if socks:
@@ -190,11 +192,13 @@ class Server:
             channel.close_if_idle()
         for ws in list(state.websockets):
             ws.start_close(CloseCode.GOING_AWAY, "server shutting down")
-        waits = [ws.wait_closed() for ws in state.websockets]
-        if waits:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*waits), max(0.0, deadline - loop.time()))
-        while state.channels and loop.time() < deadline:
+        if state.websockets:
+            closed = asyncio.gather(*(ws.wait_closed() for ws in state.websockets))
+            await self._wait_until({closed}, deadline)
+            closed.cancel()
+        hurry = self._hurry
+        assert hurry is not None
+        while state.channels and loop.time() < deadline and not hurry.is_set():
             await asyncio.sleep(0.05)
         for channel in list(state.channels):
             # Admitted in connection_made, once its transport is set (and never unset).
@@ -204,12 +208,40 @@ class Server:
             ws.abort()
         handlers = [h for h in state.handlers if not h.done()]
         if handlers:
-            await asyncio.wait(handlers, timeout=max(0.0, deadline - loop.time()))
+            await self._wait_until(set(handlers), deadline)
         for handler in handlers:
             handler.cancel()
         state.stop_executors()
         assert self._stopped is not None
         self._stopped.set()
+
+    async def _wait_until(self, futures: set[asyncio.Future[Any]], deadline: float) -> None:
+        """Wait for all of ``futures`` until ``deadline``, or until a second stop signal."""
+        hurry = self._hurry
+        assert hurry is not None
+        hurried = self.loop.create_task(hurry.wait())
+        pending = futures
+        try:
+            while pending and not hurry.is_set():
+                left = deadline - self.loop.time()
+                if left <= 0:
+                    break
+                _, pending = await asyncio.wait(
+                    pending | {hurried}, timeout=left, return_when=asyncio.FIRST_COMPLETED
+                )
+                pending.discard(hurried)
+        finally:
+            hurried.cancel()
+
+    def stop_signalled(self) -> None:
+        """SIGINT or SIGTERM: the first starts a graceful shutdown; another one during it (a
+        second Ctrl+C) cuts its waits short, as uvicorn's does: every connection is closed
+        at once and the handlers still running are cancelled."""
+        if not self.state.shutting_down:
+            self.stop_soon()
+        elif self._hurry is not None and not self._hurry.is_set():
+            logger.warning("stopping now: every connection is closed without waiting")
+            self._hurry.set()
 
     def stop_soon(self) -> None:
         """Start a graceful :meth:`shutdown` from a plain callback (a signal handler, a
@@ -255,7 +287,7 @@ def serve(
         await server.start(sock)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, server.stop_soon)
+            loop.add_signal_handler(sig, server.stop_signalled)
         if ready is not None:
             ready(server)
         await server.wait_stopped()
