@@ -383,10 +383,19 @@ async def test_same_origin_passes_under_the_default_policy(start_server: StartSe
 async def test_upgrade_the_app_does_not_accept_gets_404_or_the_apps_status(
     start_server: StartServer,
 ) -> None:
+    """An error or a redirect (RFC 6455 section 4.1: a handshake may be redirected) is the
+    app's own answer, even after the view accepted (a tween overruled it); a page is a 404."""
+
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        if environ["PATH_INFO"] == "/private":
+        path = environ["PATH_INFO"]
+        if path == "/private":
             start_response("403 Forbidden", [("Content-Type", "text/plain")])
             return [b"members only"]
+        if path.startswith("/login"):
+            if path == "/login-after-accept":
+                environ["stargate.websocket"].accept(make_handler("async", []))
+            start_response("302 Found", [("Location", "/login"), ("Content-Type", "text/plain")])
+            return []
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"a page, not a websocket"]
 
@@ -398,6 +407,12 @@ async def test_upgrade_the_app_does_not_accept_gets_404_or_the_apps_status(
     response, _, writer = await request(server.port, upgrade_request("/private"))
     assert (response.status, response.body) == (403, b"members only")
     writer.close()
+    for path in ("/login-first", "/login-after-accept"):
+        response, reader, writer = await request(server.port, upgrade_request(path))
+        assert (response.status, response.header("Location")) == (302, "/login")
+        assert await at_eof(reader)
+        writer.close()
+    assert server.running_handlers == 0
 
 
 # -- hixie-76 and hixie-75 -------------------------------------------------------------------

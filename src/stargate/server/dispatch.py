@@ -5,8 +5,8 @@ answers it itself (404, or 426 for a WebSocket-only URL).  An upgrade request is
 the application (:func:`decide_upgrade`): a WSGI app sees it as a plain request, with its own
 routing, authentication and Origin rules, and accepts through
 ``environ["stargate.websocket"]``.  The upgrade happens only if the app's answer stands:
-accepted, no exception, no error status; otherwise the app's own response (or a 500) is
-sent and no handler runs.
+accepted, no exception, a 2xx status; otherwise the app's own response (a redirect, an
+error, or a 500) is sent and no handler runs, or a 404 when it answered with a page.
 """
 
 from __future__ import annotations
@@ -228,21 +228,28 @@ def decide_upgrade(channel: HttpChannel, request: HttpRequest) -> None:
         # into a reference cycle outliving the connection until the cycle collector runs.
         acceptance, upgrade.acceptance = upgrade.acceptance, None
         # A Pyramid exception view or tween that turns an accepted view's answer into a
-        # 403 or 500 must not let the handler run anyway.
+        # redirect, a 403 or a 500 must not let the handler run anyway.
         stands = (
             acceptance is not None
             and not response.failed
             and error is None
-            and response.status_code < 400
+            and response.status_code < 300
         )
         if stands:
             assert acceptance is not None
             channel.upgrade_accepted(hs_request, acceptance, client)
-        elif response.status_code >= 400 or response.failed:
+        elif response.status_code >= 300 or response.failed:
+            # The app's own answer: an error, or a redirect (a login page, a moved URL),
+            # which RFC 6455 section 4.1 lets a handshake's answer be.
             status = response.status_code or 500
-            reason = "the application failed" if response.failed else "refused by the application"
+            if response.failed:
+                reason = "the application failed"
+            elif status < 400:
+                reason = "redirected by the application"
+            else:
+                reason = "refused by the application"
             channel.upgrade_refused(bytes(sink.data), client, status, reason)
-        else:
+        else:  # a page, not a WebSocket: most likely a wrong URL, which 404 says better
             reason = f"no WebSocket handler for {hs_request.path}"
             channel.upgrade_refused(simple_response(404, reason), client, 404, reason)
 
