@@ -188,6 +188,22 @@ def test_head_sends_length_but_no_body() -> None:
     assert data.endswith(b"Content-Length: 4\r\nServer: stargate\r\n\r\n")
 
 
+def test_head_answered_without_a_body_gets_no_invented_length() -> None:
+    """WebOb (Pyramid's) answers HEAD with an empty body whatever the GET's length: a
+    Content-Length of 0 would be false (RFC 9110 section 8.6), so none is sent."""
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return []
+
+    response, data = run(app, make_request("HEAD"))
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n") and data.endswith(b"\r\n\r\n")
+    assert b"Content-Length" not in data and b"Transfer-Encoding" not in data
+    assert response.keep_alive  # a HEAD response never has a body to delimit
+    _, data = run(app, make_request("GET"))
+    assert b"Content-Length: 0\r\n" in data  # a GET's empty body is a length of 0
+
+
 def test_app_connection_close_header_ends_keep_alive() -> None:
     def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
         start_response("200 OK", [("Connection", "close")])

@@ -255,6 +255,10 @@ class WSGIResponse:
             headers.append((name, value))
         if self._content_length is not None or code < 200 or code in _NO_BODY_STATUSES:
             pass
+        elif body_length == 0 and self._head_only:
+            # Frameworks answer HEAD with no body at all (WebOb): its length is unknown,
+            # and RFC 9110 section 8.6 allows no Content-Length but the GET body's.
+            pass
         elif body_length is not None:
             self._content_length = body_length
             headers.append(("Content-Length", str(body_length)))
@@ -283,7 +287,7 @@ class WSGIResponse:
         """A response whose body is known at once: head and body in one write."""
         with self._lock:
             self.complete = True
-            if self.status_code < 400 and self.upgrade_accepted():
+            if self.status_code < 300 and self.upgrade_accepted():
                 return  # the answer to an accepted upgrade is never sent: not even built
             head = self._head(len(body))
             self._written = len(body)
