@@ -408,14 +408,14 @@ async def test_upgrade_the_app_does_not_accept_gets_404_or_the_apps_status(
     assert (response.status, response.body) == (403, b"members only")
     writer.close()
     # Unwrapped, a list body is sent whole (the validator's iterator is written in chunks).
-    for server in (server, await start_server(app)):
+    for each in (server, await start_server(app)):
         for path in ("/login-first", "/login-after-accept"):
-            response, reader, writer = await request(server.port, upgrade_request(path))
+            response, reader, writer = await request(each.port, upgrade_request(path))
             assert (response.status, response.header("Location")) == (302, "/login")
             assert response.body == b"see /login"
             assert await at_eof(reader)
             writer.close()
-        assert server.running_handlers == 0
+        assert each.running_handlers == 0
 
 
 # -- hixie-76 and hixie-75 -------------------------------------------------------------------
