@@ -403,7 +403,7 @@ def http_seeds() -> dict[str, Seed]:
         "tls-hello": seed(WSGI, bytes.fromhex("160301020001000200fc0303") + bytes(32), 400),
         "http2-preface": seed(WSGI, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 400),
         "http09": seed(WSGI, b"GET /\r\n\r\n", pinned=False),
-        "lowercase-method": seed(WSGI, b"get / HTTP/1.1\r\n" + HOST + b"\r\n", 400),
+        "lowercase-method": seed(WSGI, b"get / HTTP/1.1\r\n" + HOST + b"\r\n", 501),
         "empty-lines-first": seed(WSGI, b"\r\n\r\n" + get(), pinned=False),
         "tls-refused": seed(WSGI, get(b"/", b"Content-Length: x\r\n"), 400, client=TLS),
     }

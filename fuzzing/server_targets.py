@@ -414,9 +414,11 @@ def check_common(
         # A meter of the channel and llhttp disagreed on where a request part ends.
         assert (refusal.status, refusal.reason) != UNFRAMED, "meter and parser disagree"
         app_failed = refusal.status == 500 and refusal.reason in APP_REFUSALS
-        # RFC 9112 section 6.1: a transfer coding the server does not understand is a 501.
-        not_implemented = refusal.status == 501 and "transfer coding" in refusal.reason
-        assert 400 <= refusal.status < 500 or app_failed or not_implemented, (
+        # RFC 9112 section 6.1 and RFC 9110 section 15.6.2: a transfer coding or a method
+        # the server does not implement is a 501; section 15.6.6: an HTTP version, a 505.
+        not_implemented = refusal.status == 501 and refusal.reason.endswith("not implemented")
+        no_such_version = refusal.status == 505 and refusal.reason.startswith("HTTP/")
+        assert 400 <= refusal.status < 500 or app_failed or not_implemented or no_such_version, (
             f"refusal status: {refusal}"
         )
         if reset and (not final or final[-1].status != refusal.status):
@@ -636,7 +638,7 @@ def exchange_http(data: bytes) -> Outcome | None:
     outcome = same_whole_or_in_pieces(
         lambda split: exchange(state, stream, split, client), split_seed
     )
-    allowed = {200, 204, 400, 403, 404, 405, 413, 414, 417, 426, 431, 501}
+    allowed = {200, 204, 400, 403, 404, 405, 413, 414, 417, 426, 431, 501, 505}
     if outcome.errors:
         allowed.add(500)  # the app raised: documented
     for response in outcome.stream.final:
@@ -696,7 +698,7 @@ def upgrade_state(config_byte: int) -> RecordingState:
 #: section 4.2.2 and ``stargate.handshake.accept``) and the HTTP parser's (``channel``; 414
 #: for a request line past max_header_size, RFC 9112 section 3; 501 for a transfer coding
 #: other than chunked, RFC 9112 section 6.1).
-UPGRADE_REFUSALS = frozenset({400, 403, 405, 426, 413, 414, 417, 431, 501})
+UPGRADE_REFUSALS = frozenset({400, 403, 405, 426, 413, 414, 417, 431, 501, 505})
 
 
 def exchange_upgrade(data: bytes) -> Outcome | None:

@@ -924,7 +924,13 @@ def streamed_refusal(environ: dict[str, Any], start_response: StartResponse) -> 
     yield b"in"
 
 
+def redirected(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+    start_response("303 See Other", [("Location", "/login"), ("Content-Type", "text/plain")])
+    return [b"log in first"]
+
+
 REFUSALS = {
+    "redirect after accept": (redirected, 303, b"log in first"),
     "403 after accept": (forbidden, 403, b"not you"),
     "exception after accept": (raising, 500, b"Internal Server Error\n"),
     "exception view 403": (exception_view, 403, b"exception view"),
@@ -1893,6 +1899,10 @@ async def test_100_continue_only_once_the_request_is_the_current_one(
         b"GET / HTTP/1.1\r\nHost : x\r\n\r\n",  # white space before the colon
         b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n",
         b"GET /a\x01b HTTP/1.1\r\nHost: x\r\n\r\n",
+        # Content-Type is a single value: a proxy reading the first, an app the last.
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+        b"Content-Type: multipart/form-data; boundary=z\r\nContent-Length: 1\r\n\r\nz",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",  # a TLS hello: no method at all
     ],
 )
 async def test_ambiguous_heads_get_400(start_server: StartServer, raw: bytes) -> None:
@@ -1915,6 +1925,28 @@ async def test_http11_request_needs_exactly_one_host(start_server: StartServer, 
     response, _, writer = await request(server.port, raw)
     writer.close()
     assert response.status == 400
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "reason"),
+    [
+        # RFC 9110 section 15.6.2: a method the server does not know (llhttp knows a list).
+        (b"BREW /pot HTTP/1.1\r\nHost: x\r\n\r\n", 501, b"method BREW is not implemented"),
+        (b"get / HTTP/1.1\r\nHost: x\r\n\r\n", 501, b"method get is not implemented"),
+        # RFC 9110 section 15.6.6: a version llhttp reads but this server does not speak.
+        (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505, b"HTTP/2.0 is not supported"),
+        (b"GET / HTTP/0.9\r\nHost: x\r\n\r\n", 505, b"HTTP/0.9 is not supported"),
+    ],
+)
+async def test_unknown_methods_and_versions_say_so(
+    start_server: StartServer, raw: bytes, status: int, reason: bytes
+) -> None:
+    server = await start_server(validated(environ_app))
+    response, reader, writer = await request(server.port, raw)
+    assert response.status == status and response.body.startswith(reason)
+    assert response.header("Connection") == "close"
+    assert await at_eof(reader)
+    writer.close()
 
 
 async def test_trailer_fields_are_not_merged_into_the_head(start_server: StartServer) -> None:

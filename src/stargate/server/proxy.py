@@ -2,7 +2,7 @@
 
 Behind nginx the socket's peer is the proxy: the client's address, the scheme it used
 (https, terminated at the proxy) and the host it asked for travel in ``Forwarded``
-(RFC 7239) or the de-facto ``X-Forwarded-For/Proto/Host/Port`` headers.  Anyone can send
+(RFC 7239) or the de-facto ``X-Forwarded-For/Proto/Host`` headers.  Anyone can send
 those headers, so they are believed only from a peer listed in ``trusted_proxies``; from any
 other peer they are ignored (left in the environ as ``HTTP_X_FORWARDED_*``, as gunicorn and
 waitress leave them, but never used by the server).
@@ -191,11 +191,15 @@ def _list(headers: Sequence[tuple[str, str]], name: str) -> list[str]:
 def _x_forwarded_hops(headers: Sequence[tuple[str, str]]) -> list[_Hop]:
     """``X-Forwarded-For`` with ``-Proto``/``-Host`` lined up from the right: a proxy that
     appends to each list lines them up; one that sets a single value (nginx's usual
-    ``proxy_set_header X-Forwarded-Proto $scheme``) speaks for the nearest hop."""
+    ``proxy_set_header X-Forwarded-Proto $scheme``) speaks for the nearest hop.
+
+    ``X-Forwarded-Port`` is not read: the proxies that set ``X-Forwarded-Host`` put the
+    port in it (nginx's ``$http_host``, Traefik), and nginx passes a client's own
+    ``X-Forwarded-Port`` on untouched, which would have named the port of every URL the
+    app builds (as gunicorn and uvicorn, which read neither)."""
     nodes = _list(headers, "x-forwarded-for")
     protos = _list(headers, "x-forwarded-proto")
     hosts = _list(headers, "x-forwarded-host")
-    port = _list(headers, "x-forwarded-port")
     if not nodes:
         nodes = [""]  # no address given: the statement about scheme and host still counts
     hops: list[_Hop] = []
@@ -207,16 +211,8 @@ def _x_forwarded_hops(headers: Sequence[tuple[str, str]]) -> list[_Hop]:
         if from_right == 1:
             proto = proto or (protos[-1] if protos else None)
             host = host or (hosts[-1] if hosts else None)
-            if port and port[-1].isdigit() and host is not None and not _has_port(host):
-                host = f"{host}:{port[-1]}"
         hops.append(_Hop(node or None, proto, host))
     return hops
-
-
-def _has_port(host: str) -> bool:
-    if host.startswith("["):
-        return "]:" in host
-    return ":" in host
 
 
 def client_view(

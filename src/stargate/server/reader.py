@@ -17,6 +17,7 @@ extensions.
 from __future__ import annotations
 
 import io
+import re
 import weakref
 from typing import Protocol
 
@@ -41,6 +42,8 @@ _STOPPED = httptools.HttpRequestParser(object())
 
 #: A client that speaks HTTP/2 without asking first (prior knowledge, RFC 9113 3.3).
 _HTTP2_PREFACE = (400, "an HTTP/2 connection preface: this server speaks HTTP/1.1")
+#: A method as RFC 9110 section 9.1 allows (a token), and the space after it.
+_METHOD = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]{1,32}) ")
 
 
 class RequestRefused(Exception):
@@ -128,6 +131,12 @@ class RequestReader:
                 refused = exc.__context__
                 if isinstance(refused, RequestRefused):
                     raise refused from None
+                method = _METHOD.match(data, start)
+                if isinstance(exc, httptools.HttpParserInvalidMethodError) and method:
+                    # A method llhttp does not know is still a valid token: RFC 9110
+                    # section 15.6.2 says 501, not 400 (which a TLS hello gets).
+                    name = method[1].decode("ascii")
+                    raise RequestRefused(501, f"method {name} is not implemented") from None
                 raise RequestRefused(400, f"bad request: {exc}") from None
             if meter.refusal is not None:
                 raise RequestRefused(*meter.refusal)
@@ -189,10 +198,16 @@ class RequestReader:
     def on_headers_complete(self) -> None:
         self.in_head = False
         config = self.config
-        http11 = self.parser.get_http_version() == "1.1"
+        version = self.parser.get_http_version()
+        if version not in ("1.1", "1.0"):
+            if self.parser.get_method() == b"PRI":
+                raise RequestRefused(*_HTTP2_PREFACE)
+            # RFC 9110 section 15.6.6 (llhttp takes any single digits: 2.0, 0.9).
+            raise RequestRefused(505, f"HTTP/{version} is not supported: this server speaks 1.1")
+        http11 = version == "1.1"
         length: int | None = None
         expect: str | None = None
-        hosts = 0
+        hosts = content_types = 0
         host = ""
         codings: list[str] = []
         for name, value in self._headers:
@@ -206,6 +221,8 @@ class RequestReader:
                 host = value
             elif lower == "transfer-encoding":
                 codings.extend(c.strip().lower() for c in value.split(",") if c.strip())
+            elif lower == "content-type":
+                content_types += 1
         # RFC 9112 section 3.2: a server MUST answer 400 to an HTTP/1.1 request without a
         # Host field, and to any request with more than one.
         if hosts > 1 or (hosts == 0 and http11):
@@ -213,6 +230,10 @@ class RequestReader:
         # ... and to a Host field with an invalid value (empty is valid: no authority).
         if host and not valid_authority(host):
             raise RequestRefused(400, f"Host header field {host[:80]!r} is not host[:port]")
+        if content_types > 1:
+            # Not a list (RFC 9110 section 8.3): a proxy that reads the first and an app
+            # that reads the last would check and parse two different bodies.
+            raise RequestRefused(400, "a request has at most one Content-Type header field")
         if codings and not http11:
             # RFC 9112 section 6.1: HTTP/1.0 has no chunked framing, so such a message's
             # framing is faulty (a 1.0 intermediary would end it elsewhere, a way to smuggle
