@@ -196,9 +196,37 @@ def test_authenticated_upgrade_is_accepted_in_process(upgrade_environ: UpgradeEn
 
 def test_plain_request_to_a_websocket_view_gets_426() -> None:
     response = webtest.TestApp(make_app()).get(
-        "/any", headers={"Authorization": "Token ann"}, status=426
+        "/any",
+        headers={"Authorization": "Token ann"},
+        extra_environ={"SERVER_SOFTWARE": "stargate"},
+        status=426,
     )
     assert response.headers["Upgrade"] == "websocket"
+
+
+def test_plain_request_under_waitress_gets_501_not_a_500() -> None:
+    """waitress refuses an app's hop-by-hop ``Upgrade`` header (PEP 3333) with a 500, and
+    could not switch protocols anyway: the view says what to do instead."""
+    import http.client
+
+    import waitress.server
+
+    server = waitress.server.create_server(make_app(), host="127.0.0.1", port=0, threads=1)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        port = server.socket.getsockname()[1]
+        for headers in ({}, {"Upgrade": "websocket", "Connection": "Upgrade"}):
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            connection.request("GET", "/any", headers={"Authorization": "Token ann", **headers})
+            response = connection.getresponse()
+            body = response.read()
+            connection.close()
+            assert response.status == 501, body
+            assert b"serve the app with stargate" in body
+    finally:
+        server.close()
+        thread.join(10)
 
 
 def test_upgrade_under_a_server_that_cannot_upgrade_gets_501() -> None:

@@ -111,19 +111,23 @@ class WebSocketView:
         return self.request.response
 
     def not_upgradable(self) -> Any:
-        """The answer when the view is reached without an upgrade the server can accept:
-        426 to a plain request; to a WebSocket request, 400 under stargate (the handshake
-        lacks what RFC 6455 section 4.2.1 requires) and 501 under a server that cannot
-        upgrade (serve with ``use = egg:stargate`` or ``stargate serve``)."""
-        if is_websocket(self.context, self.request):
-            if self.request.environ.get("SERVER_SOFTWARE") == "stargate":
-                return Response(
-                    status=400,
-                    content_type="text/plain",
-                    charset="utf-8",
-                    body=b"not a WebSocket handshake: it needs Connection: Upgrade and "
-                    b"Upgrade: websocket\n",
-                )
+        """The answer when the view is reached without an upgrade the server can accept.
+        Under stargate: 426 to a plain request, 400 to a WebSocket request (the handshake
+        lacks what RFC 6455 section 4.2.1 requires).  Under a server that cannot upgrade,
+        501 to either (serve with ``use = egg:stargate`` or ``stargate serve``): a 426
+        must name the protocol to upgrade to in ``Upgrade``, which such a server could not
+        switch to, and which PEP 3333 servers (waitress, wsgiref) refuse from an app."""
+        under_stargate = self.request.environ.get("SERVER_SOFTWARE") == "stargate"
+        websocket = is_websocket(self.context, self.request)
+        if websocket and under_stargate:
+            return Response(
+                status=400,
+                content_type="text/plain",
+                charset="utf-8",
+                body=b"not a WebSocket handshake: it needs Connection: Upgrade and "
+                b"Upgrade: websocket\n",
+            )
+        if not under_stargate:
             return Response(
                 status=501,
                 content_type="text/plain",
