@@ -52,13 +52,14 @@ class Supervisor:
         self.port = port
 
     @classmethod
-    async def start(cls, *args: str) -> Supervisor:
+    async def start(cls, *args: str, stderr: int | None = None) -> Supervisor:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(APP_DIR), env.get("PYTHONPATH")]))
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "stargate", "serve", "stargate_groups_app:app",
             "--port", "0", "--ping-interval", "0", "--log-level", "warning", *args,
             stdout=asyncio.subprocess.PIPE,
+            stderr=stderr,
             env=env,
             start_new_session=True,
         )  # fmt: skip
@@ -151,10 +152,32 @@ async def test_two_workers_share_groups_a_dead_one_is_replaced(two_workers: Supe
 
 
 @pytest.mark.asyncio
-async def test_sigterm_stops_every_worker_gracefully(redis_server: RedisServer) -> None:
-    supervisor = await Supervisor.start("--workers", "2", "--broker", redis_server.url)
+@pytest.mark.parametrize(
+    ("stop", "group"),
+    [(signal.SIGTERM, False), (signal.SIGINT, True), (signal.SIGHUP, True)],
+    ids=["sigterm", "ctrl-c", "terminal-closed"],
+)
+async def test_a_stop_signal_stops_every_worker_gracefully(
+    redis_server: RedisServer, stop: signal.Signals, group: bool
+) -> None:
+    """SIGTERM to the supervisor, or Ctrl+C or a closed terminal, which reach the whole
+    process group: each worker hears the supervisor's one SIGTERM, never a second signal
+    that would hurry its shutdown ("stopping now")."""
+    supervisor = await Supervisor.start(
+        "--workers", "2", "--broker", redis_server.url, stderr=asyncio.subprocess.PIPE
+    )
     spread = await clients_on(supervisor, 2)
-    assert await supervisor.stop() == 0
+    if group:
+        os.killpg(supervisor.process.pid, stop)
+    else:
+        supervisor.process.send_signal(stop)
+    assert supervisor.process.stderr is not None
+    try:
+        errors = await asyncio.wait_for(supervisor.process.stderr.read(), TIMEOUT)
+        assert await asyncio.wait_for(supervisor.process.wait(), TIMEOUT) == 0, errors
+    finally:
+        await supervisor.stop()
+    assert b"stopping now" not in errors, errors
     for clients in spread.values():
         for client in clients:
             with pytest.raises(ConnectionClosed):

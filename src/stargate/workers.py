@@ -12,7 +12,7 @@ connection, unlike one SO_REUSEPORT socket per worker).  Each worker runs a
 :class:`~stargate.server.Server` on all of them and the process's group
 :class:`~stargate.groups.Hub` with the broker of ``broker_url``, on one event loop.  The
 supervisor restarts a worker that dies (with a backoff when workers die young, so a broken
-app does not fork in a tight loop), and on SIGINT or SIGTERM stops every worker
+app does not fork in a tight loop), and on SIGINT, SIGTERM or SIGHUP stops every worker
 gracefully: WebSockets closed with 1001, in-flight requests answered, within
 ``shutdown_timeout``; stragglers are killed after it.
 
@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .groups import Hub, configure
-from .server.app import Server, new_event_loop
+from .server.app import STOP_SIGNALS, Server, new_event_loop
 from .server.config import ServerConfig
 from .server.routing import Routes
 from .server.wsgi import WSGIApp
@@ -216,7 +216,7 @@ def serve_worker(
     ready: Ready | None = None,
     multiprocess: bool = False,
 ) -> None:
-    """Serve in this process until SIGINT or SIGTERM: a server per listening socket and the
+    """Serve in this process until SIGINT, SIGTERM or SIGHUP: a server per listening socket and the
     process's group hub with ``broker_url``'s broker (``config.broker_url`` if ``None``),
     all on one event loop.  The sockets are ``socks`` when given (a worker's share),
     else bound here for ``listen`` (default ``config``'s host and port) before the app is
@@ -253,7 +253,7 @@ def _run(
         await server.start(socks)
         await hub.start()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGTERM,) if multiprocess else STOP_SIGNALS:
             loop.add_signal_handler(sig, server.stop_signalled)
         if ready is not None:
             ready(_listening(socks, 1, config))
@@ -354,8 +354,13 @@ class _Supervisor:
             os.close(self._errors_r)
             os.close(self._ready_r)
             signal.pthread_sigmask(signal.SIG_SETMASK, set())
-            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
+            for sig in (signal.SIGTERM, signal.SIGCHLD):
                 signal.signal(sig, signal.SIG_DFL)
+            # Ctrl+C and a closed terminal reach the whole process group: the supervisor
+            # passes them on as SIGTERM, which a worker that heard them too would take for
+            # a second stop signal (and hurry).  It listens to the supervisor alone.
+            for sig in (signal.SIGINT, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_IGN)
             os.environ["STARGATE_WORKER"] = str(slot)
             loaded = self._load_in_child()
             if loaded is None:
@@ -465,9 +470,9 @@ class _Supervisor:
                 os.kill(pid, sig)
 
     def run(self) -> int:
-        """Serve until SIGINT or SIGTERM (0), or until a worker could not load the app
+        """Serve until SIGINT, SIGTERM or SIGHUP (0), or until a worker could not load the app
         (:class:`~stargate.targets.TargetError` with its one-line reason)."""
-        watched = {signal.SIGCHLD, signal.SIGINT, signal.SIGTERM}
+        watched = {signal.SIGCHLD, *STOP_SIGNALS}
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, watched)
         try:
             for slot in range(self.workers):
@@ -480,7 +485,7 @@ class _Supervisor:
                     soonest = min(when for when, _ in self.waiting.values())
                     timeout = max(0.01, min(timeout, soonest - time.monotonic()))
                 info = signal.sigtimedwait(watched, timeout)
-                if info is not None and info.si_signo in (signal.SIGINT, signal.SIGTERM):
+                if info is not None and info.si_signo in STOP_SIGNALS:
                     if not self.stopping:
                         logger.info("stopping %d workers", len(self.children))
                     self.stop()
@@ -523,7 +528,7 @@ def run_workers(
     worker after the fork, never in the supervisor; or an app object) with ``workers``
     processes on ``listen`` (default ``config``'s host and port) and group messages carried
     by ``broker_url``'s broker (default ``config.broker_url``, else in-memory); returns the
-    exit status after SIGINT or SIGTERM.
+    exit status after SIGINT, SIGTERM or SIGHUP.
 
     One worker serves in this process (no supervisor).  More than one needs a broker that
     spans processes (else :class:`~stargate.settings.SettingsError`).  A target that the

@@ -587,13 +587,16 @@ print("stopped", flush=True)
 """
 
 
-@pytest.mark.parametrize(("stop", "mode"), [(signal.SIGINT, "ready"), (signal.SIGTERM, "sock")])
+@pytest.mark.parametrize(
+    ("stop", "mode"),
+    [(signal.SIGINT, "ready"), (signal.SIGTERM, "sock"), (signal.SIGHUP, "ready")],
+)
 async def test_serve_runs_until_a_signal_then_shuts_down_gracefully(
     stop: signal.Signals, mode: str
 ) -> None:
     """``stargate.server.serve`` (the programmatic runner), on its own port or a given socket:
-    ``ready`` hears of the bound server, which runs on uvloop; Ctrl-C or SIGTERM closes
-    WebSockets with 1001 and ``serve`` returns."""
+    ``ready`` hears of the bound server, which runs on uvloop; Ctrl-C, SIGTERM or SIGHUP (a
+    closed terminal) closes WebSockets with 1001 and ``serve`` returns."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-c", SERVE_SCRIPT, mode, stdout=asyncio.subprocess.PIPE
     )

@@ -1,8 +1,8 @@
 """The server: one asyncio listener for HTTP and WebSocket, a bounded worker pool, shutdown.
 
 ``Server(app)`` serves a WSGI app (upgrades accepted through the environ) or a
-:class:`~stargate.server.routing.Routes` table.  ``serve(app, ...)`` runs it until SIGINT or
-SIGTERM, using uvloop when it is installed.
+:class:`~stargate.server.routing.Routes` table.  ``serve(app, ...)`` runs it until SIGINT,
+SIGTERM or SIGHUP, using uvloop when it is installed.
 """
 
 from __future__ import annotations
@@ -25,6 +25,11 @@ from .websocket import WebSocket
 from .wsgi import WSGIApp
 
 logger = logging.getLogger("stargate.server")
+
+#: What stops a server gracefully (a second one hurries it): Ctrl+C, a service manager's
+#: stop, and the terminal closing (there is no reload signal: SIGHUP would otherwise
+#: kill the process without closing a WebSocket).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class Server:
@@ -234,9 +239,9 @@ class Server:
             hurried.cancel()
 
     def stop_signalled(self) -> None:
-        """SIGINT or SIGTERM: the first starts a graceful shutdown; another one during it (a
-        second Ctrl+C) cuts its waits short, as uvicorn's does: every connection is closed
-        at once and the handlers still running are cancelled."""
+        """One of :data:`STOP_SIGNALS`: the first starts a graceful shutdown; another one
+        during it (a second Ctrl+C) cuts its waits short, as uvicorn's does: every
+        connection is closed at once and the handlers still running are cancelled."""
         if not self.state.shutting_down:
             self.stop_soon()
         elif self._hurry is not None and not self._hurry.is_set():
@@ -280,13 +285,13 @@ def serve(
     sock: socket.socket | None = None,
     ready: Callable[[Server], object] | None = None,
 ) -> None:
-    """Run a server until SIGINT or SIGTERM, then shut down gracefully."""
+    """Run a server until SIGINT, SIGTERM or SIGHUP, then shut down gracefully."""
     server = Server(app, config)
 
     async def main() -> None:
         await server.start(sock)
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, server.stop_signalled)
         if ready is not None:
             ready(server)
