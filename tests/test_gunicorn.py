@@ -490,6 +490,15 @@ def test_limits_keepalive_and_timeout_are_gunicorns(gunicorn: Callable[..., Arbi
     assert "WORKER TIMEOUT" not in arbiter.log
 
 
+def test_keep_alive_0_says_connection_close(gunicorn: Callable[..., Arbiter]) -> None:
+    """gunicorn's ``--keep-alive 0`` turns keep-alive off: each response says so (RFC 9112
+    section 9.6), as gunicorn's own workers do, instead of being cut once it is idle."""
+    arbiter = gunicorn("--keep-alive", "0")
+    response = raw_request(arbiter.port, b"GET /pid HTTP/1.1\r\nHost: x\r\n\r\n")
+    head = response.partition(b"\r\n\r\n")[0]
+    assert head.startswith(b"HTTP/1.1 200 ") and b"\r\nConnection: close" in head, response
+
+
 def make_certificate(directory: Path) -> tuple[Path, Path]:
     openssl = shutil.which("openssl")
     if openssl is None:

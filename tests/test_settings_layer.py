@@ -85,6 +85,13 @@ def test_written_and_typed_values_convert_alike() -> None:
     assert written.broker_url == "memory://"
 
 
+def test_a_keepalive_timeout_of_0_or_off_is_no_keep_alive() -> None:
+    for value in ("0", "off", 0):
+        assert server_config({"keepalive_timeout": value}).keepalive_timeout == 0.0
+    with pytest.raises(SettingsError, match="keepalive_timeout: must be a finite number"):
+        server_config({"keepalive_timeout": "-1"})
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [

@@ -115,7 +115,11 @@ def add_server_options(parser: argparse.ArgumentParser, port: int) -> None:
         "seconds a client may take none of a response before it is aborted (60)",
         metavar="SECONDS",
     )
-    add("--keepalive-timeout", "seconds an idle HTTP connection is kept (5)", metavar="SECONDS")
+    add(
+        "--keepalive-timeout",
+        "seconds an idle HTTP connection is kept (5; 0: no keep-alive)",
+        metavar="SECONDS",
+    )
     add(
         "--shutdown-timeout",
         "seconds a graceful stop waits for handlers and requests (10)",

@@ -142,10 +142,11 @@ _SECONDS_KEYS = (
     "header_timeout",
     "body_timeout",
     "write_timeout",
-    "keepalive_timeout",
     "linger_timeout",
     "shutdown_timeout",
 )
+#: Seconds, where 0 (or ``off``) turns the thing off.
+_SECONDS_OR_OFF_KEYS = ("keepalive_timeout",)
 _BOOL_KEYS = ("legacy_protocols", "access_log", "upgrade_on_loop")
 _PATH_KEYS = ("metrics_path", "health_path")
 _OTHER_KEYS = (
@@ -166,6 +167,7 @@ SERVER_KEYS = frozenset(
         *_COUNT_KEYS,
         *_SIZE_KEYS,
         *_SECONDS_KEYS,
+        *_SECONDS_OR_OFF_KEYS,
         *_BOOL_KEYS,
         *_PATH_KEYS,
         *_OTHER_KEYS,
@@ -249,6 +251,11 @@ def as_seconds(value: object, key: str = "value", *, allow_off: bool = False) ->
             return None
         raise SettingsError(f"{key}: must be positive, not {value!r}")
     return number
+
+
+def _as_seconds_or_off(value: object, key: str) -> float:
+    """Seconds, or 0.0 for ``0``/``off``/``none`` (a keep-alive timeout of 0: no keep-alive)."""
+    return as_seconds(value, key, allow_off=True) or 0.0
 
 
 def as_count(value: object, key: str = "value") -> int:
@@ -490,6 +497,7 @@ def serve_settings(values: Mapping[str, Any], *, label: Label = _same) -> ServeS
         (_COUNT_KEYS, as_count),
         (_SIZE_KEYS, as_size),
         (_SECONDS_KEYS, as_seconds),
+        (_SECONDS_OR_OFF_KEYS, _as_seconds_or_off),
         (_BOOL_KEYS, as_bool),
         (_PATH_KEYS, _as_path),
     )

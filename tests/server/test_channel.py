@@ -527,6 +527,16 @@ async def test_idle_keep_alive_connection_is_closed(start_server: StartServer) -
     writer.close()
 
 
+async def test_a_keepalive_timeout_of_0_says_connection_close(start_server: StartServer) -> None:
+    """No keep-alive at all: the response says it closes (RFC 9112 section 9.6); it used to
+    say nothing and be cut at once, so a client's next request on it failed."""
+    server = await start_server(validated(page_app()), keepalive_timeout=0)
+    response, reader, writer = await request(server.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (response.status, response.header("Connection")) == (200, "close")
+    assert await at_eof(reader, 1.0)
+    writer.close()
+
+
 async def test_http_served_during_open_websockets(start_server: StartServer) -> None:
     from websockets.asyncio.client import connect
 

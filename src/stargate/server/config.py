@@ -90,7 +90,8 @@ class ServerConfig:
     #: Response bytes buffered per connection (memory and file) before a worker thread
     #: waits for the client to take some (waitress's ``outbuf_high_watermark``).
     output_buffer_max: int = 16 * MiB
-    #: Time an idle keep-alive HTTP connection is kept open.
+    #: Time an idle keep-alive HTTP connection is kept open; 0: no keep-alive (every
+    #: response says ``Connection: close``).
     keepalive_timeout: float = 5.0
     #: After an error response (400, 413, 431, a refused upgrade ...), how long the server
     #: keeps discarding what the client still sends before closing, so that the client

@@ -301,7 +301,9 @@ class RequestReader:
             headers=self._headers,
             body=io.BytesIO() if body is None else body.finish(),
             body_size=0 if body is None else body.size,
-            keep_alive=parser.should_keep_alive(),
+            # A keep-alive timeout of 0 (gunicorn's --keep-alive 0) turns keep-alive off:
+            # the response must say so (RFC 9112 section 9.6), not be cut after it.
+            keep_alive=parser.should_keep_alive() and self.config.keepalive_timeout > 0,
             upgrade=parser.should_upgrade(),
             parsed=parsed,
         )
