@@ -114,6 +114,10 @@ def test_a_keepalive_timeout_of_0_or_off_is_no_keep_alive() -> None:
         ({"listen": "127.0.0.1:8000", "host": "x"}, "listen and host both given"),
         ({"ping_intervall": "5"}, "unknown setting ping_intervall; known: "),
         ({"keyfile": "key.pem"}, "keyfile needs certfile"),
+        (
+            {"allowed_origins": "https://a.example/app"},
+            "allowed_origins: allowed origin 'https://a.example/app' can never match",
+        ),
     ],
 )
 def test_errors_name_the_setting(values: dict[str, str], message: str) -> None:

@@ -406,13 +406,16 @@ def websocket_settings(
         allowed = as_list(get("allowed_origins") or ())
         same = get("same_origin")
         missing = get("allow_missing_origin")
-        origin_policy = OriginPolicy(
-            allowed=("*",) if "*" in allowed else allowed,
-            same_origin=True if same is None else as_bool(same, label("same_origin")),
-            allow_missing=True
-            if missing is None
-            else as_bool(missing, label("allow_missing_origin")),
-        )
+        try:
+            origin_policy = OriginPolicy(
+                allowed=("*",) if "*" in allowed else allowed,
+                same_origin=True if same is None else as_bool(same, label("same_origin")),
+                allow_missing=True
+                if missing is None
+                else as_bool(missing, label("allow_missing_origin")),
+            )
+        except ValueError as exc:
+            raise SettingsError(f"{label('allowed_origins')}: {exc}") from None
 
     options: WebSocketOptions | None = None
     if present(LIMIT_KEYS) or present(OPTION_KEYS):

@@ -80,7 +80,6 @@ from .support import (
         (OriginPolicy(allowed=("*.example.com",)), "https://example.com.evil", "x", False),
         (OriginPolicy(allowed=("*.example.com:8443",)), "https://a.example.com:8443", "x", True),
         (OriginPolicy(allowed=("*.example.com:8443",)), "https://a.example.com", "x", False),
-        (OriginPolicy(allowed=("bad pattern",)), "https://a.example.com", "x", False),
         # any
         (OriginPolicy.any(), "http://anything.example", "x", True),
         (OriginPolicy.any(), "null", "x", True),
@@ -159,12 +158,6 @@ def test_origin_policy_same_origin_compares_scheme_host_and_port(
         (("*.app.example",), "https://a.app.example", True),
         (("*.app.example",), "http://a.app.example:8080", True),
         (("app.example:8443",), "https://app.example", False),
-        # Malformed entries allow nothing.
-        (("https://",), "https://app.example", False),
-        (("://app.example",), "https://app.example", False),
-        (("https://app.example/path",), "https://app.example", False),
-        (("foo://app.example",), "foo://app.example:1", False),
-        (("",), "", False),
     ],
 )
 def test_origin_policy_allow_list_compares_scheme(
@@ -176,13 +169,21 @@ def test_origin_policy_allow_list_compares_scheme(
 
 
 @pytest.mark.parametrize(
+    "entry", ["https://app.example/path", "", "bad pattern", "https://", "://app.example"]
+)
+def test_an_allowed_entry_that_can_never_match_is_refused(entry: str) -> None:
+    """A typo would lock out the origin it meant to let in, with nothing but a 403 to show."""
+    with pytest.raises(ValueError, match="can never match"):
+        OriginPolicy(allowed=("https://fine.example", entry))
+
+
+@pytest.mark.parametrize(
     ("policy", "origin", "expected"),
     [
         (OriginPolicy(), None, True),
         (OriginPolicy(), "", False),
         (OriginPolicy(), " \t ", False),
         (OriginPolicy(allowed=("null",)), "", False),
-        (OriginPolicy(allowed=("",)), "", False),
         (OriginPolicy.any(), "", True),  # "*": every request with an Origin header
         (OriginPolicy(), "null", False),
         (OriginPolicy(allowed=("null",)), "null", True),

@@ -42,6 +42,22 @@ def _parse_entry(text: str) -> tuple[str | None, str, int | None] | None:
     return scheme, host, port
 
 
+def _can_match(entry: str) -> bool:
+    """Whether some Origin can match an ``allowed`` entry: a pattern, ``*`` or ``null``, or
+    an origin whose scheme has no default port (``chrome-extension://id``), matched as
+    written."""
+    if entry in ("*", "null") or _parse_entry(entry) is not None:
+        return True
+    scheme, separator, rest = entry.partition("://")
+    return bool(
+        separator
+        and scheme
+        and "/" not in rest
+        and "@" not in rest
+        and split_host_port(rest) is not None
+    )
+
+
 def parse_origin(origin: str) -> tuple[str, str, int] | None:
     """``(scheme, host, effective port)`` of a serialized origin (RFC 6454 sections 4 and 6.2).
 
@@ -113,6 +129,17 @@ class OriginPolicy:
     allowed: tuple[str, ...] = ()
     same_origin: bool = True
     allow_missing: bool = True
+
+    def __post_init__(self) -> None:
+        """An entry that no Origin can match (a path, an unknown scheme without a port,
+        a typo) is refused here: silently never matching, it would lock out the very
+        origin it was meant to let in, and say so only as a 403 to the browser."""
+        for entry in self.allowed:
+            if not _can_match(entry):
+                raise ValueError(
+                    f"allowed origin {entry!r} can never match: write scheme://host[:port] "
+                    "(no path), host[:port], *.host[:port], 'null' or '*'"
+                )
 
     @classmethod
     def any(cls) -> OriginPolicy:
