@@ -26,7 +26,14 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Origin, Subprotocol
 
 from stargate.brokers.testing import RedisServer, free_port
-from stargate.cli import add_server_options, config_from_args, echo, load_target, main
+from stargate.cli import (
+    add_server_options,
+    config_from_args,
+    echo,
+    load_target,
+    main,
+    serve_target_settings,
+)
 from stargate.handshake import OriginPolicy
 from stargate.server import Routes
 from stargate.targets import TargetError
@@ -549,6 +556,49 @@ async def test_serve_an_ini_uses_its_server_section_and_flags_override(tmp_path:
         assert reply == (200, "read 2000")
     finally:
         assert await server.stop() == 0
+
+
+def test_an_ini_without_a_port_is_served_where_pserve_serves_it(tmp_path: Path) -> None:
+    """Pyramid's 6543, as pserve (waitress, stargate's server factory) would; a module
+    target keeps 8000, and a port given anywhere wins."""
+    needs("pyramid")
+    ini = hello_ini(tmp_path, "host = 127.0.0.1")
+    assert serve_target_settings(str(ini), {}).listen == (("127.0.0.1", 6543),)
+    assert serve_target_settings(str(ini), {"port": 7000}).listen == (("127.0.0.1", 7000),)
+    listen = serve_target_settings(str(ini), {"listen": ["127.0.0.1:7001"]}).listen
+    assert listen == (("127.0.0.1", 7001),)
+    assert serve_target_settings("hello:app", {}).listen == (("127.0.0.1", 8000),)
+    hello_ini(tmp_path, "port = 7002")
+    assert serve_target_settings(str(ini), {}).listen == (("127.0.0.1", 7002),)
+
+
+PYRAMID_APP = """
+from pyramid.config import Configurator
+
+def make_app(global_config, **settings):
+    with Configurator(settings=settings) as config:
+        config.include("stargate.pyramid")
+    return config.make_wsgi_app()
+"""
+
+
+@pytest.mark.parametrize(
+    ("line", "fragment"),
+    [
+        ("stargate.max_message_size = lots", "stargate.max_message_size: expected a size"),
+        ("stargate.max_mesage_size = 100", "unknown setting stargate.max_mesage_size"),
+    ],
+)
+def test_an_apps_bad_stargate_setting_is_one_line(tmp_path: Path, line: str, fragment: str) -> None:
+    """In the process itself, and from workers (which load the app after the fork)."""
+    needs("pyramid")
+    (tmp_path / "pyr.py").write_text(PYRAMID_APP)
+    (tmp_path / "app.ini").write_text(f"[app:main]\nuse = call:pyr:make_app\n{line}\n")
+    assert_one_line_error(run_cli("serve", "app.ini", "--port", "0", cwd=tmp_path), fragment)
+    workers = ("--workers", "2", "--broker", "redis://127.0.0.1:9/0")  # never reached
+    code, out, err = run_cli("serve", "app.ini", "--port", "0", *workers, cwd=tmp_path)
+    assert (code, out) == (2, "") and "Traceback" not in err, err
+    assert err.splitlines()[-1].startswith("stargate: error: app.ini: ") and fragment in err
 
 
 @pytest.mark.asyncio

@@ -29,6 +29,7 @@ from .server.access import logger as access_logger
 from .server.state import POOL_THREAD_NAMES
 from .settings import ServeSettings, SettingsError, as_log_level, serve_settings
 from .targets import (
+    INI_DEFAULT_PORT,
     TargetError,
     check_target,
     ini_server_settings,
@@ -329,6 +330,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def serve_target_settings(target: str, given: Mapping[str, object]) -> ServeSettings:
+    """What ``stargate serve TARGET`` serves with: the defaults, then an .ini file's
+    ``[server:main]``, then the options ``given``."""
+    ini = ini_server_settings(target) if is_ini(target) else {}
+    if is_ini(target) and not {"port", "listen"} & {*ini, *given}:
+        # An .ini file serves where pserve would serve it: Pyramid's port, not ours.
+        given = {"port": INI_DEFAULT_PORT, **given}
+    return _settings("serve", given, ini, target.partition("#")[0])
+
+
 def _serve(args: argparse.Namespace, argv: list[str]) -> int:
     """``stargate serve``: the target is only checked here, never imported: each worker
     imports it (after the fork, with ``--workers``), so that what it creates at import
@@ -336,8 +347,7 @@ def _serve(args: argparse.Namespace, argv: list[str]) -> int:
     target: str = args.target
     use_current_directory()
     check_target(target)
-    ini = ini_server_settings(target) if is_ini(target) else {}
-    settings = _settings("serve", _given(args), ini, target.partition("#")[0])
+    settings = serve_target_settings(target, _given(args))
     _access_log_output(settings.config)
     if args.reload:
         if settings.workers > 1:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .extras import install_hint
+from .settings import SettingsError
 
 __all__ = [
     "APP_SECTIONS",
@@ -36,6 +37,8 @@ __all__ = [
 
 #: The section kinds PasteDeploy loads an app from (``[app:main]``, ``[pipeline:main]`` ...).
 APP_SECTIONS = ("app", "pipeline", "composite", "filter-app")
+#: Where an .ini file's app is served when it names no port: Pyramid's (pserve, waitress).
+INI_DEFAULT_PORT = 6543
 
 
 class TargetError(Exception):
@@ -147,6 +150,8 @@ def load_ini_app(config_uri: str) -> Any:
     try:
         return get_app(str(path), name)
     except LookupError as exc:  # PasteDeploy: no such section, no such entry point
+        raise TargetError(f"{path}: {exc}") from None
+    except SettingsError as exc:  # the app's stargate.* settings (stargate.pyramid)
         raise TargetError(f"{path}: {exc}") from None
 
 

@@ -193,3 +193,9 @@ def test_include_parses_the_settings(config: Any) -> None:
 def test_a_bad_setting_fails_at_startup() -> None:
     with pytest.raises(ConfigurationError, match=r"stargate\.max_message_size"):
         make_app({"stargate.max_message_size": "lots"})
+
+
+def test_a_misspelt_setting_fails_at_startup() -> None:
+    """As in ``[server:main]``: a typo must not leave the default silently in force."""
+    with pytest.raises(ConfigurationError, match=r"unknown setting stargate\.max_mesage_size; "):
+        make_app({"stargate.max_mesage_size": "100", "stargate.app_factory": "x:main"})

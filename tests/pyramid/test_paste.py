@@ -108,6 +108,11 @@ def test_the_factory_refuses_workers() -> None:
     pytest.importorskip("redis")
     with pytest.raises(SettingsError, match=r"run stargate serve development\.ini"):
         server_factory({}, workers="2", broker="redis://127.0.0.1:6379/0")
+    # Said first: adding the broker the other error asks for would not help under pserve.
+    with pytest.raises(SettingsError, match=r"run stargate serve development\.ini"):
+        server_factory({}, workers="2")
+    with pytest.raises(SettingsError, match=r"\[server:main\] workers: must be positive"):
+        server_factory({}, workers="0")
 
 
 def test_server_settings_errors_name_the_section() -> None:

@@ -20,12 +20,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from pyramid.exceptions import ConfigurationError
+
 from .predicates import WebSocketPredicate, is_websocket, websocket_upgrade
 from .resources import WebSocketAwareResource
 from .settings import REGISTRY_KEY, SettingsError, WebSocketSettings, parse_settings
 from .views import WebSocketView
 
 __all__ = [
+    "SettingsConfigurationError",
     "WebSocketAwareResource",
     "WebSocketPredicate",
     "WebSocketSettings",
@@ -34,6 +37,11 @@ __all__ = [
     "is_websocket",
     "websocket_upgrade",
 ]
+
+
+class SettingsConfigurationError(ConfigurationError, SettingsError):  # type: ignore[misc]
+    """An unusable ``stargate.*`` setting: Pyramid's kind of configuration error, and a
+    :class:`~stargate.settings.SettingsError`, which ``stargate serve`` says in one line."""
 
 
 #: After every directive of default order (``set_request_factory`` among them): the request
@@ -83,8 +91,6 @@ def _install_request_factory(registry: Any) -> None:
 
 def includeme(config: Any) -> None:
     """Pyramid's include hook: the predicate, the request properties, the settings."""
-    from pyramid.exceptions import ConfigurationError
-
     config.add_view_predicate("websocket", WebSocketPredicate)
     config.action(
         ("stargate.pyramid", "request-factory"),
@@ -95,5 +101,5 @@ def includeme(config: Any) -> None:
     try:
         parsed = parse_settings(config.get_settings())
     except SettingsError as exc:
-        raise ConfigurationError(str(exc)) from None
+        raise SettingsConfigurationError(str(exc)) from None
     config.registry[REGISTRY_KEY] = parsed

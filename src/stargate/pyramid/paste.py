@@ -25,28 +25,27 @@ from typing import Any
 
 from ..server import ServerConfig
 from ..server.wsgi import WSGIApp
-from ..settings import SERVER_KEYS, ServeSettings, SettingsError, serve_settings
-from ..targets import load_ini_app
+from ..settings import SERVER_KEYS, ServeSettings, SettingsError, as_count, serve_settings
+from ..targets import INI_DEFAULT_PORT, load_ini_app
 from ..workers import Listening, banner, serve_worker
 
 __all__ = ["SERVER_KEYS", "app_factory", "load_ini_app", "server_config", "server_factory"]
-
-_DEFAULT_PORT = 6543
 
 
 def _serve_settings(settings: Mapping[str, Any]) -> ServeSettings:
     values = {key: value for key, value in settings.items() if value is not None}
     if "listen" not in values:
         values.setdefault("host", "127.0.0.1")
-    values.setdefault("port", _DEFAULT_PORT)
-    parsed = serve_settings(values, label=lambda key: f"[server:main] {key}")
-    if parsed.workers > 1:
+    values.setdefault("port", INI_DEFAULT_PORT)
+    label = "[server:main] workers"
+    workers = as_count(values["workers"], label) if "workers" in values else 1
+    if workers > 1:  # said before anything else: no broker would make it work under pserve
         raise SettingsError(
-            f"[server:main] workers = {parsed.workers}: pserve loads the app before the "
-            "server, so its workers could not each import their own; "
-            "run stargate serve development.ini (which reads this section) instead"
+            f"{label} = {workers}: pserve loads the app before the server, so its workers "
+            "could not each import their own; run stargate serve development.ini (which "
+            "reads this section) instead"
         )
-    return parsed
+    return serve_settings(values, label=lambda key: f"[server:main] {key}")
 
 
 def server_config(

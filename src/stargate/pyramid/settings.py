@@ -57,18 +57,30 @@ PREFIX = "stargate."
 REGISTRY_KEY = "stargate.websocket_settings"
 #: Every key this module reads (without the prefix).
 KEYS = WEBSOCKET_KEYS
+#: Keys with the prefix read by :func:`stargate.pyramid.paste.app_factory`.
+_READ_ELSEWHERE = frozenset({"app_factory", "pythonpath"})
 
 
 def parse_settings(settings: Mapping[str, Any] | None, prefix: str = PREFIX) -> WebSocketSettings:
     """Read the ``prefix``-ed keys (see the module documentation) of ``settings``.
 
-    Raises :class:`SettingsError` naming the first key whose value is unusable.
+    Raises :class:`SettingsError` naming the first key whose value is unusable, or the keys
+    with the prefix that nothing reads (a typo would otherwise pass silently, as it does
+    not in ``[server:main]``).
     """
-    values = {
+    ours = {
         key[len(prefix) :]: value
         for key, value in (settings or {}).items()
-        if key.startswith(prefix) and key[len(prefix) :] in WEBSOCKET_KEYS
+        if isinstance(key, str) and key.startswith(prefix)
     }
+    unknown = sorted(set(ours) - set(WEBSOCKET_KEYS) - _READ_ELSEWHERE)
+    if unknown:
+        known = ", ".join(prefix + name for name in sorted({*WEBSOCKET_KEYS, *_READ_ELSEWHERE}))
+        raise SettingsError(
+            f"unknown setting{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(prefix + name for name in unknown)}; known: {known}"
+        )
+    values = {name: value for name, value in ours.items() if name in WEBSOCKET_KEYS}
     return websocket_settings(values, label=lambda name: prefix + name)
 
 
