@@ -273,13 +273,39 @@ def test_a_paste_deploy_ini(gunicorn: Callable[..., Arbiter], tmp_path: Path) ->
         pytest.skip("PasteDeploy is not installed (python3 -m pip install PasteDeploy)")
     (tmp_path / "production.ini").write_text(
         f"[app:main]\nuse = call:{MODULE}:factory\n\n"
-        "[server:main]\nuse = egg:stargate\nlisten = 127.0.0.1:6543\n"
+        "[server:main]\nuse = egg:stargate\nlisten = 127.0.0.1:6543\nmax_message_size = 100\n"
     )
     arbiter = gunicorn(target=("--paste", "production.ini"))
     assert arbiter.get("/") == (200, b"hello")
     with connect(arbiter.url("/echo"), open_timeout=WAIT, close_timeout=WAIT) as ws:
         ws.send("from an ini")
         assert ws.recv(timeout=WAIT) == "from an ini"
+        # The section's stargate settings apply, as under pserve (they were ignored).
+        ws.send("x" * 500)
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=WAIT)
+        assert ws.protocol.close_code == 1009
+    assert "production.ini [server:main]: listen ignored under gunicorn" in arbiter.log
+
+
+def test_a_paste_sections_settings_are_under_the_variables(tmp_path: Path) -> None:
+    ini = tmp_path / "production.ini"
+    ini.write_text(
+        "[app:main]\nuse = egg:x\n\n[server:main]\nuse = egg:stargate\n"
+        "threads = 3\nmax_body_size = 1KiB\nheader_timeout = 7\n"
+    )
+    cfg = gunicorn_config(paste=str(ini))
+    settings = worker_settings(cfg, {"STARGATE_HEADER_TIMEOUT": "9"})
+    config = settings.config
+    assert (config.max_body_size, config.header_timeout) == (1024, 9.0)
+    assert config.threads == cfg.threads  # gunicorn's own setting, the ini's left aside
+    assert settings.notes == (
+        f"{ini} [server:main]: threads ignored under gunicorn (its own settings carry them: "
+        "threads)",
+    )
+    ini.write_text("[app:main]\nuse = egg:x\n\n[server:main]\nmax_body_size = lots\n")
+    with pytest.raises(SettingsError, match=r"production\.ini \[server:main\] max_body_size"):
+        worker_settings(gunicorn_config(paste=str(ini)), {})
 
 
 def test_a_unix_socket_and_a_tcp_port_at_once(

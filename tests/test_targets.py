@@ -3,6 +3,7 @@ and an ini's ``[server:main]`` read as written."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -153,11 +154,21 @@ def test_server_settings_as_written(tmp_path: Path) -> None:
     assert ini_server_settings(str(no_server)) == {}
 
 
-def test_another_servers_section_gives_where_to_listen(tmp_path: Path) -> None:
+def test_another_servers_section_gives_where_to_listen(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """And says which of its keys are left aside: a waitress body limit must not silently
+    become stargate's default."""
     ini = write_ini(
         tmp_path,
         "[app:main]\nuse = egg:myapp\n\n"
         "[server:main]\nuse = egg:waitress#main\nlisten = *:6543\nthreads = 4\n"
-        "url_scheme = https\nasyncore_use_poll = true\n",
+        "url_scheme = https\nmax_request_body_size = 1024\n",
     )
-    assert ini_server_settings(str(ini)) == {"listen": "*:6543", "threads": "4"}
+    with caplog.at_level(logging.WARNING, "stargate.targets"):
+        assert ini_server_settings(str(ini)) == {"listen": "*:6543", "threads": "4"}
+    assert caplog.messages == [
+        f"{ini} [server:main] is for egg:waitress#main: its keys max_request_body_size, "
+        "url_scheme are not stargate's, left aside (stargate's limits apply; see stargate "
+        "serve --help)"
+    ]

@@ -98,6 +98,7 @@ from .server.app import Server, new_event_loop
 from .server.config import ServerConfig
 from .server.wsgi import WSGIApp
 from .settings import SERVER_KEYS, SettingsError, server_config
+from .targets import TargetError, ini_server_settings
 
 __all__ = ["GUNICORN_SETS", "QUICK_STOP", "Worker", "WorkerSettings", "worker_settings"]
 
@@ -146,17 +147,41 @@ class WorkerSettings:
     config: ServerConfig
     #: ``STARGATE_BROKER``; ``None``: the in-memory broker, not asked for by name.
     broker_url: str | None
+    #: What the arbiter should warn about (settings it leaves aside).
+    notes: tuple[str, ...] = ()
 
 
 def worker_settings(cfg: Any, environ: Mapping[str, str]) -> WorkerSettings:
-    """gunicorn's settings ``cfg`` and the ``STARGATE_*`` variables of ``environ`` -> the
-    worker's :class:`WorkerSettings`; :class:`~stargate.settings.SettingsError` names a
-    variable or a gunicorn setting it cannot use.
+    """gunicorn's settings ``cfg`` and the ``STARGATE_*`` variables of ``environ`` (over the
+    ``[server:main]`` section of ``--paste``'s .ini file) -> the worker's
+    :class:`WorkerSettings`; :class:`~stargate.settings.SettingsError` names a variable,
+    an .ini key or a gunicorn setting it cannot use.
 
     ``STARGATE_<NAME>`` is the setting ``name`` of :mod:`stargate.settings` (converted
     there, as for the command line and the ini), except those in :data:`GUNICORN_SETS`;
     then gunicorn's settings are mapped (the module's table)."""
     values: dict[str, str] = {}
+    labels: dict[str, str] = {}
+    notes: list[str] = []
+    paste = getattr(cfg, "paste", None)
+    if paste:
+        # --paste production.ini: its [server:main] is stargate's settings as under pserve
+        # (allowed_origins, limits ...), below the variables; where to listen, workers and
+        # what else gunicorn's own settings carry stay gunicorn's.
+        where = f"{paste.partition('#')[0]} [server:main]"
+        try:
+            section = ini_server_settings(paste)
+        except TargetError as exc:
+            raise SettingsError(str(exc)) from None
+        owned = sorted(key for key in section if key in GUNICORN_SETS)
+        if owned:
+            notes.append(
+                f"{where}: {', '.join(owned)} ignored under gunicorn (its own settings "
+                f"carry them: {', '.join(sorted({GUNICORN_SETS[key] for key in owned}))})"
+            )
+        for key, value in section.items():
+            if key not in GUNICORN_SETS:
+                values[key], labels[key] = value, f"{where} {key}"
     for variable, value in environ.items():
         if not variable.startswith(_PREFIX) or variable in _NOT_SETTINGS:
             continue
@@ -172,10 +197,15 @@ def worker_settings(cfg: Any, environ: Mapping[str, str]) -> WorkerSettings:
             )
         if value.strip():
             values[name] = value
+            labels.pop(name, None)
+
+    def label(name: str) -> str:
+        return labels.get(name) or _variable(name)
+
     try:
-        config = server_config(values, label=_variable)
+        config = server_config(values, label=label)
     except BrokerConfigError as exc:  # an unknown scheme, the redis package missing
-        raise SettingsError(f"{_variable('broker')}: {exc}") from None
+        raise SettingsError(f"{label('broker')}: {exc}") from None
 
     max_headers, head_size = _head_limits(
         int(cfg.limit_request_line),
@@ -198,7 +228,7 @@ def worker_settings(cfg: Any, environ: Mapping[str, str]) -> WorkerSettings:
         trusted_proxies=tuple(str(entry) for entry in cfg.forwarded_allow_ips),
         access_log=cfg.accesslog is not None,
     )
-    return WorkerSettings(config, config.broker_url)
+    return WorkerSettings(config, config.broker_url, tuple(notes))
 
 
 def _variable(name: str) -> str:
@@ -301,8 +331,8 @@ class Worker(_GunicornWorker):  # type: ignore[misc]
             warning = _refuse_split_groups(cfg, settings)
         except SettingsError as exc:
             raise RuntimeError(f"stargate: {exc}") from None
-        if warning is not None:
-            log.warning(warning)
+        for note in (*settings.notes, *([warning] if warning is not None else [])):
+            log.warning(note)
         config = settings.config
         log.info(
             "stargate: %d WSGI thread(s) and up to %d connections per worker, "

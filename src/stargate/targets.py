@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import configparser
 import importlib
+import logging
 import os
 import sys
 from pathlib import Path
@@ -34,6 +35,8 @@ __all__ = [
     "load_target",
     "use_current_directory",
 ]
+
+logger = logging.getLogger("stargate.targets")
 
 #: The section kinds PasteDeploy loads an app from (``[app:main]``, ``[pipeline:main]`` ...).
 APP_SECTIONS = ("app", "pipeline", "composite", "filter-app")
@@ -178,7 +181,18 @@ def ini_server_settings(target: str, name: str = "main") -> dict[str, str]:
         values.pop(key, None)  # [DEFAULT] keys are PasteDeploy's globals, not settings
     use = values.pop("use", "egg:stargate")
     if not _is_stargate(use):
-        values = {k: v for k, v in values.items() if k in ("host", "port", "listen", "threads")}
+        kept = ("host", "port", "listen", "threads")
+        left = sorted(key for key in values if key not in kept)
+        if left:
+            logger.warning(
+                "%s [%s] is for %s: its %s not stargate's, left aside (stargate's limits "
+                "apply; see stargate serve --help)",
+                path,
+                section,
+                use,
+                f"keys {', '.join(left)} are" if len(left) > 1 else f"key {left[0]} is",
+            )
+        values = {key: value for key, value in values.items() if key in kept}
     return values
 
 
