@@ -25,7 +25,7 @@ from .client import cli as client_cli
 from .extras import install_hint
 from .masking import BytesLike
 from .server import Routes, ServerConfig, WebSocket
-from .server.access import logger as access_logger
+from .server.access import json_lines_alone
 from .server.state import POOL_THREAD_NAMES
 from .settings import ServeSettings, SettingsError, as_log_level, serve_settings
 from .targets import (
@@ -53,7 +53,6 @@ _NOT_SETTINGS = frozenset({"command", "target", "log_level", "reload"})
 #: setting name -> its option, for error messages (filled by add_server_options).
 _FLAGS: dict[str, str] = {}
 #: The name of the handler :func:`_access_log_output` gives the access logger.
-_ACCESS_HANDLER = "stargate-cli-access-json"
 #: The format of every other log line (and of text access lines).
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -255,23 +254,6 @@ def config_from_args(args: argparse.Namespace, command: str = "serve") -> Server
     return _settings(command, _given(args)).config
 
 
-def _access_log_output(config: ServerConfig) -> None:
-    """JSON access lines are for log pipelines: one object per line and nothing around it.
-    Through the root handler each would be prefixed (time, level, logger name), so the
-    access logger gets a handler of its own with a bare format, on the same stream
-    (stderr), and stops propagating, lest each line also go out through the root handler.
-    Text lines keep the root's format: its time stamp is theirs."""
-    for handler in [h for h in access_logger.handlers if h.get_name() == _ACCESS_HANDLER]:
-        access_logger.removeHandler(handler)  # main() may run again in one process
-        access_logger.propagate = True
-    if config.access_log and config.access_log_format == "json":
-        handler = logging.StreamHandler()
-        handler.set_name(_ACCESS_HANDLER)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        access_logger.addHandler(handler)
-        access_logger.propagate = False
-
-
 def _ready(command: str) -> Callable[[Listening], None]:
     def ready(listening: Listening) -> None:
         print(banner(command, listening), flush=True)
@@ -317,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return _serve(args, sys.argv[1:] if argv is None else list(argv))
         settings = _settings(args.command, _given(args))
-        _access_log_output(settings.config)
+        json_lines_alone(settings.config)
         app: Any
         if args.command == "echo":
             app = Routes(default=echo)
@@ -348,7 +330,7 @@ def _serve(args: argparse.Namespace, argv: list[str]) -> int:
     use_current_directory()
     check_target(target)
     settings = serve_target_settings(target, _given(args))
-    _access_log_output(settings.config)
+    json_lines_alone(settings.config)
     if args.reload:
         if settings.workers > 1:
             raise SettingsError("--reload serves with one worker: leave out --workers")

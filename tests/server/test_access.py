@@ -161,3 +161,29 @@ def test_a_line_cannot_be_forged() -> None:
 def test_an_unknown_format_is_refused() -> None:
     with pytest.raises(ValueError, match="text"):
         AccessLog(True, "xml")
+
+
+def test_json_lines_stand_alone_unless_the_logger_was_configured() -> None:
+    """``stargate serve`` and pserve's factory: one bare JSON object per line, not the root
+    handler's prefix; an access logger an .ini configured keeps its own handlers."""
+    from stargate.server import ServerConfig
+    from stargate.server.access import json_lines_alone, logger
+
+    json_config = ServerConfig(access_log=True, access_log_format="json")
+    try:
+        json_lines_alone(json_config)
+        (handler,) = logger.handlers
+        assert not logger.propagate
+        assert handler.format(logging.makeLogRecord({"msg": '{"a": 1}'})) == '{"a": 1}'
+        json_lines_alone(json_config)  # again (a second server in one process): one handler
+        assert len(logger.handlers) == 1
+        json_lines_alone(ServerConfig(access_log=True))  # text: the root's format again
+        assert logger.handlers == [] and logger.propagate
+        own = logging.NullHandler()
+        logger.addHandler(own)  # what an .ini's [logger_access] would have set up
+        json_lines_alone(json_config)
+        assert logger.handlers == [own] and logger.propagate
+    finally:
+        for each in list(logger.handlers):
+            logger.removeHandler(each)
+        logger.propagate = True

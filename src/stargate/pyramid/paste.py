@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..server import ServerConfig
+from ..server.access import json_lines_alone
 from ..server.wsgi import WSGIApp
 from ..settings import SERVER_KEYS, ServeSettings, SettingsError, as_count, serve_settings
 from ..targets import INI_DEFAULT_PORT, load_ini_app
@@ -72,6 +73,7 @@ def server_factory(global_conf: Mapping[str, Any], **settings: Any) -> Callable[
         def ready(listening: Listening) -> None:
             print(banner("serve", listening), flush=True)
 
+        json_lines_alone(parsed.config)  # as stargate serve does
         serve_worker(app, parsed.config, listen=parsed.listen, ready=ready)
 
     return serve_app

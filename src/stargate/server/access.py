@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import ServerConfig
 
 logger = logging.getLogger("stargate.access")
+_JSON_HANDLER = "stargate-access-json"
 
 FORMATS = ("text", "json")
 
@@ -162,3 +166,21 @@ class AccessLog:
             f"{_quoted(reason)} by={closed_by} {duration:.3f}s "
             f"in={messages_in}/{bytes_in} out={messages_out}/{bytes_out}",
         )
+
+
+def json_lines_alone(config: ServerConfig) -> None:
+    """JSON access lines are for log pipelines: one object per line and nothing around it.
+    Through the root handler each would be prefixed (time, level, logger name), so the
+    access logger gets a handler of its own with a bare format, on the same stream
+    (stderr), and stops propagating, lest each line also go out through the root handler.
+    Text lines keep the root's format: its time stamp is theirs.  An access logger given
+    handlers of its own (an .ini file's ``[logger_...]``) is left as configured."""
+    for handler in [h for h in logger.handlers if h.get_name() == _JSON_HANDLER]:
+        logger.removeHandler(handler)  # a server may be started again in one process
+        logger.propagate = True
+    if config.access_log and config.access_log_format == "json" and not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.set_name(_JSON_HANDLER)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
