@@ -10,6 +10,8 @@ from ..handshake import OriginPolicy
 from ..limits import KiB, MiB
 from ..options import EndpointOptions
 from ..redact import redact_url
+from .access import FORMATS
+from .proxy import PROXY_HEADERS
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +32,30 @@ class WebSocketOptions(EndpointOptions[PerMessageDeflateOffer]):
     #: send from another thread) closes the connection with 1008: a slow consumer never
     #: makes memory grow without bound nor delays anyone else.
     max_send_buffer: int = 4 * MiB
+
+
+#: Fields that count something (threads, bytes, connections): at least 1.
+_POSITIVE_COUNTS = (
+    "threads",
+    "websocket_threads",
+    "max_header_size",
+    "max_headers",
+    "max_body_size",
+    "body_spool_size",
+    "output_buffer_memory",
+    "output_buffer_max",
+    "max_pipelined",
+    "max_connections",
+)
+#: Durations (0 is meaningful for some: no keep-alive, no linger).
+_SECONDS = (
+    "header_timeout",
+    "body_timeout",
+    "write_timeout",
+    "keepalive_timeout",
+    "linger_timeout",
+    "shutdown_timeout",
+)
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -144,6 +170,24 @@ class ServerConfig:
     #: ``None`` or ``memory://`` for one process, ``redis://host:6379/0`` for several.
     #: Read by :func:`stargate.workers.run_workers` (``stargate serve --broker``).
     broker_url: str | None = None  # may hold a password: __repr__ masks it
+
+    def __post_init__(self) -> None:
+        """Refuse what no server could run with when the config is made, as
+        :class:`~stargate.options.WebSocketOptions` does, not when ``serve()`` starts."""
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be 0 to 65535, not {self.port!r}")
+        for name in _POSITIVE_COUNTS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number above 0, not {value!r}")
+        for name in _SECONDS:
+            value = getattr(self, name)
+            if not 0 <= value < float("inf"):  # NaN fails too
+                raise ValueError(f"{name} must be a finite number of seconds >= 0, not {value!r}")
+        for name, choices in (("access_log_format", FORMATS), ("proxy_headers", PROXY_HEADERS)):
+            value = getattr(self, name)
+            if value not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
 
     def __repr__(self) -> str:
         """The dataclass repr, with the broker URL's password masked."""
