@@ -260,6 +260,25 @@ def environ_app(environ: dict[str, Any], start_response: StartResponse) -> list[
     return [json.dumps({key: environ[key] for key in keys}).encode()]
 
 
+async def test_an_ipv6_address_is_logged_in_brackets(caplog: pytest.LogCaptureFixture) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    try:
+        sock.bind(("::1", 0))
+    except OSError:
+        sock.close()
+        pytest.skip("::1 cannot be bound here")
+    server = Server(validated(environ_app), ServerConfig(port=0))
+    with caplog.at_level(logging.INFO, logger="stargate.server"):
+        await server.start([sock])
+    try:
+        port = sock.getsockname()[1]
+        assert f"stargate serving on http://[::1]:{port}" in caplog.messages
+    finally:
+        await server.shutdown(timeout=2.0)
+
+
 async def unix_get(path: str, target: str = "/") -> dict[str, Any]:
     """One GET over a Unix socket, its JSON body."""
     reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(path), TIMEOUT)

@@ -163,7 +163,12 @@ class Server:
             for listening in server.sockets:
                 bound = listening.getsockname()
                 # A Unix socket's name is a path (str, or bytes in Linux's abstract namespace).
-                where = f"{bound[0]}:{bound[1]}" if isinstance(bound, tuple) else f"unix:{bound!r}"
+                if not isinstance(bound, tuple):
+                    where = f"unix:{bound!r}"
+                elif ":" in bound[0]:  # IPv6: bracketed, as in a URL (RFC 3986 section 3.2.2)
+                    where = f"[{bound[0]}]:{bound[1]}"
+                else:
+                    where = f"{bound[0]}:{bound[1]}"
                 logger.info("stargate serving on %s://%s", scheme, where)
         first = self._servers[0].sockets[0].getsockname()
         if isinstance(first, tuple):
