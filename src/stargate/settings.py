@@ -489,10 +489,14 @@ def serve_settings(values: Mapping[str, Any], *, label: Label = _same) -> ServeS
     given = {key: value for key, value in values.items() if value is not None}
     unknown = sorted(set(given) - SERVER_KEYS)
     if unknown:
+        known = [label(key) for key in sorted(SERVER_KEYS)]
+        # "[server:main] a, b ...", not the section's name before each of 40 keys.
+        head = known[0][: known[0].rfind(" ") + 1]
+        common = head if all(name.startswith(head) for name in known) else ""
         raise SettingsError(
             f"unknown setting{'s' if len(unknown) > 1 else ''} "
             f"{', '.join(label(key) for key in unknown)}; "
-            f"known: {', '.join(label(key) for key in sorted(SERVER_KEYS))}"
+            f"known: {common}{', '.join(name[len(common) :] for name in known)}"
         )
     defaults = ServerConfig()
     config: dict[str, Any] = {}

@@ -118,6 +118,11 @@ def test_the_factory_refuses_workers() -> None:
 def test_server_settings_errors_name_the_section() -> None:
     with pytest.raises(SettingsError, match=r"^\[server:main\] max_body_size: expected a size"):
         server_factory({}, max_body_size="lots")
+    with pytest.raises(SettingsError) as caught:
+        server_factory({}, max_body_sise="1k")
+    message = str(caught.value)
+    assert message.startswith("unknown setting [server:main] max_body_sise; known: ")
+    assert message.count("[server:main]") == 2  # once for the known keys, not 40 times
 
 
 # -- loading apps -------------------------------------------------------------------------------
