@@ -234,6 +234,31 @@ async def test_exception_inside_the_iterable_before_the_head_gives_500(
     assert (await get(server.port, "/")).status == 500
 
 
+@pytest.mark.both_loops
+async def test_a_body_cut_short_by_the_app_ends_with_a_reset(start_server: StartServer) -> None:
+    """HTTP/1.0: the body ends with the connection, so a clean FIN after a failure would
+    pass a truncated body for a whole one (RFC 9112 section 6.3).  The client sees a reset;
+    the server goes on."""
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        if environ["PATH_INFO"] == "/fails":
+            yield b"the first half"
+            raise RuntimeError("half way")
+        yield b"whole"
+
+    server = await start_server(app)
+    reader, writer = await open_tcp(server.port)
+    writer.write(b"GET /fails HTTP/1.0\r\n\r\n")
+    with pytest.raises(ConnectionResetError):
+        while await asyncio.wait_for(reader.read(65536), TIMEOUT):
+            pass
+    writer.close()
+    response, reader, writer = await request(server.port, b"GET / HTTP/1.0\r\n\r\n")
+    assert response.body == b"whole" and await at_eof(reader)  # a whole one ends cleanly
+    writer.close()
+
+
 async def test_expect_100_continue(start_server: StartServer) -> None:
     server = await start_server(echo_app)
     reader, writer = await open_tcp(server.port)

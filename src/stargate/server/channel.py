@@ -26,7 +26,10 @@ What a client can make it spend is bounded at every phase:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
+import struct
 import sys
 from collections import deque
 from dataclasses import dataclass
@@ -69,6 +72,10 @@ def _kernel_unsent(transport: asyncio.Transport) -> int:
     except (OSError, ValueError):
         return 0
     return int.from_bytes(data, sys.byteorder, signed=True)
+
+
+#: ``SO_LINGER`` on, with a timeout of 0: closing sends a reset (RST), not a FIN.
+_RESET_ON_CLOSE = struct.pack("ii", 1, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,6 +382,16 @@ class HttpChannel(asyncio.Protocol):
             self._flush()
         else:
             self._close_now()
+
+    def reset_on_close(self) -> None:
+        """The app's response was cut short after its head: end the connection with a
+        reset.  A body delimited by the end of the connection (HTTP/1.0) would otherwise
+        end with the same FIN as a whole one, and the client could not tell (RFC 9112
+        section 6.3); a reset is an error every client sees."""
+        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
 
     def _close_now(self) -> None:
         """Close; what the transport still holds gets ``linger_timeout`` to reach a client

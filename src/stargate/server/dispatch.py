@@ -125,6 +125,8 @@ def answer(channel: HttpChannel, request: HttpRequest) -> None:
             channel.bytes_queued - before,
             started,
         )
+        if response.cut_short:
+            channel.reset_on_close()
         channel.request_done(response.keep_alive and error is None)
         state.app_done(error)
 

@@ -144,6 +144,8 @@ class WSGIResponse:
         self.keep_alive = request.keep_alive if keep_alive is None else keep_alive
         #: Set by :func:`run_wsgi` when the app raised or handed over something invalid.
         self.failed = False
+        #: The app failed after its head was sent: the response is incomplete.
+        self.cut_short = False
         #: Set once the response is whole: what the app still writes (a ``write`` kept and
         #: called later, from another thread) would be read as the next response.
         self.complete = False
@@ -320,12 +322,13 @@ class WSGIResponse:
                 self.keep_alive = False
 
     def fail(self) -> None:
-        """The app failed: a 500 if nothing was sent yet, else close the connection (the
-        client can only tell from a truncated response)."""
+        """The app failed: a 500 if nothing was sent yet, else the connection ends (the
+        channel resets it, so that even a body delimited by the close shows as cut)."""
         with self._lock:
             self.failed = True
             self.keep_alive = False
             if self.headers_sent:
+                self.cut_short = True
                 self.complete = True
                 return
             body = b"Internal Server Error\n"
