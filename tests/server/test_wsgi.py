@@ -188,6 +188,32 @@ def test_head_sends_length_but_no_body() -> None:
     assert data.endswith(b"Content-Length: 4\r\nServer: stargate\r\n\r\n")
 
 
+@pytest.mark.parametrize("kind", ["list", "generator"])
+def test_bytes_like_chunks_are_taken_alike(kind: str) -> None:
+    """A bytearray was refused in a one-item list (500) and sent from a generator."""
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Any:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        chunks = [bytearray(b"ab"), memoryview(b"cd")][: 1 if kind == "list" else 2]
+        return chunks if kind == "list" else iter(chunks)
+
+    response, data = run(app, make_request())
+    assert response.status_code == 200 and not response.failed
+    assert data.endswith(b"ab" if kind == "list" else b"2\r\nab\r\n2\r\ncd\r\n0\r\n\r\n")
+
+
+def test_an_apps_repeated_content_length_is_sent_once() -> None:
+    """llhttp (Node's parser) refuses a response with two Content-Length fields, even
+    equal ones."""
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        start_response("200 OK", [("Content-Length", "3"), ("content-length", "3")])
+        return [b"abc"]
+
+    _, data = run(app, make_request())
+    assert data.lower().count(b"content-length") == 1 and data.endswith(b"\r\n\r\nabc")
+
+
 def test_head_answered_without_a_body_gets_no_invented_length() -> None:
     """WebOb (Pyramid's) answers HEAD with an empty body whatever the GET's length: a
     Content-Length of 0 would be false (RFC 9110 section 8.6), so none is sent."""

@@ -243,14 +243,19 @@ class WSGIResponse:
         assert self.status is not None
         code = self.status_code
         headers: list[tuple[str, str]] = []
-        has_server = has_date = has_upgrade = False
+        has_server = has_date = has_upgrade = has_length = False
         for name, value in self.headers:
             lower = name.lower()
             if lower == "connection":
                 self.keep_alive = False  # check_app_headers lets only "close" through
                 continue
-            if lower == "content-length" and (code < 200 or code == 204):
-                continue  # RFC 9110 section 8.6: never in a 1xx or 204 response
+            if lower == "content-length":
+                if code < 200 or code == 204 or has_length:
+                    # RFC 9110 section 8.6: never in a 1xx or 204 response; and once (an
+                    # app's repeated equal ones: RFC 9112 section 6.3 lets a recipient
+                    # refuse the message, as llhttp does).
+                    continue
+                has_length = True
             has_server = has_server or lower == "server"
             has_date = has_date or lower == "date"
             has_upgrade = has_upgrade or lower == "upgrade"  # only on a 426: check_app_headers
@@ -359,6 +364,8 @@ def run_wsgi(app: WSGIApp, environ: dict[str, Any], response: WSGIResponse) -> N
                 and response.status is not None
             ):
                 body = result[0] if result else b""
+                if isinstance(body, bytearray | memoryview):
+                    body = bytes(body)  # as write() takes them: one rule for every chunk
                 if not isinstance(body, bytes):
                     raise InvalidResponse(f"the body must be bytes, not {type(body).__name__}")
                 limit = response.content_length
