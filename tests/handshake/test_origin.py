@@ -143,6 +143,7 @@ def test_origin_policy_same_origin_compares_scheme_host_and_port(
         (("http://app.example",), "http://app.example:80", True),
         (("chrome-extension://abcdefghijklmnop",), "chrome-extension://abcdefghijklmnop", True),
         (("chrome-extension://abcdefghijklmnop",), "chrome-extension://ponmlkjihgfedcba", False),
+        (("chrome-extension://abcdefghijklmnop",), "https://abcdefghijklmnop", False),
         # A scheme and a wildcard host: subdomains, that scheme, its default port.
         (("https://*.app.example",), "https://a.app.example", True),
         (("https://*.app.example",), "https://A.b.App.example:443", True),
