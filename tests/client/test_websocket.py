@@ -405,6 +405,24 @@ async def test_protocol_violation_fails_with_1002() -> None:
     assert ws.close_code == 1002
 
 
+async def test_a_protocol_violation_is_bounded_by_close_timeout() -> None:
+    """The client failed the connection (1002) and waits for the server's close: a server
+    that never answers, nor closes TCP, held it open for good."""
+    received = bytearray()
+
+    async def rogue(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(switching(await read_head(reader)))
+        writer.write(bytes([0x83, 0x00]))  # a reserved opcode
+        await read_until_eof(reader, received)  # never a close, never the end of TCP
+
+    async with fake_server(rogue) as fake:
+        ws = await stargate.connect(fake.url(), close_timeout=0.3, ping_interval=None)
+        started = time.monotonic()
+        await asyncio.wait_for(ws.wait_closed(), TIMEOUT)
+        assert time.monotonic() - started < TIMEOUT / 2
+    assert CloseReceived(1002, "reserved opcode 0x3") in server_events(bytes(received))
+
+
 @pytest.mark.usefixtures("long_answer_grace")
 @pytest.mark.parametrize("ending", ["close", "violation"])
 async def test_messages_before_a_close_can_still_be_answered(ending: str) -> None:

@@ -1697,3 +1697,29 @@ async def test_a_finished_connection_leaves_nothing_to_the_cycle_collector(
     await asyncio.sleep(0.05)  # the transports' connection_lost calls have run
     ours = ("stargate.", "httptools.")
     assert cyclic_garbage(lambda o: type(o).__module__.startswith(ours)) == []
+
+
+async def test_a_protocol_error_with_output_unsent_is_aborted_after_close_timeout(
+    start_server: StartServer,
+) -> None:
+    """A peer that stops reading, then sends a frame the server must fail (1002): the close
+    waited for output the peer never takes, so the connection, its file descriptor and
+    its max_connections slot were held until the peer left.  ``close_timeout`` bounds it."""
+
+    async def echo(ws: WebSocket) -> None:
+        ws.on_message = ws.send_nowait
+
+    big = WebSocketOptions(
+        close_timeout=0.5, ping_interval=None, write_high_water=64 << 20, max_send_buffer=64 << 20
+    )
+    server = await start_server(Routes({"/": echo}), websocket=big)
+    client = await raw_connect(server.port, "/", rcvbuf=4096)
+    try:
+        for _ in range(1024):  # 8 MiB echoed to a client that reads none of it
+            client.writer.write(encode_frame(Opcode.BINARY, b"x" * 8192))
+        await client.writer.drain()
+        client.writer.write(encode_frame(0x3, b""))  # a reserved opcode: 1002
+        await client.writer.drain()
+        await eventually(lambda: not server.websockets, timeout=5.0)
+    finally:
+        client.abort()
