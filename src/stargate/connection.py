@@ -182,6 +182,12 @@ class Connection:
         self._compressed = False
         self._inflated = 0
 
+    @property
+    def inflates(self) -> bool:
+        """Whether received messages may be compressed (permessage-deflate negotiated): then
+        a few bytes received can become many messages of ``max_message_size`` each."""
+        return self._deflate is not None
+
     # -- receiving -------------------------------------------------------------------
 
     def receive_data(self, data: BytesLike) -> list[Event]:

@@ -25,7 +25,7 @@ import asyncio
 import concurrent.futures
 import logging
 import os
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from functools import partial
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
@@ -55,6 +55,11 @@ ANSWER_GRACE = 0.5
 #: apart: past a few KiB, not copying the payload into a frame buffer wins.
 SPLIT_SIZE = 16 * 1024
 
+#: Bytes a connection that inflates (permessage-deflate) parses at a time, so that reading
+#: pauses at ``max_queue`` messages within one read, not after it (see
+#: ``_data_received_metered``).
+INFLATE_SLICE = 4096
+
 
 class WebSocketBase(Generic[OptionsT]):
     """The role-independent part of an open WebSocket connection (async API).
@@ -83,6 +88,7 @@ class WebSocketBase(Generic[OptionsT]):
         "_timers",
         "_traffic_at_ping",
         "_transport",
+        "_unread",
         "_write_blocked",
         "_write_notified",
         "bytes_in",
@@ -115,6 +121,9 @@ class WebSocketBase(Generic[OptionsT]):
         self._loop = loop
         self._options = options
         self._transport: asyncio.Transport | None = None
+        #: Compressed bytes read but not parsed yet: they wait for room in the inbox
+        #: (see :meth:`_data_received_metered`).
+        self._unread = b""
         self._inbox = Inbox(
             loop,
             options.max_queue,
@@ -324,10 +333,34 @@ class WebSocketBase(Generic[OptionsT]):
     def feed_data(self, data: bytes) -> None:
         """Bytes read from the transport before :meth:`attach` (frames that came with the
         handshake), as if they had been read after it."""
-        self._data_received(data)
+        self.data_receiver()(data)
 
-    def _data_received(self, data: bytes) -> None:
+    def data_receiver(self) -> Callable[[bytes], None]:
+        """What the transport's protocol calls with each read: the parser itself, or, for a
+        connection that inflates, the parser fed a slice at a time."""
+        return self._data_received_metered if self._conn.inflates else self._data_received
+
+    def _data_received(self, data: BytesLike) -> None:
         raise NotImplementedError
+
+    def _data_received_metered(self, data: BytesLike) -> None:
+        """Parse a read in slices of :data:`INFLATE_SLICE` bytes, and keep what comes after
+        the slice that filled the inbox (``max_queue``) unparsed until it has room.
+
+        Under permessage-deflate a 1 MiB message can arrive in 1 KiB: one read could hold
+        dozens, each inflated and queued before reading could pause, so that ``max_queue``
+        no longer bounded the memory a peer makes us hold.  Deflate expands at most about
+        1,032 times, so a slice inflates to at most about 4 MiB past the bound."""
+        if self._unread:
+            data = self._unread + bytes(data)
+            self._unread = b""
+        view = memoryview(data)
+        inbox = self._inbox
+        for start in range(0, len(view), INFLATE_SLICE):
+            if inbox.paused:
+                self._unread = bytes(view[start:])
+                return
+            self._data_received(view[start : start + INFLATE_SLICE])
 
     @property
     def _reading_paused(self) -> bool:
@@ -351,8 +384,13 @@ class WebSocketBase(Generic[OptionsT]):
             transport.pause_reading()
 
     def _resume_reading(self) -> None:
-        """The inbox has room again: read on, unless the transport is above its high-water
-        mark (then ``resume_writing`` will)."""
+        """The inbox has room again: parse what was read and kept back first, then read on,
+        unless the inbox filled again or the transport is above its high-water mark (then
+        ``resume_writing`` will)."""
+        if self._unread:
+            self._data_received_metered(b"")
+            if self._inbox.paused:
+                return
         if not self._write_blocked:
             transport = self._transport
             if transport is not None and not transport.is_closing():

@@ -644,3 +644,29 @@ async def test_a_hixie75_client_closes_tcp_itself(server: AppServer) -> None:
     while server.server.websockets and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
     assert not server.server.websockets
+
+
+async def test_compressed_messages_are_held_to_max_queue_within_one_read() -> None:
+    """The client's twin of the server's test: a server (websockets, deflating) sends 64
+    messages of 1 MiB that compress to about 1 KiB each to a client that does not read;
+    the client inflates and queues no more than max_queue (plus a slice's worth)."""
+    messages = [bytes([n]) * MiB for n in range(64)]
+
+    async def burst(ws: ServerConnection) -> None:
+        for message in messages:
+            await ws.send(message)
+        await ws.wait_closed()
+
+    async with serve(burst, "127.0.0.1", 0, ping_interval=None, compression="deflate") as server:
+        port = server.sockets[0].getsockname()[1]
+        ws = await stargate.connect(
+            f"ws://127.0.0.1:{port}/", max_queue=4, limits=Limits(max_message_size=MiB)
+        )
+        async with ws:
+            deadline = time.monotonic() + TIMEOUT
+            while not ws.inbox.paused:
+                assert time.monotonic() < deadline, "reading never paused"
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.2)  # what else came stays compressed
+            assert len(ws.inbox) <= 4 + 4
+            assert [await ws.receive() for _ in messages] == messages

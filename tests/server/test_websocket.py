@@ -1723,3 +1723,37 @@ async def test_a_protocol_error_with_output_unsent_is_aborted_after_close_timeou
         await eventually(lambda: not server.websockets, timeout=5.0)
     finally:
         client.abort()
+
+
+async def test_compressed_messages_are_held_to_max_queue_within_one_read(
+    start_server: StartServer,
+) -> None:
+    """1 MiB of zeros deflates to about 1 KiB: one read held dozens of such messages, all
+    inflated and queued before reading could pause, so a handler that lags held ~100 MiB
+    per connection past the documented max_queue x max_message_size.  Now what follows
+    the message that filled the inbox stays compressed until there is room, and nothing
+    is lost."""
+    go = asyncio.Event()
+    received: list[bytes] = []
+    server_ws: list[WebSocket] = []
+
+    async def laggard(ws: WebSocket) -> None:
+        server_ws.append(ws)
+        await go.wait()
+        async for message in ws:
+            assert isinstance(message, bytes)
+            received.append(message)
+
+    options = WebSocketOptions(max_queue=4, ping_interval=None)
+    server = await start_server(Routes({"/": laggard}), websocket=options)
+    messages = [bytes([n]) * (1 << 20) for n in range(64)]
+    async with connect(url(server), compression="deflate", max_size=None) as client:
+        for message in messages:
+            await client.send(message)
+        await eventually(lambda: bool(server_ws) and server_ws[0].inbox.paused)
+        await asyncio.sleep(0.2)  # what else was read stays compressed
+        # A slice holds at most a few 1 KiB messages past the one that filled the inbox.
+        assert len(server_ws[0].inbox) <= 4 + 4
+        go.set()
+        await eventually(lambda: len(received) == len(messages), timeout=TIMEOUT)
+    assert received == messages  # all of them, in order

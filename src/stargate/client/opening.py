@@ -146,9 +146,9 @@ class _ClientProtocol(asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         self.ws = ws = self._open(accepted)
-        # From now on bytes go straight to the WebSocket: one call on the hot path (a
-        # private reach on purpose: feed_data would add a call per read).
-        self.data_received = ws._data_received  # type: ignore[method-assign]
+        # From now on bytes go straight to the WebSocket: one call on the hot path
+        # (feed_data would add a call per read).
+        self.data_received = ws.data_receiver()  # type: ignore[method-assign,assignment]
         ws.attach(transport)
         self.opened.set_result(ws)
         if used < len(data):

@@ -155,7 +155,7 @@ class ClientWebSocket(WebSocketBase[ClientOptions]):
 
     # -- lifetime, driven by the protocol ---------------------------------------------------
 
-    def _data_received(self, data: bytes) -> None:
+    def _data_received(self, data: BytesLike) -> None:
         conn = self._conn
         was_open = conn.state is ConnectionState.OPEN
         self.bytes_in += len(data)

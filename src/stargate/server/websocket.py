@@ -348,7 +348,7 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
         logger.exception("%r: on_message callback failed", self)
         self.start_close(CloseCode.INTERNAL_ERROR, "internal error")
 
-    def _data_received(self, data: bytes) -> None:
+    def _data_received(self, data: BytesLike) -> None:
         conn = self._conn
         was_open = conn.state is ConnectionState.OPEN
         self.bytes_in += len(data)
@@ -482,9 +482,9 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def __init__(self, ws: WebSocket) -> None:
         self.ws = ws
-        # Bound once: the hot path is one attribute lookup away from the parser (the one
-        # private reach the I/O layer keeps, on purpose: feed_data would add a call).
-        self.data_received = ws._data_received  # type: ignore[method-assign]
+        # Bound once: the hot path is one attribute lookup away from the parser (feed_data
+        # would add a call per read).
+        self.data_received = ws.data_receiver()  # type: ignore[method-assign,assignment]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.ws.connection_lost()
