@@ -36,6 +36,12 @@ def compressed(data: bytes) -> bytes:
     return out[:-4]
 
 
+def test_a_connection_inflates_only_with_permessage_deflate() -> None:
+    """What the I/O layers ask to meter a read (a few bytes can inflate to many messages)."""
+    assert Connection(Role.SERVER, extensions=[PerMessageDeflate()]).inflates
+    assert not Connection(Role.SERVER).inflates
+
+
 def test_rfc7692_hello_frame_received_by_a_client() -> None:
     client = Connection(Role.CLIENT, extensions=[PerMessageDeflate()])
     events = client.receive_data(bytes.fromhex("c107f248cdc9c90700"))
