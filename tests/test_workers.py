@@ -154,15 +154,15 @@ async def test_two_workers_share_groups_a_dead_one_is_replaced(two_workers: Supe
 @pytest.mark.asyncio
 @pytest.mark.parametrize(
     ("stop", "group"),
-    [(signal.SIGTERM, False), (signal.SIGINT, True), (signal.SIGHUP, True)],
-    ids=["sigterm", "ctrl-c", "terminal-closed"],
+    [(signal.SIGTERM, False), (signal.SIGTERM, True), (signal.SIGINT, True), (signal.SIGHUP, True)],
+    ids=["sigterm", "sigterm-to-the-group", "ctrl-c", "terminal-closed"],
 )
 async def test_a_stop_signal_stops_every_worker_gracefully(
     redis_server: RedisServer, stop: signal.Signals, group: bool
 ) -> None:
-    """SIGTERM to the supervisor, or Ctrl+C or a closed terminal, which reach the whole
-    process group: each worker hears the supervisor's one SIGTERM, never a second signal
-    that would hurry its shutdown ("stopping now")."""
+    """SIGTERM to the supervisor or to the whole process group (systemd's default
+    KillMode), Ctrl+C, a closed terminal: a graceful stop, never taken for a second signal
+    that would hurry the workers' shutdown ("stopping now")."""
     supervisor = await Supervisor.start(
         "--workers", "2", "--broker", redis_server.url, stderr=asyncio.subprocess.PIPE
     )
@@ -186,6 +186,42 @@ async def test_a_stop_signal_stops_every_worker_gracefully(
     for pid in spread:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+async def silent_member(port: int) -> socket.socket:
+    """A WebSocket client of ``/join/room`` that will never answer the server's close."""
+    from stargate.handshake import ClientHandshake
+
+    sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    handshake = ClientHandshake(f"127.0.0.1:{port}", "/join/room")
+    sock.sendall(handshake.request_bytes())
+    while handshake.receive(await asyncio.to_thread(sock.recv, 1)) is None:
+        pass
+    return sock
+
+
+@pytest.mark.asyncio
+async def test_a_second_stop_signal_hurries_the_workers(redis_server: RedisServer) -> None:
+    """The supervisor passes a second stop signal on as SIGQUIT: a client that never
+    answers the close no longer holds the workers for the close timeout (10 s)."""
+    supervisor = await Supervisor.start(
+        "--workers", "2", "--broker", redis_server.url, stderr=asyncio.subprocess.PIPE
+    )
+    silent = await silent_member(supervisor.port)
+    try:
+        supervisor.process.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.5)
+        assert supervisor.process.returncode is None  # graceful: waiting for the close
+        started = asyncio.get_running_loop().time()
+        supervisor.process.send_signal(signal.SIGTERM)
+        assert supervisor.process.stderr is not None
+        errors = await asyncio.wait_for(supervisor.process.stderr.read(), TIMEOUT)
+        assert await asyncio.wait_for(supervisor.process.wait(), TIMEOUT) == 0
+        assert asyncio.get_running_loop().time() - started < 5.0, errors
+        assert b"stopping now" in errors
+    finally:
+        silent.close()
+        await supervisor.stop()
 
 
 def test_more_than_one_worker_needs_a_broker_that_spans_processes() -> None:
@@ -661,7 +697,8 @@ async def test_a_worker_deaf_to_sigterm_is_killed_after_the_shutdown_timeout(
 ) -> None:
     """A worker whose event loop is blocked cannot stop gracefully: the supervisor kills it
     once ``shutdown_timeout`` (and a margin) has passed, and exits 0; a second SIGTERM
-    meanwhile (passed on to the workers) neither restarts the stop nor moves the kill."""
+    meanwhile (passed on to the workers as SIGQUIT) neither restarts the stop nor moves the
+    kill."""
     rogue = await Rogue.start(tmp_path, redis_server, "--shutdown-timeout", "0.2")
     try:
         client, blocked = await rogue.worker("/block")

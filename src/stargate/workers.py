@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .groups import Hub, configure
-from .server.app import STOP_SIGNALS, Server, new_event_loop
+from .server.app import Server, new_event_loop, stop_signals
 from .server.config import ServerConfig
 from .server.routing import Routes
 from .server.wsgi import WSGIApp
@@ -253,8 +253,14 @@ def _run(
         await server.start(socks)
         await hub.start()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM,) if multiprocess else STOP_SIGNALS:
-            loop.add_signal_handler(sig, server.stop_signalled)
+        if multiprocess:
+            # A worker hears the supervisor: SIGTERM to stop gracefully (again: no matter,
+            # a group-wide SIGTERM comes twice), SIGQUIT to hurry, as gunicorn's workers.
+            loop.add_signal_handler(signal.SIGTERM, server.stop_soon)
+            loop.add_signal_handler(signal.SIGQUIT, server.hurry)
+        else:
+            for sig in stop_signals():
+                loop.add_signal_handler(sig, server.stop_signalled)
         if ready is not None:
             ready(_listening(socks, 1, config))
         orphan_watch = asyncio.ensure_future(_watch_parent(server.shutdown, parent, multiprocess))
@@ -354,11 +360,11 @@ class _Supervisor:
             os.close(self._errors_r)
             os.close(self._ready_r)
             signal.pthread_sigmask(signal.SIG_SETMASK, set())
-            for sig in (signal.SIGTERM, signal.SIGCHLD):
+            for sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGCHLD):
                 signal.signal(sig, signal.SIG_DFL)
             # Ctrl+C and a closed terminal reach the whole process group: the supervisor
-            # passes them on as SIGTERM, which a worker that heard them too would take for
-            # a second stop signal (and hurry).  It listens to the supervisor alone.
+            # passes them on (SIGTERM, then SIGQUIT to hurry), and a worker that heard them
+            # too would take the relay for a second signal.  It listens to the supervisor.
             for sig in (signal.SIGINT, signal.SIGHUP):
                 signal.signal(sig, signal.SIG_IGN)
             os.environ["STARGATE_WORKER"] = str(slot)
@@ -450,12 +456,15 @@ class _Supervisor:
             self.waiting[slot] = (time.monotonic() + delay, delay)
 
     def stop(self) -> None:
-        """Stop every worker (SIGTERM now, SIGKILL after the shutdown timeout)."""
+        """Stop every worker: SIGTERM (graceful), and SIGQUIT for a stop signal heard
+        during it (hurry); SIGKILL after the shutdown timeout."""
         if not self.stopping:
             self.stopping = True
             self.waiting.clear()
             self.deadline = time.monotonic() + self.config.shutdown_timeout + 5.0
-        self.signal_all(signal.SIGTERM)
+            self.signal_all(signal.SIGTERM)
+        else:
+            self.signal_all(signal.SIGQUIT)
 
     def restart_due(self) -> None:
         now = time.monotonic()
@@ -472,7 +481,8 @@ class _Supervisor:
     def run(self) -> int:
         """Serve until SIGINT, SIGTERM or SIGHUP (0), or until a worker could not load the app
         (:class:`~stargate.targets.TargetError` with its one-line reason)."""
-        watched = {signal.SIGCHLD, *STOP_SIGNALS}
+        stopping = stop_signals()
+        watched = {signal.SIGCHLD, *stopping}
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, watched)
         try:
             for slot in range(self.workers):
@@ -485,7 +495,7 @@ class _Supervisor:
                     soonest = min(when for when, _ in self.waiting.values())
                     timeout = max(0.01, min(timeout, soonest - time.monotonic()))
                 info = signal.sigtimedwait(watched, timeout)
-                if info is not None and info.si_signo in STOP_SIGNALS:
+                if info is not None and info.si_signo in stopping:
                     if not self.stopping:
                         logger.info("stopping %d workers", len(self.children))
                     self.stop()

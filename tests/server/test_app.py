@@ -638,6 +638,31 @@ async def test_serve_runs_until_a_signal_then_shuts_down_gracefully(
             await process.wait()
 
 
+async def test_sighup_ignored_at_start_stays_ignored() -> None:
+    """``nohup`` (or hupper's reload worker) ignores SIGHUP for the process: the server keeps
+    that choice instead of stopping when the terminal closes."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", SERVE_SCRIPT, "ready", stdout=asyncio.subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
+    )  # fmt: skip
+    assert process.stdout is not None
+    try:
+        port = (await asyncio.wait_for(process.stdout.readline(), 20)).split()[1].decode()
+        async with connect(f"ws://127.0.0.1:{port}/echo", open_timeout=TIMEOUT) as client:
+            process.send_signal(signal.SIGHUP)
+            await asyncio.sleep(0.3)
+            await client.send("still here")
+            assert await asyncio.wait_for(client.recv(), TIMEOUT) == "still here"
+            process.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(client.wait_closed(), TIMEOUT)
+            assert client.close_code == 1001
+        assert await asyncio.wait_for(process.wait(), TIMEOUT) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
 async def test_serve_exits_with_the_status_a_handler_passed_to_sys_exit() -> None:
     """A handler's ``sys.exit(4)`` stops ``serve`` gracefully (the other WebSockets are
     closed with 1001), then the process exits with status 4."""

@@ -26,10 +26,14 @@ from .wsgi import WSGIApp
 
 logger = logging.getLogger("stargate.server")
 
-#: What stops a server gracefully (a second one hurries it): Ctrl+C, a service manager's
-#: stop, and the terminal closing (there is no reload signal: SIGHUP would otherwise
-#: kill the process without closing a WebSocket).
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+def stop_signals() -> tuple[signal.Signals, ...]:
+    """What stops a server gracefully (a second one hurries it): Ctrl+C, a service
+    manager's stop, and the terminal closing (there is no reload signal: SIGHUP would
+    otherwise kill the process without closing a WebSocket), unless SIGHUP was ignored
+    when the process started (``nohup``, hupper's reload worker): that choice stands."""
+    hangup = () if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN else (signal.SIGHUP,)
+    return (signal.SIGINT, signal.SIGTERM, *hangup)
 
 
 class Server:
@@ -244,12 +248,19 @@ class Server:
             hurried.cancel()
 
     def stop_signalled(self) -> None:
-        """One of :data:`STOP_SIGNALS`: the first starts a graceful shutdown; another one
-        during it (a second Ctrl+C) cuts its waits short, as uvicorn's does: every
-        connection is closed at once and the handlers still running are cancelled."""
+        """One of :func:`stop_signals`: the first starts a graceful shutdown; another one
+        during it (a second Ctrl+C) hurries it (:meth:`hurry`), as uvicorn's does."""
         if not self.state.shutting_down:
             self.stop_soon()
-        elif self._hurry is not None and not self._hurry.is_set():
+        else:
+            self.hurry()
+
+    def hurry(self) -> None:
+        """Cut a shutdown's waits short (starting one if none runs): every connection is
+        closed at once and the handlers still running are cancelled."""
+        if not self.state.shutting_down:
+            self.stop_soon()
+        if self._hurry is not None and not self._hurry.is_set():
             logger.warning("stopping now: every connection is closed without waiting")
             self._hurry.set()
 
@@ -296,7 +307,7 @@ def serve(
     async def main() -> None:
         await server.start(sock)
         loop = asyncio.get_running_loop()
-        for sig in STOP_SIGNALS:
+        for sig in stop_signals():
             loop.add_signal_handler(sig, server.stop_signalled)
         if ready is not None:
             ready(server)
