@@ -42,8 +42,10 @@ _STOPPED = httptools.HttpRequestParser(object())
 
 #: A client that speaks HTTP/2 without asking first (prior knowledge, RFC 9113 3.3).
 _HTTP2_PREFACE = (400, "an HTTP/2 connection preface: this server speaks HTTP/1.1")
-#: A method as RFC 9110 section 9.1 allows (a token), and the space after it.
-_METHOD = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]{1,32}) ")
+#: A character of a token (RFC 9110 section 5.6.2), as a method begins with one.
+_TCHAR = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]")
+#: The bytes of the empty lines llhttp skips before a request (RFC 9112 section 2.2).
+_EMPTY_LINE = b"\r\n"
 
 
 class RequestRefused(Exception):
@@ -95,6 +97,8 @@ class RequestReader:
         #: The request being received asked ``Expect: 100-continue`` and was not answered.
         self.continue_owed = False
         self._last: HttpRequest | None = None
+        #: The first byte of the request being received (what a refused method began with).
+        self._lead = b""
 
     def feed(self, data: bytes) -> bytes:
         """Parse ``data``; return what follows an ignored upgrade request (else ``b""``).
@@ -109,6 +113,8 @@ class RequestReader:
         while start < len(data):
             meter = self._meter
             end = meter.scan(data, start)
+            if not self.in_head and data[start] not in _EMPTY_LINE:
+                self._lead = data[start : start + 1]
             try:
                 self.parser.feed_data(view[start:end])
             except httptools.HttpParserUpgrade as exc:
@@ -131,12 +137,14 @@ class RequestReader:
                 refused = exc.__context__
                 if isinstance(refused, RequestRefused):
                     raise refused from None
-                method = _METHOD.match(data, start)
-                if isinstance(exc, httptools.HttpParserInvalidMethodError) and method:
-                    # A method llhttp does not know is still a valid token: RFC 9110
-                    # section 15.6.2 says 501, not 400 (which a TLS hello gets).
-                    name = method[1].decode("ascii")
-                    raise RequestRefused(501, f"method {name} is not implemented") from None
+                if isinstance(exc, httptools.HttpParserInvalidMethodError) and _TCHAR.match(
+                    self._lead
+                ):
+                    # A method llhttp does not know (its list is fixed) is still a method:
+                    # RFC 9110 section 15.6.2 says 501, not 400 (which a TLS hello gets).
+                    # llhttp stops at its first unknown byte, so the method's name may not
+                    # have come yet: the answer does not depend on how the bytes were cut.
+                    raise RequestRefused(501, "this request method is not implemented") from None
                 raise RequestRefused(400, f"bad request: {exc}") from None
             if meter.refusal is not None:
                 raise RequestRefused(*meter.refusal)
