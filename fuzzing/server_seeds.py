@@ -46,6 +46,11 @@ class Seed:
     bug: str | None = None
 
 
+#: A request no server can read (a NUL where a method begins): 400 (a token there that
+#: llhttp does not know as a method would be 501).
+BAD = b"\x00BAD\r\n\r\n"
+
+
 def seed(
     config: int,
     stream: bytes,
@@ -195,7 +200,7 @@ def http_seeds() -> dict[str, Seed]:
             WSGI, get() + get(b"/", b"Connection: close\r\n") + get(), 200, 200
         ),
         "http10-then-more": seed(WSGI, get(version=b"1.0") + get(), 200),
-        "pipelined-then-bad": seed(WSGI, get() * 3 + b"BAD\r\n\r\n", 200, 200, 200, 400),
+        "pipelined-then-bad": seed(WSGI, get() * 3 + BAD, 200, 200, 200, 400),
         "pipelined-small": seed(SMALL, get() * 6, *[200] * 6),
         "pipelined-routes": seed(ROUTES, get(b"/x") * 20, *[404] * 20),
         "pipelined-slow": seed(WSGI, (get() + get(b"/stream")) * 3, *[200] * 6, client=SLOW),
@@ -356,9 +361,7 @@ def http_seeds() -> dict[str, Seed]:
             WSGI, get() * 3 + post(b"/echo", b"abc"), 200, 200, 200, 200, client=SLOW_APP
         ),
         "slow-app-eof": seed(WSGI, get() + get(b"/stream"), 200, 200, client=SLOW_APP | EOF),
-        "slow-app-bad-behind": seed(
-            WSGI, get() + b"BAD\r\n\r\n", 200, 400, split=AFTER_GET, client=SLOW_APP
-        ),
+        "slow-app-bad-behind": seed(WSGI, get() + BAD, 200, 400, split=AFTER_GET, client=SLOW_APP),
         "slow-app-upgrade-frames": seed(
             WSGI, ws_upgrade + _masked_text(b"Hello") * 3, 101, split=PIECES, client=SLOW_APP
         ),
@@ -377,7 +380,7 @@ def http_seeds() -> dict[str, Seed]:
         ),
         "found-eof-behind-refusal": seed(
             WSGI,
-            get() + b"BAD\r\n\r\n",
+            get() + BAD,
             200,
             400,
             split=AFTER_GET,
