@@ -288,6 +288,22 @@ def test_a_paste_deploy_ini(gunicorn: Callable[..., Arbiter], tmp_path: Path) ->
     assert "production.ini [server:main]: listen ignored under gunicorn" in arbiter.log
 
 
+def test_a_relative_paste_file_is_gunicorns_after_chdir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``cd /srv; gunicorn --chdir /srv/app --paste conf/prod.ini``: gunicorn made the path
+    absolute (its process name) before moving; ``--paste-global`` values expand in it."""
+    (tmp_path / "conf").mkdir()
+    ini = tmp_path / "conf" / "prod.ini"
+    ini.write_text("[app:main]\nuse = egg:x\n\n[server:main]\nmax_body_size = %(size)s\n")
+    cfg = gunicorn_config(paste="conf/prod.ini", raw_paste_global_conf=["size=2KiB"])
+    cfg.set("default_proc_name", str(ini))  # what gunicorn's WSGIApplication sets
+    elsewhere = tmp_path / "app"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # --chdir: conf/prod.ini is not here
+    assert worker_settings(cfg, {}).config.max_body_size == 2048
+
+
 def test_a_paste_sections_settings_are_under_the_variables(tmp_path: Path) -> None:
     ini = tmp_path / "production.ini"
     ini.write_text(

@@ -168,9 +168,10 @@ def worker_settings(cfg: Any, environ: Mapping[str, str]) -> WorkerSettings:
         # --paste production.ini: its [server:main] is stargate's settings as under pserve
         # (allowed_origins, limits ...), below the variables; where to listen, workers and
         # what else gunicorn's own settings carry stay gunicorn's.
-        where = f"{paste.partition('#')[0]} [server:main]"
+        file = _paste_file(cfg, paste)
+        where = f"{file} [server:main]"
         try:
-            section = ini_server_settings(paste)
+            section = ini_server_settings(file, global_conf=dict(cfg.paste_global_conf or {}))
         except TargetError as exc:
             raise SettingsError(str(exc)) from None
         owned = sorted(key for key in section if key in GUNICORN_SETS)
@@ -229,6 +230,21 @@ def worker_settings(cfg: Any, environ: Mapping[str, str]) -> WorkerSettings:
         access_log=cfg.accesslog is not None,
     )
     return WorkerSettings(config, config.broker_url, tuple(notes))
+
+
+def _paste_file(cfg: Any, paste: str) -> str:
+    """The .ini file of ``--paste``: gunicorn makes it absolute against the directory it
+    was started in, before ``--chdir`` (its process name is that path); ours must be the
+    same file."""
+    file = paste.partition("#")[0]
+    started_with = str(getattr(cfg, "default_proc_name", "") or "")
+    if (
+        not os.path.isabs(file)
+        and os.path.isabs(started_with)
+        and os.path.basename(started_with) == os.path.basename(file)
+    ):
+        return started_with
+    return file
 
 
 def _variable(name: str) -> str:

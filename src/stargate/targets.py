@@ -18,6 +18,7 @@ import importlib
 import logging
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -158,9 +159,12 @@ def load_ini_app(config_uri: str) -> Any:
         raise TargetError(f"{path}: {exc}") from None
 
 
-def ini_server_settings(target: str, name: str = "main") -> dict[str, str]:
-    """The ``[server:NAME]`` section of an .ini target as written (``%(here)s`` expanded),
-    without ``use``; empty if the file has no such section.
+def ini_server_settings(
+    target: str, name: str = "main", *, global_conf: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The ``[server:NAME]`` section of an .ini target as written (``%(here)s`` expanded,
+    with ``global_conf`` too: gunicorn's ``--paste-global``), without ``use``; empty if
+    the file has no such section.
 
     A section for another server (``use = egg:waitress#main``) gives only where to listen
     (``host``, ``port``, ``listen``) and ``threads``: its other keys are that server's."""
@@ -169,12 +173,18 @@ def ini_server_settings(target: str, name: str = "main") -> dict[str, str]:
     if not parser.has_section(section):
         return {}
     here = str(path.resolve().parent)
-    defaults = {"here": here, "__file__": str(path.resolve())}
+    # As PasteDeploy: the file's [DEFAULT] over here and __file__, the global ones over all.
+    names = {
+        "here": here,
+        "__file__": str(path.resolve()),
+        **parser.defaults(),
+        **(global_conf or {}),
+    }
     values: dict[str, str] = {}
     for key in parser.options(section):
         raw = parser.get(section, key, raw=True)
         try:
-            values[key] = raw % {**defaults, **parser.defaults()} if "%(" in raw else raw
+            values[key] = raw % names if "%(" in raw else raw
         except (KeyError, ValueError) as exc:
             raise TargetError(f"{path} [{section}] {key}: cannot expand {raw!r}: {exc}") from None
     for key in list(parser.defaults()):
