@@ -5,10 +5,10 @@
 can share one Redis).  Needs the ``redis`` extra (redis-py's asyncio client).
 
 A Redis that freezes or is cut off by the network leaves the subscribed connection open and
-silent, so after ``health_check_interval`` seconds without a word (5 by default) the
+silent, so after ``ping_interval`` seconds without a word (5 by default) the
 subscriber sends a PING, and takes the connection for lost, like a closed one, when no answer
-comes within ``health_check_timeout`` (5).  Both can also be given in the URL
-(``?health_check_interval=2&health_check_timeout=3``; an interval of 0 turns the check off).
+comes within ``ping_timeout`` (5).  Both can also be given in the URL
+(``?ping_interval=2&ping_timeout=3``; an interval of 0 turns the check off).
 
 Two connections: one subscribed (its channels follow the hub's groups that have local
 members), one that publishes, in order, from a bounded queue in pipelined batches.
@@ -72,7 +72,7 @@ class _Backoff:
 
 
 #: Query parameters of the URL that are ours, not redis-py's.
-_OWN_PARAMETERS = ("prefix", "health_check_interval", "health_check_timeout")
+_OWN_PARAMETERS = ("prefix", "ping_interval", "ping_timeout")
 
 
 def _split_url(url: str) -> tuple[str, dict[str, str]]:
@@ -127,22 +127,20 @@ class RedisBroker(Broker):
         connect_timeout: float = 2.0,
         poll_interval: float = 0.05,
         command_timeout: float = 10.0,
-        health_check_interval: float = 5.0,
-        health_check_timeout: float = 5.0,
+        ping_interval: float = 5.0,
+        ping_timeout: float = 5.0,
     ) -> None:
         super().__init__(max_message_size=max_message_size)
         try:
             self.url, own = _split_url(url)
             parse_url(self.url)  # what redis-py will refuse at start(), refused now
             #: After this many seconds without a word from Redis, the subscriber sends a
-            #: PING; without an answer ``health_check_timeout`` later, the connection is
+            #: PING; without an answer ``ping_timeout`` later, the connection is
             #: taken for dead and rebuilt (0: never).  A Redis that is frozen or cut off by
             #: the network leaves TCP open and silent: without this, the process would stop
             #: hearing the others without noticing (TCP keepalive takes hours).
-            self.health_check_interval = _seconds(
-                own, "health_check_interval", health_check_interval, zero=True
-            )
-            self.health_check_timeout = _seconds(own, "health_check_timeout", health_check_timeout)
+            self.ping_interval = _seconds(own, "ping_interval", ping_interval, zero=True)
+            self.ping_timeout = _seconds(own, "ping_timeout", ping_timeout)
         except ValueError as exc:
             raise BrokerConfigError(f"broker URL {_shown_url(url)!r}: {exc}") from None
         #: The URL as logs and errors show it (password masked).
@@ -303,11 +301,9 @@ class RedisBroker(Broker):
                         heard, pinged = now, None
                         self._handle(message)
                     elif pinged is not None:
-                        if now - pinged > self.health_check_timeout:
-                            raise ConnectionError(
-                                f"no answer to PING in {self.health_check_timeout:g} s"
-                            )
-                    elif self.health_check_interval and now - heard >= self.health_check_interval:
+                        if now - pinged > self.ping_timeout:
+                            raise ConnectionError(f"no answer to PING in {self.ping_timeout:g} s")
+                    elif self.ping_interval and now - heard >= self.ping_interval:
                         await pubsub.ping()  # its answer comes as a message
                         pinged = now
             except _ERRORS as exc:
