@@ -501,6 +501,9 @@ class WebSocketBase(Generic[OptionsT]):
         """Called by the transport's protocol: the transport is gone; stop the timers and
         wake everyone waiting."""
         self._conn.receive_eof()
+        # Kept compressed for want of room in the inbox: the peer is gone, and the closing
+        # inbox would drop past max_queue what they hold; their memory goes now.
+        self._unread = b""
         for timer in self._timers:
             timer.cancel()
         if self._close_timer is not None:

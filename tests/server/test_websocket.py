@@ -1757,3 +1757,25 @@ async def test_compressed_messages_are_held_to_max_queue_within_one_read(
         go.set()
         await eventually(lambda: len(received) == len(messages), timeout=TIMEOUT)
     assert received == messages  # all of them, in order
+
+
+async def test_what_was_kept_compressed_goes_with_the_connection(
+    start_server: StartServer,
+) -> None:
+    server_ws: list[WebSocket] = []
+
+    async def deaf(ws: WebSocket) -> None:
+        server_ws.append(ws)
+        await ws.wait_closed()
+
+    server = await start_server(
+        Routes({"/": deaf}), websocket=WebSocketOptions(max_queue=2, ping_interval=None)
+    )
+    async with connect(url(server), compression="deflate", max_size=None) as client:
+        for n in range(32):
+            await client.send(bytes([n]) * (1 << 20))
+        await eventually(lambda: bool(server_ws) and server_ws[0].inbox.paused)
+        await eventually(lambda: bool(server_ws[0]._unread))  # what came next, compressed
+        server_ws[0].abort()  # the connection ends without a closing handshake
+        await asyncio.wait_for(server_ws[0].wait_closed(), TIMEOUT)
+        assert server_ws[0]._unread == b""
