@@ -35,7 +35,7 @@ gunicorn                        Stargate
                                 opens, closes and refusals) go to gunicorn's access log, in
                                 Stargate's format (``STARGATE_ACCESS_LOG_FORMAT``)
 ``forwarded_allow_ips``         ``trusted_proxies``: from these peers Stargate believes
-                                ``X-Forwarded-For/Proto/Host/Port`` (or ``Forwarded``, see
+                                ``X-Forwarded-For/Proto/Host`` (or ``Forwarded``, see
                                 ``proxy_headers``) for the client's address, scheme and
                                 host and the Origin check, where gunicorn believes only
                                 the scheme headers (its default

@@ -147,7 +147,7 @@ class ServerConfig:
     #: :mod:`stargate.server.proxy`.
     trusted_proxies: tuple[str, ...] = ()
     #: The forwarding headers those proxies set: ``"x-forwarded"`` (``X-Forwarded-For``,
-    #: ``-Proto``, ``-Host``, ``-Port``: nginx, HAProxy, cloud load balancers) or
+    #: ``-Proto``, ``-Host``: nginx, HAProxy, cloud load balancers) or
     #: ``"forwarded"`` (RFC 7239).  The other family is never read: a proxy passes it on as
     #: the client wrote it.
     proxy_headers: str = "x-forwarded"

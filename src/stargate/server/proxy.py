@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 __all__ = ["PROXY_HEADERS", "ClientView", "TrustedProxies", "client_view", "parse_forwarded"]
 
-#: The header families a proxy may set: ``X-Forwarded-For/Proto/Host/Port``, or RFC 7239's
+#: The header families a proxy may set: ``X-Forwarded-For/Proto/Host``, or RFC 7239's
 #: ``Forwarded``.
 PROXY_HEADERS = ("x-forwarded", "forwarded")
 
