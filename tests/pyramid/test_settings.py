@@ -179,5 +179,15 @@ def test_registry_settings_are_parsed_once_on_first_use() -> None:
     assert get_websocket_settings(registry) is parsed
 
 
+def test_settings_parsed_on_first_use_leave_an_unknown_key_aside() -> None:
+    """Refused there, a typo would fail every upgrade of an app that did not include
+    stargate.pyramid (which refuses it at startup) instead of its startup."""
+    registry = Registry()
+    registry.settings = {"stargate.subprotocols": "x", "stargate.max_mesage_size": "1"}
+    assert get_websocket_settings(registry).subprotocols == ("x",)
+    with pytest.raises(SettingsError, match="unknown setting stargate.max_mesage_size"):
+        parse_settings(registry.settings)
+
+
 def test_registry_without_settings() -> None:
     assert get_websocket_settings(Registry()) == WebSocketSettings()

@@ -61,12 +61,14 @@ KEYS = WEBSOCKET_KEYS
 _READ_ELSEWHERE = frozenset({"app_factory", "pythonpath"})
 
 
-def parse_settings(settings: Mapping[str, Any] | None, prefix: str = PREFIX) -> WebSocketSettings:
+def parse_settings(
+    settings: Mapping[str, Any] | None, prefix: str = PREFIX, *, strict: bool = True
+) -> WebSocketSettings:
     """Read the ``prefix``-ed keys (see the module documentation) of ``settings``.
 
-    Raises :class:`SettingsError` naming the first key whose value is unusable, or the keys
-    with the prefix that nothing reads (a typo would otherwise pass silently, as it does
-    not in ``[server:main]``).
+    Raises :class:`SettingsError` naming the first key whose value is unusable, or, when
+    ``strict``, the keys with the prefix that nothing reads (a typo would otherwise pass
+    silently, as it does not in ``[server:main]``).
     """
     ours = {
         key[len(prefix) :]: value
@@ -74,7 +76,7 @@ def parse_settings(settings: Mapping[str, Any] | None, prefix: str = PREFIX) -> 
         if isinstance(key, str) and key.startswith(prefix)
     }
     unknown = sorted(set(ours) - set(WEBSOCKET_KEYS) - _READ_ELSEWHERE)
-    if unknown:
+    if unknown and strict:
         known = ", ".join(prefix + name for name in sorted({*WEBSOCKET_KEYS, *_READ_ELSEWHERE}))
         raise SettingsError(
             f"unknown setting{'s' if len(unknown) > 1 else ''} "
@@ -87,12 +89,13 @@ def parse_settings(settings: Mapping[str, Any] | None, prefix: str = PREFIX) -> 
 def get_websocket_settings(registry: Any) -> WebSocketSettings:
     """The parsed ``stargate.*`` settings of a Pyramid registry.
 
-    ``config.include("stargate.pyramid")`` parses them once (a bad value fails at startup);
-    an app that did not include it gets them parsed here on first use.
+    ``config.include("stargate.pyramid")`` parses them once (a bad value or an unknown key
+    fails at startup); an app that did not include it gets them parsed here on first use,
+    where an unknown key is left aside (refused, it would fail every upgrade, not startup).
     """
     parsed = registry.get(REGISTRY_KEY)
     if isinstance(parsed, WebSocketSettings):
         return parsed
-    parsed = parse_settings(getattr(registry, "settings", None))
+    parsed = parse_settings(getattr(registry, "settings", None), strict=False)
     registry[REGISTRY_KEY] = parsed
     return parsed
