@@ -185,7 +185,7 @@ def test_settings_parsed_on_first_use_leave_an_unknown_key_aside() -> None:
     registry = Registry()
     registry.settings = {"stargate.subprotocols": "x", "stargate.max_mesage_size": "1"}
     assert get_websocket_settings(registry).subprotocols == ("x",)
-    with pytest.raises(SettingsError, match="unknown setting stargate.max_mesage_size"):
+    with pytest.raises(SettingsError, match=r"unknown setting stargate\.max_mesage_size"):
         parse_settings(registry.settings)
 
 
