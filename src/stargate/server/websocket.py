@@ -414,12 +414,9 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
         if cork:
             transport.writelines(cork)
         if conn.state is ConnectionState.CLOSED and self._held is None:
-            # RFC 6455 section 7.1.1: the server closes the TCP connection first.  The close
-            # waits for what the transport holds: a peer that reads none of it (it failed
-            # the protocol after it stopped reading) must not keep the connection.
-            transport.close()
-            if self._close_timer is None:
-                self._arm_close_timer()
+            # The server closes TCP first, and the close timer bounds the wait for what the
+            # transport holds: a peer that failed the protocol may read none of it.
+            self._close_written()
 
     def _on_pong(self, payload: bytes) -> None:
         entry = self._pong_waiters.pop(payload, None)
