@@ -82,7 +82,14 @@ from .extensions.permessage_deflate import PerMessageDeflateOffer
 from .handshake import OriginPolicy
 from .limits import Limits
 from .server.access import FORMATS as ACCESS_LOG_FORMATS
-from .server.config import ServerConfig, WebSocketOptions
+from .server.config import (
+    COUNT_FIELDS,
+    SECONDS_FIELDS,
+    SECONDS_OR_OFF_FIELDS,
+    SIZE_FIELDS,
+    ServerConfig,
+    WebSocketOptions,
+)
 from .server.proxy import PROXY_HEADERS, TrustedProxies
 
 __all__ = [
@@ -130,23 +137,6 @@ OPTION_KEYS = (
 #: The names an application may set for its own WebSockets.
 WEBSOCKET_KEYS = (*ORIGIN_KEYS, *LIMIT_KEYS, *OPTION_KEYS, "subprotocols")
 
-_COUNT_KEYS = ("threads", "websocket_threads", "max_connections", "max_pipelined", "max_headers")
-_SIZE_KEYS = (
-    "max_header_size",
-    "max_body_size",
-    "body_spool_size",
-    "output_buffer_memory",
-    "output_buffer_max",
-)
-_SECONDS_KEYS = (
-    "header_timeout",
-    "body_timeout",
-    "write_timeout",
-    "linger_timeout",
-    "shutdown_timeout",
-)
-#: Seconds, where 0 (or ``off``) turns the thing off.
-_SECONDS_OR_OFF_KEYS = ("keepalive_timeout",)
 _BOOL_KEYS = ("legacy_protocols", "access_log", "upgrade_on_loop")
 _PATH_KEYS = ("metrics_path", "health_path")
 _OTHER_KEYS = (
@@ -164,10 +154,10 @@ _OTHER_KEYS = (
 #: Every name :func:`serve_settings` reads.
 SERVER_KEYS = frozenset(
     (
-        *_COUNT_KEYS,
-        *_SIZE_KEYS,
-        *_SECONDS_KEYS,
-        *_SECONDS_OR_OFF_KEYS,
+        *COUNT_FIELDS,
+        *SIZE_FIELDS,
+        *SECONDS_FIELDS,
+        *SECONDS_OR_OFF_FIELDS,
         *_BOOL_KEYS,
         *_PATH_KEYS,
         *_OTHER_KEYS,
@@ -501,10 +491,10 @@ def serve_settings(values: Mapping[str, Any], *, label: Label = _same) -> ServeS
     defaults = ServerConfig()
     config: dict[str, Any] = {}
     converters: tuple[tuple[Iterable[str], Callable[[Any, str], Any]], ...] = (
-        (_COUNT_KEYS, as_count),
-        (_SIZE_KEYS, as_size),
-        (_SECONDS_KEYS, as_seconds),
-        (_SECONDS_OR_OFF_KEYS, _as_seconds_or_off),
+        (COUNT_FIELDS, as_count),
+        (SIZE_FIELDS, as_size),
+        (SECONDS_FIELDS, as_seconds),
+        (SECONDS_OR_OFF_FIELDS, _as_seconds_or_off),
         (_BOOL_KEYS, as_bool),
         (_PATH_KEYS, _as_path),
     )

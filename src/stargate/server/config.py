@@ -34,28 +34,28 @@ class WebSocketOptions(EndpointOptions[PerMessageDeflateOffer]):
     max_send_buffer: int = 4 * MiB
 
 
-#: Fields that count something (threads, bytes, connections): at least 1.
-_POSITIVE_COUNTS = (
-    "threads",
-    "websocket_threads",
+# The fields by kind: what ServerConfig checks when made, and what stargate.settings parses
+# (a count, a size with units, seconds) from the command line, .ini files and variables.
+#: Fields that count something: at least 1.
+COUNT_FIELDS = ("threads", "websocket_threads", "max_connections", "max_pipelined", "max_headers")
+#: Fields in bytes: at least 1.
+SIZE_FIELDS = (
     "max_header_size",
-    "max_headers",
     "max_body_size",
     "body_spool_size",
     "output_buffer_memory",
     "output_buffer_max",
-    "max_pipelined",
-    "max_connections",
 )
-#: Durations (0 is meaningful for some: no keep-alive, no linger).
-_SECONDS = (
+#: Durations in seconds.
+SECONDS_FIELDS = (
     "header_timeout",
     "body_timeout",
     "write_timeout",
-    "keepalive_timeout",
     "linger_timeout",
     "shutdown_timeout",
 )
+#: Durations where 0 turns the thing off (no keep-alive).
+SECONDS_OR_OFF_FIELDS = ("keepalive_timeout",)
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -176,11 +176,11 @@ class ServerConfig:
         :class:`~stargate.options.WebSocketOptions` does, not when ``serve()`` starts."""
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be 0 to 65535, not {self.port!r}")
-        for name in _POSITIVE_COUNTS:
+        for name in (*COUNT_FIELDS, *SIZE_FIELDS):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a whole number above 0, not {value!r}")
-        for name in _SECONDS:
+        for name in (*SECONDS_FIELDS, *SECONDS_OR_OFF_FIELDS):
             value = getattr(self, name)
             if not 0 <= value < float("inf"):  # NaN fails too
                 raise ValueError(f"{name} must be a finite number of seconds >= 0, not {value!r}")
