@@ -97,7 +97,7 @@ from .brokers import BrokerConfigError, make_broker
 from .server.app import Server, new_event_loop
 from .server.config import ServerConfig
 from .server.wsgi import WSGIApp
-from .settings import SERVER_KEYS, SettingsError, server_config
+from .settings import SERVER_KEYS, SettingsError, server_config, unknown_settings
 from .targets import TargetError, ini_server_settings
 
 __all__ = ["GUNICORN_SETS", "QUICK_STOP", "Worker", "WorkerSettings", "worker_settings"]
@@ -193,9 +193,7 @@ def worker_settings(cfg: Any, environ: Mapping[str, str]) -> WorkerSettings:
             )
         if name not in SERVER_KEYS:
             known = sorted(SERVER_KEYS - set(GUNICORN_SETS))
-            raise SettingsError(
-                f"unknown setting {variable}; known: {', '.join(map(_variable, known))}"
-            )
+            raise unknown_settings([variable], [_variable(key) for key in known])
         if value.strip():
             values[name] = value
             labels.pop(name, None)

@@ -73,7 +73,7 @@ import ipaddress
 import logging
 import re
 import ssl
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,6 +114,7 @@ __all__ = [
     "serve_settings",
     "server_config",
     "ssl_context",
+    "unknown_settings",
     "websocket_settings",
 ]
 
@@ -246,6 +247,18 @@ def as_seconds(value: object, key: str = "value", *, allow_off: bool = False) ->
 def _as_seconds_or_off(value: object, key: str) -> float:
     """Seconds, or 0.0 for ``0``/``off``/``none`` (a keep-alive timeout of 0: no keep-alive)."""
     return as_seconds(value, key, allow_off=True) or 0.0
+
+
+def unknown_settings(unknown: Sequence[str], known: Sequence[str]) -> SettingsError:
+    """The error for names nothing reads (a typo must not pass silently), with the names
+    that are read, each as its source spells it.  A prefix they all share up to a space
+    is said once: "[server:main] a, b ...", not the section's name before each of 40."""
+    head = known[0][: known[0].rfind(" ") + 1] if known else ""
+    common = head if all(name.startswith(head) for name in known) else ""
+    return SettingsError(
+        f"unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+        f"known: {common}{', '.join(name[len(common) :] for name in known)}"
+    )
 
 
 def as_count(value: object, key: str = "value") -> int:
@@ -479,14 +492,8 @@ def serve_settings(values: Mapping[str, Any], *, label: Label = _same) -> ServeS
     given = {key: value for key, value in values.items() if value is not None}
     unknown = sorted(set(given) - SERVER_KEYS)
     if unknown:
-        known = [label(key) for key in sorted(SERVER_KEYS)]
-        # "[server:main] a, b ...", not the section's name before each of 40 keys.
-        head = known[0][: known[0].rfind(" ") + 1]
-        common = head if all(name.startswith(head) for name in known) else ""
-        raise SettingsError(
-            f"unknown setting{'s' if len(unknown) > 1 else ''} "
-            f"{', '.join(label(key) for key in unknown)}; "
-            f"known: {common}{', '.join(name[len(common) :] for name in known)}"
+        raise unknown_settings(
+            [label(key) for key in unknown], [label(key) for key in sorted(SERVER_KEYS)]
         )
     defaults = ServerConfig()
     config: dict[str, Any] = {}

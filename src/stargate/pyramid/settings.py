@@ -31,6 +31,7 @@ from ..settings import (
     as_list,
     as_seconds,
     as_size,
+    unknown_settings,
     websocket_settings,
 )
 
@@ -77,11 +78,8 @@ def parse_settings(
     }
     unknown = sorted(set(ours) - set(WEBSOCKET_KEYS) - _READ_ELSEWHERE)
     if unknown and strict:
-        known = ", ".join(prefix + name for name in sorted({*WEBSOCKET_KEYS, *_READ_ELSEWHERE}))
-        raise SettingsError(
-            f"unknown setting{'s' if len(unknown) > 1 else ''} "
-            f"{', '.join(prefix + name for name in unknown)}; known: {known}"
-        )
+        known = sorted({*WEBSOCKET_KEYS, *_READ_ELSEWHERE})
+        raise unknown_settings([prefix + name for name in unknown], [prefix + k for k in known])
     values = {name: value for name, value in ours.items() if name in WEBSOCKET_KEYS}
     return websocket_settings(values, label=lambda name: prefix + name)
 
