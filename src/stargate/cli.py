@@ -52,7 +52,6 @@ _DEFAULTS: Mapping[str, Mapping[str, object]] = {
 _NOT_SETTINGS = frozenset({"command", "target", "log_level", "reload"})
 #: setting name -> its option, for error messages (filled by add_server_options).
 _FLAGS: dict[str, str] = {}
-#: The name of the handler :func:`_access_log_output` gives the access logger.
 #: The format of every other log line (and of text access lines).
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
