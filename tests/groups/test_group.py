@@ -7,7 +7,7 @@ import asyncio
 import socket
 import struct
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 import pytest
@@ -442,14 +442,14 @@ def test_configure_gives_the_default_hub_a_broker() -> None:
 async def test_sends_from_a_thread_share_one_wakeup_and_one_write_per_member(
     start_server: StartServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    writes: list[int] = []
-    original = WebSocket.send_encoded
+    writes: list[int] = []  # one per member and frame handed to the members' sends
+    original = WebSocket.send_encoded_each
 
-    def counting(self: WebSocket, frame: bytes, messages: int = 1) -> None:
-        writes.append(len(frame))
-        original(self, frame, messages)
+    def counting(members: Collection[WebSocket], frame: bytes, messages: int) -> None:
+        writes.extend(len(frame) for _ in members)
+        original(members, frame, messages)
 
-    monkeypatch.setattr(WebSocket, "send_encoded", counting)
+    monkeypatch.setattr(WebSocket, "send_encoded_each", staticmethod(counting))
     group = Group("batched")
     joined: list[SyncWebSocket] = []
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Collection
 from typing import ClassVar
 
 from stargate.groups.members import GroupState, Message, deliver_to, normalize, send_one
@@ -41,6 +43,14 @@ class Conn:
         if self.closed or self.closing:
             raise ConnectionError("closing")
         self.got.append(frame)
+
+    @staticmethod
+    def send_encoded_each(members: Collection[Conn], frame: bytes, messages: int) -> None:
+        """What a group asks of a member's class: the frame to each (a real connection's
+        fast path is tested with it, in tests/server/test_websocket.py)."""
+        for conn in tuple(members):
+            with contextlib.suppress(ConnectionError):
+                conn.send_encoded(frame, messages)
 
 
 def group(*conns: Conn) -> GroupState:

@@ -1432,6 +1432,92 @@ async def test_a_broadcast_burst_costs_each_member_two_writes_in_order() -> None
     assert ws.messages_out == 18
 
 
+class BufferedLog(WriteLog):
+    """A write log whose transport says it holds ``size`` bytes the peer has not taken."""
+
+    def __init__(self, size: int = 0) -> None:
+        super().__init__()
+        self.size = size
+
+    def get_write_buffer_size(self) -> int:
+        return self.size
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def attached(transport: asyncio.Transport, **options: Any) -> WebSocket:
+    """A server WebSocket on ``transport``, as the handshake leaves it."""
+    from stargate.connection import Connection
+    from stargate.handshake import Request
+    from stargate.headers import Headers
+    from stargate.protocol import Role
+
+    ws = WebSocket(
+        Connection(Role.SERVER),
+        Request("GET", "/", Headers([("Host", "localhost")])),
+        loop=asyncio.get_running_loop(),
+        options=WebSocketOptions(ping_interval=None, **options),
+    )
+    ws.attach(transport)
+    return ws
+
+
+async def test_send_encoded_each_writes_at_once_then_corks_and_counts() -> None:
+    """A broadcast's inner loop does what ``send_encoded`` does for each member: the
+    pass's first frame at once, the next ones corked to its end, every byte and message
+    counted."""
+    logs = [WriteLog() for _ in range(3)]
+    members = [attached(log) for log in logs]
+    first, second = members[0].encode_shared("one"), members[0].encode_shared(b"two")
+    WebSocket.send_encoded_each(members, first, 1)
+    WebSocket.send_encoded_each(members, second, 1)
+    assert all(log.calls == [[first]] for log in logs)
+    await asyncio.sleep(0)  # the end of the pass
+    assert all(log.calls == [[first], [second]] for log in logs)
+    assert all(ws.messages_out == 2 for ws in members)
+    assert all(ws.bytes_out == len(first) + len(second) for ws in members)
+    WebSocket.send_encoded_each(members, first, 1)  # a new pass: at once again
+    assert all(len(log.calls) == 3 for log in logs)
+
+
+async def test_send_encoded_each_leaves_the_policy_to_a_paused_member() -> None:
+    """A member above its high-water mark (its transport paused our writing) is asked
+    through ``send_encoded``: past ``max_send_buffer`` it alone is closed with 1008."""
+    slow_log, fine_log = BufferedLog(size=300_000), WriteLog()
+    slow = attached(slow_log, max_send_buffer=256 * 1024)
+    fine = attached(fine_log, max_send_buffer=256 * 1024)
+    slow.pause_writing()
+    frame = fine.encode_shared("news")
+    WebSocket.send_encoded_each([slow, fine], frame, 1)
+    assert slow.slow_consumer and fine_log.calls == [[frame]]
+    assert frame not in [data for call in slow_log.calls for data in call]
+
+
+async def test_send_encoded_each_asks_the_transport_when_the_high_water_mark_is_higher() -> None:
+    """With ``write_high_water`` above ``max_send_buffer``, a transport that is not paused
+    may still hold more than the limit: the policy must see its size."""
+    log = BufferedLog(size=100_000)  # below the high-water mark, above the limit
+    ws = attached(log, write_high_water=1 << 20, max_send_buffer=64 * 1024)
+    WebSocket.send_encoded_each([ws], ws.encode_shared("news"), 1)
+    assert ws.slow_consumer
+
+
+async def test_send_encoded_each_skips_a_closing_member_and_goes_on() -> None:
+    """A member whose close has begun gets no data frame after its close frame, and the
+    members after it still get theirs."""
+    closing_log, fine_log = WriteLog(), WriteLog()
+    closing, fine = attached(closing_log), attached(fine_log)
+    closing.start_close(1000, "bye")
+    written = len(closing_log.calls)
+    frame = fine.encode_shared("news")
+    WebSocket.send_encoded_each([closing, fine], frame, 1)
+    assert len(closing_log.calls) == written and fine_log.calls == [[frame]]
+
+
 # -- callbacks, close callbacks, sends from threads, and what follows our close ---------------
 
 

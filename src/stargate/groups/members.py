@@ -81,7 +81,7 @@ class GroupState:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.members: dict[int, WebSocket] = {}
         #: Members by frame family: every member of one family shares one encoded frame.
-        self.families: dict[str, dict[int, Callable[[bytes, int], None]]] = {}
+        self.families: dict[str, dict[int, WebSocket]] = {}
         #: Adds scheduled on the loop but not yet done (the state must outlive them).
         self.pending = 0
         self.on_close = on_close
@@ -98,7 +98,7 @@ class GroupState:
         if ws.id in self.members:
             return False
         self.members[ws.id] = ws
-        self.families.setdefault(ws.frame_family, {})[ws.id] = ws.send_encoded
+        self.families.setdefault(ws.frame_family, {})[ws.id] = ws
         return True
 
     def discard(self, ws: WebSocket) -> bool:
@@ -120,24 +120,23 @@ class GroupState:
 
     def deliver(self, message: Message) -> None:
         """On the group's loop: ``message`` to every member, encoded once per family."""
-        members = self.members
-        for sends in list(self.families.values()):
-            if not sends:
+        for family in list(self.families.values()):
+            if not family:
                 continue
-            first = members[next(iter(sends))]
+            first = next(iter(family.values()))
             try:
                 frame = first.encode_shared(message)
             except TypeError:
                 continue  # binary to hixie connections: they cannot carry it
-            _send_each(self, sends, frame, 1)
+            first.send_encoded_each(family.values(), frame, 1)
 
     def deliver_batch(self, messages: list[Message]) -> None:
         """On the group's loop: several messages in one write per member, in order."""
-        members = self.members
-        for sends in list(self.families.values()):
-            if not sends:
+        for family in list(self.families.values()):
+            if not family:
                 continue
-            encode = members[next(iter(sends))].encode_shared
+            first = next(iter(family.values()))
+            encode = first.encode_shared
             frames = []
             for message in messages:
                 try:
@@ -145,17 +144,7 @@ class GroupState:
                 except TypeError:
                     continue  # binary to hixie connections: they cannot carry it
             if frames:
-                _send_each(self, sends, b"".join(frames), len(frames))
-
-
-def _send_each(
-    state: GroupState, sends: dict[int, Callable[[bytes, int], None]], data: bytes, messages: int
-) -> None:
-    for send in tuple(sends.values()):
-        try:
-            send(data, messages)
-        except Exception:  # a closing member: it leaves by its close callback
-            logger.debug("a send to a member of %r skipped", state.name)
+                first.send_encoded_each(family.values(), b"".join(frames), len(frames))
 
 
 def send_one(ws: WebSocket, message: Message) -> None:

@@ -17,7 +17,7 @@ import contextlib
 import itertools
 import logging
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import ClassVar
 
 from ..connection import Connection, ConnectionState
@@ -93,6 +93,7 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
         "_corked",
         "_flusher",
         "_handler_done",
+        "_high_water_fits",
         "_max_send_buffer",
         "_memberships",
         "_pass",
@@ -144,6 +145,9 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
         self._flusher = _flusher(loop)
         self._pass = -1
         self._max_send_buffer = options.max_send_buffer
+        #: While the transport is below its high-water mark it holds less than
+        #: ``max_send_buffer`` (so :meth:`send_encoded_each` need not ask it).
+        self._high_water_fits = options.write_high_water <= options.max_send_buffer
         #: Closed by the slow-consumer policy (``max_send_buffer``).
         self.slow_consumer = False
         #: When the handshake completed (``loop.time()``), for the access log's duration.
@@ -192,11 +196,12 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
         connection below ``max_send_buffer``) runs here without another call.
         """
         transport = self._transport
+        # (Not OPEN also covers a closed connection: ``_closed`` is set after the state is
+        # CLOSED, at ``connection_lost``.)
         if (
             transport is None
             or transport.get_write_buffer_size() + self._corked > self._max_send_buffer
             or self._conn.state is not ConnectionState.OPEN
-            or self._closed.done()
         ):
             if self._send_buffer_ok():  # the slow-consumer policy, or the closed error
                 self._write(frame)
@@ -217,6 +222,46 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
             flusher.add(self)
         cork.append(frame)
         self._corked += len(frame)
+
+    @staticmethod
+    def send_encoded_each(members: Collection[WebSocket], frame: bytes, messages: int) -> None:
+        """Send ``frame``, encoded once (:meth:`WebSocket.encode_shared`), to each of
+        ``members``: connections of one frame family served by the running loop.  A
+        broadcast's inner loop, once per member per message.
+
+        The common member (open, below its high-water mark, sent nothing yet in this loop
+        pass) gets its write here, inline: no call of its own, no question to its transport.
+        That is :meth:`WebSocket.send_encoded`'s first case, whose checks it makes from the
+        connection's own fields; every other member (corking, the slow-consumer policy, a
+        closing connection) goes through that method.  The cost per member matters beyond the
+        CPU: the writes of a broadcast to sockets whose readers sleep each wake one, and the
+        sooner the next write follows, the more readers are still awake to take it.
+        """
+        if not members:
+            return
+        flusher = next(iter(members))._flusher
+        pass_id = flusher.pass_id
+        flusher.touch()  # the pass's end moves ``pass_id`` on: the next pass writes at once
+        size = len(frame)
+        OPEN = ConnectionState.OPEN
+        for ws in tuple(members):
+            try:
+                transport = ws._transport
+                if (
+                    ws._pass != pass_id
+                    and not ws._write_blocked
+                    and ws._high_water_fits
+                    and transport is not None
+                    and ws._conn.state is OPEN
+                ):
+                    ws._pass = pass_id
+                    ws.bytes_out += size
+                    ws.messages_out += messages
+                    transport.write(frame)
+                else:
+                    ws.send_encoded(frame, messages)
+            except Exception:  # a closing member: it leaves by its close callback
+                logger.debug("a send to %r skipped", ws)
 
     def send_threadsafe(self, message: Message | BytesLike) -> None:
         """Send from any thread; dropped silently if the connection closes first."""
