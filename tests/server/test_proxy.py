@@ -124,12 +124,33 @@ def test_a_forwarded_host_that_could_smuggle_is_dropped() -> None:
     assert view([("X-Forwarded-Host", "a.com/evil")]).host is None
 
 
-@pytest.mark.parametrize("node", ["unknown", "_hidden", "a", '"\\', "1.2.3", "[::1"])
+@pytest.mark.parametrize(
+    "node",
+    [
+        "unknown",
+        "_hidden",
+        "a",
+        '"\\',
+        "1.2.3",
+        "[::1",
+        "1.2.3.4%eth0",  # IPv4 has no zones
+        "fe80::1%x y",
+        "fe80::1%\x85\x9b2J",
+        "fe80::1%",
+        '"[fe80::1%\\" 200"]',
+    ],
+)
 def test_a_node_that_is_no_address_keeps_the_peer_address(node: str) -> None:
     """``unknown``, an obfuscated identifier (RFC 7239 section 6) or garbage: REMOTE_ADDR
     is an IP address or the peer's, never a string a client chose."""
     assert view([("Forwarded", f"for={node}")], family="forwarded").remote == PEER
     assert view([("X-Forwarded-For", node)]).remote == PEER
+
+
+def test_an_ipv6_zone_is_kept_when_it_is_one() -> None:
+    assert view([("X-Forwarded-For", "fe80::1%eth0")]).remote == ("fe80::1%eth0", 0)
+    forwarded = [("Forwarded", 'for="[fe80::1%en0.5]:80"')]
+    assert view(forwarded, family="forwarded").remote == ("fe80::1%en0.5", 80)
 
 
 def test_a_bad_entry_is_refused() -> None:

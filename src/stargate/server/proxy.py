@@ -24,6 +24,7 @@ name its own address in ``Forwarded``.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -157,6 +158,11 @@ def parse_forwarded(values: Sequence[str]) -> list[_Hop] | None:
     return hops
 
 
+#: An IPv6 zone identifier: RFC 6874's ``ZoneID``, unreserved characters only (no
+#: percent-encoding: a proxy writes the zone as the system names it).
+_ZONE = re.compile(r"[A-Za-z0-9._~-]{1,64}")
+
+
 def _node_address(node: str | None) -> tuple[str, int] | None:
     """``for=`` value -> (address, port): ``1.2.3.4``, ``1.2.3.4:80``, ``[::1]:80``; ``None``
     for anything but an IP address (``unknown``, an obfuscated ``_name``, garbage): what
@@ -173,9 +179,14 @@ def _node_address(node: str | None) -> tuple[str, int] | None:
         address, _, port = node.partition(":")
     else:
         address, port = node, ""
+    ip, percent, zone = address.partition("%")
     try:
-        ipaddress.ip_address(address.partition("%")[0])  # an IPv6 zone is no part of it
+        version = ipaddress.ip_address(ip).version
     except ValueError:
+        return None
+    # A zone (``fe80::1%eth0``) only on IPv6, and only of RFC 6874's characters: it becomes
+    # REMOTE_ADDR and the access log's address, which a client must not write.
+    if percent and (version != 6 or _ZONE.fullmatch(zone) is None):
         return None
     return address, int(port) if port.isdigit() and len(port) <= 5 else 0
 
