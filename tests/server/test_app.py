@@ -37,6 +37,7 @@ from stargate.server import (
     WebSocketOptions,
 )
 from stargate.server.app import new_event_loop
+from stargate.server.state import REFUSAL_LOG_INTERVAL
 from stargate.server.wsgi import StartResponse
 
 from .support import (
@@ -156,6 +157,33 @@ async def test_max_connections(start_server: StartServer) -> None:
     await eventually(lambda: server.http_connections + len(server.websockets) == 1)
     assert (await get(server.port, "/")).body == b"http"
     await first.close()
+    assert server.state.metrics.refused_connections == 1
+
+
+async def test_refusals_at_max_connections_log_a_line_per_interval(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every refused connection is counted, but a client opening connections in a loop
+    writes one log line per interval, not one per connection."""
+    server = await start_server(make_app(), max_connections=1)
+    _, holder = await open_tcp(server.port)
+    await eventually(lambda: server.http_connections == 1)
+    with caplog.at_level(logging.WARNING, logger="stargate.server"):
+        for _ in range(20):
+            reader, writer = await open_tcp(server.port)
+            assert await at_eof(reader, 1.0)
+            writer.close()
+    lines = [r.getMessage() for r in caplog.records if "max_connections" in r.getMessage()]
+    assert lines == ["max_connections (1) reached: refused 1 connection(s)"]
+    assert server.state.metrics.refused_connections == 20
+    server.state._refusal_logged_at -= REFUSAL_LOG_INTERVAL  # the interval has passed
+    with caplog.at_level(logging.WARNING, logger="stargate.server"):
+        reader, writer = await open_tcp(server.port)
+        assert await at_eof(reader, 1.0)
+        writer.close()
+    lines = [r.getMessage() for r in caplog.records if "max_connections" in r.getMessage()]
+    assert lines[-1] == "max_connections (1) reached: refused 20 connection(s)"
+    holder.close()
 
 
 # -- shutdown in process ----------------------------------------------------------------------

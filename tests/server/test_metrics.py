@@ -19,7 +19,7 @@ from websockets.typing import Origin
 from stargate.server import ENVIRON_KEY, Routes, WebSocket
 from stargate.server.wsgi import StartResponse
 
-from .support import TIMEOUT, StartServer, get
+from .support import TIMEOUT, StartServer, eventually, get
 
 pytestmark = pytest.mark.asyncio
 
@@ -80,6 +80,30 @@ async def test_metrics_after_traffic(start_server: StartServer) -> None:
     assert seen[("stargate_handshakes_total", (("outcome", "accepted"),))] == 1
     assert seen[("stargate_handshakes_total", (("outcome", "403"),))] == 1
     assert seen[("stargate_threadpool_queue_depth", (("pool", "wsgi"),))] == 0
+
+
+async def test_one_help_and_type_line_per_metric_and_close_codes_in_classes(
+    start_server: StartServer,
+) -> None:
+    """The text format allows one ``# HELP`` and one ``# TYPE`` per metric name (Prometheus'
+    own parser refuses the scrape otherwise), and a close code a client chooses from the
+    application ranges is a class, not a series of its own."""
+    server = await start_server(app, metrics_path="/-/metrics")
+    base = f"ws://127.0.0.1:{server.port}/ws"
+    for code in (3000, 3999, 4000, 4321, 4999, 1001):
+        async with connect(base, open_timeout=TIMEOUT) as ws:
+            assert await asyncio.wait_for(ws.recv(), TIMEOUT) == "hello"
+            await ws.close(code)
+    await eventually(lambda: not server.websockets)
+    text = (await get(server.port, "/-/metrics")).body.decode()
+    for kind in ("# HELP ", "# TYPE "):
+        names = [line.split()[2] for line in text.splitlines() if line.startswith(kind)]
+        assert len(names) == len(set(names)), names
+    seen = samples(text)
+    closes = {k[1]: v for k, v in seen.items() if k[0] == "stargate_websocket_closes_total"}
+    assert closes == {(("code", "3xxx"),): 2, (("code", "4xxx"),): 3, (("code", "1001"),): 1}
+    assert seen[("stargate_threadpool_queue_depth", (("pool", "websocket"),))] == 0
+    assert seen[("stargate_connections_refused_total", ())] == 0
 
 
 async def test_metrics_are_off_by_default(start_server: StartServer) -> None:

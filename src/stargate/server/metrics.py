@@ -33,13 +33,28 @@ class Metrics:
         self.http_responses: Counter[int] = Counter()
         #: Upgrade requests by outcome: ``accepted``, or the refusal's status code.
         self.handshakes: Counter[str] = Counter()
-        #: WebSockets closed, by close code (``1006`` when the connection dropped).
-        self.websocket_closes: Counter[int] = Counter()
+        #: WebSockets closed, by :func:`close_code_label` (``1006`` when the connection
+        #: dropped).
+        self.websocket_closes: Counter[str] = Counter()
+        #: Connections refused at ``max_connections``.
+        self.refused_connections = 0
         #: Messages and bytes of closed WebSockets (open ones are added when scraped).
         self.messages_in = self.messages_out = 0
         self.bytes_in = self.bytes_out = 0
         #: Connections closed because they did not read what was sent to them.
         self.slow_consumer_closes = 0
+
+
+def close_code_label(code: int) -> str:
+    """A close code as a label value: the codes of RFC 6455 and its registry as they are,
+    the application ranges as ``3xxx`` and ``4xxx``.  A client chooses its close code, and
+    each label value is a series kept for the process's life: 2,000 of them per client
+    otherwise."""
+    if 3000 <= code <= 3999:
+        return "3xxx"
+    if 4000 <= code <= 4999:
+        return "4xxx"
+    return str(code)
 
 
 def _worker() -> str:
@@ -95,8 +110,8 @@ class Collector:
             "WebSockets closed, by close code.",
             labels=[*labels, "code"],
         )
-        for code, count in sorted(metrics.websocket_closes.items()):
-            family.add_metric([worker, str(code)], count)
+        for label, count in sorted(metrics.websocket_closes.items()):
+            family.add_metric([worker, label], count)
         yield family
         messages_in, bytes_in, messages_out, bytes_out = state.traffic()
         for direction, messages, size in (
@@ -118,17 +133,23 @@ class Collector:
             "WebSockets closed (1008) for not reading what was sent to them.",
             metrics.slow_consumer_closes,
         )
+        yield counter(
+            "stargate_connections_refused",
+            "Connections refused (reset) at max_connections.",
+            metrics.refused_connections,
+        )
+        # One family with a sample per pool: the text format allows one HELP and one TYPE
+        # line per metric name (Prometheus' own parser refuses a scrape with two).
+        queued = GaugeMetricFamily(
+            "stargate_threadpool_queue_depth",
+            "Tasks waiting for a worker thread.",
+            labels=[*labels, "pool"],
+        )
         for pool, executor in (("wsgi", state.executor), ("websocket", state.handler_executor)):
             # ThreadPoolExecutor has no public queue length; its work queue is the figure.
             queue = getattr(executor, "_work_queue", None)
-            depth = queue.qsize() if queue is not None else 0
-            queued = GaugeMetricFamily(
-                "stargate_threadpool_queue_depth",
-                "Tasks waiting for a worker thread.",
-                labels=[*labels, "pool"],
-            )
-            queued.add_metric([worker, pool], depth)
-            yield queued
+            queued.add_metric([worker, pool], queue.qsize() if queue is not None else 0)
+        yield queued
         if state.broker_health is not None:
             gaps, connected = state.broker_health()
             yield counter(

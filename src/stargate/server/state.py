@@ -20,7 +20,7 @@ from ..handshake import ALL_VERSIONS, RFC_VERSIONS, OriginPolicy
 from ..protocol import ProtocolVersion
 from .access import AccessLog
 from .config import ServerConfig
-from .metrics import Metrics
+from .metrics import Metrics, close_code_label
 from .proxy import TrustedProxies
 from .routing import Routes
 from .wsgi import WSGIApp
@@ -34,6 +34,8 @@ logger = logging.getLogger("stargate.server")
 
 #: How the server's thread pools name their threads (WSGI apps; ``def`` WebSocket handlers).
 POOL_THREAD_NAMES = ("stargate-worker", "stargate-websocket")
+#: Seconds between two log lines about connections refused at ``max_connections``.
+REFUSAL_LOG_INTERVAL = 10.0
 
 
 class ServerState:
@@ -67,6 +69,9 @@ class ServerState:
         #: Running handlers: a task per ``async def`` handler, a future per ``def`` one.
         self.handlers: set[asyncio.Future[Any]] = set()
         self.metrics = Metrics()
+        #: When the last line about refused connections was logged, and refusals since.
+        self._refusal_logged_at = -REFUSAL_LOG_INTERVAL
+        self._refusals_unlogged = 0
         self.access = AccessLog(config.access_log, config.access_log_format)
         #: ``() -> (gaps, connected)`` of the group broker serving this process, set by
         #: whoever runs a hub beside the server (the workers supervisor, the gunicorn
@@ -126,7 +131,18 @@ class ServerState:
         shutting down (it was on its way when the listener closed) is admitted and answered
         with ``Connection: close``, rather than reset."""
         if len(self.channels) + len(self.websockets) >= self.config.max_connections:
-            logger.warning("max_connections (%d) reached: refusing", self.config.max_connections)
+            self.metrics.refused_connections += 1
+            self._refusals_unlogged += 1
+            now = time.monotonic()
+            # Each refusal is a client's doing: one line per interval, not one per refusal.
+            if now >= self._refusal_logged_at + REFUSAL_LOG_INTERVAL:
+                logger.warning(
+                    "max_connections (%d) reached: refused %d connection(s)",
+                    self.config.max_connections,
+                    self._refusals_unlogged,
+                )
+                self._refusal_logged_at = now
+                self._refusals_unlogged = 0
             return False
         self.channels.add(channel)
         return True
@@ -146,7 +162,7 @@ class ServerState:
         self.websockets.discard(ws)
         metrics = self.metrics
         code = ws.close_code if ws.close_code is not None else 1006
-        metrics.websocket_closes[code] += 1
+        metrics.websocket_closes[close_code_label(code)] += 1
         metrics.messages_in += ws.messages_in
         metrics.messages_out += ws.messages_out
         metrics.bytes_in += ws.bytes_in
