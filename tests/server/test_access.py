@@ -158,6 +158,33 @@ def test_a_line_cannot_be_forged() -> None:
     assert '\\"\\n127.0.0.1 \\"GET /admin' in record.getMessage()
 
 
+def test_a_json_line_is_ascii() -> None:
+    """NEL, U+2028 and C1 controls (a client's close reason) are escaped in a JSON line:
+    raw, some readers split the line at them, and an 8-bit CSI starts a terminal escape."""
+    log = AccessLog(True, "json")
+    logger = logging.getLogger("stargate.access")
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep()
+    logger.addHandler(handler)
+    old = logger.level
+    logger.setLevel(logging.INFO)
+    reason = "a\u0085b\u2028c\u009b2J\u202e"
+    try:
+        log.websocket_close(("1.2.3.4", 5), "/", 1000, reason, "peer", 1.0, (0, 0, 0, 0))
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old)
+    (record,) = records
+    message = record.getMessage()
+    assert message.isascii() and len(message.splitlines()) == 1
+    assert json.loads(message)["reason"] == reason
+
+
 def test_an_unknown_format_is_refused() -> None:
     with pytest.raises(ValueError, match="text"):
         AccessLog(True, "xml")

@@ -75,6 +75,27 @@ async def test_an_upgrade_without_a_subprotocol_the_app_knows_gets_its_answer(
     assert response.body == b"offer a chat subprotocol"
 
 
+def test_offered_subprotocols_are_the_tokens_and_only_tokens_are_accepted() -> None:
+    """RFC 6455 section 4.1: each element of Sec-WebSocket-Protocol is a token.  An element
+    that is not one is not offered to the app (which may echo what it is offered), and an
+    app or a route table that names one is told at once: no 101 may carry it."""
+    from stargate.handshake import Request
+    from stargate.headers import Headers
+    from stargate.server import Routes
+
+    offer = 'chat, a b, "x", ok\x85\x9b, v1.json'
+    request = Request("GET", "/", Headers([("Host", "h"), ("Sec-WebSocket-Protocol", offer)]))
+    upgrade = Upgrade(request)
+    assert upgrade.offered_subprotocols == ["chat", "v1.json"]
+    with pytest.raises(ValueError, match="not a token"):
+        upgrade.accept(hello, subprotocols=["a b"])
+    assert upgrade.acceptance is None
+    with pytest.raises(ValueError, match="not a token"):
+        Routes(default=hello, subprotocols=["chat", ""])
+    upgrade.accept(hello, subprotocols=["chat"])
+    assert upgrade.acceptance is not None and upgrade.acceptance.subprotocols == ("chat",)
+
+
 def test_handlers_async_or_not_whatever_their_form() -> None:
     """Coroutine functions run on the loop, anything else in a thread: callable objects
     with an ``async def __call__`` count as async, and objects that cannot be weakly

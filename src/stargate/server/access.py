@@ -50,7 +50,8 @@ class AccessLog:
 
     def _emit(self, fields: dict[str, Any], text: str) -> None:
         if self.json:
-            logger.info(json.dumps(fields, ensure_ascii=False, separators=(",", ":")))
+            # ASCII only: raw NEL, U+2028 or C1 controls split a line for some readers.
+            logger.info(json.dumps(fields, ensure_ascii=True, separators=(",", ":")))
         else:
             logger.info("%s", text)
 

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from ..handshake import OriginPolicy
 from .config import WebSocketOptions
-from .upgrade import Acceptance, Handler
+from .upgrade import Acceptance, Handler, checked_subprotocols
 
 
 class Routes:
@@ -28,7 +28,7 @@ class Routes:
         #: The handler of every path without a route of its own (``None``: those get 404).
         self.default = default
         #: The subprotocols every route speaks, in preference order.
-        self.subprotocols = tuple(subprotocols)
+        self.subprotocols = checked_subprotocols(subprotocols)
         #: The Origin policy of every route (``None``: the server's).
         self.origin_policy = origin_policy
         #: The WebSocket options of every route (``None``: the server's).

@@ -80,10 +80,13 @@ class Upgrade:
 
     @property
     def offered_subprotocols(self) -> list[str]:
-        """Subprotocols the client offered, in its order."""
-        from ..headers import split_tokens
+        """Subprotocols the client offered, in its order: the elements that are tokens, as
+        RFC 6455 section 4.1 requires of them (an app may pass these to :meth:`accept`, and
+        the one chosen goes into the 101 and the access log)."""
+        from ..headers import is_token, split_tokens
 
-        return split_tokens(self.request.headers.get_all("Sec-WebSocket-Protocol"))
+        offered = split_tokens(self.request.headers.get_all("Sec-WebSocket-Protocol"))
+        return [name for name in offered if is_token(name)]
 
     def accept(
         self,
@@ -100,8 +103,19 @@ class Upgrade:
         override the server's for this connection; ``headers`` go into the 101 response.
         """
         self.acceptance = Acceptance(
-            handler, tuple(subprotocols), origin_policy, options, tuple(headers)
+            handler, checked_subprotocols(subprotocols), origin_policy, options, tuple(headers)
         )
+
+
+def checked_subprotocols(subprotocols: Sequence[str]) -> tuple[str, ...]:
+    """``subprotocols`` as a tuple; :class:`ValueError` for one that is not a token (RFC
+    6455 section 4.1), which no 101 may carry."""
+    from ..headers import is_token
+
+    for name in subprotocols:
+        if not isinstance(name, str) or not is_token(name):
+            raise ValueError(f"subprotocol {name!r} is not a token (RFC 6455 section 4.1)")
+    return tuple(subprotocols)
 
 
 def is_websocket(environ: dict[str, Any]) -> bool:
