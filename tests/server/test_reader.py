@@ -169,6 +169,16 @@ def test_what_was_read_names_a_refused_request() -> None:
     assert reader.what_was_read() == ("-", "-")
 
 
+@pytest.mark.parametrize("head", [b"FOO /x HTTP/1.1\r\n", b"GETX / HTTP/1.1\r\n", b"\x16\x03\x01"])
+def test_a_method_llhttp_did_not_read_is_not_named(head: bytes) -> None:
+    """llhttp says DELETE of a method it does not know (or of a TLS hello), and GET of
+    GETX: the log of the refusal must not name a method the client did not send."""
+    reader = RequestReader(ServerConfig(), Events())
+    with pytest.raises(RequestRefused):
+        reader.feed(head)
+    assert reader.what_was_read() == ("-", "-")
+
+
 def test_a_stopped_reader_goes_by_reference_counting() -> None:
     """The parser calls the reader's methods back (a cycle until stop() drops it) and the
     reader holds its channel weakly: the cycle collector is never needed for either."""

@@ -159,13 +159,16 @@ class RequestReader:
     def what_was_read(self) -> tuple[str, str]:
         """The method and target of the request being read, as far as they came (for the
         access log's line about a refusal)."""
-        if not self.in_head and not self._url:
-            return "-", "-"  # nothing of a request came (llhttp then says "DELETE")
+        if not self._url:
+            # llhttp knows a method once it reads a target after it; before that it says
+            # "DELETE" (its method 0) for a method it does not know, a TLS hello or
+            # nothing at all, and "GET" for "GETX".
+            return "-", "-"
         try:
             method = self.parser.get_method().decode("latin-1")
         except httptools.HttpParserError:
             method = "-"
-        return method, self._url[:512].decode("latin-1") or "-"
+        return method, self._url[:512].decode("latin-1")
 
     def stop(self) -> None:
         """Nothing more is read: drop a body being received (its file, if spooled), and the
