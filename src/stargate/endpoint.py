@@ -83,10 +83,10 @@ class WebSocketBase(Generic[OptionsT]):
         "_held_timer",
         "_inbox",
         "_loop",
+        "_messages_at_ping",
         "_options",
         "_pong_waiters",
         "_timers",
-        "_traffic_at_ping",
         "_transport",
         "_unread",
         "_write_blocked",
@@ -157,8 +157,8 @@ class WebSocketBase(Generic[OptionsT]):
         #: application, a protocol error, a timeout, the slow-consumer policy), or ``None``
         #: while open and when the connection dropped without one.
         self.closed_by: str | None = None
-        #: ``bytes_in + bytes_out`` when the last keepalive ping was sent (see there).
-        self._traffic_at_ping = -1
+        #: ``messages_in + messages_out`` at the last keepalive tick (see there).
+        self._messages_at_ping = -1
 
     # Provided by the subclasses (the hot path and what differs between the roles).
 
@@ -406,11 +406,14 @@ class WebSocketBase(Generic[OptionsT]):
         self._timers = [t for t in self._timers if not t.cancelled() and t.when() > now]
         if self._closed.done() or self._conn.state is not ConnectionState.OPEN:
             return
-        traffic = self.bytes_in + self.bytes_out
-        if traffic == self._traffic_at_ping:
-            # Nothing moved for a whole interval: an idle connection gives back what it
-            # need not hold (a permessage-deflate zlib state is tens of KiB).
+        messages = self.messages_in + self.messages_out
+        if messages == self._messages_at_ping:
+            # No message either way for a whole interval: an idle connection gives back
+            # what it need not hold (a permessage-deflate zlib state is tens of KiB).
+            # Messages, not bytes: the peer's pong to our last ping is traffic too, and
+            # every peer that follows RFC 6455 section 5.5.2 sends one.
             self._conn.release_memory()
+        self._messages_at_ping = messages
         payload = os.urandom(4)
         while payload in self._pong_waiters:
             payload = os.urandom(4)
@@ -418,7 +421,6 @@ class WebSocketBase(Generic[OptionsT]):
         self._pong_waiters[payload] = (now, waiter)
         self._conn.send_ping(payload)
         self._write(self._conn.data_to_send())
-        self._traffic_at_ping = self.bytes_in + self.bytes_out
         timeout = self._options.ping_timeout
         if timeout:
             timer = self._loop.call_later(timeout, self._keepalive_timeout, waiter)

@@ -146,6 +146,13 @@ def test_limit_is_per_call_budget() -> None:
         PerMessageDeflate().inflate(data, True, 999)
 
 
+def test_a_limit_as_large_as_an_index_can_be() -> None:
+    """``max_message_size=sys.maxsize`` (no limit, in effect) must not overflow zlib's
+    ``max_length``: an OverflowError would escape ``Connection.receive_data``."""
+    data = PerMessageDeflate().deflate(b"a" * 1000)
+    assert PerMessageDeflate().inflate(data, True, sys.maxsize) == b"a" * 1000
+
+
 # -- negotiation (RFC 7692 section 7.1) ----------------------------------------------------
 
 DEFAULT = PerMessageDeflateOffer()

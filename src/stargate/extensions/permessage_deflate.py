@@ -130,7 +130,8 @@ class PerMessageDeflate:
         if last:
             data += _TAIL
         try:
-            out = inflater.decompress(data, limit + 1)
+            # One byte past the limit tells that it was passed; max_length is a C ssize_t.
+            out = inflater.decompress(data, min(limit + 1, sys.maxsize))
         except zlib.error as exc:
             raise InvalidPayload(f"invalid compressed data: {exc}") from exc
         if len(out) > limit:
