@@ -123,6 +123,31 @@ async def test_a_malformed_request_is_logged(
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("head", "status"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.7\r\nExpect: x\r\n\r\n", 417),
+        (b"GET / HTTP/1.1\r\nX-Forwarded-For: 203.0.113.7\r\nHost: a b\r\n\r\n", 400),
+    ],
+)
+async def test_a_refusal_names_the_client_a_trusted_proxy_named(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture, head: bytes, status: int
+) -> None:
+    """Behind a trusted proxy a refusal's line names the client, as every other line does,
+    not the proxy's own address."""
+    caplog.set_level(logging.INFO, "stargate.access")
+    server = await start_server(app, access_log=True, trusted_proxies=("127.0.0.1",))
+    reader, writer = await open_tcp(server.port)
+    writer.write(head)
+    response = await read_response(reader)
+    writer.close()
+    assert response.status == status
+    await eventually(lambda: bool(lines(caplog)))
+    (line,) = lines(caplog)
+    assert line.startswith("203.0.113.7:0 ") and f" refused {status} " in line, line
+
+
+@pytest.mark.asyncio
 async def test_json_lines(start_server: StartServer, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, "stargate.access")
     server = await start_server(app, access_log=True, access_log_format="json")

@@ -1027,7 +1027,7 @@ async def test_upgrade_accepted_and_answered_200_stands(start_server: StartServe
 
 
 async def test_an_upgrade_decision_slower_than_header_timeout_is_cut(
-    start_server: StartServer,
+    start_server: StartServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An app still deciding an upgrade in its thread at ``header_timeout`` loses the
     connection, with a 503 that says why (it used to be closed without a word, unlogged):
@@ -1039,13 +1039,18 @@ async def test_an_upgrade_decision_slower_than_header_timeout_is_cut(
         return []
 
     app = accepting(slow)
-    server = await start_server(validated(app), header_timeout=0.3)
+    server = await start_server(
+        validated(app), header_timeout=0.3, access_log=True, trusted_proxies=("127.0.0.1",)
+    )
     reader, writer = await open_tcp(server.port)
     started = time.monotonic()
-    writer.write(UPGRADE)
-    response = await read_response(reader)
+    with caplog.at_level(logging.INFO, logger="stargate.access"):
+        writer.write(UPGRADE.replace(b"\r\n\r\n", b"\r\nX-Forwarded-For: 203.0.113.7\r\n\r\n"))
+        response = await read_response(reader)
     assert response.status == 503 and b"did not decide on the upgrade" in response.body
     assert server.state.metrics.handshakes["503"] == 1  # counted, and logged beside it
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "stargate.access"]
+    assert line.startswith("203.0.113.7:0 ") and " refused 503 " in line  # the proxy's word
     assert await read_to_eof(reader) == b""
     assert time.monotonic() - started < 2.5  # cut at the deadline, not when the app returned
     writer.close()

@@ -40,7 +40,7 @@ from ..errors import HandshakeError
 from . import dispatch
 from .buffers import OutputBuffer
 from .handover import Refused, extension_names, hand_over, handshake_response, start_handler
-from .proxy import ClientView
+from .proxy import ClientView, client_view
 from .reader import RequestReader, RequestRefused, body_memory
 from .request import HttpRequest
 from .response import simple_response
@@ -87,6 +87,8 @@ class _Refusal:
     reason: str
     method: str
     target: str
+    #: The client as the access log names it (a trusted proxy's word, when there is one).
+    remote: tuple[str, int] | None
 
 
 class HttpChannel(asyncio.Protocol):
@@ -444,9 +446,17 @@ class HttpChannel(asyncio.Protocol):
         """
         self._pause_reading()
         method, target = self.reader.what_was_read()
+        # What a trusted proxy said of the client, as far as the head came: every field
+        # read is the proxy's, and without its header the peer is named.
+        remote = client_view(
+            self.reader.fields_read(),
+            self.peername,
+            secure=self.secure,
+            trusted=self.state.trusted_proxies,
+        ).remote
         self.reader.stop()
         response = simple_response(status, reason)
-        self._refusal = _Refusal(response, status, reason, method, target)
+        self._refusal = _Refusal(response, status, reason, method, target, remote)
         self._process()
 
     def _send_refusal_if_due(self) -> None:
@@ -460,7 +470,7 @@ class HttpChannel(asyncio.Protocol):
         self._closed = True
         self.respond(refusal.response)
         self.state.record_refusal(
-            self.peername,
+            refusal.remote,
             refusal.method,
             refusal.target,
             refusal.status,
@@ -620,8 +630,9 @@ class HttpChannel(asyncio.Protocol):
                 # The app is still deciding the upgrade (its pool busy, or a slow view):
                 # the client hears why, and the refusal is logged and counted.
                 reason = "the app did not decide on the upgrade within header_timeout"
+                client = dispatch.client_of(self, upgrade).remote
                 self.state.record_refusal(
-                    self.peername, "GET", upgrade.target, 503, reason, websocket=True
+                    client, "GET", upgrade.target, 503, reason, websocket=True
                 )
                 transport.write(simple_response(503, reason))
             self._closed = True

@@ -170,6 +170,10 @@ class RequestReader:
             method = "-"
         return method, self._url[:512].decode("latin-1")
 
+    def fields_read(self) -> list[tuple[str, str]]:
+        """The header fields of the request being read, as far as they came."""
+        return self._headers
+
     def stop(self) -> None:
         """Nothing more is read: drop a body being received (its file, if spooled), and the
         parser, whose callbacks are this reader's methods: a reference cycle that would
