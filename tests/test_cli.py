@@ -678,6 +678,56 @@ async def test_access_log_lines(tmp_path: Path, fmt: str) -> None:
     assert any(re.search(r" INFO stargate\.server: stargate serving on ", line) for line in lines)
 
 
+LOGGING_SECTIONS = """
+[loggers]
+keys = root, stargate
+
+[handlers]
+keys = console
+
+[formatters]
+keys = generic
+
+[logger_root]
+level = INFO
+handlers = console
+
+[logger_stargate]
+level = INFO
+handlers =
+qualname = stargate
+
+[handler_console]
+class = StreamHandler
+args = (sys.stderr,)
+formatter = generic
+
+[formatter_generic]
+format = %(asctime)s %(levelname)-5.5s [%(name)s] %(message)s
+"""
+
+
+@pytest.mark.asyncio
+async def test_json_access_lines_stand_alone_under_an_ini_that_configures_stargate(
+    tmp_path: Path,
+) -> None:
+    """The project's example .ini files configure a ``stargate`` logger; applying them
+    (each worker does, as pserve) takes the JSON handler off its child ``stargate.access``:
+    every JSON line came out prefixed, no longer JSON."""
+    needs("pyramid")
+    ini = hello_ini(tmp_path, "host = 127.0.0.1\nport = 0\naccess_log_format = json")
+    ini.write_text(ini.read_text() + LOGGING_SECTIONS)
+    server = await Served.start("serve", "app.ini", cwd=tmp_path)
+    try:
+        assert await asyncio.to_thread(get, "127.0.0.1", server.port, "/one") == (200, "hello one")
+        await eventually(lambda: "/one" in server.stderr(), TIMEOUT, "no access line for /one")
+    finally:
+        assert await server.stop() == 0
+    (line,) = [line for line in server.stderr().splitlines() if "/one" in line]
+    record = json.loads(line)
+    assert (record["event"], record["target"], record["status"]) == ("http", "/one", 200)
+
+
 @pytest.mark.asyncio
 async def test_reload_restarts_when_the_app_changes(tmp_path: Path) -> None:
     needs("hupper")

@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .groups import Hub, configure
+from .server.access import json_lines_alone
 from .server.app import Server, new_event_loop, stop_signals
 from .server.config import ServerConfig
 from .server.routing import Routes
@@ -203,6 +204,10 @@ def _prepare(
     url = broker_url if broker_url is not None else config.broker_url
     hub = configure(url)
     loaded: WSGIApp | Routes = load_app(app) if isinstance(app, str) else app
+    # Loading an .ini file applies its logging configuration, which takes the handler of
+    # JSON access lines off ``stargate.access`` when it configures a ``stargate`` logger
+    # (a child's handlers go): set it again, unless the file configured that logger.
+    json_lines_alone(config)
     return hub, loaded
 
 
