@@ -7,9 +7,11 @@ records it wrote while real clients (raw sockets, the ``websockets`` client) tal
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -159,9 +161,9 @@ async def test_json_lines(start_server: StartServer, caplog: pytest.LogCaptureFi
     assert record["peer"].startswith("127.0.0.1:")
 
 
-def test_a_line_cannot_be_forged() -> None:
-    """A target with a newline or quote stays inside one quoted field."""
-    log = AccessLog(True)
+@contextlib.contextmanager
+def access_records() -> Iterator[list[logging.LogRecord]]:
+    """The records the access logger gets meanwhile, whatever the root's level."""
     logger = logging.getLogger("stargate.access")
     records: list[logging.LogRecord] = []
 
@@ -174,10 +176,18 @@ def test_a_line_cannot_be_forged() -> None:
     old = logger.level
     logger.setLevel(logging.INFO)
     try:
-        log.http(("1.2.3.4", 5), "GET", '/x"\n127.0.0.1 "GET /admin', "1.1", 200, 1, 0.0)
+        yield records
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old)
+
+
+def test_a_line_cannot_be_forged() -> None:
+    """A target with a newline or quote stays inside one quoted field."""
+    with access_records() as records:
+        AccessLog(True).http(
+            ("1.2.3.4", 5), "GET", '/x"\n127.0.0.1 "GET /admin', "1.1", 200, 1, 0.0
+        )
     (record,) = records
     assert "\n" not in record.getMessage()
     assert '\\"\\n127.0.0.1 \\"GET /admin' in record.getMessage()
@@ -186,24 +196,11 @@ def test_a_line_cannot_be_forged() -> None:
 def test_a_json_line_is_ascii() -> None:
     """NEL, U+2028 and C1 controls (a client's close reason) are escaped in a JSON line:
     raw, some readers split the line at them, and an 8-bit CSI starts a terminal escape."""
-    log = AccessLog(True, "json")
-    logger = logging.getLogger("stargate.access")
-    records: list[logging.LogRecord] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record)
-
-    handler = Keep()
-    logger.addHandler(handler)
-    old = logger.level
-    logger.setLevel(logging.INFO)
     reason = "a\u0085b\u2028c\u009b2J\u202e"
-    try:
-        log.websocket_close(("1.2.3.4", 5), "/", 1000, reason, "peer", 1.0, (0, 0, 0, 0))
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old)
+    with access_records() as records:
+        AccessLog(True, "json").websocket_close(
+            ("1.2.3.4", 5), "/", 1000, reason, "peer", 1.0, (0, 0, 0, 0)
+        )
     (record,) = records
     message = record.getMessage()
     assert message.isascii() and len(message.splitlines()) == 1
