@@ -111,6 +111,22 @@ async def test_discard_returns_what_was_queued_and_drops_the_rest() -> None:
     assert len(inbox) == 0
 
 
+async def test_take_all_empties_the_queue_and_the_inbox_goes_on() -> None:
+    """A callback installed late takes what waits; unlike discard, later messages are
+    still queued for a reader, and what was taken counts as read before a held close."""
+    inbox, reading = make_inbox(max_queue=2)
+    inbox.put("a")
+    inbox.put("b")
+    assert not reading.reading
+    fired: list[int] = []
+    assert inbox.call_when_read(lambda: fired.append(1))
+    assert inbox.take_all() == ["a", "b"]
+    assert reading.reading and len(inbox) == 0
+    inbox.put("c")
+    assert await inbox.get() == "c"  # the two taken were owed: the reader is through
+    assert fired == [1]
+
+
 async def test_close_can_give_the_final_error_and_stops_calling_back() -> None:
     """The connection hands its final error over at close, so the inbox keeps no reference
     to it (the callbacks given at construction are its methods: a reference cycle)."""

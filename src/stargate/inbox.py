@@ -139,6 +139,20 @@ class Inbox:
         if resume:
             self._resume()
 
+    def take_all(self) -> list[Message]:
+        """Every queued message at once, on the loop (for a callback installed after they
+        came); unlike :meth:`discard`, the inbox goes on taking messages."""
+        with self._locked():
+            messages = self._queue.copy()
+            self._queue.clear()
+            if self._owed > 0:
+                self._owed = max(0, self._owed - len(messages))
+            resume = self.paused
+            self.paused = False
+        if resume:
+            self._resume()
+        return messages
+
     def discard(self) -> list[Message]:
         """Nobody reads any more: return what is queued and drop whatever comes next."""
         with self._locked():

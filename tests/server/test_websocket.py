@@ -1506,6 +1506,25 @@ async def test_send_encoded_each_asks_the_transport_when_the_high_water_mark_is_
     assert ws.slow_consumer
 
 
+async def test_a_callback_installed_late_gets_what_came_before_first() -> None:
+    """A message that arrived before ``on_message`` was set (a thread's handler sets it
+    late) reaches the callback before the ones after it, and at once, not when the
+    handler returns."""
+    from stargate.connection import Connection
+    from stargate.protocol import Role
+
+    ws = attached(BufferedLog())
+    client = Connection(Role.CLIENT)
+    ws.feed_data(client.encode_message("m1"))  # nobody listens yet: the inbox keeps it
+    got: list[str | bytes] = []
+    ws.on_message = got.append
+    ws.feed_data(client.encode_message("m2") + client.encode_message("m3"))
+    assert got == ["m1", "m2", "m3"]
+    ws.on_message = None
+    ws.feed_data(client.encode_message("m4"))
+    assert await asyncio.wait_for(ws.receive(), TIMEOUT) == "m4"  # the inbox still serves
+
+
 async def test_send_encoded_each_skips_a_closing_member_and_goes_on() -> None:
     """A member whose close has begun gets no data frame after its close frame, and the
     members after it still get theirs."""

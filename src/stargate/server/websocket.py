@@ -128,8 +128,10 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
         #: socket).
         self.remote_address = remote_address
         #: Called on the loop's thread with each message nobody is waiting for in
-        #: ``receive()``; lets a connection be served without a task or a thread.  Set
-        #: back to ``None`` once the connection is closed (no message comes any more).
+        #: ``receive()``; lets a connection be served without a task or a thread.  The
+        #: messages that came before it was set and were not read are its first, in
+        #: order.  Set back to ``None`` once the connection is closed (no message comes
+        #: any more).
         self.on_message: Callable[[Message], object] | None = None
         self._close_callbacks: list[Callable[[WebSocket], object]] = []
         self._memberships = 0
@@ -382,6 +384,17 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
         if self._held is not None:
             self._flush_held()  # what came before the peer's close is answered, or dropped
 
+    def _deliver_unread(self, callback: Callable[[Message], object]) -> None:
+        """Hand ``callback`` what waits in the inbox, in order; the inbox stays open for
+        ``receive()`` should the callback be taken away again."""
+        for message in self._inbox.take_all():
+            if self._closed.done():
+                break
+            try:
+                callback(message)
+            except Exception:
+                self._callback_failed()
+
     def handler_failed(self) -> None:
         """Called by the server when the handler raised: close with 1011."""
         self._handler_done = True
@@ -428,6 +441,10 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
                 if callback is None or inbox.waiter is not None:
                     put(event.data)  # type: ignore[union-attr]
                 else:
+                    if inbox:
+                        # Messages that came before the callback was installed (a thread
+                        # sets it late) are its first: RFC 6455 messages keep their order.
+                        self._deliver_unread(callback)
                     try:
                         callback(event.data)  # type: ignore[union-attr]
                     except Exception:
