@@ -620,3 +620,14 @@ class SyncWebSocketBase(Generic[WsT]):
     def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Close and wait until the connection is closed (at most ``close_timeout``)."""
         asyncio.run_coroutine_threadsafe(self.ws.close(code, reason), self._loop).result()
+
+    def ping(self, payload: bytes | None = None, timeout: float | None = None) -> float:
+        """Ping and wait for the pong; returns the round trip in seconds, or raises
+        ``TimeoutError`` after ``timeout`` seconds (the ping is then given up: its payload
+        may be pinged again)."""
+        future = asyncio.run_coroutine_threadsafe(self.ws.ping(payload), self._loop)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()  # takes the pong waiter along (see WebSocketBase.ping)
+            raise TimeoutError("no pong within the timeout") from None

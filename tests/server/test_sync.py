@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from typing import TYPE_CHECKING, Any, cast
@@ -14,7 +15,7 @@ from websockets.asyncio.client import connect
 from stargate.errors import ConnectionClosed
 from stargate.server import SyncWebSocket
 
-from .support import TIMEOUT, StartServer, eventually, ws_app
+from .support import TIMEOUT, StartServer, eventually, raw_connect, ws_app
 
 if TYPE_CHECKING:
     from wsgiref.types import WSGIApplication
@@ -48,6 +49,34 @@ async def test_receive_timeout_then_message(start_server: StartServer) -> None:
         await client.wait_closed()
         assert client.close_code == 1000
     assert events == ["timeout", "hello"]
+
+
+async def test_a_ping_that_timed_out_may_be_sent_again(start_server: StartServer) -> None:
+    """A ping given up on (``timeout``) takes its pong waiter along: the same payload may be
+    pinged again, and unanswered pings leave no waiters behind."""
+    seen: list[str] = []
+
+    def handler(ws: SyncWebSocket) -> None:
+        for _ in range(2):
+            try:
+                ws.ping(b"abcd", timeout=0.2)
+            except TimeoutError:
+                seen.append("timeout")
+        ws.send("done")
+        with contextlib.suppress(ConnectionClosed):
+            ws.receive()
+
+    server = await start_server(checked_app(handler))
+    client = await raw_connect(server.port)  # reads nothing it is not asked to: no pongs
+    for _ in range(2):
+        _, opcode, payload = await client.read_frame()
+        assert (opcode, payload) == (0x9, b"abcd")
+    _, opcode, payload = await client.read_frame()
+    assert (opcode, payload) == (0x1, b"done")
+    assert seen == ["timeout", "timeout"]  # not "a ping with this payload is waiting"
+    (ws,) = server.websockets
+    await eventually(lambda: not ws._pong_waiters)  # the cancel reaches the loop soon after
+    client.abort()
 
 
 async def test_receive_after_close_raises_connection_closed(start_server: StartServer) -> None:

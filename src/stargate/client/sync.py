@@ -26,7 +26,6 @@ one thread at a time.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import os
 import threading
 from types import TracebackType
@@ -125,15 +124,6 @@ class SyncClientWebSocket(SyncWebSocketBase[ClientWebSocket]):
     def local_address(self) -> tuple[str, int] | None:
         """This end's address (``(host, port)``), or ``None`` when unknown."""
         return self.ws.local_address
-
-    def ping(self, payload: bytes | None = None, timeout: float | None = None) -> float:
-        """Ping and wait for the pong; returns the round trip in seconds."""
-        future = asyncio.run_coroutine_threadsafe(self.ws.ping(payload), self._loop)
-        try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise TimeoutError("no pong within the timeout") from None
 
     def __enter__(self) -> SyncClientWebSocket:
         return self

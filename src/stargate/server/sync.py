@@ -52,10 +52,6 @@ class SyncWebSocket(SyncWebSocketBase[WebSocket]):
     def on_message(self, callback: Callable[[Message], object] | None) -> None:
         self.ws.on_message = callback
 
-    def ping(self, payload: bytes | None = None, timeout: float | None = None) -> float:
-        """Ping and wait for the pong; returns the round trip in seconds."""
-        return asyncio.run_coroutine_threadsafe(self.ws.ping(payload), self._loop).result(timeout)
-
     def add_close_callback(self, callback: Callable[[WebSocket], object]) -> None:
         """Call ``callback(ws)`` on the event loop's thread once the connection is closed
         (``ws``: the async :class:`~stargate.server.websocket.WebSocket` this wraps)."""
