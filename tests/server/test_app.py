@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -251,6 +252,23 @@ async def test_an_upload_under_way_at_shutdown_is_read_and_answered(
     assert await at_eof(reader, 1.0)
     await asyncio.wait_for(shutdown, TIMEOUT)
     writer.close()
+
+
+async def test_a_shutdown_past_a_silent_client_logs_no_asyncio_error(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that never answers the close makes the shutdown give up its wait for the
+    closes: that wait's cancellation is retrieved, not left for asyncio to report as an
+    ERROR ("exception was never retrieved") when the future is collected."""
+    server = await start_server(make_app())
+    client = await raw_connect(server.port, "/a")  # reads nothing, answers nothing
+    await eventually(lambda: len(server.websockets) == 1)
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        await asyncio.wait_for(server.shutdown(timeout=0.3), TIMEOUT)
+        gc.collect()
+        await asyncio.sleep(0)
+    assert not [r for r in caplog.records if r.name == "asyncio"]
+    client.abort()
 
 
 async def test_server_as_async_context_manager() -> None:

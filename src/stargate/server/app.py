@@ -36,6 +36,12 @@ def stop_signals() -> tuple[signal.Signals, ...]:
     return (signal.SIGINT, signal.SIGTERM, *hangup)
 
 
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a future's outcome as seen (a cancelled wait that nobody awaits)."""
+    if not future.cancelled():
+        future.exception()
+
 class Server:
     """Serves one WSGI app or route table on one port, HTTP and WebSocket alike."""
 
@@ -210,6 +216,8 @@ class Server:
             closed = asyncio.gather(*(ws.wait_closed() for ws in state.websockets))
             await self._wait_until({closed}, deadline)
             closed.cancel()
+            # Retrieved, or asyncio logs "exception was never retrieved" for the cancel.
+            closed.add_done_callback(_retrieve)
         hurry = self._hurry
         assert hurry is not None
         while state.channels and loop.time() < deadline and not hurry.is_set():
