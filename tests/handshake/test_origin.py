@@ -326,14 +326,21 @@ def test_accept_authority_overrides_host_for_the_origin_check(
     assert _status(data, secure=secure, authority=authority) == status
 
 
-def test_accept_authority_applies_to_hixie_and_keeps_the_host_header_for_location() -> None:
+def test_accept_authority_applies_to_hixie_origin_and_location() -> None:
+    """Behind a proxy that rewrites Host, the Location a hixie client compares with the URL
+    it opened (draft-hixie-76 section 4.1) is the public one: the authority, not Host."""
     request = make_request(
         changed(HIXIE76_BASE, Host="backend:8000", Origin="https://app.example"), target="/demo"
     )
     assert refusal(request, key3=HIXIE76_KEY3, secure=True).status == 403
     accepted = accept(request, key3=HIXIE76_KEY3, secure=True, authority="app.example")
     assert b"\r\nSec-WebSocket-Origin: https://app.example\r\n" in accepted.response
-    assert b"\r\nSec-WebSocket-Location: wss://backend:8000/demo\r\n" in accepted.response
+    assert b"\r\nSec-WebSocket-Location: wss://app.example/demo\r\n" in accepted.response
+    hixie75 = make_request(
+        changed(HIXIE75_BASE, Host="backend:8000", Origin="http://app.example"), target="/demo"
+    )
+    accepted = accept(hixie75, authority="app.example")
+    assert b"\r\nWebSocket-Location: ws://app.example/demo\r\n" in accepted.response
 
 
 def test_accept_invalid_authority_reason() -> None:

@@ -242,9 +242,11 @@ def accept(
     the connection is TLS: it picks ``wss:`` for the hixie Location and ``https`` as the scheme
     of the server's own origin for the same-origin check (``http`` otherwise); ``subprotocols``
     is our preference order; ``extra_headers`` are appended to the 101 response.
-    ``authority`` is the ``host[:port]`` the server is reached at, for the origin check only
-    (default: the ``Host`` header); a server behind a trusted proxy passes the forwarded host
-    here and the forwarded scheme as ``secure``.
+    ``authority`` is the ``host[:port]`` the server is reached at (default: the ``Host``
+    header), for the origin check and the hixie Location, which a hixie client compares with
+    the URL it opened (draft-hixie-76 section 4.1); a server behind a trusted proxy passes the
+    forwarded host here and the forwarded scheme as ``secure``, and an absolute-form target's
+    authority, which replaces ``Host`` (RFC 9112 section 3.2.2).
     """
     version = detect_version(request)
     if version not in versions:
@@ -308,7 +310,7 @@ def accept(
         return _accept_hixie(
             request,
             version,
-            host,
+            host if authority is None else authority,
             resource,
             origin,
             secure,
