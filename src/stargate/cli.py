@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from typing import Any, NoReturn
@@ -26,7 +23,6 @@ from .extras import install_hint
 from .masking import BytesLike
 from .server import Routes, ServerConfig, WebSocket
 from .server.access import json_lines_alone
-from .server.state import POOL_THREAD_NAMES
 from .settings import ServeSettings, SettingsError, as_log_level, serve_settings
 from .targets import (
     INI_DEFAULT_PORT,
@@ -37,7 +33,14 @@ from .targets import (
     load_target,
     use_current_directory,
 )
-from .workers import ListenError, Listening, banner, run_workers, serve_worker
+from .workers import (
+    ListenError,
+    Listening,
+    banner,
+    leave_stuck_threads,
+    run_workers,
+    serve_worker,
+)
 
 __all__ = ["add_server_options", "config_from_args", "echo", "load_target", "main"]
 
@@ -263,29 +266,8 @@ def _ready(command: str) -> Callable[[Listening], None]:
 def run(argv: Sequence[str] | None = None) -> NoReturn:
     """The ``stargate`` command and ``python -m stargate``: :func:`main`, then the exit."""
     code = main(argv)
-    _leave_stuck_threads(code)
+    leave_stuck_threads(code)
     sys.exit(code)
-
-
-def _leave_stuck_threads(code: int) -> None:
-    """Exit at once if the server's pool threads still run app code after its shutdown:
-    the interpreter would join them at exit for as long as the app takes, and
-    ``shutdown_timeout`` would not hold (a worker of ``--workers`` exits this way too)."""
-    stuck = [t for t in threading.enumerate() if t.name.startswith(POOL_THREAD_NAMES)]
-    deadline = time.monotonic() + 0.2  # idle ones end at once: the pools were shut down
-    for thread in stuck:
-        thread.join(max(0.0, deadline - time.monotonic()))
-    stuck = [t for t in stuck if t.is_alive()]
-    if not stuck:
-        return
-    logging.getLogger("stargate.server").warning(
-        "%d thread(s) still running the app after the shutdown; exiting without them",
-        len(stuck),
-    )
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

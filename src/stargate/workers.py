@@ -46,6 +46,7 @@ import select
 import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -57,6 +58,7 @@ from .server.access import json_lines_alone
 from .server.app import Server, new_event_loop, stop_signals
 from .server.config import ServerConfig
 from .server.routing import Routes
+from .server.state import POOL_THREAD_NAMES
 from .server.wsgi import WSGIApp
 from .settings import Address, check_workers
 from .targets import TargetError, check_target, load_app
@@ -567,3 +569,26 @@ def run_workers(
     finally:
         for sock in socks:
             sock.close()
+
+
+def leave_stuck_threads(code: int) -> None:
+    """Exit at once (with ``code``) if the server's pool threads still run app code after
+    its shutdown: the interpreter would join them at exit for as long as the app takes, and
+    ``shutdown_timeout`` would not hold.  For the end of a process that served: ``stargate
+    serve`` and pserve's server factory call it (a worker of ``--workers`` exits this way
+    too); otherwise it returns."""
+    stuck = [t for t in threading.enumerate() if t.name.startswith(POOL_THREAD_NAMES)]
+    deadline = time.monotonic() + 0.2  # idle ones end at once: the pools were shut down
+    for thread in stuck:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [t for t in stuck if t.is_alive()]
+    if not stuck:
+        return
+    logging.getLogger("stargate.server").warning(
+        "%d thread(s) still running the app after the shutdown; exiting without them",
+        len(stuck),
+    )
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

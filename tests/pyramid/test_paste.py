@@ -8,6 +8,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -206,6 +207,7 @@ def run_server(tmp_path: Path) -> Iterator[Any]:
     """``run_server(command)``: start it in ``tmp_path`` (not the repository: the example
     must be found through its .ini alone), wait for the port it prints; SIGTERM after."""
     processes: list[subprocess.Popen[str]] = []
+    outputs: list[queue.Queue[str]] = []  # each process's lines after its port line
 
     def run(command: list[str]) -> int:
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -222,6 +224,7 @@ def run_server(tmp_path: Path) -> Iterator[Any]:
         # A thread reads the output: select() on the pipe misses lines that readline()
         # already buffered, which made this fixture wait out its deadline now and then.
         lines: queue.Queue[str] = queue.Queue()
+        outputs.append(lines)
         threading.Thread(target=pump, args=(process.stdout, lines), daemon=True).start()
         deadline = time.monotonic() + TIMEOUT
         output = []
@@ -240,6 +243,8 @@ def run_server(tmp_path: Path) -> Iterator[Any]:
         process.kill()
         raise AssertionError("the server did not start:\n" + "".join(output))
 
+    run.processes = processes  # type: ignore[attr-defined]
+    run.outputs = outputs  # type: ignore[attr-defined]
     yield run
     for process in processes:
         if process.poll() is None:
@@ -283,6 +288,46 @@ def test_pserve_listens_where_listen_says(tmp_path: Path, run_server: Any) -> No
     ini.write_text(text)
     assert run_server([*pserve_command(), str(ini)]) == port
     check_page_and_websocket(port)
+
+
+SLOW_APP = """
+import sys
+import time
+
+def make_app(global_conf, **settings):
+    def app(environ, start_response):
+        print("in the app", file=sys.stderr, flush=True)
+        time.sleep(60)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"late"]
+    return app
+"""
+
+
+def test_pserve_exits_at_shutdown_timeout_while_the_app_still_runs(
+    tmp_path: Path, run_server: Any
+) -> None:
+    """As ``stargate serve``: a request still in the app at ``shutdown_timeout`` does not
+    keep pserve's process alive for the app's minute (the interpreter joins pool threads
+    at exit); it exits, saying so."""
+    (tmp_path / "slow.py").write_text(SLOW_APP)
+    (tmp_path / "slow.ini").write_text(
+        "[app:main]\nuse = call:stargate.pyramid.paste:app_factory\n"
+        "stargate.app_factory = slow:make_app\nstargate.pythonpath = %(here)s\n\n"
+        "[server:main]\nuse = egg:stargate\nhost = 127.0.0.1\nport = 0\n"
+        "shutdown_timeout = 1\n"
+    )
+    port = run_server([*pserve_command(), "slow.ini"])
+    client = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    process, output = run_server.processes[-1], run_server.outputs[-1]
+    while "in the app" not in output.get(timeout=TIMEOUT):
+        pass
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(TIMEOUT * 2) == 0
+    assert time.monotonic() - started < 10  # 1 s of grace, then the exit: not 60 s
+    client.close()
 
 
 def test_stargate_serve_an_ini_file(tmp_path: Path, run_server: Any) -> None:

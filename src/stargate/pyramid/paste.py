@@ -28,7 +28,7 @@ from ..server.access import json_lines_alone
 from ..server.wsgi import WSGIApp
 from ..settings import SERVER_KEYS, ServeSettings, SettingsError, as_count, serve_settings
 from ..targets import INI_DEFAULT_PORT, load_ini_app
-from ..workers import Listening, banner, serve_worker
+from ..workers import Listening, banner, leave_stuck_threads, serve_worker
 
 __all__ = ["SERVER_KEYS", "app_factory", "load_ini_app", "server_config", "server_factory"]
 
@@ -75,6 +75,9 @@ def server_factory(global_conf: Mapping[str, Any], **settings: Any) -> Callable[
 
         json_lines_alone(parsed.config)  # as stargate serve does
         serve_worker(app, parsed.config, listen=parsed.listen, ready=ready)
+        # pserve ends the process when this returns: a def handler or a view still in the
+        # app must not keep it past shutdown_timeout, as with stargate serve.
+        leave_stuck_threads(0)
 
     return serve_app
 

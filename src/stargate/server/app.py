@@ -36,11 +36,11 @@ def stop_signals() -> tuple[signal.Signals, ...]:
     return (signal.SIGINT, signal.SIGTERM, *hangup)
 
 
-
 def _retrieve(future: asyncio.Future[Any]) -> None:
     """Mark a future's outcome as seen (a cancelled wait that nobody awaits)."""
     if not future.cancelled():
         future.exception()
+
 
 class Server:
     """Serves one WSGI app or route table on one port, HTTP and WebSocket alike."""
@@ -309,7 +309,11 @@ def serve(
     sock: socket.socket | None = None,
     ready: Callable[[Server], object] | None = None,
 ) -> None:
-    """Run a server until SIGINT, SIGTERM or SIGHUP, then shut down gracefully."""
+    """Run a server until SIGINT, SIGTERM or SIGHUP, then shut down gracefully.
+
+    Returns once the server is down; worker threads still running app code after
+    ``shutdown_timeout`` are left running, and the interpreter waits for them at exit
+    (``stargate.workers.leave_stuck_threads`` ends the process without them)."""
     server = Server(app, config)
 
     async def main() -> None:
