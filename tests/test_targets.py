@@ -33,6 +33,21 @@ def make_app(global_config, **settings):
 
 not_an_app = 42
 routes = __import__("stargate.server", fromlist=["Routes"]).Routes()
+
+def make_pyramid_app(global_config, **settings):
+    from pyramid.config import Configurator
+
+    with Configurator(settings=settings) as config:
+        config.include("stargate.pyramid")
+        config.add_settings({"stargate.max_mesage_size": "1"})  # a typo, after the include
+        return config.make_wsgi_app()
+
+def make_failing_app(global_config, **settings):
+    from pyramid.config import Configurator
+
+    with Configurator(settings=settings) as config:
+        config.action("x", lambda: 1 / 0)
+        return config.make_wsgi_app()
 """
 
 
@@ -119,6 +134,21 @@ def test_load_an_ini_app(app_dir: Path) -> None:
     ini = write_ini(app_dir, "[app:main]\nuse = call:targets_app:make_app\n")
     app = load_app(str(ini))
     assert app({"REQUEST_METHOD": "GET"}, lambda status, headers: None) == [b"hello"]
+
+
+def test_a_stargate_setting_refused_at_the_commit_is_one_line(app_dir: Path) -> None:
+    """A ``stargate.*`` setting added after the include is checked when Pyramid commits,
+    which wraps the error: ``stargate serve`` still says it in one line.  Other errors of
+    the commit stay as they are."""
+    pytest.importorskip("pyramid")
+    from pyramid.exceptions import ConfigurationExecutionError
+
+    ini = write_ini(app_dir, "[app:main]\nuse = call:targets_app:make_pyramid_app\n")
+    with pytest.raises(TargetError, match=r"app\.ini: unknown setting stargate\.max_mesage_size"):
+        load_app(str(ini))
+    ini = write_ini(app_dir, "[app:main]\nuse = call:targets_app:make_failing_app\n", "bad.ini")
+    with pytest.raises(ConfigurationExecutionError):
+        load_app(str(ini))
 
 
 def test_an_ini_app_without_pyramid_says_how_to_install_it(

@@ -143,6 +143,7 @@ def load_ini_app(config_uri: str) -> Any:
     """The WSGI app of an .ini file (``development.ini`` or ``development.ini#name``), with
     the file's logging configuration applied, as pserve does."""
     try:
+        from pyramid.exceptions import ConfigurationExecutionError
         from pyramid.paster import get_app, setup_logging
     except ImportError as exc:
         raise TargetError(
@@ -157,6 +158,10 @@ def load_ini_app(config_uri: str) -> Any:
         raise TargetError(f"{path}: {exc}") from None
     except SettingsError as exc:  # the app's stargate.* settings (stargate.pyramid)
         raise TargetError(f"{path}: {exc}") from None
+    except ConfigurationExecutionError as exc:  # the same, checked again at the commit
+        if isinstance(exc.evalue, SettingsError):
+            raise TargetError(f"{path}: {exc.evalue}") from None
+        raise
 
 
 def ini_server_settings(

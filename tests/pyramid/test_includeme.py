@@ -195,6 +195,24 @@ def test_a_bad_setting_fails_at_startup() -> None:
         make_app({"stargate.max_message_size": "lots"})
 
 
+def test_settings_added_after_the_include_count() -> None:
+    """Pyramid takes ``config.add_settings`` until the commit: a ``stargate.*`` setting
+    added after the include (a security setting, say) must apply, or fail if misspelt,
+    not be dropped without a word."""
+    with Configurator(settings={}) as config:
+        config.include("stargate.pyramid")
+        config.add_settings({"stargate.max_message_size": "100", "stargate.subprotocols": "v2"})
+        config.make_wsgi_app()
+        parsed = config.registry[REGISTRY_KEY]
+    assert parsed.subprotocols == ("v2",)
+    assert parsed.options.limits.max_message_size == 100
+    with Configurator(settings={}) as config:
+        config.include("stargate.pyramid")
+        config.add_settings({"stargate.max_mesage_size": "100"})
+        with pytest.raises(ConfigurationError, match=r"unknown setting stargate\.max_mesage_size"):
+            config.make_wsgi_app()
+
+
 def test_a_misspelt_setting_fails_at_startup() -> None:
     """As in ``[server:main]``: a typo must not leave the default silently in force."""
     with pytest.raises(ConfigurationError, match=r"unknown setting stargate\.max_mesage_size; "):

@@ -98,8 +98,20 @@ def includeme(config: Any) -> None:
         args=(config.registry,),
         order=_AFTER_THE_APP,
     )
+    # Now, so that a bad value fails at the include; again at the commit, so that settings
+    # added after the include (config.add_settings) are not silently left out.
+    _parse_settings(config.registry)
+    config.action(
+        ("stargate.pyramid", "settings"),
+        _parse_settings,
+        args=(config.registry,),
+        order=_AFTER_THE_APP,
+    )
+
+
+def _parse_settings(registry: Any) -> None:
     try:
-        parsed = parse_settings(config.get_settings())
+        parsed = parse_settings(registry.settings)
     except SettingsError as exc:
         raise SettingsConfigurationError(str(exc)) from None
-    config.registry[REGISTRY_KEY] = parsed
+    registry[REGISTRY_KEY] = parsed
