@@ -57,6 +57,23 @@ def test_serves_http_and_websockets_until_stopped() -> None:
         assert probe.connect_ex(("127.0.0.1", port)) != 0  # nothing listens any more
 
 
+def test_urls_name_the_host_it_serves_on() -> None:
+    """An IPv6 host (bracketed) or a wildcard (its loopback): the URLs reach the server."""
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    with ServerThread(pyramid_app(), host="::1") as server:
+        assert server.url("/") == f"http://[::1]:{server.port}/"
+        with urllib.request.urlopen(server.url("/"), timeout=TIMEOUT) as page:
+            assert page.read() == b"home"
+    with ServerThread(pyramid_app(), host="0.0.0.0") as server:
+        assert server.ws_url("/x") == f"ws://127.0.0.1:{server.port}/x"
+
+
 def test_settings_from_a_config_with_overrides_and_code_on_its_loop() -> None:
     """A given ``ServerConfig`` with keyword overrides (``port=0``, ``threads``); ``call``
     runs a function on the server's loop, from the test's thread."""

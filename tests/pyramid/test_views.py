@@ -173,6 +173,20 @@ def test_settings_apply(upgrade_environ: UpgradeEnviron) -> None:
     assert acceptance.options.ping_interval is None
 
 
+def test_a_view_class_with_subprotocols_as_one_string_fails_when_defined() -> None:
+    """``subprotocols = "chat"`` would speak "c", "h", "a", "t": refused at the class
+    statement, not at every upgrade."""
+    with pytest.raises(TypeError, match="not one string"):
+
+        class Wrong(WebSocketView):
+            subprotocols = "chat"
+
+    with pytest.raises(ValueError, match="not a token"):
+
+        class Spaced(WebSocketView):
+            subprotocols = ("chat v1",)
+
+
 def test_class_attributes_override_the_settings(upgrade_environ: UpgradeEnviron) -> None:
     app = make_app({"stargate.subprotocols": "x.v1", "stargate.allowed_origins": "a.example"})
     chat = accepted(app, "/chat", upgrade_environ("/chat"))

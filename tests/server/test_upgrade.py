@@ -92,6 +92,8 @@ def test_offered_subprotocols_are_the_tokens_and_only_tokens_are_accepted() -> N
     assert upgrade.acceptance is None
     with pytest.raises(ValueError, match="not a token"):
         Routes(default=hello, subprotocols=["chat", ""])
+    with pytest.raises(TypeError, match="not one string"):
+        upgrade.accept(hello, subprotocols="chat")
     upgrade.accept(hello, subprotocols=["chat"])
     assert upgrade.acceptance is not None and upgrade.acceptance.subprotocols == ("chat",)
 

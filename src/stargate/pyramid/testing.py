@@ -53,11 +53,21 @@ class ServerThread:
 
     def url(self, path: str = "/") -> str:
         scheme = "https" if self.server.config.ssl_context else "http"
-        return f"{scheme}://127.0.0.1:{self.port}{path}"
+        return f"{scheme}://{self._authority()}{path}"
 
     def ws_url(self, path: str = "/") -> str:
         scheme = "wss" if self.server.config.ssl_context else "ws"
-        return f"{scheme}://127.0.0.1:{self.port}{path}"
+        return f"{scheme}://{self._authority()}{path}"
+
+    def _authority(self) -> str:
+        """Where a client reaches the server: its host (a wildcard's loopback), bracketed
+        when IPv6 (RFC 3986 section 3.2.2), and its port."""
+        host = self.server.config.host
+        if host in ("", "0.0.0.0"):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
 
     def start(self, timeout: float = 10.0) -> ServerThread:
         """Start serving; returns once the port is bound (raises what the start raised)."""

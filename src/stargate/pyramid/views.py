@@ -31,7 +31,7 @@ from pyramid.threadlocal import manager
 from ..handshake import OriginPolicy
 from ..server.config import WebSocketOptions
 from ..server.sync import SyncWebSocket
-from ..server.upgrade import Handler, Upgrade, is_async_handler
+from ..server.upgrade import Handler, Upgrade, checked_subprotocols, is_async_handler
 from .predicates import is_websocket, websocket_upgrade
 from .settings import WebSocketSettings, get_websocket_settings
 
@@ -69,6 +69,13 @@ class WebSocketView:
     origin_policy: ClassVar[OriginPolicy | None] = None
     #: Limits, keepalive, queues (None: the ``stargate.*`` settings, else the server's).
     options: ClassVar[WebSocketOptions | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass's :attr:`subprotocols` is checked when it is defined, not at its
+        first upgrade (``"chat"`` instead of ``("chat",)`` would speak "c", "h", ...)."""
+        super().__init_subclass__(**kwargs)
+        if cls.subprotocols is not None:
+            checked_subprotocols(cls.subprotocols)
 
     def __init__(self, context: Any, request: Any) -> None:
         self.context = context

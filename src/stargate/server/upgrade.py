@@ -109,9 +109,12 @@ class Upgrade:
 
 def checked_subprotocols(subprotocols: Sequence[str]) -> tuple[str, ...]:
     """``subprotocols`` as a tuple; :class:`ValueError` for one that is not a token (RFC
-    6455 section 4.1), which no 101 may carry."""
+    6455 section 4.1), which no 101 may carry, and :class:`TypeError` for a lone string
+    (its letters would be taken for names)."""
     from ..headers import is_token
 
+    if isinstance(subprotocols, str):
+        raise TypeError(f"subprotocols is a sequence of names, not one string: {subprotocols!r}")
     for name in subprotocols:
         if not isinstance(name, str) or not is_token(name):
             raise ValueError(f"subprotocol {name!r} is not a token (RFC 6455 section 4.1)")
