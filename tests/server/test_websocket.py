@@ -402,7 +402,10 @@ async def test_upgrade_the_app_does_not_accept_gets_404_or_the_apps_status(
     server = await start_server(validator(app))
     response, _, writer = await request(server.port, upgrade_request("/page"))
     assert response.status == 404
-    assert b"no WebSocket handler for /page" in response.body
+    assert response.body == (
+        b"no WebSocket handler for /page (the application answered 200 without accepting "
+        b"the upgrade)\n"
+    )
     writer.close()
     response, _, writer = await request(server.port, upgrade_request("/private"))
     assert (response.status, response.body) == (403, b"members only")

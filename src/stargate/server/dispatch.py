@@ -252,7 +252,11 @@ def decide_upgrade(channel: HttpChannel, request: HttpRequest) -> None:
                 reason = "refused by the application"
             channel.upgrade_refused(bytes(sink.data), client, status, reason)
         else:  # a page, not a WebSocket: most likely a wrong URL, which 404 says better
-            reason = f"no WebSocket handler for {hs_request.path}"
+            reason = (
+                f"no WebSocket handler for {hs_request.path} "
+                f"(the application answered {response.status_code} without accepting "
+                "the upgrade)"
+            )
             channel.upgrade_refused(simple_response(404, reason), client, 404, reason)
 
     if state.config.upgrade_on_loop:
