@@ -372,22 +372,15 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
             # Messages that arrived before the handler installed its callback (a worker
             # thread starts late; the first frames may come with the handshake) are the
             # callback's too: dropping them lost the first messages of a connection.
-            for message in unread:
-                if self._closed.done():
-                    break
-                try:
-                    callback(message)
-                except Exception:
-                    self._callback_failed()
+            self._deliver(callback, unread)
         elif self._memberships <= 0:
             self.start_close(CloseCode.NORMAL_CLOSURE, "")
         if self._held is not None:
             self._flush_held()  # what came before the peer's close is answered, or dropped
 
-    def _deliver_unread(self, callback: Callable[[Message], object]) -> None:
-        """Hand ``callback`` what waits in the inbox, in order; the inbox stays open for
-        ``receive()`` should the callback be taken away again."""
-        for message in self._inbox.take_all():
+    def _deliver(self, callback: Callable[[Message], object], messages: list[Message]) -> None:
+        """Hand ``callback`` messages that waited in the inbox, in order, until closed."""
+        for message in messages:
             if self._closed.done():
                 break
             try:
@@ -444,7 +437,9 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
                     if inbox:
                         # Messages that came before the callback was installed (a thread
                         # sets it late) are its first: RFC 6455 messages keep their order.
-                        self._deliver_unread(callback)
+                        # (take_all, not discard: the inbox stays open for receive()
+                        # should the callback be taken away again.)
+                        self._deliver(callback, inbox.take_all())
                     try:
                         callback(event.data)  # type: ignore[union-attr]
                     except Exception:
