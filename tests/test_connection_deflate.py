@@ -42,6 +42,20 @@ def test_a_connection_inflates_only_with_permessage_deflate() -> None:
     assert not Connection(Role.SERVER).inflates
 
 
+def test_plain_frames_only_for_an_uncompressed_unmasked_rfc6455_connection() -> None:
+    """What lets an I/O layer build a message's frame itself (``send_nowait``): its frame
+    must be exactly ``build_frame(FIN | opcode, message, None)``."""
+    from stargate.frames import FIN_TEXT, build_frame
+    from stargate.protocol import ProtocolVersion
+
+    plain = Connection(Role.SERVER)
+    assert plain.plain_frames
+    assert plain.encode_message("hi") == build_frame(FIN_TEXT, "hi", None)
+    assert not Connection(Role.SERVER, extensions=[PerMessageDeflate()]).plain_frames
+    assert not Connection(Role.CLIENT).plain_frames  # masked, with a fresh key each
+    assert not Connection(Role.SERVER, ProtocolVersion.HIXIE_76).plain_frames
+
+
 def test_rfc7692_hello_frame_received_by_a_client() -> None:
     client = Connection(Role.CLIENT, extensions=[PerMessageDeflate()])
     events = client.receive_data(bytes.fromhex("c107f248cdc9c90700"))

@@ -41,6 +41,8 @@ from .events import (
 from .extensions.permessage_deflate import PerMessageDeflate
 from .frames import (
     FIN,
+    FIN_BINARY,
+    FIN_TEXT,
     RSV1,
     RSV_BITS,
     FrameHeader,
@@ -84,8 +86,6 @@ _OPEN = ConnectionState.OPEN
 _CLOSED = ConnectionState.CLOSED
 _TEXT = int(Opcode.TEXT)
 _BINARY = int(Opcode.BINARY)
-_FIN_TEXT = FIN | _TEXT
-_FIN_BINARY = FIN | _BINARY
 _urandom = os.urandom
 
 
@@ -181,6 +181,13 @@ class Connection:
             self._deflate = extension
         self._compressed = False
         self._inflated = 0
+
+    @property
+    def plain_frames(self) -> bool:
+        """Whether :meth:`encode_message` makes every message one plain frame (no
+        compression, no mask, not hixie): ``build_frame(FIN_TEXT or FIN_BINARY, message,
+        None)``, which an I/O layer may then call itself."""
+        return self._hixie is None and self._deflate is None and not self._mask_out
 
     @property
     def inflates(self) -> bool:
@@ -475,7 +482,7 @@ class Connection:
         if self._deflate is None or not compress:
             # The common case in one C call: header and payload (a str encoded as UTF-8
             # straight into the frame) in one allocation.
-            first = _FIN_TEXT if isinstance(message, str) else _FIN_BINARY
+            first = FIN_TEXT if isinstance(message, str) else FIN_BINARY
             return build_frame(first, message, key)
         first, data = self._payload(message, compress)
         return build_frame(first, data, key)
@@ -506,10 +513,10 @@ class Connection:
     def _payload(self, message: str | BytesLike, compress: bool) -> tuple[int, BytesLike]:
         """Byte 0 of the frame (FIN, RSV1 when compressed, opcode) and its unmasked payload."""
         if isinstance(message, str):
-            first = _FIN_TEXT
+            first = FIN_TEXT
             data: BytesLike = message.encode("utf-8")
         else:
-            first = _FIN_BINARY
+            first = FIN_BINARY
             data = message
         deflate = self._deflate
         if compress and deflate is not None and len(data) >= deflate.min_size:

@@ -36,6 +36,9 @@ RSV3 = 0x10
 RSV_BITS = RSV1 | RSV2 | RSV3
 OPCODE_BITS = 0x0F
 MASK_BIT = 0x80
+#: The first byte of a whole (unfragmented) text or binary message's frame.
+FIN_TEXT = FIN | 0x1
+FIN_BINARY = FIN | 0x2
 
 #: Opcodes defined by RFC 6455; 0x3-0x7 and 0xB-0xF are reserved (section 5.2).
 KNOWN_OPCODES = frozenset({0x0, 0x1, 0x2, 0x8, 0x9, 0xA})

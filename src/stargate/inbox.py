@@ -48,9 +48,9 @@ class Inbox:
         "_max_queue",
         "_owed",
         "_pause",
-        "_queue",
         "_read_through",
         "_resume",
+        "messages",
         "paused",
         "waiter",
     )
@@ -65,9 +65,11 @@ class Inbox:
         closed_error: Callable[[], Exception],
     ) -> None:
         self._loop = loop
-        # A list, not a deque: an empty deque costs 700 bytes, for each connection, and
-        # the queue stays short (reading pauses at max_queue).
-        self._queue: list[Message] = []
+        #: The messages not read yet, oldest first (read-only outside: a hot path may test
+        #: it without calling ``len``).  A list, not a deque: an empty deque costs 700
+        #: bytes, for each connection, and the queue stays short (reading pauses at
+        #: max_queue).
+        self.messages: list[Message] = []
         self._max_queue = max_queue
         #: Reading pauses at this many messages (never once closing) ...
         self._high = max_queue
@@ -91,7 +93,7 @@ class Inbox:
         self.waiter: asyncio.Future[None] | None = None
 
     def __len__(self) -> int:
-        return len(self._queue)
+        return len(self.messages)
 
     def allow_blocking(self) -> None:
         """Let threads read with :meth:`get_blocking`; on the loop, before the first one."""
@@ -103,7 +105,7 @@ class Inbox:
     def put(self, message: Message) -> None:
         """Queue ``message`` and wake its reader; pause reading if the inbox is full.  The
         receive hot path: no call but the wake-up."""
-        queue = self._queue
+        queue = self.messages
         if len(queue) >= self._limit:
             return
         cond = self._cond
@@ -143,8 +145,8 @@ class Inbox:
         """Every queued message at once, on the loop (for a callback installed after they
         came); unlike :meth:`discard`, the inbox goes on taking messages."""
         with self._locked():
-            messages = self._queue.copy()
-            self._queue.clear()
+            messages = self.messages.copy()
+            self.messages.clear()
             if self._owed > 0:
                 self._owed = max(0, self._owed - len(messages))
             resume = self.paused
@@ -157,8 +159,8 @@ class Inbox:
         """Nobody reads any more: return what is queued and drop whatever comes next."""
         with self._locked():
             self._limit = 0
-            messages = list(self._queue)
-            self._queue.clear()
+            messages = list(self.messages)
+            self.messages.clear()
             self._owed = -1
             self._read_through = None
             resume = self.paused
@@ -194,9 +196,9 @@ class Inbox:
         and asks for the next one (it had its chance to answer them all); ``False`` if none
         is queued (then it is never called).  Replaces an earlier callback."""
         with self._locked():
-            if not self._queue:
+            if not self.messages:
                 return False
-            self._owed = len(self._queue)
+            self._owed = len(self.messages)
             self._read_through = callback
             return True
 
@@ -211,7 +213,7 @@ class Inbox:
         received before was taken."""
         if self._owed == 0:
             self._answered()
-        queue = self._queue
+        queue = self.messages
         while True:
             if queue:
                 cond = self._cond
@@ -242,7 +244,7 @@ class Inbox:
         cond = self._cond
         if cond is None:
             raise RuntimeError("blocking reads need Inbox.allow_blocking() first")
-        queue = self._queue
+        queue = self.messages
         with cond:
             if self._owed == 0:
                 self._owed = -1
@@ -258,7 +260,7 @@ class Inbox:
     def _take(self, *, on_loop: bool) -> Message:
         """Pop the next message under the lock, count it against a held close, and lift a
         pause once the inbox is half empty (from a thread: on the loop, see below)."""
-        queue = self._queue
+        queue = self.messages
         message = queue.pop(0)
         if self._owed > 0:
             self._owed -= 1

@@ -27,6 +27,7 @@ from websockets.exceptions import ConnectionClosed as ClientConnectionClosed
 from websockets.typing import Origin, Subprotocol
 
 from stargate.endpoint import ANSWER_GRACE
+from stargate.errors import ConnectionClosed
 from stargate.groups import Group
 from stargate.handshake import ClientHandshake, OriginPolicy
 from stargate.protocol import Opcode, ProtocolVersion
@@ -1507,6 +1508,87 @@ async def test_send_encoded_each_asks_the_transport_when_the_high_water_mark_is_
     ws = attached(log, write_high_water=1 << 20, max_send_buffer=64 * 1024)
     WebSocket.send_encoded_each([ws], ws.encode_shared("news"), 1)
     assert ws.slow_consumer
+
+
+def server_websocket(transport: asyncio.Transport, connection: Any, **options: Any) -> WebSocket:
+    """A server WebSocket over ``connection`` (a given version and extensions)."""
+    from stargate.handshake import Request
+    from stargate.headers import Headers
+
+    ws = WebSocket(
+        connection,
+        Request("GET", "/", Headers([("Host", "localhost")])),
+        loop=asyncio.get_running_loop(),
+        options=WebSocketOptions(ping_interval=None, **options),
+    )
+    ws.attach(transport)
+    return ws
+
+
+@pytest.mark.parametrize("kind", ["plain", "deflate", "hixie-76"])
+async def test_send_nowait_frames_as_the_connection_would(kind: str) -> None:
+    """``send_nowait`` frames the common message itself: only where the connection's own
+    framing is one plain frame.  A compressed connection still compresses, a hixie one
+    still writes hixie frames, a large message goes out as header and payload, and every
+    message and byte is counted."""
+    from stargate.connection import Connection
+    from stargate.extensions.permessage_deflate import PerMessageDeflate
+    from stargate.protocol import ProtocolVersion, Role
+
+    def connection(role: Role) -> Connection:
+        if kind == "deflate":
+            return Connection(role, extensions=[PerMessageDeflate()])
+        if kind == "hixie-76":
+            return Connection(role, ProtocolVersion.HIXIE_76)
+        return Connection(role)
+
+    log = WriteLog()
+    ws = server_websocket(log, connection(Role.SERVER))
+    messages: list[str | bytes | bytearray | memoryview] = ["text " * 200, "é", "x" * 20_000]
+    if kind != "hixie-76":  # hixie carries text only
+        messages += [
+            b"\x00" * 300,
+            bytearray(b"ba"),
+            memoryview(b"mv"),
+            os.urandom(70_000),
+        ]
+    for message in messages:
+        ws.send_nowait(message)
+    wire = b"".join(b"".join(call) for call in log.calls)
+    client = connection(Role.CLIENT)
+    got = [event.data for event in client.receive_data(wire)]  # type: ignore[union-attr]
+    assert got == [m if isinstance(m, str) else bytes(m) for m in messages]
+    assert ws.messages_out == len(messages) and ws.bytes_out == len(wire)
+    if kind == "deflate":
+        assert wire[0] & 0x40, "a compressible message went out uncompressed"
+    if kind != "hixie-76":
+        assert [len(call) for call in log.calls][-1] == 2  # header and payload apart
+
+
+async def test_send_nowait_on_a_closing_connection_raises_and_writes_nothing() -> None:
+    """Once our close frame is out, a data frame after it would break RFC 6455 section
+    5.5.1: the inline path must leave that case to the checks."""
+    log = WriteLog()
+    ws = attached(log)
+    ws.start_close(1000, "bye")
+    written = list(log.calls)
+    with pytest.raises(ConnectionClosed):
+        ws.send_nowait("late")
+    assert log.calls == written
+
+
+async def test_send_nowait_past_max_send_buffer_closes_the_slow_consumer() -> None:
+    """The inline path counts what the transport holds and what is corked: a send that
+    would pass ``max_send_buffer`` closes with 1008 instead of growing the buffer."""
+    log = BufferedLog(size=300_000)
+    ws = attached(log, max_send_buffer=256 * 1024)
+    ws.send_nowait("one too many")
+    assert ws.slow_consumer and ws.messages_out == 0
+    assert all(b"one too many" not in data for call in log.calls for data in call)
+    corked = attached(BufferedLog(size=200_000), max_send_buffer=256 * 1024)
+    corked._corked = 100_000  # frames of this pass's broadcast, not in the transport yet
+    corked.send_nowait("one too many")
+    assert corked.slow_consumer
 
 
 async def test_a_callback_installed_late_gets_what_came_before_first() -> None:
