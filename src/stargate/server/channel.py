@@ -39,6 +39,7 @@ from .. import handshake
 from ..errors import HandshakeError
 from . import dispatch
 from .buffers import OutputBuffer
+from .fasthead import read_upgrade_head
 from .handover import Refused, extension_names, hand_over, handshake_response, start_handler
 from .proxy import ClientView, client_view
 from .reader import RequestReader, RequestRefused, body_memory
@@ -151,6 +152,15 @@ class HttpChannel(asyncio.Protocol):
             self._arm_timer(self.config.header_timeout)
 
     def data_received(self, data: bytes) -> None:
+        if self._first_head and not self._closed:
+            # The connection's first read: the common upgrade request skips llhttp.
+            upgrade = read_upgrade_head(data, self.config)
+            if upgrade is not None:
+                self._first_head = False
+                self.request_read(upgrade[0])
+                self.upgrade_read(upgrade[1])
+                self._process()
+                return
         # A loop, not recursion: after an ignored upgrade (h2c) the rest of the read goes
         # to a fresh parser, and a client may pipeline any number of those.
         while data:
