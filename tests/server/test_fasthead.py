@@ -276,9 +276,9 @@ def test_the_fuzzing_corpus_and_its_mutations_read_alike(limits: str) -> None:
 async def test_the_server_takes_the_short_way_only_for_a_whole_head(
     start_server: StartServer, monkeypatch: pytest.MonkeyPatch, split: bool
 ) -> None:
-    """A common upgrade in the connection's first read never reaches llhttp, and the
-    frame sent right behind its head is answered; the same head in two reads goes through
-    the reader, with the same outcome."""
+    """A common upgrade in the connection's first read never reaches llhttp (no reader
+    is even made), and the frame sent right behind its head is answered; the same head
+    in two reads goes through the reader, with the same outcome."""
     fed: list[bytes] = []
     feed = RequestReader.feed
 
@@ -287,6 +287,14 @@ async def test_the_server_takes_the_short_way_only_for_a_whole_head(
         return feed(self, data)
 
     monkeypatch.setattr(RequestReader, "feed", counting)
+    made: list[RequestReader] = []
+    init = RequestReader.__init__
+
+    def making(self: RequestReader, *args: Any) -> None:
+        made.append(self)
+        init(self, *args)
+
+    monkeypatch.setattr(RequestReader, "__init__", making)
 
     async def echo(ws: WebSocket) -> None:
         ws.on_message = ws.send_nowait
@@ -306,4 +314,5 @@ async def test_the_server_takes_the_short_way_only_for_a_whole_head(
     assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head
     assert await asyncio.wait_for(reader.readexactly(7), TIMEOUT) == b"\x81\x05early"
     assert bool(fed) is split
+    assert len(made) == split  # not even made: the short way needs no reader
     writer.close()

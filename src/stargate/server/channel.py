@@ -103,7 +103,7 @@ class HttpChannel(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peername: tuple[str, int] | None = None
         self.secure = False
-        self.reader = RequestReader(config, self)
+        self._reader: RequestReader | None = None
         self.output = OutputBuffer(config.output_buffer_memory, config.output_buffer_max)
         #: Response bytes handed over so far (the access log's size: one request's share is
         #: the difference across it; only the request being answered writes meanwhile).
@@ -132,6 +132,19 @@ class HttpChannel(asyncio.Protocol):
         self._write_timer: asyncio.TimerHandle | None = None
         #: The transport's buffered bytes when the write timer was armed.
         self._write_mark = 0
+
+    @property
+    def reader(self) -> RequestReader:
+        """The connection's request reader, made when first needed: the common upgrade
+        request is read without it (:mod:`~stargate.server.fasthead`)."""
+        reader = self._reader
+        if reader is None:
+            reader = self._reader = RequestReader(self.config, self)
+        return reader
+
+    def _stop_reader(self) -> None:
+        if self._reader is not None:
+            self._reader.stop()
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -208,7 +221,7 @@ class HttpChannel(asyncio.Protocol):
         self._cancel_timer()
         self._cancel_write_timer()
         self.output.close()  # wake workers waiting for room; their writes raise ClientGone
-        self.reader.stop()
+        self._stop_reader()
         self.state.release(self)
 
     def pause_writing(self) -> None:
@@ -293,8 +306,14 @@ class HttpChannel(asyncio.Protocol):
     def _send_continue_if_owed(self) -> None:
         """``100 Continue`` once the request that expects it is the one being answered:
         sooner, its body would be read behind another response."""
-        reader = self.reader
-        if reader.continue_owed and reader.in_body and not self._busy and not self._queue:
+        reader = self._reader  # none yet: nothing was read that could expect
+        if (
+            reader is not None
+            and reader.continue_owed
+            and reader.in_body
+            and not self._busy
+            and not self._queue
+        ):
             reader.continue_owed = False
             self.respond(b"HTTP/1.1 100 Continue\r\n\r\n")
 
@@ -599,7 +618,7 @@ class HttpChannel(asyncio.Protocol):
             write_paused=self._write_paused,
         )
         self._closed = True  # this object is done; the WebSocket owns the transport
-        self.reader.stop()
+        self._stop_reader()
         self.state.upgraded(self, ws)
         self.state.record_websocket_open(ws, extension_names(accepted.extensions))
         if self._reading_paused:
