@@ -435,10 +435,10 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
         transport = self._transport
         assert transport is not None
         # Replies go out in the order of what they answer.  Pongs the connection queued for
-        # pings that came before a message are flushed before the message is delivered.
-        # Messages that arrived before a close or a protocol error in this same read may
-        # still be answered (by an on_message callback) before the close frame the
-        # connection queued, which is flushed after them.
+        # pings of this read are flushed before its messages are delivered (the callback's
+        # answers come after them).  Messages that arrived before a close or a protocol
+        # error in this same read may still be answered (by an on_message callback) before
+        # the close frame the connection queued, which is flushed after them.
         answering = self._answering = was_open and conn.state is not _OPEN
         inbox = self._inbox
         put = inbox.put
@@ -449,15 +449,15 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
         cork = self._cork
         if cork is None:
             cork = self._cork = []
+        if not answering:
+            out = conn.data_to_send()
+            if out:
+                self.bytes_out += len(out)
+                cork.append(out)
         for event in events:
             kind = type(event)
             if kind is TextMessage or kind is BinaryMessage:
                 self.messages_in += 1
-                if not answering:
-                    out = conn.data_to_send()
-                    if out:
-                        self.bytes_out += len(out)
-                        cork.append(out)
                 callback = self.on_message
                 if callback is None or inbox.waiter is not None:
                     put(event.data)  # type: ignore[union-attr]
