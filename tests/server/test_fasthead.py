@@ -24,7 +24,7 @@ from stargate.server.fasthead import read_upgrade_head
 from stargate.server.reader import RequestReader, RequestRefused
 from stargate.server.request import HttpRequest
 
-from .support import TIMEOUT, StartServer, encode_frame, open_tcp
+from .support import TIMEOUT, StartServer, encode_frame, open_tcp, read_to_eof
 from .test_reader import Events
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -315,4 +315,38 @@ async def test_the_server_takes_the_short_way_only_for_a_whole_head(
     assert await asyncio.wait_for(reader.readexactly(7), TIMEOUT) == b"\x81\x05early"
     assert bool(fed) is split
     assert len(made) == split  # not even made: the short way needs no reader
+    writer.close()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "first", [b"\x16\x03\x01\x00", b"\r\n", b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n"]
+)
+async def test_only_a_connections_first_bytes_may_take_the_short_way(
+    start_server: StartServer, first: bytes
+) -> None:
+    """Once the reader has read anything (a refused TLS hello, an empty line, a request),
+    an upgrade behind it is the reader's: refused after a refusal, after an empty line and
+    after a request read as any other."""
+
+    async def echo(ws: WebSocket) -> None:
+        ws.on_message = ws.send_nowait
+
+    server = await start_server(Routes(default=echo), origin_policy=OriginPolicy.any())
+    reader, writer = await open_tcp(server.port)
+    writer.write(first)
+    await writer.drain()
+    await asyncio.sleep(0.05)
+    writer.write(BROWSER)
+    if first.startswith(b"\x16"):
+        answer = await read_to_eof(reader)
+        assert answer.startswith(b"HTTP/1.1 400 ") and b" 101 " not in answer
+    else:
+        if first.startswith(b"GET"):  # a plain GET to a route table: 426
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+            assert head.startswith(b"HTTP/1.1 426 ")
+            length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+        assert head.startswith(b"HTTP/1.1 101 ")
     writer.close()

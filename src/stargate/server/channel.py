@@ -165,15 +165,6 @@ class HttpChannel(asyncio.Protocol):
             self._arm_timer(self.config.header_timeout)
 
     def data_received(self, data: bytes) -> None:
-        if self._first_head and not self._closed:
-            # The connection's first read: the common upgrade request skips llhttp.
-            upgrade = read_upgrade_head(data, self.config)
-            if upgrade is not None:
-                self._first_head = False
-                self.request_read(upgrade[0])
-                self.upgrade_read(upgrade[1])
-                self._process()
-                return
         # A loop, not recursion: after an ignored upgrade (h2c) the rest of the read goes
         # to a fresh parser, and a client may pipeline any number of those.
         while data:
@@ -188,6 +179,14 @@ class HttpChannel(asyncio.Protocol):
                 if self._pending is not None:
                     self._try_complete_upgrade()
                 return
+            if self._reader is None:
+                # Nothing was read yet: the common upgrade request skips llhttp.
+                upgrade = read_upgrade_head(data, self.config)
+                if upgrade is not None:
+                    self._first_head = False
+                    self.request_read(upgrade[0])
+                    self.upgrade_read(upgrade[1])
+                    break
             data = self._feed(data)
         if len(self._queue) > self.config.max_pipelined:
             self._pause_reading()
