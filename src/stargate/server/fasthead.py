@@ -44,13 +44,18 @@ def read_upgrade_head(data: bytes, config: ServerConfig) -> tuple[HttpRequest, b
     """The upgrade request whose head begins ``data``, as the reader would have built it,
     and the bytes after the head (early frames); ``None`` when the head is not the common
     form, is not all in ``data``, or passes a limit (the reader then answers it)."""
-    match = _HEAD.match(data, 0, config.max_header_size)
+    # The limits first, in C: a head that passes one is the reader's to refuse, and a
+    # failed attempt must cost less than the reader's own (a value holds no CR, so the
+    # first empty line ends the head, and the CRLFs before it end its request line and
+    # all but its last field line).
+    end = data.find(b"\r\n\r\n", 0, config.max_header_size)
+    if end == -1 or data.count(b"\r\n", 0, end) > config.max_headers:
+        return None
+    match = _HEAD.match(data, 0, end + 4)
     if match is None:
         return None
     lines = match.group(2).decode("latin-1").split("\r\n")
     lines.pop()  # the block ends with a CRLF: an empty string after it
-    if len(lines) > config.max_headers:
-        return None
     headers: list[tuple[str, str]] = []
     host: str | None = None
     upgrade: list[str] = []
