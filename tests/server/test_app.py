@@ -225,6 +225,40 @@ async def test_shutdown_closes_websockets_with_1001_and_answers_in_flight_http(
     idle_writer.close()
 
 
+async def test_an_upgrade_decided_during_shutdown_is_closed_with_1001(
+    start_server: StartServer,
+) -> None:
+    """An upgrade whose decision was still in the app's thread when shutdown began: the
+    shutdown's close loop has run, so the new WebSocket is closed with 1001 as it opens,
+    and the shutdown waits for its close handshake (it used to be aborted, 1006)."""
+    decide, entered = threading.Event(), threading.Event()
+
+    async def handler(ws: WebSocket) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        entered.set()
+        decide.wait(TIMEOUT)
+        environ["stargate.websocket"].accept(handler)
+        return []
+
+    server = await start_server(app, origin_policy=OriginPolicy.any())
+
+    async def open_it() -> Any:
+        return await connect(f"ws://127.0.0.1:{server.port}/")
+
+    opening = asyncio.create_task(open_it())
+    await eventually(entered.is_set)
+    shutdown = asyncio.create_task(server.shutdown(timeout=5.0))
+    await asyncio.sleep(0.1)  # the close loop has run, the channel is still deciding
+    decide.set()
+    client = await asyncio.wait_for(opening, TIMEOUT)
+    await asyncio.wait_for(client.wait_closed(), TIMEOUT)
+    assert (client.close_code, client.close_reason) == (1001, "server shutting down")
+    await asyncio.wait_for(shutdown, TIMEOUT)
+
+
 async def test_an_upload_under_way_at_shutdown_is_read_and_answered(
     start_server: StartServer,
 ) -> None:

@@ -20,7 +20,7 @@ from ..protocol import CloseCode, ProtocolVersion
 from .channel import HttpChannel
 from .config import ServerConfig
 from .routing import Routes
-from .state import ServerState
+from .state import SHUTDOWN_REASON, ServerState
 from .websocket import WebSocket
 from .wsgi import WSGIApp
 
@@ -211,17 +211,15 @@ class Server:
         for channel in list(state.channels):
             channel.close_if_idle()
         for ws in list(state.websockets):
-            ws.start_close(CloseCode.GOING_AWAY, "server shutting down")
-        if state.websockets:
-            closed = asyncio.gather(*(ws.wait_closed() for ws in state.websockets))
-            await self._wait_until({closed}, deadline)
-            closed.cancel()
-            # Retrieved, or asyncio logs "exception was never retrieved" for the cancel.
-            closed.add_done_callback(_retrieve)
+            ws.start_close(CloseCode.GOING_AWAY, SHUTDOWN_REASON)
+        await self._wait_for_websockets(deadline)
         hurry = self._hurry
         assert hurry is not None
         while state.channels and loop.time() < deadline and not hurry.is_set():
             await asyncio.sleep(0.05)
+        # Upgrades the apps decided meanwhile closed as they opened (1001): their close
+        # handshakes too.
+        await self._wait_for_websockets(deadline)
         for channel in list(state.channels):
             # Admitted in connection_made, once its transport is set (and never unset).
             assert channel.transport is not None
@@ -236,6 +234,17 @@ class Server:
         state.stop_executors()
         assert self._stopped is not None
         self._stopped.set()
+
+    async def _wait_for_websockets(self, deadline: float) -> None:
+        """Until every open WebSocket's close handshake is done, or ``deadline``."""
+        websockets = self.state.websockets
+        if not websockets:
+            return
+        closed = asyncio.gather(*(ws.wait_closed() for ws in websockets))
+        await self._wait_until({closed}, deadline)
+        closed.cancel()
+        # Retrieved, or asyncio logs "exception was never retrieved" for the cancel.
+        closed.add_done_callback(_retrieve)
 
     async def _wait_until(self, futures: set[asyncio.Future[Any]], deadline: float) -> None:
         """Wait for all of ``futures`` until ``deadline``, or until a second stop signal."""

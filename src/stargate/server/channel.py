@@ -37,6 +37,7 @@ from typing import cast
 
 from .. import handshake
 from ..errors import HandshakeError
+from ..protocol import CloseCode
 from . import dispatch
 from .buffers import OutputBuffer
 from .fasthead import read_upgrade_head
@@ -45,7 +46,7 @@ from .proxy import ClientView, client_view
 from .reader import RequestReader, RequestRefused, body_memory
 from .request import HttpRequest
 from .response import simple_response
-from .state import ServerState
+from .state import SHUTDOWN_REASON, ServerState
 from .upgrade import Acceptance
 from .wsgi import ClientGone
 
@@ -625,6 +626,10 @@ class HttpChannel(asyncio.Protocol):
         start_handler(self.state, ws, acceptance.handler)
         if rest:
             ws.feed_data(rest)
+        if self.state.shutting_down:
+            # Decided while the shutdown's close loop ran: this one closes as it opens
+            # (the shutdown waits for it, as for the others).
+            ws.start_close(CloseCode.GOING_AWAY, SHUTDOWN_REASON)
 
     # -- timers ------------------------------------------------------------------------------
 

@@ -36,6 +36,8 @@ logger = logging.getLogger("stargate.server")
 POOL_THREAD_NAMES = ("stargate-worker", "stargate-websocket")
 #: Seconds between two log lines about connections refused at ``max_connections``.
 REFUSAL_LOG_INTERVAL = 10.0
+#: The close reason a graceful shutdown gives its WebSockets (code 1001, going away).
+SHUTDOWN_REASON = "server shutting down"
 
 
 class ServerState:
