@@ -1585,6 +1585,9 @@ async def test_send_nowait_past_max_send_buffer_closes_the_slow_consumer() -> No
     ws.send_nowait("one too many")
     assert ws.slow_consumer and ws.messages_out == 0
     assert all(b"one too many" not in data for call in log.calls for data in call)
+    invalid = attached(BufferedLog(size=300_000), max_send_buffer=256 * 1024)
+    invalid.send_nowait(5)  # type: ignore[arg-type]  # the policy first, as before the inline path
+    assert invalid.slow_consumer
     corked = attached(BufferedLog(size=200_000), max_send_buffer=256 * 1024)
     corked._corked = 100_000  # frames of this pass's broadcast, not in the transport yet
     corked.send_nowait("one too many")

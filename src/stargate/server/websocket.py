@@ -200,8 +200,8 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
             self._plain_frames
             and transport is not None
             and self._conn.state is _OPEN
-            and len(message) < SPLIT_SIZE
             and transport.get_write_buffer_size() + self._corked <= self._max_send_buffer
+            and len(message) < SPLIT_SIZE  # last: a full buffer closes whatever was sent
         ):
             frame = build_frame(FIN_TEXT if isinstance(message, str) else FIN_BINARY, message, None)
             self.bytes_out += len(frame)
@@ -438,7 +438,8 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
         # pings of this read are flushed before its messages are delivered (the callback's
         # answers come after them).  Messages that arrived before a close or a protocol
         # error in this same read may still be answered (by an on_message callback) before
-        # the close frame the connection queued, which is flushed after them.
+        # the close frame the connection queued, which is flushed after them, with that
+        # read's pongs.
         answering = self._answering = was_open and conn.state is not _OPEN
         inbox = self._inbox
         put = inbox.put
