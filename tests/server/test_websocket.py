@@ -1453,15 +1453,16 @@ class BufferedLog(WriteLog):
         pass
 
 
-def attached(transport: asyncio.Transport, **options: Any) -> WebSocket:
-    """A server WebSocket on ``transport``, as the handshake leaves it."""
+def attached(transport: asyncio.Transport, connection: Any = None, **options: Any) -> WebSocket:
+    """A server WebSocket on ``transport``, as the handshake leaves it (over
+    ``connection``: a given version and extensions; by default plain RFC 6455)."""
     from stargate.connection import Connection
     from stargate.handshake import Request
     from stargate.headers import Headers
     from stargate.protocol import Role
 
     ws = WebSocket(
-        Connection(Role.SERVER),
+        Connection(Role.SERVER) if connection is None else connection,
         Request("GET", "/", Headers([("Host", "localhost")])),
         loop=asyncio.get_running_loop(),
         options=WebSocketOptions(ping_interval=None, **options),
@@ -1510,21 +1511,6 @@ async def test_send_encoded_each_asks_the_transport_when_the_high_water_mark_is_
     assert ws.slow_consumer
 
 
-def server_websocket(transport: asyncio.Transport, connection: Any, **options: Any) -> WebSocket:
-    """A server WebSocket over ``connection`` (a given version and extensions)."""
-    from stargate.handshake import Request
-    from stargate.headers import Headers
-
-    ws = WebSocket(
-        connection,
-        Request("GET", "/", Headers([("Host", "localhost")])),
-        loop=asyncio.get_running_loop(),
-        options=WebSocketOptions(ping_interval=None, **options),
-    )
-    ws.attach(transport)
-    return ws
-
-
 @pytest.mark.parametrize("kind", ["plain", "deflate", "hixie-76"])
 async def test_send_nowait_frames_as_the_connection_would(kind: str) -> None:
     """``send_nowait`` frames the common message itself: only where the connection's own
@@ -1543,7 +1529,7 @@ async def test_send_nowait_frames_as_the_connection_would(kind: str) -> None:
         return Connection(role)
 
     log = WriteLog()
-    ws = server_websocket(log, connection(Role.SERVER))
+    ws = attached(log, connection(Role.SERVER))
     messages: list[str | bytes | bytearray | memoryview] = ["text " * 200, "é", "x" * 20_000]
     if kind != "hixie-76":  # hixie carries text only
         messages += [
