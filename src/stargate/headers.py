@@ -17,6 +17,7 @@ from .errors import HandshakeError
 
 __all__ = [
     "SECRET_FIELDS",
+    "TCHAR",
     "Headers",
     "has_token",
     "is_token",
@@ -25,8 +26,10 @@ __all__ = [
     "split_tokens",
 ]
 
-#: ``tchar`` of RFC 7230 section 3.2.6.
-_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: ``tchar`` of RFC 9110 section 5.6.2 (RFC 7230 section 3.2.6), as a regular expression's
+#: character class: the one spelling of it for every pattern that reads tokens.
+TCHAR = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
+_TOKEN_RE = re.compile(TCHAR + "+")
 #: ``OWS`` of RFC 7230 section 3.2.3.
 _OWS = " \t"
 #: Fields whose values are credentials: masked in :meth:`Headers.__repr__`, which logs show.

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ..errors import HandshakeError
-from ..headers import Headers, is_token
+from ..headers import TCHAR, Headers, is_token
 
 __all__ = [
     "Request",
@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 # RFC 7230 section 3.1.1 request-line; the target is any visible ASCII (section 5.3).
-_REQUEST_LINE_RE = re.compile(r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e]+) HTTP/([0-9]\.[0-9])")
+_REQUEST_LINE_RE = re.compile("(" + TCHAR + r"+) ([\x21-\x7e]+) HTTP/([0-9]\.[0-9])")
 # RFC 7230 section 3.1.2 status-line; a missing SP before an empty reason is tolerated.
 _STATUS_LINE_RE = re.compile(r"HTTP/([0-9]\.[0-9]) ([0-9]{3})(?: ([\t\x20-\x7e\x80-\xff]*))?")
 # RFC 7230 section 3.2 field-value: VCHAR, obs-text, SP and HTAB; no other control character.

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from ..headers import has_token
+from ..headers import TCHAR, has_token
 from .config import ServerConfig
 from .request import HttpRequest, parse_target, valid_authority
 
@@ -29,7 +29,7 @@ from .request import HttpRequest, parse_target, valid_authority
 #: section 5.1 forbids whitespace there), values of HTAB, SP and visible ASCII only.
 _HEAD = re.compile(
     rb"GET (/[!-~]*) HTTP/1\.1\r\n"
-    rb"((?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t -~]*\r\n)*)"
+    rb"((?:" + TCHAR.encode() + rb"+:[\t -~]*\r\n)*)"
     rb"\r\n"
 )
 #: Fields whose presence needs the reader: a body's framing (an upgrade with one is

@@ -23,7 +23,7 @@ from typing import Protocol
 
 import httptools
 
-from ..headers import has_token
+from ..headers import TCHAR, has_token
 from .buffers import RequestBody
 from .config import ServerConfig
 from .request import (
@@ -43,7 +43,7 @@ _STOPPED = httptools.HttpRequestParser(object())
 #: A client that speaks HTTP/2 without asking first (prior knowledge, RFC 9113 3.3).
 _HTTP2_PREFACE = (400, "an HTTP/2 connection preface: this server speaks HTTP/1.1")
 #: A character of a token (RFC 9110 section 5.6.2), as a method begins with one.
-_TCHAR = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]")
+_TCHAR = re.compile(TCHAR.encode())
 #: The bytes of the empty lines llhttp skips before a request (RFC 9112 section 2.2).
 _EMPTY_LINE = b"\r\n"
 

@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from email.utils import formatdate
 from http import HTTPStatus
 
+from ..headers import TCHAR
+
 #: RFC 9110 section 7.6.1 and PEP 3333: the connection's business, never an app's.
 #: ``Connection: close`` is the one exception (see :func:`check_app_headers`).
 HOP_BY_HOP = frozenset(
@@ -33,7 +35,7 @@ HOP_BY_HOP = frozenset(
 )
 
 #: RFC 9110 section 5.6.2: token = 1*tchar.
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_TOKEN = re.compile(TCHAR + r"+\Z")
 #: RFC 9110 section 5.5: field-value = *( field-vchar / SP / HTAB ), obs-text included; a
 #: value is also trimmed of surrounding white space by the recipient, so keep it as given.
 _FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*\Z")
