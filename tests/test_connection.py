@@ -1052,6 +1052,37 @@ def test_data_to_send_joins_and_drains() -> None:
     assert conn.data_to_send() == b""
 
 
+def test_data_to_send_before_close_keeps_our_close_frame_for_last() -> None:
+    """A ping, then the peer's close, in one read: the pong can go before the answers to
+    the read's messages, and the close echo after them."""
+    conn = Connection(SERVER)
+    conn.send("queued")
+    conn.receive_data(frame(0x9, b"p", key=KEY) + frame(0x8, H("03e8"), key=KEY))
+    assert conn.data_to_send(before_close=True) == H("8106") + b"queued" + H("8a0170")
+    assert conn.data_to_send(before_close=True) == b""
+    assert conn.data_to_send() == H("880203e8")
+    assert conn.data_to_send() == b""
+
+
+def test_data_to_send_before_close_is_everything_until_a_close_is_queued() -> None:
+    conn = Connection(SERVER)
+    conn.send_ping(b"c")
+    assert conn.data_to_send(before_close=True) == H("890163")
+    conn.send("a")
+    conn.send_close(1001)
+    conn.receive_data(frame(0x9, b"late", key=KEY))  # no pong once our close is sent
+    assert conn.data_to_send(before_close=True) == H("810161")
+    assert conn.data_to_send() == H("880203e9")
+
+
+def test_data_to_send_before_close_holds_a_close_for_a_protocol_error() -> None:
+    conn = Connection(SERVER)
+    conn.receive_data(frame(0x9, b"p", key=KEY) + H("8100"))  # then an unmasked frame: 1002
+    assert conn.data_to_send(before_close=True) == H("8a0170")
+    close = conn.data_to_send()
+    assert (close[0], close[2:4]) == (0x88, H("03ea"))  # our close frame, 1002
+
+
 def test_initial_state() -> None:
     conn = Connection(SERVER)
     assert conn.role is SERVER

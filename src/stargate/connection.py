@@ -94,6 +94,7 @@ class Connection:
 
     __slots__ = (
         "_buf",
+        "_close_at",
         "_close_received",
         "_close_sent",
         "_compressed",
@@ -158,6 +159,8 @@ class Connection:
         self._buf: bytes | bytearray = b""
         self._out: list[bytes] | None = None
         self._close_sent = False
+        #: Where our close frame is in ``_out`` once queued (see ``data_to_send``).
+        self._close_at = 0
         self._close_received = False
         # The data frame whose payload is being received, and how much of it is consumed.
         self._frame: FrameHeader | None = None
@@ -441,6 +444,7 @@ class Connection:
         """Queue our close frame in this version's form (hixie-76's ``0xFF 0x00``; hixie-75
         has none) and remember it is sent."""
         self._close_sent = True
+        self._close_at = len(self._out) if self._out else 0
         if self.version is ProtocolVersion.HIXIE_76:
             self._queue(hixie.CLOSING_FRAME)
         elif not self.version.is_hixie:
@@ -605,11 +609,21 @@ class Connection:
         self.close_code = CloseCode.NO_STATUS_RCVD if code is None else code
         self.close_reason = reason
 
-    def data_to_send(self) -> bytes:
-        """Everything queued for the peer since the last call (``b""`` if nothing)."""
+    def data_to_send(self, *, before_close: bool = False) -> bytes:
+        """Everything queued for the peer since the last call (``b""`` if nothing).
+
+        With ``before_close``, our close frame (always the last thing queued) stays queued
+        for the next call: a server answering the messages that came before the peer's
+        close writes the pongs of that read first, its answers next, the close frame last.
+        """
         out = self._out
         if not out:
             return b""
+        if before_close and self._close_sent:
+            data = b"".join(out[: self._close_at])
+            del out[: self._close_at]
+            self._close_at = 0
+            return data
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
         return data

@@ -800,16 +800,19 @@ def answering_handler(mode: str) -> Any:
 async def test_messages_that_came_with_the_close_are_answered_before_it(
     start_server: StartServer, mode: str
 ) -> None:
-    """Messages and the peer's close in one read: the handler still reads and answers them
-    (the close echo waits for it, see ``ANSWER_GRACE``), in every handler mode, as the
-    client role does; then the server closes TCP."""
+    """A ping, messages and the peer's close in one read: the pong goes out at once, the
+    handler still reads and answers the messages (the close echo waits for it, see
+    ``ANSWER_GRACE``), in every handler mode, as the client role does; then the server
+    closes TCP."""
     server = await start_server(checked_app(answering_handler(mode)))
     raw = await raw_connect(server.port)
     raw.writer.write(
-        encode_frame(Opcode.TEXT, b"one")
+        encode_frame(Opcode.PING, b"p")
+        + encode_frame(Opcode.TEXT, b"one")
         + encode_frame(Opcode.TEXT, b"two")
         + encode_frame(Opcode.CLOSE, close_payload(4000, "bye"))
     )
+    assert await raw.read_frame() == (True, Opcode.PONG, b"p")
     assert await raw.read_frame() == (True, Opcode.TEXT, b"one")
     assert await raw.read_frame() == (True, Opcode.TEXT, b"two")
     _, opcode, payload = await raw.read_frame()
@@ -1597,6 +1600,51 @@ async def test_a_callback_installed_late_gets_what_came_before_first() -> None:
     ws.on_message = None
     ws.feed_data(client.encode_message("m4"))
     assert await asyncio.wait_for(ws.receive(), TIMEOUT) == "m4"  # the inbox still serves
+
+
+class ClosingLog(WriteLog):
+    """A write log that notes how many writes came before the transport was closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed_after: int | None = None
+
+    def close(self) -> None:
+        if self.closed_after is None:
+            self.closed_after = len(self.calls)
+
+
+async def test_a_callback_closing_during_the_peers_close_writes_everything_first() -> None:
+    """A callback that calls ``start_close`` while the read that holds the peer's close is
+    handled: the pong, the answers to that read's other messages and the close echo are
+    all written, in order, before the transport is closed (not handed to it after)."""
+    from stargate.connection import Connection
+    from stargate.events import CloseReceived, Pong, TextMessage
+    from stargate.protocol import Role
+
+    log = ClosingLog()
+    ws = attached(log)
+
+    def on_message(message: str | bytes) -> None:
+        if message == "stop":
+            ws.start_close(4000, "stop")
+        else:
+            ws.send_nowait(message)
+
+    ws.on_message = on_message
+    client = Connection(Role.CLIENT)
+    client.send_ping(b"p")
+    wire = client.data_to_send() + b"".join(map(client.encode_message, ["a", "stop", "c"]))
+    client.send_close(1000)
+    ws.feed_data(wire + client.data_to_send())
+    assert log.closed_after == len(log.calls)
+    written = b"".join(b"".join(call) for call in log.calls)
+    assert Connection(Role.CLIENT).receive_data(written) == [
+        Pong(b"p"),
+        TextMessage("a"),
+        TextMessage("c"),
+        CloseReceived(1000, ""),
+    ]
 
 
 async def test_send_encoded_each_skips_a_closing_member_and_goes_on() -> None:

@@ -438,8 +438,7 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
         # pings of this read are flushed before its messages are delivered (the callback's
         # answers come after them).  Messages that arrived before a close or a protocol
         # error in this same read may still be answered (by an on_message callback) before
-        # the close frame the connection queued, which is flushed after them, with that
-        # read's pongs.
+        # the close frame the connection queued, which is flushed after them.
         answering = self._answering = was_open and conn.state is not _OPEN
         inbox = self._inbox
         put = inbox.put
@@ -450,11 +449,10 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
         cork = self._cork
         if cork is None:
             cork = self._cork = []
-        if not answering:
-            out = conn.data_to_send()
-            if out:
-                self.bytes_out += len(out)
-                cork.append(out)
+        out = conn.data_to_send(before_close=True) if answering else conn.data_to_send()
+        if out:
+            self.bytes_out += len(out)
+            cork.append(out)
         for event in events:
             kind = type(event)
             if kind is TextMessage or kind is BinaryMessage:
@@ -527,7 +525,8 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
                 self.bytes_out += len(out)
                 self._transport.write(out)
         if conn.state is _CLOSED and self._transport is not None:
-            self._transport.close()
+            if not self._answering:  # else the read's answers and our close go out first
+                self._transport.close()
         else:
             # The peer's close frame is behind what the handler did not read: without
             # reading on, every close of a lagging handler waited for the close timeout.
