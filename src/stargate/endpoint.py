@@ -473,7 +473,7 @@ class WebSocketBase(Generic[OptionsT]):
                 waiter.set_result(None)
 
     def _hold_close(self, data: bytes) -> bool:
-        """A read ended the open state (the peer's close, or a protocol error: ``data`` has
+        """A read ended the open state (the peer's close, or a protocol error: ``data`` is
         our close frame) after messages the application has not read yet: hold ``data``
         back until it has read them and asks for more, so that what it answers still
         reaches the peer, at most ``ANSWER_GRACE`` seconds.  ``False``: nothing is unread,

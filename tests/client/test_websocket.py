@@ -23,7 +23,7 @@ import stargate
 from stargate.client import websocket as client_websocket
 from stargate.connection import Connection
 from stargate.errors import ConnectionClosed
-from stargate.events import CloseReceived, Ping, TextMessage
+from stargate.events import CloseReceived, Ping, Pong, TextMessage
 from stargate.frames import encode_close_payload, encode_frame
 from stargate.limits import Limits, MiB
 from stargate.protocol import Opcode, ProtocolVersion, Role
@@ -426,15 +426,16 @@ async def test_a_protocol_violation_is_bounded_by_close_timeout() -> None:
 @pytest.mark.usefixtures("long_answer_grace")
 @pytest.mark.parametrize("ending", ["close", "violation"])
 async def test_messages_before_a_close_can_still_be_answered(ending: str) -> None:
-    """A message and the server's close (or a bad frame) in one write: the echo of the
-    message goes out before the close frame that answers, when the application reads
-    right away."""
+    """A ping, messages and the server's close (or a bad frame) in one write: the pong
+    goes out at once, and the echo of the messages before the close frame that answers,
+    when the application reads right away."""
     received = bytearray()
     last = close_frame(1000, "done") if ending == "close" else bytes([0x83, 0x00])  # opcode 3
 
     async def burst(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(switching(await read_head(reader)))
-        writer.write(frame(Opcode.TEXT, b"one") + frame(Opcode.TEXT, b"two") + last)
+        ping = frame(Opcode.PING, b"p")
+        writer.write(ping + frame(Opcode.TEXT, b"one") + frame(Opcode.TEXT, b"two") + last)
         await read_until_eof(reader, received)
 
     async with fake_server(burst) as fake:
@@ -442,9 +443,9 @@ async def test_messages_before_a_close_can_still_be_answered(ending: str) -> Non
         async for message in ws:
             await ws.send(message)
     events = server_events(bytes(received))
-    assert events[:2] == [TextMessage("one"), TextMessage("two")]
-    assert isinstance(events[2], CloseReceived)
-    assert events[2].code == (1000 if ending == "close" else 1002)
+    assert events[:3] == [Pong(b"p"), TextMessage("one"), TextMessage("two")]
+    assert isinstance(events[3], CloseReceived)
+    assert events[3].code == (1000 if ending == "close" else 1002)
 
 
 async def test_close_is_held_at_most_the_answer_grace() -> None:

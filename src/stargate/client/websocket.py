@@ -181,6 +181,11 @@ class ClientWebSocket(WebSocketBase[ClientOptions]):
             # The server's close (or our answer to an error) is in this read.  Its messages
             # are all queued first: they came before the close, and are in memory already.
             self._inbox.closing()
+            # The pongs of this read go out now; only our close frame waits for the answers.
+            pongs = conn.data_to_send(before_close=True)
+            if pongs and self._transport is not None:
+                self.bytes_out += len(pongs)
+                self._transport.write(pongs)
         out = conn.data_to_send()
         if ended and self._inbox and self._hold_close(out):
             return  # the application reads (and may answer) what came before the close
