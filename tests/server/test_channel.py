@@ -1059,6 +1059,64 @@ async def test_an_upgrade_decision_slower_than_header_timeout_is_cut(
     assert not server.websockets
 
 
+@pytest.mark.parametrize("split", [False, True], ids=["one read", "head apart"])
+async def test_early_frames_past_max_header_size_pause_reading_and_are_all_answered(
+    start_server: StartServer, monkeypatch: pytest.MonkeyPatch, split: bool
+) -> None:
+    """Frames sent right behind the head wait for the app's decision, held to
+    ``max_header_size`` as later reads are: the read that passes it pauses reading, the
+    first one too (it did not, on the short way and through the reader), and once the
+    upgrade stands every one of them is answered."""
+    from stargate.server.channel import HttpChannel
+
+    paused_at: list[int] = []
+    pause = HttpChannel._pause_reading
+
+    def recording(self: HttpChannel) -> None:
+        upgrade = self._upgrade
+        paused_at.append(len(upgrade.trailing) if upgrade is not None else -1)
+        pause(self)
+
+    monkeypatch.setattr(HttpChannel, "_pause_reading", recording)
+    decide = threading.Event()
+
+    async def echo(ws: Any) -> None:
+        ws.on_message = ws.send_nowait
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        decide.wait(TIMEOUT)  # the decision takes a while: the early frames wait
+        environ[ENVIRON_KEY].accept(echo)
+        return []
+
+    server = await start_server(app, max_header_size=1024)
+    reader, writer = await open_tcp(server.port)
+    frames = b"".join(masked_text(f"m{i:03}".encode() * 100) for i in range(20))
+    if split:
+        writer.write(UPGRADE)
+        await writer.drain()
+        await asyncio.sleep(0.05)
+    writer.write(frames if split else UPGRADE + frames)
+    await eventually(lambda: bool(paused_at))
+    assert paused_at[0] > 1024  # the read that passed the limit: reading stopped there
+    decide.set()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+    assert head.startswith(b"HTTP/1.1 101 ")
+    for i in range(20):
+        header = await asyncio.wait_for(reader.readexactly(4), TIMEOUT)
+        assert header == bytes([0x81, 126, 1, 144])  # 400 bytes of text
+        assert await reader.readexactly(400) == f"m{i:03}".encode() * 100
+    writer.write(masked_text(b"after" * 100))  # reading resumed with the upgrade
+    assert await asyncio.wait_for(reader.readexactly(504), TIMEOUT) == (
+        bytes([0x81, 126, 1, 244]) + b"after" * 100
+    )
+    writer.close()
+
+
+def masked_text(payload: bytes) -> bytes:
+    """A client's text frame of 126 to 65,535 bytes, masked with a zero key."""
+    return bytes([0x81, 0x80 | 126]) + len(payload).to_bytes(2, "big") + bytes(4) + payload
+
+
 async def test_upgrade_refusal_too_large_to_hold_is_a_500(start_server: StartServer) -> None:
     """The app's answer to an upgrade is held until it is known whether it stands; a 2 MiB
     error page is no refusal but a misuse, and becomes a 500, not a silent close."""

@@ -258,6 +258,8 @@ class HttpChannel(asyncio.Protocol):
         request = self._queue[-1]
         request.trailing += rest
         self._upgrade = request
+        if len(request.trailing) > self.config.max_header_size:
+            self._pause_reading()  # early frames: no more until the handshake is done
 
     def body_memory_held(self) -> int:
         return body_memory(list(self._queue))
