@@ -144,25 +144,22 @@ class Inbox:
     def take_all(self) -> list[Message]:
         """Every queued message at once, on the loop (for a callback installed after they
         came); unlike :meth:`discard`, the inbox goes on taking messages."""
-        with self._locked():
-            messages = self.messages.copy()
-            self.messages.clear()
-            if self._owed > 0:
-                self._owed = max(0, self._owed - len(messages))
-            resume = self.paused
-            self.paused = False
-        if resume:
-            self._resume()
-        return messages
+        return self._take_queued(reading_on=True)
 
     def discard(self) -> list[Message]:
         """Nobody reads any more: return what is queued and drop whatever comes next."""
+        return self._take_queued(reading_on=False)
+
+    def _take_queued(self, *, reading_on: bool) -> list[Message]:
         with self._locked():
-            self._limit = 0
-            messages = list(self.messages)
+            messages = self.messages.copy()
             self.messages.clear()
-            self._owed = -1
-            self._read_through = None
+            if not reading_on:
+                self._limit = 0
+                self._owed = -1
+                self._read_through = None
+            elif self._owed > 0:
+                self._owed = max(0, self._owed - len(messages))
             resume = self.paused
             self.paused = False
         if resume:
