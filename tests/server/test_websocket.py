@@ -17,6 +17,7 @@ import socket
 import struct
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from wsgiref.validate import validator
@@ -1490,6 +1491,60 @@ async def test_send_encoded_each_writes_at_once_then_corks_and_counts() -> None:
     assert all(ws.bytes_out == len(first) + len(second) for ws in members)
     WebSocket.send_encoded_each(members, first, 1)  # a new pass: at once again
     assert all(len(log.calls) == 3 for log in logs)
+
+
+async def test_a_broadcast_from_a_callback_keeps_its_place_behind_a_direct_answer() -> None:
+    """An ``on_message`` callback answers, then broadcasts: while a read is handled its
+    answers are corked, and the broadcast goes behind them (it used to be written at once,
+    ahead of the answer and of the read's pong)."""
+    from stargate.connection import Connection
+    from stargate.events import Pong, TextMessage
+    from stargate.protocol import Role
+
+    log = WriteLog()
+    ws = attached(log)
+
+    def on_message(message: str | bytes) -> None:
+        ws.send_nowait(f"ack {message!s}")
+        WebSocket.send_encoded_each([ws], ws.encode_shared(f"all {message!s}"), 1)
+
+    ws.on_message = on_message
+    client = Connection(Role.CLIENT)
+    client.send_ping(b"p")
+    ws.feed_data(client.data_to_send() + client.encode_message("1"))
+    ws.feed_data(client.encode_message("2"))  # the same loop pass: corked behind, in order
+    await asyncio.sleep(0)  # the pass's end
+    wire = b"".join(b"".join(call) for call in log.calls)
+    assert Connection(Role.CLIENT).receive_data(wire) == [
+        Pong(b"p"),
+        TextMessage("ack 1"),
+        TextMessage("all 1"),
+        TextMessage("ack 2"),
+        TextMessage("all 2"),
+    ]
+
+
+async def test_a_loop_that_served_websockets_is_not_kept_alive() -> None:
+    """The per-loop flusher of corked frames must not keep its loop (and what the loop
+    holds) alive once the loop is closed and dropped: a test suite or an app that starts
+    servers again and again would keep every one of them."""
+    import gc
+
+    async def broadcast() -> None:
+        members = [attached(WriteLog()) for _ in range(3)]
+        for text in ("one", "two"):
+            WebSocket.send_encoded_each(members, members[0].encode_shared(text), 1)
+        await asyncio.sleep(0)
+
+    def serve_once() -> weakref.ref[asyncio.AbstractEventLoop]:
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(broadcast())
+        loop.close()
+        return weakref.ref(loop)
+
+    gone = await asyncio.to_thread(serve_once)  # another loop, in a thread of its own
+    gc.collect()
+    assert gone() is None
 
 
 async def test_send_encoded_each_leaves_the_policy_to_a_paused_member() -> None:

@@ -46,7 +46,9 @@ class _PassFlusher:
     __slots__ = ("__weakref__", "loop", "pass_id", "pending", "scheduled")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+        # Weakly: the flusher is the value of its loop's entry in the weak-keyed _flushers,
+        # and a strong reference would keep every loop that ever served a WebSocket alive.
+        self.loop = weakref.ref(loop)
         #: Counts the passes in which something was sent this way (see ``touch``).
         self.pass_id = 0
         self.pending: list[WebSocket] = []
@@ -55,8 +57,10 @@ class _PassFlusher:
     def touch(self) -> None:
         """Something was sent in this pass: the pass ends with :meth:`flush`."""
         if not self.scheduled:
+            loop = self.loop()
+            assert loop is not None  # sends run on the loop: it is alive
             self.scheduled = True
-            self.loop.call_soon(self.flush)
+            loop.call_soon(self.flush)
 
     def add(self, ws: WebSocket) -> None:
         self.pending.append(ws)
@@ -263,12 +267,13 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
         broadcast's inner loop, once per member per message.
 
         The common member (open, below its high-water mark, sent nothing yet in this loop
-        pass) gets its write here, inline: no call of its own, no question to its transport.
-        That is :meth:`WebSocket.send_encoded`'s first case, whose checks it makes from the
-        connection's own fields; every other member (corking, the slow-consumer policy, a
-        closing connection) goes through that method.  The cost per member matters beyond the
-        CPU: the writes of a broadcast to sockets whose readers sleep each wake one, and the
-        sooner the next write follows, the more readers are still awake to take it.
+        pass, nothing corked) gets its write here, inline: no call of its own, no question to
+        its transport.  That is :meth:`WebSocket.send_encoded`'s first case, whose checks it
+        makes from the connection's own fields; every other member (corking, the
+        slow-consumer policy, a closing connection) goes through that method.  The cost per
+        member matters beyond the CPU: the writes of a broadcast to sockets whose readers
+        sleep each wake one, and the sooner the next write follows, the more readers are
+        still awake to take it.
         """
         if not members:
             return
@@ -281,6 +286,7 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
                 transport = ws._transport
                 if (
                     ws._pass != pass_id
+                    and ws._cork is None  # else behind what a read's answers corked
                     and not ws._write_blocked
                     and ws._high_water_fits
                     and transport is not None
