@@ -143,6 +143,34 @@ async def test_https_and_wss_on_one_port(
     writer.close()
 
 
+@pytest.mark.both_loops
+async def test_a_tls_handshake_that_never_ends_is_cut_at_header_timeout(
+    start_server: StartServer, certificate: tuple[Path, Path]
+) -> None:
+    """A connection that never finishes its TLS handshake (no ClientHello, or half of
+    one) is closed at ``header_timeout``, as a head that never ends is, not at the loop's
+    default of 60 s; a real client is served meanwhile."""
+    cert, key = certificate
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+    client_context = ssl.create_default_context(cafile=str(cert))
+    server = await start_server(make_app(), ssl_context=server_context, header_timeout=0.5)
+    started = time.monotonic()
+    stalled = [await open_tcp(server.port) for _ in range(2)]  # no ClientHello, ever
+    stalled[1][1].write(b"\x16\x03\x01\x02\x00\x01")  # the start of a hello, no more
+    response, _, writer = await request(
+        server.port,
+        b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        ssl_context=client_context,
+    )
+    assert (response.status, response.body) == (200, b"https")
+    writer.close()
+    for reader, writer in stalled:
+        assert await at_eof(reader, 3.0)
+        writer.close()
+    assert time.monotonic() - started < 2.5  # header_timeout, not 60 s
+
+
 # -- limits ----------------------------------------------------------------------------------
 
 

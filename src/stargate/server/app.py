@@ -152,6 +152,10 @@ class Server:
         self._stopped = asyncio.Event()
         self._hurry = asyncio.Event()
         kwargs: dict[str, Any] = {"ssl": self.config.ssl_context, "backlog": 1024}
+        if self.config.ssl_context is not None:
+            # The loop's default is 60 s: a connection that never finishes its handshake
+            # holds its socket as long as a head that never ends may (header_timeout).
+            kwargs["ssl_handshake_timeout"] = self.config.header_timeout
         socks = [sock] if isinstance(sock, socket.socket) else list(sock or ())
         if socks:
             for listening in socks:
