@@ -214,6 +214,47 @@ async def test_a_named_group_serves_one_event_loop(start_server: StartServer) ->
 
 
 @pytest.mark.asyncio
+async def test_a_group_outlives_the_loop_of_a_stopped_server(start_server: StartServer) -> None:
+    """A module-level group whose members' loop is gone (a stopped server) serves the next
+    server's connections: a join posted to that loop and never run, or a ``def`` handler
+    that joins after its server stopped, used to leave the group bound to the dead loop
+    (``ValueError`` for every member of the next server)."""
+    import threading
+
+    class Stranded:  # a connection of a loop that closes before the join runs there
+        loop = asyncio.new_event_loop()
+
+    hub = Hub()
+    group = hub.group("restarted")
+    hub.join(hub.lookup("restarted") or "restarted", Stranded())  # type: ignore[arg-type]
+    Stranded.loop.close()
+    go, joined = threading.Event(), threading.Event()
+
+    def late(ws: SyncWebSocket) -> None:
+        go.wait(TIMEOUT)  # the server stops meanwhile
+        group.add(ws)
+        joined.set()
+
+    with run_app(upgrade_app(late), shutdown_timeout=0.2) as first:
+        async with connect(first.url("/"), open_timeout=TIMEOUT):
+            await asyncio.sleep(0.1)
+    go.set()
+    assert await asyncio.to_thread(joined.wait, TIMEOUT)
+
+    async def member(ws: WebSocket) -> None:
+        group.add(ws)
+        await ws.send("joined")
+        await ws.wait_closed()
+
+    server = await start_server(upgrade_app(member))
+    async with connect(f"ws://127.0.0.1:{server.port}/", open_timeout=TIMEOUT) as client:
+        assert await asyncio.wait_for(client.recv(), TIMEOUT) == "joined"
+        await eventually(lambda: len(group) == 1)
+        group.send("to the new server's members")
+        assert await asyncio.wait_for(client.recv(), TIMEOUT) == "to the new server's members"
+
+
+@pytest.mark.asyncio
 async def test_subscription_follows_the_first_and_last_member(start_server: StartServer) -> None:
     """The hub subscribes to a group's channel with its first local member and drops it
     with the last; waiting for a group nobody here belongs to times out with False; an

@@ -263,6 +263,10 @@ class Hub:
         loop = ws.loop
         with self._lock:
             state = target if isinstance(target, GroupState) else self._named(target)
+            if state.loop is not None and state.loop is not loop and state.loop.is_closed():
+                # Members and joins still on their way belonged to a loop that is gone (a
+                # stopped server): the group is empty for the next one.
+                state.forget_members()
             if state.loop is None or (
                 state.loop is not loop and not state.members and not state.pending
             ):

@@ -112,7 +112,8 @@ class GroupState:
         return True
 
     def forget_members(self) -> None:
-        """After a fork: the members and the loop were the parent's."""
+        """After a fork (the members and the loop were the parent's), or once the loop
+        is closed (they were a stopped server's)."""
         self.loop = None
         self.members = {}
         self.families = {}
