@@ -53,6 +53,11 @@ async def echo(ws):
         await ws.send(message)
 
 
+async def block(ws):
+    async for message in ws:
+        time.sleep(float(message))  # a handler that blocks the loop
+
+
 async def join(ws):
     room.add(ws)
     await room.wait_subscribed(timeout=20)
@@ -64,7 +69,7 @@ async def join(ws):
 def app(environ, start_response):
     path = environ["PATH_INFO"]
     upgrade = environ.get("stargate.websocket")
-    handler = {"/echo": echo, "/room": join}.get(path)
+    handler = {"/echo": echo, "/room": join, "/block": block}.get(path)
     if upgrade is not None and handler is not None:
         upgrade.accept(handler)
         return []
@@ -474,6 +479,51 @@ def test_sighup_replaces_the_workers(gunicorn: Callable[..., Arbiter]) -> None:
         ws.send("after reload")
         assert ws.recv(timeout=WAIT) == "after reload"
     assert arbiter.process.poll() is None
+
+
+def in_background(arbiter: Arbiter, path: str) -> None:
+    """A request whose answer does not matter (the worker may be gone before it)."""
+    with contextlib.suppress(OSError, http.client.HTTPException):
+        arbiter.get(path)
+
+
+def test_app_threads_past_the_graceful_timeout_do_not_hold_the_old_worker(
+    gunicorn: Callable[..., Arbiter], tmp_path: Path
+) -> None:
+    """After HUP, a request still in the app at ``--graceful-timeout`` is left behind and
+    the old worker exits: the interpreter used to wait for its thread until the arbiter's
+    ``--timeout`` killed it (and with ``--max-requests``, no new worker meanwhile)."""
+    arbiter = gunicorn("--graceful-timeout", "1", "--timeout", "120")
+    old = arbiter.pid()
+    threading.Thread(target=in_background, args=(arbiter, "/slow?60"), daemon=True).start()
+    wait_for((tmp_path / "slow-started").exists, "the slow request reached the app")
+    arbiter.signal(signal.SIGHUP)
+    started = time.monotonic()
+    wait_for(lambda: not running(old), "the old worker exited")
+    assert time.monotonic() - started < 10  # the graceful timeout, not --timeout (120 s)
+    assert "1 thread(s) still running the app after the shutdown" in arbiter.log
+    assert f"Worker exiting (pid: {old})" in arbiter.log  # gunicorn's own last steps ran
+    assert arbiter.pid() != old
+
+
+def test_a_worker_timeout_exits_at_once(gunicorn: Callable[..., Arbiter], tmp_path: Path) -> None:
+    """SIGABRT (what the arbiter sends when a worker misses ``--timeout``, here sent by
+    hand) ends the worker at once, even with a handler blocking its loop and a request in
+    flight: it used to raise SystemExit inside the handler, which stopped the server
+    gracefully, waiting for the request, while nobody replaced the worker."""
+    arbiter = gunicorn("--timeout", "120")
+    old = arbiter.pid()
+    with connect(arbiter.url("/block"), open_timeout=WAIT, close_timeout=WAIT) as ws:
+        threading.Thread(target=in_background, args=(arbiter, "/slow?20"), daemon=True).start()
+        wait_for((tmp_path / "slow-started").exists, "the slow request reached the app")
+        ws.send("20")  # the loop is blocked for 20 s from now
+        time.sleep(0.5)
+        started = time.monotonic()
+        os.kill(old, signal.SIGABRT)
+        wait_for(lambda: not running(old), "the timed-out worker exited")
+    assert time.monotonic() - started < 5
+    assert f"worker {old} timed out" in arbiter.log
+    wait_for(lambda: arbiter.pid() != old, "a new worker answers")
 
 
 def test_a_worker_whose_arbiter_died_stops(gunicorn: Callable[..., Arbiter]) -> None:

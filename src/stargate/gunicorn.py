@@ -99,6 +99,7 @@ from .server.config import ServerConfig
 from .server.wsgi import WSGIApp
 from .settings import SERVER_KEYS, SettingsError, server_config, unknown_settings
 from .targets import TargetError, ini_server_settings
+from .workers import exit_now, leave_stuck_threads_at_exit
 
 __all__ = ["GUNICORN_SETS", "QUICK_STOP", "Worker", "WorkerSettings", "worker_settings"]
 
@@ -426,10 +427,22 @@ class Worker(_GunicornWorker):  # type: ignore[misc]
         arbiter gone, ``max_requests`` reached), then stop gracefully."""
         loop = self.loop
         assert loop is not None
-        with asyncio.Runner(loop_factory=lambda: loop) as runner:
-            runner.run(self._serve())
-        for server in self.servers:
-            server.reraise_exit()
+        code = 0  # what the arbiter's code exits with after run(), as it does below
+        try:
+            with asyncio.Runner(loop_factory=lambda: loop) as runner:
+                runner.run(self._serve())
+            for server in self.servers:
+                server.reraise_exit()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+            raise
+        except BaseException:
+            code = 255  # gunicorn's sys.exit(-1)
+            raise
+        finally:
+            # App threads past the shutdown would hold the process until the arbiter's
+            # timeout kills it (no new worker meanwhile for max_requests or HUP).
+            leave_stuck_threads_at_exit(code)
 
     async def _serve(self) -> None:
         assert self.settings is not None and self.hub is not None
@@ -512,6 +525,16 @@ class Worker(_GunicornWorker):  # type: ignore[misc]
         self.alive = False
         if self._wake is not None:
             self._wake.set()
+
+    def handle_abort(self, sig: int, frame: Any) -> None:
+        """SIGABRT: the arbiter found the loop stuck past ``--timeout`` (a handler that
+        blocks it): exit at once.  gunicorn's own raises SystemExit wherever the loop is
+        stuck, which a handler may catch, or the server take for a handler's exit and
+        stop gracefully, as if nothing were wrong, while no other worker replaces it."""
+        self.alive = False
+        self.log.critical("stargate: worker %s timed out (its loop was blocked): exiting", self.pid)
+        self.cfg.worker_abort(self)
+        exit_now(1)
 
     def _retire(self) -> None:
         """``max_requests`` reached: a graceful stop, the arbiter starts a new worker."""

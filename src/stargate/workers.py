@@ -577,17 +577,38 @@ def leave_stuck_threads(code: int) -> None:
     ``shutdown_timeout`` would not hold.  For the end of a process that served: ``stargate
     serve`` and pserve's server factory call it (a worker of ``--workers`` exits this way
     too); otherwise it returns."""
+    if _stuck_pool_threads():
+        exit_now(code)
+
+
+def leave_stuck_threads_at_exit(code: int) -> None:
+    """:func:`leave_stuck_threads` for a process whose last steps are someone else's (a
+    gunicorn worker: after ``run()`` the arbiter's code logs, closes the heartbeat file and
+    runs the ``worker_exit`` hook): the exit comes when the interpreter would start
+    waiting for the stuck threads, after those steps."""
+    if _stuck_pool_threads():
+        # CPython's hook for "before the non-daemon threads are joined", the one
+        # concurrent.futures uses for its own pools; there is no public one.
+        threading._register_atexit(exit_now, code)  # type: ignore[attr-defined]
+
+
+def _stuck_pool_threads() -> bool:
+    """Whether pool threads still run app code after the server's shutdown (logged)."""
     stuck = [t for t in threading.enumerate() if t.name.startswith(POOL_THREAD_NAMES)]
     deadline = time.monotonic() + 0.2  # idle ones end at once: the pools were shut down
     for thread in stuck:
         thread.join(max(0.0, deadline - time.monotonic()))
     stuck = [t for t in stuck if t.is_alive()]
-    if not stuck:
-        return
-    logging.getLogger("stargate.server").warning(
-        "%d thread(s) still running the app after the shutdown; exiting without them",
-        len(stuck),
-    )
+    if stuck:
+        logging.getLogger("stargate.server").warning(
+            "%d thread(s) still running the app after the shutdown; exiting without them",
+            len(stuck),
+        )
+    return bool(stuck)
+
+
+def exit_now(code: int) -> None:
+    """End the process with ``code`` now, its log lines written (no thread is waited for)."""
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
