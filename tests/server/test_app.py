@@ -37,6 +37,7 @@ from stargate.server import (
     WebSocket,
     WebSocketOptions,
 )
+from stargate.server import state as state_module
 from stargate.server.app import new_event_loop
 from stargate.server.state import REFUSAL_LOG_INTERVAL
 from stargate.server.wsgi import StartResponse
@@ -212,6 +213,29 @@ async def test_refusals_at_max_connections_log_a_line_per_interval(
         writer.close()
     lines = [r.getMessage() for r in caplog.records if "max_connections" in r.getMessage()]
     assert lines[-1] == "max_connections (1) reached: refused 20 connection(s)"
+    holder.close()
+
+
+async def test_the_refusals_of_an_interval_are_told_at_its_end(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst of refusals followed by quiet: the burst's count is logged when its
+    interval ends, not only if another refusal comes after it (it said "refused 1")."""
+    monkeypatch.setattr(state_module, "REFUSAL_LOG_INTERVAL", 0.3)
+    server = await start_server(make_app(), max_connections=1)
+    _, holder = await open_tcp(server.port)
+    await eventually(lambda: server.http_connections == 1)
+    with caplog.at_level(logging.WARNING, logger="stargate.server"):
+        for _ in range(5):
+            reader, writer = await open_tcp(server.port)
+            assert await at_eof(reader, 1.0)
+            writer.close()
+        await asyncio.sleep(0.6)
+    lines = [r.getMessage() for r in caplog.records if "max_connections" in r.getMessage()]
+    assert lines == [
+        "max_connections (1) reached: refused 1 connection(s)",
+        "max_connections (1) reached: refused 4 connection(s)",
+    ]
     holder.close()
 
 

@@ -74,6 +74,7 @@ class ServerState:
         #: When the last line about refused connections was logged, and refusals since.
         self._refusal_logged_at = -REFUSAL_LOG_INTERVAL
         self._refusals_unlogged = 0
+        self._refusal_timer: asyncio.TimerHandle | None = None
         self.access = AccessLog(config.access_log, config.access_log_format)
         #: ``() -> (gaps, connected)`` of the group broker serving this process, set by
         #: whoever runs a hub beside the server (the workers supervisor, the gunicorn
@@ -136,18 +137,30 @@ class ServerState:
             self.metrics.refused_connections += 1
             self._refusals_unlogged += 1
             now = time.monotonic()
-            # Each refusal is a client's doing: one line per interval, not one per refusal.
+            # Each refusal is a client's doing: one line per interval, not one per refusal;
+            # those of an interval are told at its end, whether or not another one comes.
             if now >= self._refusal_logged_at + REFUSAL_LOG_INTERVAL:
-                logger.warning(
-                    "max_connections (%d) reached: refused %d connection(s)",
-                    self.config.max_connections,
-                    self._refusals_unlogged,
+                self._log_refusals()
+            elif self._refusal_timer is None and self.loop is not None:
+                self._refusal_timer = self.loop.call_later(
+                    self._refusal_logged_at + REFUSAL_LOG_INTERVAL - now, self._log_refusals
                 )
-                self._refusal_logged_at = now
-                self._refusals_unlogged = 0
             return False
         self.channels.add(channel)
         return True
+
+    def _log_refusals(self) -> None:
+        if self._refusal_timer is not None:
+            self._refusal_timer.cancel()
+            self._refusal_timer = None
+        if self._refusals_unlogged:
+            logger.warning(
+                "max_connections (%d) reached: refused %d connection(s)",
+                self.config.max_connections,
+                self._refusals_unlogged,
+            )
+        self._refusal_logged_at = time.monotonic()
+        self._refusals_unlogged = 0
 
     def release(self, channel: HttpChannel) -> None:
         """The connection is gone (or handed over: see :meth:`upgraded`)."""
