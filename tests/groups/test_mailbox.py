@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from stargate.groups.mailbox import MAX_BATCH, Mailbox
+from stargate.groups.mailbox import MAX_BATCH, MAX_DRAIN, Mailbox
 from stargate.groups.members import GroupState, Message
 
 
@@ -51,6 +51,32 @@ async def test_posts_from_a_thread_run_in_order_with_sends_batched(
     assert wakeups == 1
     assert batches == [("a", ["1", "2"]), ("b", ["3"]), ("a", ["4"])]
     assert log == ["first", "last"]
+
+
+@pytest.mark.asyncio
+async def test_a_backlog_is_worked_off_in_slices_the_loop_runs_between() -> None:
+    """Threads do not wait for the loop: a backlog they piled up runs ``MAX_DRAIN`` items
+    per pass, in order, and what else the loop has to do runs between the slices (one
+    drain of a million items held the loop, and every connection, for seconds)."""
+    loop = asyncio.get_running_loop()
+    log: list[Any] = []
+    box = Mailbox(loop, lambda s, name, messages: None)
+    count = 2 * MAX_DRAIN + 10
+
+    def thread() -> None:
+        for i in range(count):
+            box.post(log.append, (i,))
+
+    worker = threading.Thread(target=thread)
+    worker.start()
+    worker.join()
+    loop.call_soon(log.append, "the loop's own work")  # scheduled after the first drain
+    while len(log) < count + 1:
+        await asyncio.sleep(0.01)
+    mark = log.index("the loop's own work")
+    assert MAX_DRAIN <= mark < count
+    log.remove("the loop's own work")
+    assert log == list(range(count))
 
 
 @pytest.mark.asyncio

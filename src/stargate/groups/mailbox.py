@@ -23,6 +23,11 @@ logger = logging.getLogger("stargate.groups")
 #: (past it, the next messages go in another write).
 MAX_BATCH = 64 * 1024
 
+#: At most this many queued items are run per pass of the loop: a backlog that threads
+#: piled up (they do not wait for the loop) is worked off in slices, the loop serving its
+#: connections, timers and other callbacks between them.
+MAX_DRAIN = 1024
+
 #: ``send_batch(state, name, messages)``: deliver several messages to one group at once.
 SendBatch = Callable[[GroupState, str, list[Message]], None]
 
@@ -59,14 +64,18 @@ class Mailbox:
                 self.items.clear()
 
     def drain(self) -> None:
-        """On the loop: run what accumulated, in order, joining consecutive group sends."""
+        """On the loop: run what accumulated (at most ``MAX_DRAIN`` items, the rest in the
+        next pass), in order, joining consecutive group sends."""
         self.scheduled = False
         items = self.items
+        if len(items) > MAX_DRAIN:
+            self.scheduled = True
+            self.loop.call_soon(self.drain)
         batch: list[Message] = []
         batch_state: GroupState | None = None
         batch_name = ""
         size = 0
-        for _ in range(len(items)):
+        for _ in range(min(len(items), MAX_DRAIN)):
             func, args = items.popleft()
             if func is None:
                 state, name, message = args
