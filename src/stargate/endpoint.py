@@ -254,8 +254,10 @@ class WebSocketBase(Generic[OptionsT]):
     async def send(self, message: Message | BytesLike) -> None:
         """Send a text (``str``) or binary message; waits while the peer is slow to read.
 
-        Raises :class:`~stargate.errors.ConnectionClosed` once the closing handshake has
-        started or the connection is closed.
+        Raises :class:`~stargate.errors.ConnectionClosed` when called once the closing
+        handshake has started or the connection is closed, and while waiting, when the
+        connection closes (a peer that reads nothing: ``close_timeout`` after the closing
+        handshake starts).
         """
         self._send_message(message)
         if self._write_blocked:
@@ -612,7 +614,9 @@ class SyncWebSocketBase(Generic[WsT]):
 
     def send(self, message: Message | BytesLike) -> None:
         """Send a text (``str``) or binary message; returns once the transport is below its
-        high-water mark (the peer reads); raises ConnectionClosed once closing."""
+        high-water mark (the peer reads).  Raises ConnectionClosed when called once the
+        closing handshake has started, and while waiting, when the connection closes (a
+        peer that reads nothing: ``close_timeout`` after the closing handshake starts)."""
         done: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._loop.call_soon_threadsafe(self.ws._send_blocking, message, done)
         done.result()
