@@ -36,6 +36,23 @@ async def eventually(predicate: Callable[[], bool], timeout: float = TIMEOUT) ->
 
 
 @pytest.mark.asyncio
+async def test_a_broker_with_a_bus_of_its_own_publishes_nothing() -> None:
+    """The embedded default: no other hub can be on its bus, and its own hub drops what it
+    published, so a group send costs no envelope round trip through the loop (it cost one
+    callback and a decode per send, for nothing); the size limit still holds."""
+    loop = asyncio.get_running_loop()
+    alone = MemoryBroker(max_message_size=64)
+    got: list[tuple[str, bytes]] = []
+    alone.start(loop, lambda channel, data: got.append((channel, data)), lambda gap: None)
+    alone.subscribe("x")
+    alone.publish("x", b"to nobody")
+    await asyncio.sleep(0.01)
+    assert got == []
+    with pytest.raises(ValueError):
+        alone.publish("x", bytes(65))
+    await alone.close()
+
+
 async def test_memory_broker_moves_bytes_between_brokers_of_one_bus() -> None:
     loop = asyncio.get_running_loop()
     bus = MemoryBus()
