@@ -53,6 +53,7 @@ async def test_a_broker_with_a_bus_of_its_own_publishes_nothing() -> None:
     await alone.close()
 
 
+@pytest.mark.asyncio
 async def test_memory_broker_moves_bytes_between_brokers_of_one_bus() -> None:
     loop = asyncio.get_running_loop()
     bus = MemoryBus()
