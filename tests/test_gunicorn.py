@@ -12,6 +12,7 @@ import contextlib
 import http.client
 import importlib.util
 import os
+import re
 import shutil
 import signal
 import socket
@@ -39,6 +40,7 @@ MODULE = "gunicorn_testapp"
 
 APP = """
 import os
+import re
 import pathlib
 import time
 
@@ -263,6 +265,9 @@ def test_http_and_websocket_echo(gunicorn: Callable[..., Arbiter]) -> None:
     # gunicorn's --access-logfile receives Stargate's access lines.
     wait_for(lambda: '"GET /echo WS" open' in arbiter.log, "the upgrade in the access log")
     assert '"GET / HTTP/1.1" 200 ' in arbiter.log
+    # With gunicorn's time stamp in front, as its own access lines have (%(t)s).
+    (line,) = [line for line in arbiter.log.splitlines() if '"GET / HTTP/1.1" 200 ' in line]
+    assert re.fullmatch(r"\[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] 127\.0\.0\.1:\d+ .*", line)
     try:
         import uvloop  # noqa: F401
     except ImportError:

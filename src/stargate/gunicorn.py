@@ -78,6 +78,7 @@ import os
 import signal
 import ssl
 import sys
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -324,6 +325,21 @@ def _share_gunicorn_logs(log: Any) -> None:
             target.addHandler(handler)
         target.setLevel(source.level)
         target.propagate = False
+        if name == "stargate.access" and not any(isinstance(f, _Stamped) for f in target.filters):
+            target.addFilter(_Stamped())
+
+
+class _Stamped(logging.Filter):
+    """gunicorn's access handlers write the bare message (its own lines carry their time
+    in ``%(t)s``): a text access line gets gunicorn's time stamp in front.  A JSON line
+    carries its own ``time``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.startswith("{"):
+            stamp = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(record.created))
+            record.msg, record.args = f"[{stamp}] {message}", ()
+        return True
 
 
 class Worker(_GunicornWorker):  # type: ignore[misc]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
 import logging
 import re
@@ -156,7 +157,9 @@ async def test_json_lines(start_server: StartServer, caplog: pytest.LogCaptureFi
     await get(server.port, "/")
     await eventually(lambda: bool(lines(caplog)))
     record = json.loads(lines(caplog)[0])
-    assert record["event"] == "http"
+    assert list(record)[:2] == ["time", "event"] and record["event"] == "http"
+    moment = datetime.datetime.fromisoformat(record["time"].replace("Z", "+00:00"))
+    assert abs(datetime.datetime.now(datetime.UTC) - moment) < datetime.timedelta(seconds=30)
     assert record["method"] == "GET" and record["target"] == "/" and record["status"] == 200
     assert record["peer"].startswith("127.0.0.1:")
 

@@ -8,12 +8,14 @@ where they end up.  ``text`` lines read like a web server's::
     127.0.0.1:50314 "GET /chat WS" close 1000 "bye" by=client 12.301s in=5/120 out=7/310
     127.0.0.1:50318 "GET /chat WS" refused 403 "origin 'https://evil.example' not allowed"
 
-``json`` lines are one object each (``{"event": "http", "peer": ..., ...}``), for log
-pipelines.  A refused upgrade is logged with its reason, since the browser shows only 1006.
+``json`` lines are one object each (``{"time": "2026-12-06T07:30:10.123Z", "event":
+"http", "peer": ..., ...}``), for log pipelines.  A refused upgrade is logged with its
+reason, since the browser shows only 1006.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 from typing import TYPE_CHECKING, Any
@@ -34,6 +36,12 @@ def _peer(remote: tuple[str, int] | None) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def _utc_now() -> str:
+    """RFC 3339 in UTC, to the millisecond: ``2026-12-06T07:30:10.123Z``."""
+    now = datetime.datetime.now(datetime.UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
 def _quoted(text: str) -> str:
     """A value inside double quotes, with what could forge a log line escaped."""
     return json.dumps(text, ensure_ascii=True)
@@ -50,8 +58,11 @@ class AccessLog:
 
     def _emit(self, fields: dict[str, Any], text: str) -> None:
         if self.json:
+            # The time first: a JSON line is written bare (see json_lines_alone), and log
+            # pipelines want the moment the server saw, not the one they read the line.
+            stamped = {"time": _utc_now(), **fields}
             # ASCII only: raw NEL, U+2028 or C1 controls split a line for some readers.
-            logger.info(json.dumps(fields, ensure_ascii=True, separators=(",", ":")))
+            logger.info(json.dumps(stamped, ensure_ascii=True, separators=(",", ":")))
         else:
             logger.info("%s", text)
 
