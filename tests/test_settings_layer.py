@@ -267,10 +267,28 @@ def test_ssl_errors_are_one_line(certificate: tuple[Path, Path], tmp_path: Path)
         ssl_context("/nonexistent/cert.pem")
     with pytest.raises(SettingsError, match=re.escape("no such file: '/nonexistent/key.pem'")):
         ssl_context(str(cert), "/nonexistent/key.pem")
-    with pytest.raises(SettingsError, match="cannot load"):
+    with pytest.raises(SettingsError, match=r"\(no private key in it: give keyfile\)$"):
         ssl_context(str(cert))  # no key in the certificate file
     not_pem = tmp_path / "not.pem"
     not_pem.write_text("hello\n")
     with pytest.raises(SettingsError, match=r"^--certfile: cannot load") as caught:
         ssl_context(str(not_pem), str(key), label=lambda name: "--" + name)
     assert "\n" not in str(caught.value)
+
+
+def test_an_encrypted_key_is_refused_without_a_prompt(
+    certificate: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """OpenSSL would ask for the passphrase on the terminal (twice, then fail): a server
+    under systemd would wait there for ever.  It is one line naming the key instead."""
+    cert, key = certificate
+    openssl = shutil.which("openssl")
+    assert openssl is not None  # the certificate fixture needed it too
+    encrypted = tmp_path / "encrypted.pem"
+    subprocess.run(
+        [openssl, "pkey", "-in", str(key), "-aes256", "-passout", "pass:secret",
+         "-out", str(encrypted)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    with pytest.raises(SettingsError, match=r"^keyfile: the private key in .* is encrypted"):
+        ssl_context(str(cert), str(encrypted))

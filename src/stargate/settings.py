@@ -346,7 +346,15 @@ def ssl_context(
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
-        context.load_cert_chain(certfile, keyfile or None)
+        # A callback, not None: OpenSSL would prompt for an encrypted key's passphrase on
+        # the terminal (a server started by systemd waits for ever).
+        context.load_cert_chain(certfile, keyfile or None, password=_refuse_passphrase)
+    except _EncryptedKey:
+        raise SettingsError(
+            f"{label('keyfile') if keyfile else label('certfile')}: the private key in "
+            f"{keyfile or certfile!r} is encrypted; give an unencrypted one (`openssl pkey "
+            "-in key.pem -out plain-key.pem` decrypts it), readable only by the server's user"
+        ) from None
     except FileNotFoundError as exc:
         missing = exc.filename or (keyfile if keyfile else certfile)
         raise SettingsError(
@@ -354,12 +362,31 @@ def ssl_context(
             f"(a PEM certificate, and its key in it or in {label('keyfile')})"
         ) from None
     except (OSError, ssl.SSLError) as exc:
+        hint = ""
+        if not keyfile and not _holds_private_key(certfile):
+            hint = f" (no private key in it: give {label('keyfile')})"
         raise SettingsError(
             f"{label('certfile')}: cannot load {certfile!r}"
             + (f" with the key {keyfile!r}" if keyfile else "")
-            + f": {exc.strerror or exc}"
+            + f": {exc.strerror or exc}{hint}"
         ) from None
     return context
+
+
+class _EncryptedKey(Exception):
+    pass
+
+
+def _refuse_passphrase() -> str:
+    raise _EncryptedKey
+
+
+def _holds_private_key(path: str) -> bool:
+    try:
+        with open(path, "rb") as file:
+            return b"PRIVATE KEY-----" in file.read(1 << 20)
+    except OSError:
+        return False
 
 
 def check_workers(workers: int, broker_url: str | None, *, label: Label = _same) -> None:
