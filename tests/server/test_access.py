@@ -210,6 +210,16 @@ def test_a_json_line_is_ascii() -> None:
     assert json.loads(message)["reason"] == reason
 
 
+def test_a_request_cut_by_the_shutdown_says_so_in_both_formats() -> None:
+    with access_records() as records:
+        AccessLog(True).http(("1.2.3.4", 5), "GET", "/slow", "1.1", 503, 0, 2.0, cut=True)
+        AccessLog(True, "json").http(("1.2.3.4", 5), "GET", "/slow", "1.1", 503, 0, 2.0, True)
+        AccessLog(True, "json").http(("1.2.3.4", 5), "GET", "/fast", "1.1", 200, 9, 0.1)
+    text, cut, answered = (record.getMessage() for record in records)
+    assert text == '1.2.3.4:5 "GET /slow HTTP/1.1" 503 0 2.000s cut-by-shutdown'
+    assert json.loads(cut)["cut"] is True and "cut" not in json.loads(answered)
+
+
 def test_an_unknown_format_is_refused() -> None:
     with pytest.raises(ValueError, match="text"):
         AccessLog(True, "xml")

@@ -544,14 +544,17 @@ async def test_a_running_server_counts_its_connections_and_handlers() -> None:
 
 
 async def test_shutdown_aborts_at_its_deadline_what_is_still_open(
-    start_server: StartServer,
+    start_server: StartServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A request the app is still working on and a WebSocket whose peer never answers the
-    close handshake do not hold shutdown past its deadline: both connections are aborted."""
+    close handshake do not hold shutdown past its deadline: both connections are aborted.
+    The request cut short has its access line then, said so (it had none: the line was
+    written when the app returned, after the loop was gone), and only that one."""
+    caplog.set_level(logging.INFO, "stargate.access")
     slow, entered = threading.Event(), threading.Event()
     # The close handshake's own timeout is far off: only shutdown's deadline ends it.
     server = await start_server(
-        make_app(slow, entered), websocket=WebSocketOptions(close_timeout=30.0)
+        make_app(slow, entered), websocket=WebSocketOptions(close_timeout=30.0), access_log=True
     )
     silent = await raw_connect(server.port, "/a")
     reader, writer = await open_tcp(server.port)
@@ -566,8 +569,14 @@ async def test_shutdown_aborts_at_its_deadline_what_is_still_open(
         assert await read_to_eof(reader) == b""
         await asyncio.wait_for(shutdown, TIMEOUT)
         assert not server.websockets and not server.http_connections
-    finally:
         slow.set()  # the app returns; the server closes its response unsent
+        await asyncio.sleep(0.2)
+        lines = [r.getMessage() for r in caplog.records if "/slow" in r.getMessage()]
+        assert len(lines) == 1 and '"GET /slow HTTP/1.1" 503 0 ' in lines[0], lines
+        assert lines[0].endswith("s cut-by-shutdown")
+        assert server.state.metrics.http_responses[503] == 1
+    finally:
+        slow.set()
         writer.close()
         silent.abort()
 

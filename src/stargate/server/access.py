@@ -78,24 +78,29 @@ class AccessLog:
         status: int,
         size: int,
         duration: float,
+        cut: bool = False,
     ) -> None:
-        """A request answered: ``size`` is the response's bytes on the wire, head included."""
+        """A request answered: ``size`` is the response's bytes on the wire, head included;
+        ``cut``: the shutdown's deadline passed with the app still at it (the connection is
+        dropped, ``status`` is the app's if it gave one)."""
         if not self._on():
             return
         request = f"{method} {target} HTTP/{version}"
-        self._emit(
-            {
-                "event": "http",
-                "peer": _peer(remote),
-                "method": method,
-                "target": target,
-                "version": version,
-                "status": status,
-                "bytes": size,
-                "duration": round(duration, 6),
-            },
-            f"{_peer(remote)} {_quoted(request)} {status} {size} {duration:.3f}s",
-        )
+        fields: dict[str, Any] = {
+            "event": "http",
+            "peer": _peer(remote),
+            "method": method,
+            "target": target,
+            "version": version,
+            "status": status,
+            "bytes": size,
+            "duration": round(duration, 6),
+        }
+        text = f"{_peer(remote)} {_quoted(request)} {status} {size} {duration:.3f}s"
+        if cut:
+            fields["cut"] = True
+            text += " cut-by-shutdown"
+        self._emit(fields, text)
 
     def refused(
         self,

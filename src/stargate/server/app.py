@@ -225,6 +225,8 @@ class Server:
         # handshakes too.
         await self._wait_for_websockets(deadline)
         for channel in list(state.channels):
+            if channel.cut_short_by_shutdown is not None:
+                channel.cut_short_by_shutdown()  # the app's thread is left behind
             # Admitted in connection_made, once its transport is set (and never unset).
             assert channel.transport is not None
             channel.transport.abort()

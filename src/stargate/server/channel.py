@@ -32,6 +32,7 @@ import socket
 import struct
 import sys
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
@@ -109,6 +110,9 @@ class HttpChannel(asyncio.Protocol):
         #: Response bytes handed over so far (the access log's size: one request's share is
         #: the difference across it; only the request being answered writes meanwhile).
         self.bytes_queued = 0
+        #: Writes the access line of the request in the app, should the shutdown's deadline
+        #: pass first (set by stargate.server.dispatch while the app runs).
+        self.cut_short_by_shutdown: Callable[[], None] | None = None
         # Requests parsed and waiting, the one being answered, and an upgrade in progress.
         self._queue: deque[HttpRequest] = deque()
         self._busy = False

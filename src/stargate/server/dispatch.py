@@ -114,17 +114,28 @@ def answer(channel: HttpChannel, request: HttpRequest) -> None:
     env = environ(channel, request, client)
     before = channel.bytes_queued
 
-    def done(error: BaseException | None) -> None:
-        request.body.close()
+    def record(cut: bool) -> None:
+        channel.cut_short_by_shutdown = None  # one line per request
         state.record_http(
             client.remote,
             request.method,
             request.target,
             request.http_version,
-            response.status_code or 500,
+            # Cut before the app gave a status: the server was unavailable to it.
+            response.status_code or (503 if cut else 500),
             channel.bytes_queued - before,
             started,
+            cut,
         )
+
+    # The shutdown's deadline may pass with the app still at it: the line is written then,
+    # as the loop may be gone by the time the app returns.
+    channel.cut_short_by_shutdown = partial(record, True)
+
+    def done(error: BaseException | None) -> None:
+        request.body.close()
+        if channel.cut_short_by_shutdown is not None:
+            record(False)
         if response.cut_short:
             channel.reset_on_close()
         channel.request_done(response.keep_alive and error is None)

@@ -213,10 +213,13 @@ class ServerState:
         status: int,
         size: int,
         started: float,
+        cut: bool = False,
     ) -> None:
-        """A request was answered (``started``: ``time.monotonic()`` when it was taken)."""
+        """A request was answered (``started``: ``time.monotonic()`` when it was taken), or
+        ``cut`` by the shutdown's deadline."""
         self.metrics.http_responses[status] += 1
-        self.access.http(remote, method, target, version, status, size, time.monotonic() - started)
+        duration = time.monotonic() - started
+        self.access.http(remote, method, target, version, status, size, duration, cut)
 
     def record_refusal(
         self,
