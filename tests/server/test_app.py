@@ -190,6 +190,14 @@ async def test_max_connections(start_server: StartServer) -> None:
     assert server.state.metrics.refused_connections == 1
 
 
+async def refused(port: int, count: int) -> None:
+    """Open ``count`` connections one after the other; each must be closed at once."""
+    for _ in range(count):
+        reader, writer = await open_tcp(port)
+        assert await at_eof(reader, 1.0)
+        writer.close()
+
+
 async def test_refusals_at_max_connections_log_a_line_per_interval(
     start_server: StartServer, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -199,18 +207,13 @@ async def test_refusals_at_max_connections_log_a_line_per_interval(
     _, holder = await open_tcp(server.port)
     await eventually(lambda: server.http_connections == 1)
     with caplog.at_level(logging.WARNING, logger="stargate.server"):
-        for _ in range(20):
-            reader, writer = await open_tcp(server.port)
-            assert await at_eof(reader, 1.0)
-            writer.close()
+        await refused(server.port, 20)
     lines = [r.getMessage() for r in caplog.records if "max_connections" in r.getMessage()]
     assert lines == ["max_connections (1) reached: refused 1 connection(s)"]
     assert server.state.metrics.refused_connections == 20
     server.state._refusal_logged_at -= REFUSAL_LOG_INTERVAL  # the interval has passed
     with caplog.at_level(logging.WARNING, logger="stargate.server"):
-        reader, writer = await open_tcp(server.port)
-        assert await at_eof(reader, 1.0)
-        writer.close()
+        await refused(server.port, 1)
     lines = [r.getMessage() for r in caplog.records if "max_connections" in r.getMessage()]
     assert lines[-1] == "max_connections (1) reached: refused 20 connection(s)"
     holder.close()
@@ -226,10 +229,7 @@ async def test_the_refusals_of_an_interval_are_told_at_its_end(
     _, holder = await open_tcp(server.port)
     await eventually(lambda: server.http_connections == 1)
     with caplog.at_level(logging.WARNING, logger="stargate.server"):
-        for _ in range(5):
-            reader, writer = await open_tcp(server.port)
-            assert await at_eof(reader, 1.0)
-            writer.close()
+        await refused(server.port, 5)
         await asyncio.sleep(0.6)
     lines = [r.getMessage() for r in caplog.records if "max_connections" in r.getMessage()]
     assert lines == [
