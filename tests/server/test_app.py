@@ -172,6 +172,24 @@ async def test_a_tls_handshake_that_never_ends_is_cut_at_header_timeout(
     assert time.monotonic() - started < 2.5  # header_timeout, not 60 s
 
 
+@pytest.mark.both_loops
+async def test_tls_with_a_header_timeout_of_0_gives_the_loop_no_invalid_timeout(
+    start_server: StartServer, certificate: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """``header_timeout=0`` is allowed (and serves nothing); the loops refuse it as a TLS
+    handshake timeout, uvloop at each accept, leaving the socket open: it is not passed."""
+    cert, key = certificate
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+    server = await start_server(make_app(), ssl_context=server_context, header_timeout=0)
+    with caplog.at_level(logging.ERROR):
+        _, writer = await open_tcp(server.port)
+        writer.write(b"\x16\x03\x01\x02\x00\x01")
+        await asyncio.sleep(0.2)
+        writer.close()
+    assert "ssl_handshake_timeout" not in caplog.text  # tracebacks included
+
+
 # -- limits ----------------------------------------------------------------------------------
 
 
@@ -237,6 +255,25 @@ async def test_the_refusals_of_an_interval_are_told_at_its_end(
         "max_connections (1) reached: refused 4 connection(s)",
     ]
     holder.close()
+
+
+async def test_refusals_still_untold_are_logged_by_the_shutdown(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A deploy right after a burst: the shutdown writes the count the interval's timer
+    would have, which never runs once the loop is gone."""
+    server = await start_server(make_app(), max_connections=1)
+    _, holder = await open_tcp(server.port)
+    await eventually(lambda: server.http_connections == 1)
+    with caplog.at_level(logging.WARNING, logger="stargate.server"):
+        await refused(server.port, 3)
+        holder.close()
+        await server.shutdown(1.0)
+    lines = [r.getMessage() for r in caplog.records if "max_connections" in r.getMessage()]
+    assert lines == [
+        "max_connections (1) reached: refused 1 connection(s)",
+        "max_connections (1) reached: refused 2 connection(s)",
+    ]
 
 
 # -- shutdown in process ----------------------------------------------------------------------

@@ -152,9 +152,10 @@ class Server:
         self._stopped = asyncio.Event()
         self._hurry = asyncio.Event()
         kwargs: dict[str, Any] = {"ssl": self.config.ssl_context, "backlog": 1024}
-        if self.config.ssl_context is not None:
+        if self.config.ssl_context is not None and self.config.header_timeout > 0:
             # The loop's default is 60 s: a connection that never finishes its handshake
-            # holds its socket as long as a head that never ends may (header_timeout).
+            # holds its socket as long as a head that never ends may (header_timeout; the
+            # loops refuse 0, which leaves every connection unserved anyway).
             kwargs["ssl_handshake_timeout"] = self.config.header_timeout
         socks = [sock] if isinstance(sock, socket.socket) else list(sock or ())
         if socks:
@@ -238,6 +239,7 @@ class Server:
         for handler in handlers:
             handler.cancel()
         state.stop_executors()
+        state.log_refusals()  # a burst's count, due at its interval's end, is not lost
         assert self._stopped is not None
         self._stopped.set()
 

@@ -140,16 +140,18 @@ class ServerState:
             # Each refusal is a client's doing: one line per interval, not one per refusal;
             # those of an interval are told at its end, whether or not another one comes.
             if now >= self._refusal_logged_at + REFUSAL_LOG_INTERVAL:
-                self._log_refusals()
+                self.log_refusals()
             elif self._refusal_timer is None and self.loop is not None:
                 self._refusal_timer = self.loop.call_later(
-                    self._refusal_logged_at + REFUSAL_LOG_INTERVAL - now, self._log_refusals
+                    self._refusal_logged_at + REFUSAL_LOG_INTERVAL - now, self.log_refusals
                 )
             return False
         self.channels.add(channel)
         return True
 
-    def _log_refusals(self) -> None:
+    def log_refusals(self) -> None:
+        """Log the refusals at ``max_connections`` not logged yet, if any (the timer's
+        callback, and the shutdown's last step)."""
         if self._refusal_timer is not None:
             self._refusal_timer.cancel()
             self._refusal_timer = None
