@@ -1,8 +1,8 @@
 """The in-memory broker: the embedded default, within one process.
 
 Each :class:`MemoryBroker` is one hub's attachment to a :class:`MemoryBus`.  A broker made
-without a name has a bus of its own (a single hub: nothing ever crosses it, and it
-publishes nothing); brokers made
+without a name has a bus of its own (a single hub: nothing ever crosses it, and a
+publisher never hears its own messages); brokers made
 with one name share that process-wide bus, which is how tests and embedded setups run
 several hubs (several "processes") side by side.  Delivery is in order per publisher and
 never lost, but it never leaves the process: more than one server process with this broker
@@ -40,12 +40,15 @@ class MemoryBus:
                 if not brokers:
                     del self._subscribers[channel]
 
-    def _publish(self, channel: str, data: bytes) -> None:
+    def _publish(self, channel: str, data: bytes, publisher: MemoryBroker | None = None) -> None:
         with self._lock:
             brokers = self._subscribers.get(channel)
             if not brokers:
                 return
-            targets = list(brokers)
+            # Not back to the publisher: its hub delivered to its own members already and
+            # drops its own envelopes (Redis echoes them; nothing needs this one's).  On a
+            # broker's bus of its own, that is every message.
+            targets = [broker for broker in brokers if broker is not publisher]
         for broker in targets:
             broker._deliver_soon(channel, data)  # bus and brokers: one module's pair
 
@@ -71,9 +74,6 @@ class MemoryBroker(Broker):
         self, bus: str | MemoryBus | None = None, *, max_message_size: int = DEFAULT_MAX_SIZE
     ) -> None:
         super().__init__(max_message_size=max_message_size)
-        #: A bus of its own: what it publishes can only come back to its own hub, which
-        #: drops it (it delivered to its own members already), so nothing is published.
-        self._alone = bus is None
         if bus is None:
             bus = MemoryBus()
         elif isinstance(bus, str):
@@ -99,8 +99,7 @@ class MemoryBroker(Broker):
 
     def publish(self, channel: str, data: bytes) -> None:
         self._check_size(data)
-        if not self._alone:
-            self.bus._publish(channel, data)
+        self.bus._publish(channel, data, self)
 
     def _deliver_soon(self, channel: str, data: bytes) -> None:
         """Called by the bus on the publisher's thread: deliver on our own loop, later (a
