@@ -449,8 +449,8 @@ class Worker(_GunicornWorker):  # type: ignore[misc]
                 runner.run(self._serve())
             for server in self.servers:
                 server.reraise_exit()
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
+        except SystemExit as exc:  # the interpreter's own rule for its exit status
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
             raise
         except BaseException:
             code = 255  # gunicorn's sys.exit(-1)
@@ -549,8 +549,10 @@ class Worker(_GunicornWorker):  # type: ignore[misc]
         stop gracefully, as if nothing were wrong, while no other worker replaces it."""
         self.alive = False
         self.log.critical("stargate: worker %s timed out (its loop was blocked): exiting", self.pid)
-        self.cfg.worker_abort(self)
-        exit_now(1)
+        try:
+            self.cfg.worker_abort(self)
+        finally:  # a failing hook must not land in the blocked handler either
+            exit_now(1)
 
     def _retire(self) -> None:
         """``max_requests`` reached: a graceful stop, the arbiter starts a new worker."""
