@@ -1126,6 +1126,37 @@ def masked_text(payload: bytes) -> bytes:
     return bytes([0x81, 0x80 | 126]) + len(payload).to_bytes(2, "big") + bytes(4) + payload
 
 
+async def test_an_upgrade_undecided_at_the_shutdowns_deadline_has_its_line(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The app still deciding an upgrade when the shutdown's deadline passes: the
+    connection is dropped, and the refusal is logged and counted then, once (the line was
+    to be written by the decision, after the loop was gone)."""
+    entered, go = threading.Event(), threading.Event()
+
+    def slow(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        entered.set()
+        go.wait(TIMEOUT)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return []
+
+    app = accepting(slow)
+    server = await start_server(validated(app), header_timeout=60, access_log=True)
+    reader, writer = await open_tcp(server.port)
+    with caplog.at_level(logging.INFO, logger="stargate.access"):
+        writer.write(UPGRADE)
+        await eventually(entered.is_set)  # the decision is in the app's thread
+        await server.shutdown(0.3)
+        assert await read_to_eof(reader) == b""
+        go.set()
+        await asyncio.sleep(0.2)  # the decision comes back: nothing more is written
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "stargate.access"]
+    assert " refused 503 " in line and "stopped before the app decided" in line
+    assert server.state.metrics.handshakes["503"] == 1
+    assert not app.ran.is_set()
+    writer.close()
+
+
 async def test_upgrade_refusal_too_large_to_hold_is_a_500(start_server: StartServer) -> None:
     """The app's answer to an upgrade is held until it is known whether it stands; a 2 MiB
     error page is no refusal but a misuse, and becomes a 500, not a silent close."""

@@ -226,8 +226,9 @@ class Server:
         # handshakes too.
         await self._wait_for_websockets(deadline)
         for channel in list(state.channels):
-            if channel.cut_short_by_shutdown is not None:
-                channel.cut_short_by_shutdown()  # the app's thread is left behind
+            cut, channel.cut_short_by_shutdown = channel.cut_short_by_shutdown, None
+            if cut is not None:
+                cut()  # the app's thread is left behind: its line now, and only this one
             # Admitted in connection_made, once its transport is set (and never unset).
             assert channel.transport is not None
             channel.transport.abort()

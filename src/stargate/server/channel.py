@@ -110,8 +110,9 @@ class HttpChannel(asyncio.Protocol):
         #: Response bytes handed over so far (the access log's size: one request's share is
         #: the difference across it; only the request being answered writes meanwhile).
         self.bytes_queued = 0
-        #: Writes the access line of the request in the app, should the shutdown's deadline
-        #: pass first (set by stargate.server.dispatch while the app runs).
+        #: Writes the access line of the request (or upgrade decision) in the app, should
+        #: the shutdown's deadline pass first (set by stargate.server.dispatch while the
+        #: app runs; whoever writes the line takes it away).
         self.cut_short_by_shutdown: Callable[[], None] | None = None
         # Requests parsed and waiting, the one being answered, and an upgrade in progress.
         self._queue: deque[HttpRequest] = deque()
@@ -669,6 +670,7 @@ class HttpChannel(asyncio.Protocol):
                 # The app is still deciding the upgrade (its pool busy, or a slow view):
                 # the client hears why, and the refusal is logged and counted.
                 reason = "the app did not decide on the upgrade within header_timeout"
+                self.cut_short_by_shutdown = None  # this is its line
                 client = dispatch.client_of(self, upgrade).remote
                 self.state.record_refusal(
                     client, "GET", upgrade.target, 503, reason, websocket=True

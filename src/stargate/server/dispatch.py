@@ -115,7 +115,6 @@ def answer(channel: HttpChannel, request: HttpRequest) -> None:
     before = channel.bytes_queued
 
     def record(cut: bool) -> None:
-        channel.cut_short_by_shutdown = None  # one line per request
         state.record_http(
             client.remote,
             request.method,
@@ -134,7 +133,8 @@ def answer(channel: HttpChannel, request: HttpRequest) -> None:
 
     def done(error: BaseException | None) -> None:
         request.body.close()
-        if channel.cut_short_by_shutdown is not None:
+        if channel.cut_short_by_shutdown is not None:  # else the shutdown wrote the line
+            channel.cut_short_by_shutdown = None
             record(False)
         if response.cut_short:
             channel.reset_on_close()
@@ -235,6 +235,7 @@ def decide_upgrade(channel: HttpChannel, request: HttpRequest) -> None:
     response.upgrade_accepted = lambda: upgrade.acceptance is not None
 
     def decided(error: BaseException | None) -> None:
+        channel.cut_short_by_shutdown = None
         state.app_done(error)
         # Taken from the environ's Upgrade: left there, the handler (often a method of the
         # app's view, which holds the request, which holds the environ) would tie them all
@@ -283,4 +284,14 @@ def decide_upgrade(channel: HttpChannel, request: HttpRequest) -> None:
             raise
         decided(None)
         return
+    # The shutdown's deadline may pass before the app decides: its line is written then.
+    channel.cut_short_by_shutdown = partial(
+        state.record_refusal,
+        client.remote,
+        "GET",
+        request.target,
+        503,
+        "the server stopped before the app decided on the upgrade",
+        websocket=True,
+    )
     state.run_in_thread(partial(run_wsgi, app, env, response), decided)
