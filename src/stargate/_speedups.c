@@ -1,4 +1,4 @@
-/* Optional C accelerator for the hot path of the RFC 6455 core.
+/* Optional C accelerator for the hot path of the RFC 6455 core and of the server's handshake.
  *
  * What it does, each matched by a pure-Python function of identical results (selected when
  * this module is not built, or when STARGATE_PURE_PYTHON=1; see stargate.masking):
@@ -8,10 +8,12 @@
  *   build_frame(first, payload, key)        one frame, header + payload  (frames.py)
  *   build_header(first, length, key)        a frame header alone         (frames.py)
  *   MessageBuffer                           a message being reassembled  (frames.py)
+ *   split_upgrade_head(data, size, fields)  the common upgrade head      (server/fasthead.py)
  *
  * Anything unusual (a control frame, a fragment, an extension bit, an invalid header, text
  * that is not UTF-8) is left to the Python code, which owns every protocol decision and
- * every error message: the C side only ever does the common case faster.
+ * every error message: the C side only ever does the common case faster.  (The upgrade head
+ * the C side splits is read by the server's reader otherwise, which answers every refusal.)
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -639,6 +641,232 @@ static PyTypeObject MessageBufferType = {
 
 /* ---- the module ------------------------------------------------------------------------ */
 
+/* ---- split_upgrade_head ---------------------------------------------------------------- */
+
+/* RFC 9110 section 5.6.2 tchar: the bytes of a field name. */
+static unsigned char is_tchar[256];
+
+/* ASCII lower case of c. */
+static inline unsigned char
+lower(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
+}
+
+/* Whether data[0:n] is name (lower case ASCII), ignoring ASCII case. */
+static int
+name_is(const unsigned char *data, Py_ssize_t n, const char *name)
+{
+    Py_ssize_t len = (Py_ssize_t)strlen(name);
+    if (n != len) {
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (lower(data[i]) != (unsigned char)name[i]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Whether the comma-separated list value[0:n] has the element token (lower case), OWS
+   around elements ignored, ASCII case ignored: stargate.headers.has_token for one value. */
+static int
+list_has(const unsigned char *value, Py_ssize_t n, const char *token)
+{
+    Py_ssize_t start = 0;
+    while (start <= n) {
+        Py_ssize_t stop = start;
+        while (stop < n && value[stop] != ',') {
+            stop++;
+        }
+        Py_ssize_t a = start, b = stop;
+        while (a < b && (value[a] == ' ' || value[a] == '\t')) {
+            a++;
+        }
+        while (b > a && (value[b - 1] == ' ' || value[b - 1] == '\t')) {
+            b--;
+        }
+        if (name_is(value + a, b - a, token)) {
+            return 1;
+        }
+        start = stop + 1;
+    }
+    return 0;
+}
+
+/* A str of ASCII bytes (the head's grammar here admits nothing else). */
+static PyObject *
+ascii_str(const unsigned char *data, Py_ssize_t n)
+{
+    PyObject *text = PyUnicode_New(n, 127);
+    if (text != NULL) {
+        memcpy(PyUnicode_DATA(text), data, n);
+    }
+    return text;
+}
+
+/* Where the first CRLF CRLF of data[0:limit] starts (whole within it), or -1. */
+static Py_ssize_t
+head_end(const unsigned char *data, Py_ssize_t limit)
+{
+    const unsigned char *p = data, *stop = data + limit - 3;
+    while (p < stop) {
+        p = memchr(p, '\r', stop - p);
+        if (p == NULL) {
+            return -1;
+        }
+        if (p[1] == '\n' && p[2] == '\r' && p[3] == '\n') {
+            return p - data;
+        }
+        p++;
+    }
+    return -1;
+}
+
+/* The fields a request needs the reader for (stargate.server.fasthead._READER_FIELDS). */
+static const char *const reader_fields[] = {
+    "content-length", "transfer-encoding", "expect", "proxy-connection", "content-type", NULL,
+};
+
+/* The work of split_upgrade_head on data[0:size]: a new tuple, Py_None (a new reference)
+   when the head is not the common form, or NULL with an exception set. */
+static PyObject *
+split_head(const unsigned char *data, Py_ssize_t size, Py_ssize_t max_size,
+           Py_ssize_t max_fields)
+{
+    Py_ssize_t end = head_end(data, size < max_size ? size : max_size);
+    if (end < 0) {
+        Py_RETURN_NONE;
+    }
+    /* Every CRLF before the head's end ends a line (a value holds no CR). */
+    Py_ssize_t crlfs = 0;
+    for (const unsigned char *p = data; (p = memchr(p, '\r', end - (p - data))) != NULL; p++) {
+        crlfs += p[1] == '\n';
+    }
+    if (crlfs > max_fields) {
+        Py_RETURN_NONE;
+    }
+    /* GET SP origin-form SP HTTP/1.1 CRLF, the target visible ASCII. */
+    if (end < 14 || memcmp(data, "GET /", 5) != 0) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t pos = 5;
+    while (pos < end && data[pos] >= '!' && data[pos] <= '~') {
+        pos++;
+    }
+    Py_ssize_t target_end = pos;
+    if (end - pos < 9 || memcmp(data + pos, " HTTP/1.1", 9) != 0) {
+        Py_RETURN_NONE;
+    }
+    pos += 9;
+    if (data[pos] != '\r' || data[pos + 1] != '\n') {
+        Py_RETURN_NONE;
+    }
+    pos += 2; /* the field lines start here; the last ends at end + 2 */
+    const unsigned char *host = NULL;
+    Py_ssize_t host_len = 0;
+    int upgrade = 0, connection_upgrade = 0, connection_close = 0;
+    PyObject *fields = PyList_New(0);
+    if (fields == NULL) {
+        return NULL;
+    }
+    while (pos < end + 2) {
+        Py_ssize_t name_start = pos;
+        while (is_tchar[data[pos]]) {
+            pos++;
+        }
+        Py_ssize_t name_len = pos - name_start;
+        if (name_len == 0 || data[pos] != ':') {
+            goto not_common;
+        }
+        pos++;
+        Py_ssize_t value_start = pos;
+        while (data[pos] == '\t' || (data[pos] >= ' ' && data[pos] <= '~')) {
+            pos++;
+        }
+        if (data[pos] != '\r' || data[pos + 1] != '\n') {
+            goto not_common;
+        }
+        Py_ssize_t value_end = pos;
+        pos += 2;
+        /* RFC 9112 section 5: the whitespace around a value is not part of it. */
+        while (value_start < value_end && (data[value_start] == ' ' || data[value_start] == '\t')) {
+            value_start++;
+        }
+        while (value_end > value_start && (data[value_end - 1] == ' ' || data[value_end - 1] == '\t')) {
+            value_end--;
+        }
+        const unsigned char *name = data + name_start, *value = data + value_start;
+        Py_ssize_t value_len = value_end - value_start;
+        if (name_is(name, name_len, "host")) {
+            if (host != NULL) {
+                goto not_common; /* the reader refuses two Host fields */
+            }
+            host = value;
+            host_len = value_len;
+        }
+        else if (name_is(name, name_len, "upgrade")) {
+            upgrade = upgrade || list_has(value, value_len, "websocket");
+        }
+        else if (name_is(name, name_len, "connection")) {
+            connection_upgrade = connection_upgrade || list_has(value, value_len, "upgrade");
+            connection_close = connection_close || list_has(value, value_len, "close");
+        }
+        else {
+            for (const char *const *reader = reader_fields; *reader != NULL; reader++) {
+                if (name_is(name, name_len, *reader)) {
+                    goto not_common;
+                }
+            }
+        }
+        PyObject *field = Py_BuildValue("(NN)", ascii_str(name, name_len),
+                                        ascii_str(value, value_len));
+        if (field == NULL || PyList_Append(fields, field) < 0) {
+            Py_XDECREF(field);
+            Py_DECREF(fields);
+            return NULL;
+        }
+        Py_DECREF(field);
+    }
+    if (host == NULL || host_len == 0 || !upgrade || !connection_upgrade) {
+        goto not_common;
+    }
+    return Py_BuildValue("(NNNOn)", ascii_str(data + 4, target_end - 4), fields,
+                         ascii_str(host, host_len), connection_close ? Py_True : Py_False,
+                         end + 4);
+not_common:
+    Py_DECREF(fields);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+split_upgrade_head(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "split_upgrade_head() takes 3 arguments");
+        return NULL;
+    }
+    Py_ssize_t max_size, max_fields;
+    if (as_size(args[1], &max_size, "max_header_size") < 0
+        || as_size(args[2], &max_fields, "max_headers") < 0) {
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    PyObject *result = split_head((const unsigned char *)view.buf, view.len, max_size,
+                                  max_fields);
+    PyBuffer_Release(&view);
+    return result;
+}
+
+PyDoc_STRVAR(split_upgrade_head_doc,
+"split_upgrade_head(data, max_header_size, max_headers) -> tuple | None\n\n"
+"The common WebSocket upgrade head at the start of data, split: (target, fields, host,\n"
+"connection_close, head_end), or None for anything else (stargate.server.fasthead).");
+
 static PyMethodDef speedups_methods[] = {
     {"apply_mask", apply_mask, METH_VARARGS,
      "apply_mask(data, mask) -> bytes: XOR data with the repeated 4-byte mask."},
@@ -647,6 +875,8 @@ static PyMethodDef speedups_methods[] = {
     {"build_frame", (PyCFunction)(void (*)(void))build_frame, METH_FASTCALL, build_frame_doc},
     {"build_header", (PyCFunction)(void (*)(void))build_header, METH_FASTCALL,
      build_header_doc},
+    {"split_upgrade_head", (PyCFunction)(void (*)(void))split_upgrade_head, METH_FASTCALL,
+     split_upgrade_head_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -659,6 +889,10 @@ PyInit__speedups(void)
 {
     if (PyType_Ready(&MessageBufferType) < 0) {
         return NULL;
+    }
+    for (const char *c = "!#$%&'*+-.^_`|~0123456789"
+                         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"; *c; c++) {
+        is_tchar[(unsigned char)*c] = 1;
     }
     PyObject *events = PyImport_ImportModule("stargate.events");
     if (events == NULL) {

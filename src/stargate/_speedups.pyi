@@ -15,6 +15,9 @@ def build_frame(
     first: int, payload: bytes | bytearray | memoryview | str, key: bytes | None, /
 ) -> bytes: ...
 def build_header(first: int, length: int, key: bytes | None, /) -> bytes: ...
+def split_upgrade_head(
+    data: bytes | bytearray | memoryview, max_header_size: int, max_headers: int, /
+) -> tuple[str, list[tuple[str, str]], str, bool, int] | None: ...
 
 class MessageBuffer:
     def add(

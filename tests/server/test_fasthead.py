@@ -10,6 +10,7 @@ heads built from the field values where the two could part ways.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import sys
 from pathlib import Path
@@ -20,7 +21,7 @@ import pytest
 from stargate.handshake import OriginPolicy
 from stargate.protocol import Opcode
 from stargate.server import Routes, ServerConfig, WebSocket
-from stargate.server.fasthead import read_upgrade_head
+from stargate.server.fasthead import _split_upgrade_head_python, read_upgrade_head
 from stargate.server.reader import RequestReader, RequestRefused
 from stargate.server.request import HttpRequest
 
@@ -32,6 +33,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from fuzzing.fuzz import CORPUS, inputs  # noqa: E402
+
+# The C twin is imported directly, so the twins are compared under STARGATE_PURE_PYTHON=1
+# too.  Without a built accelerator that test skips locally; under CI it fails instead.
+try:
+    from stargate import _speedups
+except ImportError:  # pragma: no cover - the extension is built wherever the tests run in CI
+    _speedups = None  # type: ignore[assignment]
 
 CONFIG = ServerConfig()
 
@@ -187,6 +195,9 @@ FIELDS = [
     b"Connection: upgrade, closed",
     b'Connection: upgrade, "close"',
     b"Connection: upgrade,close",
+    b"Connection: upgrade\t ,x",
+    b"Connection: close ,upgrade",
+    b"Upgrade: websocket \t, h2c",
     b"Connection:",
     KEY.rstrip(b"\r\n"),
     b"Sec-WebSocket-Version: 13",
@@ -350,3 +361,45 @@ async def test_only_a_connections_first_bytes_may_take_the_short_way(
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
         assert head.startswith(b"HTTP/1.1 101 ")
     writer.close()
+
+
+# -- the C twin of the split ---------------------------------------------------------------
+
+
+def _truncations(data: bytes) -> list[bytes]:
+    return [data[:n] for n in range(len(data) + 1)]
+
+
+@pytest.mark.skipif(
+    _speedups is None and os.environ.get("CI", "") != "true",
+    reason="the C accelerator is not built",
+)
+def test_the_c_split_returns_what_the_python_split_returns() -> None:
+    """Both twins over every input above, each truncation of a browser's head, random bytes,
+    and limits swept across the head's size and line count: equal results, both sides of
+    the boundary reached."""
+    rng = random.Random(9112)
+    streams = [data[3:] for _, data in inputs([CORPUS / "upgrade", CORPUS / "http"])]
+    heads = [*streams, BROWSER, *built_heads(2000), *_truncations(BROWSER)]
+    heads += [m for data in [*streams, BROWSER] for m in _mutations(rng, data, 20)]
+    heads += [
+        bytes(rng.choice(b"GET /:\r\n\t Hostupgradewsck,") for _ in range(60)) for _ in range(500)
+    ]
+    limits = [(CONFIG.max_header_size, CONFIG.max_headers), (512, 8), (0, 0)]
+    size, lines = len(BROWSER), BROWSER.count(b"\r\n")
+    limits += [(n, 100) for n in range(size - 6, size + 3)] + [
+        (8192, n) for n in range(lines - 4, lines + 2)
+    ]
+    split = 0
+    for max_header_size, max_headers in limits:
+        for data in heads:
+            c = _speedups.split_upgrade_head(data, max_header_size, max_headers)
+            python = _split_upgrade_head_python(data, max_header_size, max_headers)
+            assert c == python, (data, max_header_size, max_headers)
+            split += c is not None
+    assert split > 2000, split
+    with pytest.raises(ValueError):
+        _speedups.split_upgrade_head(BROWSER, -1, 10)
+    assert _speedups.split_upgrade_head(bytearray(BROWSER), 8192, 100) == (
+        _split_upgrade_head_python(BROWSER, 8192, 100)
+    )
