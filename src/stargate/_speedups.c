@@ -710,6 +710,9 @@ ascii_str(const unsigned char *data, Py_ssize_t n)
 static Py_ssize_t
 head_end(const unsigned char *data, Py_ssize_t limit)
 {
+    if (limit < 4) {
+        return -1;
+    }
     const unsigned char *p = data, *stop = data + limit - 3;
     while (p < stop) {
         p = memchr(p, '\r', stop - p);
