@@ -855,14 +855,16 @@ split_upgrade_head(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         || as_size(args[2], &max_fields, "max_headers") < 0) {
         return NULL;
     }
-    Py_buffer view;
-    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
+    /* bytes only: the scans rely on the CRLF CRLF found first, and the strings are made
+       from bytes checked earlier, while the allocations in between may run Python code
+       (a collection, a finalizer) that could rewrite a writable buffer. */
+    if (!PyBytes_Check(args[0])) {
+        PyErr_Format(PyExc_TypeError, "split_upgrade_head() needs bytes, not %.100s",
+                     Py_TYPE(args[0])->tp_name);
         return NULL;
     }
-    PyObject *result = split_head((const unsigned char *)view.buf, view.len, max_size,
-                                  max_fields);
-    PyBuffer_Release(&view);
-    return result;
+    return split_head((const unsigned char *)PyBytes_AS_STRING(args[0]),
+                      PyBytes_GET_SIZE(args[0]), max_size, max_fields);
 }
 
 PyDoc_STRVAR(split_upgrade_head_doc,

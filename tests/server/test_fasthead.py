@@ -400,6 +400,6 @@ def test_the_c_split_returns_what_the_python_split_returns() -> None:
     assert split > 2000, split
     with pytest.raises(ValueError):
         _speedups.split_upgrade_head(BROWSER, -1, 10)
-    assert _speedups.split_upgrade_head(bytearray(BROWSER), 8192, 100) == (
-        _split_upgrade_head_python(BROWSER, 8192, 100)
-    )
+    # bytes only: a writable buffer could be rewritten by a finalizer during the call.
+    with pytest.raises(TypeError):
+        _speedups.split_upgrade_head(bytearray(BROWSER), 8192, 100)  # type: ignore[arg-type]
