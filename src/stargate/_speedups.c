@@ -669,6 +669,19 @@ name_is(const unsigned char *data, Py_ssize_t n, const char *name)
     return 1;
 }
 
+/* Narrow [*start, *stop) of data to what lies between its OWS (SP and HTAB, RFC 9110
+   section 5.6.3): around a field value (RFC 9112 section 5) and a list element. */
+static void
+trim_ows(const unsigned char *data, Py_ssize_t *start, Py_ssize_t *stop)
+{
+    while (*start < *stop && (data[*start] == ' ' || data[*start] == '\t')) {
+        (*start)++;
+    }
+    while (*stop > *start && (data[*stop - 1] == ' ' || data[*stop - 1] == '\t')) {
+        (*stop)--;
+    }
+}
+
 /* Whether the comma-separated list value[0:n] has the element token (lower case), OWS
    around elements ignored, ASCII case ignored: stargate.headers.has_token for one value. */
 static int
@@ -681,12 +694,7 @@ list_has(const unsigned char *value, Py_ssize_t n, const char *token)
             stop++;
         }
         Py_ssize_t a = start, b = stop;
-        while (a < b && (value[a] == ' ' || value[a] == '\t')) {
-            a++;
-        }
-        while (b > a && (value[b - 1] == ' ' || value[b - 1] == '\t')) {
-            b--;
-        }
+        trim_ows(value, &a, &b);
         if (name_is(value + a, b - a, token)) {
             return 1;
         }
@@ -793,13 +801,7 @@ split_head(const unsigned char *data, Py_ssize_t size, Py_ssize_t max_size,
         }
         Py_ssize_t value_end = pos;
         pos += 2;
-        /* RFC 9112 section 5: the whitespace around a value is not part of it. */
-        while (value_start < value_end && (data[value_start] == ' ' || data[value_start] == '\t')) {
-            value_start++;
-        }
-        while (value_end > value_start && (data[value_end - 1] == ' ' || data[value_end - 1] == '\t')) {
-            value_end--;
-        }
+        trim_ows(data, &value_start, &value_end);
         const unsigned char *name = data + name_start, *value = data + value_start;
         Py_ssize_t value_len = value_end - value_start;
         if (name_is(name, name_len, "host")) {

@@ -60,10 +60,10 @@ def _split_upgrade_head_python(
     needs; ``None`` when it is not the common form, not all in ``data``, or past a limit.
     The C twin (``stargate._speedups.split_upgrade_head``) returns the same for every input.
     """
-    # The limits first, in C: a head that passes one is the reader's to refuse, and a
-    # failed attempt must cost less than the reader's own (a value holds no CR, so the
-    # first empty line ends the head, and the CRLFs before it end its request line and
-    # all but its last field line).
+    # The limits first, with bytes.find and bytes.count (loops in C): a head that passes
+    # one is the reader's to refuse, and a failed attempt must cost less than the reader's
+    # own (a value holds no CR, so the first empty line ends the head, and the CRLFs before
+    # it end its request line and all but its last field line).
     end = data.find(b"\r\n\r\n", 0, max_header_size)
     if end == -1 or data.count(b"\r\n", 0, end) > max_headers:
         return None
