@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import itertools
-import os
 import random
 import struct
 from collections.abc import Callable, Sequence
@@ -44,6 +43,7 @@ from stargate.frames import (
 from stargate.limits import Limits
 from stargate.masking import BytesLike
 from stargate.protocol import ProtocolVersion, Role
+from tests.machine import in_ci, speedups
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SERVER, CLIENT = Role.SERVER, Role.CLIENT
@@ -493,11 +493,6 @@ def test_random_bytes_never_raise(
 # no fast path at all (read_messages taking nothing: every frame through the general path)
 # gives the same events, the same replies and the same state.
 
-try:
-    from stargate import _speedups
-except ImportError:  # pragma: no cover - built wherever CI runs the tests
-    _speedups = None  # type: ignore[assignment]
-
 
 def _take_nothing(
     buf: BytesLike, pos: int, events: list[Event], expect_mask: bool, max_length: int
@@ -514,11 +509,11 @@ IMPLEMENTATIONS: dict[str, Implementation] = {
     "python": (_read_messages_python, _MessageBufferPython, _build_frame_python),
     "general": (_take_nothing, _MessageBufferPython, _build_frame_python),
 }
-if _speedups is not None or os.environ.get("CI", "") == "true":
+if speedups is not None or in_ci():
     IMPLEMENTATIONS["c"] = (
-        _speedups.read_messages,
-        _speedups.MessageBuffer,
-        _speedups.build_frame,
+        speedups.read_messages,
+        speedups.MessageBuffer,
+        speedups.build_frame,
     )
 
 

@@ -26,6 +26,7 @@ from stargate.frames import (
     parse_header,
 )
 from stargate.masking import BytesLike, apply_mask
+from tests.machine import needs_c, speedups
 
 H = bytes.fromhex
 MIB = 1024 * 1024
@@ -344,17 +345,8 @@ def test_close_payload_round_trip(code: int) -> None:
 # --- the C hot path against its Python twins (identical results) ------------------------------
 # The accelerator is imported directly, so these run under STARGATE_PURE_PYTHON=1 too (the
 # switch only chooses which implementation stargate uses).  Without a built accelerator they
-# skip locally; under CI, where it must be built, they fail instead.
+# skip locally; under CI, where it must be built, they fail instead (``needs_c``).
 
-try:
-    from stargate import _speedups
-except ImportError:  # pragma: no cover - the extension is built wherever the tests run in CI
-    _speedups = None  # type: ignore[assignment]
-
-needs_c = pytest.mark.skipif(
-    _speedups is None and os.environ.get("CI", "") != "true",
-    reason="the C accelerator is not built",
-)
 DIFF = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -418,7 +410,7 @@ def test_read_messages_c_matches_python(
     buf: BytesLike = kind(data)
     c_events: list[Event] = []
     py_events: list[Event] = []
-    c_pos = _speedups.read_messages(buf, pos, c_events, expect_mask, max_length)
+    c_pos = speedups.read_messages(buf, pos, c_events, expect_mask, max_length)
     py_pos = _read_messages_python(buf, pos, py_events, expect_mask, max_length)
     assert (c_pos, c_events) == (py_pos, py_events)
     assert [type(e) for e in c_events] == [type(e) for e in py_events]
@@ -429,7 +421,7 @@ def test_read_messages_c_matches_python(
 
 @needs_c
 def test_read_messages_takes_exactly_whole_single_frame_messages() -> None:
-    for read in (_speedups.read_messages, _read_messages_python):
+    for read in (speedups.read_messages, _read_messages_python):
         events: list[Event] = []
         hello = masked_frame(0x81, b"Hello", KEY)
         data = hello + masked_frame(0x82, b"\x00\xff", KEY) + masked_frame(0x89, b"", KEY)
@@ -459,7 +451,7 @@ def test_read_messages_leaves_a_cut_header_for_the_next_read(
     """A read may end anywhere in a header: in the 16- or 64-bit extended length or in the
     masking key (section 5.2).  The frame is left where it starts, with no event, and taken
     whole once the rest has arrived."""
-    read = _speedups.read_messages if impl == "c" else _read_messages_python
+    read = speedups.read_messages if impl == "c" else _read_messages_python
     payload = bytes(i % 251 for i in range(length))
     whole = masked_frame(0x82, payload, key)
     before = masked_frame(0x81, b"before", key)
@@ -482,7 +474,7 @@ def test_pure_python_switch_selects_every_twin() -> None:
         "f.read_messages is f._read_messages_python, f.build_frame is f._build_frame_python, "
         "f.build_header is f._build_header_python, f.MessageBuffer is f._MessageBufferPython)"
     )
-    built = _speedups is not None
+    built = speedups is not None
     for value, python in (("1", True), ("0", not built), ("", not built)):
         env = {**os.environ, "STARGATE_PURE_PYTHON": value}
         out = subprocess.run(
@@ -493,7 +485,7 @@ def test_pure_python_switch_selects_every_twin() -> None:
 
 @needs_c
 def test_read_messages_refuses_bad_arguments_alike() -> None:
-    for read in (_speedups.read_messages, _read_messages_python):
+    for read in (speedups.read_messages, _read_messages_python):
         with pytest.raises(ValueError):
             read(b"", 1, [], True, 10)
         with pytest.raises(ValueError):
@@ -508,10 +500,10 @@ def test_read_messages_refuses_bad_arguments_alike() -> None:
 def test_message_events_made_directly_equal_constructed_ones() -> None:
     # The C side makes events without running their dataclass __init__ (a third of a small
     # message's cost); they must be indistinguishable from constructed ones.
-    assert _speedups.DIRECT_EVENTS
+    assert speedups.DIRECT_EVENTS
     events: list[Event] = []
     data = masked_frame(0x82, b"abc", KEY) + masked_frame(0x81, b"\xc3\xa9", KEY)
-    _speedups.read_messages(data, 0, events, True, 100)
+    speedups.read_messages(data, 0, events, True, 100)
     assert events == [BinaryMessage(b"abc"), TextMessage("\u00e9")]
     assert [type(e) for e in events] == [BinaryMessage, TextMessage]
     assert repr(events[0]) == "BinaryMessage(data=b'abc')"
@@ -541,11 +533,11 @@ def test_build_frame_c_matches_python(
     first: int, payload: bytes | str, key: bytes | None, kind: type[BytesLike]
 ) -> None:
     data: BytesLike | str = payload if isinstance(payload, str) else kind(payload)
-    frame = _speedups.build_frame(first, data, key)
+    frame = speedups.build_frame(first, data, key)
     assert type(frame) is bytes
     assert frame == _build_frame_python(first, data, key)
     raw = payload.encode() if isinstance(payload, str) else payload
-    header = _speedups.build_header(first, len(raw), key)
+    header = speedups.build_header(first, len(raw), key)
     assert header == _build_header_python(first, len(raw), key)
     assert frame == header + (raw if key is None else apply_mask(raw, key))
     if first & 0x0F in (1, 2):  # a data frame: parse_header reads the header back
@@ -557,8 +549,8 @@ def test_build_frame_c_matches_python(
 @needs_c
 @pytest.mark.parametrize("build", ["c", "python"])
 def test_build_frame_refuses_bad_arguments_alike(build: str) -> None:
-    frame_fn = _speedups.build_frame if build == "c" else _build_frame_python
-    header_fn = _speedups.build_header if build == "c" else _build_header_python
+    frame_fn = speedups.build_frame if build == "c" else _build_frame_python
+    header_fn = speedups.build_header if build == "c" else _build_header_python
     for bad_key in (b"", b"abc", b"abcde"):
         with pytest.raises(ValueError, match="mask must be 4 bytes"):
             frame_fn(0x82, b"x", bad_key)
@@ -596,7 +588,7 @@ def test_build_frame_refuses_bad_arguments_alike(build: str) -> None:
 def test_message_buffer_c_matches_python(
     adds: list[tuple[bytes, int, int, bytes | None, int, int]], kind: type[BytesLike]
 ) -> None:
-    c_buffer = _speedups.MessageBuffer()
+    c_buffer = speedups.MessageBuffer()
     py_buffer = _MessageBufferPython()
     expected = bytearray()
     for source, a, b, key, offset, limit in adds:
@@ -620,7 +612,7 @@ def test_message_buffer_c_matches_python(
 @pytest.mark.parametrize("impl", ["c", "python"])
 def test_message_buffer_of_a_large_message_in_reads(impl: str) -> None:
     # 1 MiB + 3 masked bytes arriving in 64 KiB reads, the key phase moving on each time.
-    buffer = _speedups.MessageBuffer() if impl == "c" else _MessageBufferPython()
+    buffer = speedups.MessageBuffer() if impl == "c" else _MessageBufferPython()
     payload = bytes(range(256)) * 4096 + b"end"
     masked = apply_mask(payload, KEY)
     for start in range(0, len(masked), 65536):
@@ -633,7 +625,7 @@ def test_message_buffer_of_a_large_message_in_reads(impl: str) -> None:
 @needs_c
 @pytest.mark.parametrize("impl", ["c", "python"])
 def test_message_buffer_refuses_bad_arguments_alike(impl: str) -> None:
-    buffer = _speedups.MessageBuffer() if impl == "c" else _MessageBufferPython()
+    buffer = speedups.MessageBuffer() if impl == "c" else _MessageBufferPython()
     for args in [
         (b"abc", 2, 1, None, 0, 9),  # start after stop
         (b"abc", 0, 4, None, 0, 9),  # beyond the source

@@ -13,18 +13,11 @@ noticed.
 from __future__ import annotations
 
 import random
-import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # plain ``pytest`` does not put the project root on the path
-    sys.path.insert(0, str(ROOT))
-
-from fuzzing import seeds, server_seeds, server_targets, targets  # noqa: E402
-from fuzzing.fuzz import CORPUS, inputs, replay  # noqa: E402
+from fuzzing import seeds, server_seeds, server_targets, targets
+from fuzzing.fuzz import CORPUS, inputs, replay
 
 #: The server targets: their seeds are replayed one test each (below), with their statuses.
 SERVER: dict[str, tuple[Callable[[], dict[str, server_seeds.Seed]], Callable[[bytes], object]]] = {

@@ -13,7 +13,6 @@ import http.client
 import importlib.util
 import os
 import re
-import shutil
 import signal
 import socket
 import ssl
@@ -33,6 +32,7 @@ from websockets.typing import Origin
 from stargate.brokers.testing import RedisServer, free_port
 from stargate.extras import install_hint
 from stargate.settings import SettingsError
+from tests.machine import make_certificate, unavailable
 
 #: Every wait of these tests is bounded by this many seconds (a loaded 2-core machine).
 WAIT = 30.0
@@ -92,17 +92,11 @@ def factory(global_config, **settings):
 """
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
 def gunicorn_version() -> tuple[int, ...]:
     try:
         import gunicorn  # type: ignore[import-untyped]
     except ImportError as exc:
-        if in_ci():
-            pytest.fail(f"gunicorn is not installed ({exc}); CI is set: it must be", pytrace=False)
-        pytest.skip(f"gunicorn is not installed ({install_hint('gunicorn')})")
+        unavailable(f"gunicorn is not installed ({exc}; {install_hint('gunicorn')})")
     version: tuple[int, ...] = tuple(gunicorn.version_info)
     return version
 
@@ -278,9 +272,7 @@ def test_http_and_websocket_echo(gunicorn: Callable[..., Arbiter]) -> None:
 
 def test_a_paste_deploy_ini(gunicorn: Callable[..., Arbiter], tmp_path: Path) -> None:
     if importlib.util.find_spec("paste") is None:
-        if in_ci():
-            pytest.fail("PasteDeploy is not installed; CI is set", pytrace=False)
-        pytest.skip("PasteDeploy is not installed (python3 -m pip install PasteDeploy)")
+        unavailable("PasteDeploy is not installed (python3 -m pip install PasteDeploy)")
     (tmp_path / "production.ini").write_text(
         f"[app:main]\nuse = call:{MODULE}:factory\n\n"
         "[server:main]\nuse = egg:stargate\nlisten = 127.0.0.1:6543\nmax_message_size = 100\n"
@@ -596,28 +588,8 @@ def test_keep_alive_0_says_connection_close(gunicorn: Callable[..., Arbiter]) ->
     assert head.startswith(b"HTTP/1.1 200 ") and b"\r\nConnection: close" in head, response
 
 
-def make_certificate(directory: Path) -> tuple[Path, Path]:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        if in_ci():
-            pytest.fail("the openssl command is not installed; CI is set", pytrace=False)
-        pytest.skip("the openssl command is not installed: cannot make a test certificate")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [
-            openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
-            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=WAIT,
-    )  # fmt: skip
-    return cert, key
-
-
 def test_tls_from_certfile_and_keyfile(gunicorn: Callable[..., Arbiter], tmp_path: Path) -> None:
-    cert, key = make_certificate(tmp_path)
+    cert, key = make_certificate(tmp_path, days=2)
     arbiter = gunicorn("--certfile", str(cert), "--keyfile", str(key), ready=False)
     context = ssl.create_default_context(cafile=str(cert))
     wait_for(lambda: _answers_https(arbiter, context), "https answered")

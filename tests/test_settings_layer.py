@@ -7,7 +7,6 @@ cannot become a package (it would be named ``pyramid`` and shadow the real one).
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import ssl
@@ -34,6 +33,7 @@ from stargate.settings import (
     ssl_context,
     websocket_settings,
 )
+from tests.machine import make_certificate, require_module
 
 
 def test_nothing_given_is_the_server_defaults() -> None:
@@ -141,7 +141,7 @@ def test_an_unusable_broker_is_refused_with_its_password_masked() -> None:
 
 
 def test_workers_need_a_broker_that_spans_processes() -> None:
-    pytest.importorskip("redis")
+    require_module("redis")
     settings = serve_settings({"workers": "2", "broker": "redis://127.0.0.1:6379/0"})
     assert settings.workers == 2 and settings.broker_url == "redis://127.0.0.1:6379/0"
     check_workers(1, None)
@@ -231,23 +231,7 @@ def test_the_names_are_one_list() -> None:
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A self-signed certificate and its key, made with the openssl command line."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
-            pytest.fail("openssl not found (CI is set: the TLS settings must be tested)")
-        pytest.skip("openssl not found")
-    directory = tmp_path_factory.mktemp("tls")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [
-            openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )  # fmt: skip
-    return cert, key
+    return make_certificate(tmp_path_factory.mktemp("tls"), days=2)
 
 
 def test_ssl_context(certificate: tuple[Path, Path]) -> None:

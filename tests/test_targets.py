@@ -22,6 +22,7 @@ from stargate.targets import (
     load_target,
     use_current_directory,
 )
+from tests.machine import require_module
 
 APP = """
 def app(environ, start_response):
@@ -130,7 +131,7 @@ def test_ini_checks(tmp_path: Path) -> None:
 
 
 def test_load_an_ini_app(app_dir: Path) -> None:
-    pytest.importorskip("pyramid")
+    require_module("pyramid")
     ini = write_ini(app_dir, "[app:main]\nuse = call:targets_app:make_app\n")
     app = load_app(str(ini))
     assert app({"REQUEST_METHOD": "GET"}, lambda status, headers: None) == [b"hello"]
@@ -140,7 +141,7 @@ def test_a_stargate_setting_refused_at_the_commit_is_one_line(app_dir: Path) -> 
     """A ``stargate.*`` setting added after the include is checked when Pyramid commits,
     which wraps the error: ``stargate serve`` still says it in one line.  Other errors of
     the commit stay as they are."""
-    pytest.importorskip("pyramid")
+    require_module("pyramid")
     from pyramid.exceptions import ConfigurationExecutionError
 
     ini = write_ini(app_dir, "[app:main]\nuse = call:targets_app:make_pyramid_app\n")

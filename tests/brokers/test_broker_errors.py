@@ -16,6 +16,7 @@ import pytest
 
 from stargate.brokers import BrokerConfigError, BrokerGap, make_broker
 from stargate.brokers.testing import RedisServer, free_port
+from tests.machine import require_module
 
 SECRET = "s3cret-Pa55"
 LOGGER = "stargate.brokers.redis"
@@ -111,7 +112,7 @@ def test_memory_urls_need_no_package(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("userinfo", [f":{SECRET}", f"user:{SECRET}", SECRET])
 def test_repr_masks_the_password(userinfo: str) -> None:
-    pytest.importorskip("redis")
+    require_module("redis")
     broker = make_broker(with_password("redis://127.0.0.1:6379/0", userinfo))
     assert SECRET not in repr(broker)
     assert "127.0.0.1:6379" in repr(broker) and "***" in repr(broker)
@@ -160,7 +161,7 @@ async def test_unreachable_redis_is_reported_once_at_start_then_the_broker_conne
 
 @pytest.mark.asyncio
 async def test_a_closed_port_never_logs_the_password(caplog: pytest.LogCaptureFixture) -> None:
-    pytest.importorskip("redis")
+    require_module("redis")
     from stargate.brokers.redis import RedisBroker
 
     caplog.set_level(logging.DEBUG, logger=LOGGER)

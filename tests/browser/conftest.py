@@ -22,6 +22,7 @@ import pytest
 
 from stargate.pyramid.testing import ServerThread
 from stargate.server import ENVIRON_KEY
+from tests.machine import unavailable
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
@@ -42,17 +43,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--disable-dev-shm-usage",
 ]
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-def unavailable(reason: str) -> None:
-    """Skip locally, fail under CI: CI must run the browser tests, never skip them."""
-    if in_ci():
-        pytest.fail(f"{reason} (CI is set: the browser tests must run)", pytrace=False)
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,7 @@ certificate made with the ``openssl`` command line at test time."""
 from __future__ import annotations
 
 import inspect
-import shutil
 import ssl
-import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +13,7 @@ import pytest
 import pytest_asyncio
 
 from stargate.testing import AppServer, serve_app
+from tests.machine import make_certificate
 
 from .support import app_routes
 
@@ -53,33 +52,5 @@ class Certificate:
 @pytest.fixture(scope="session")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
     """A self-signed certificate for localhost and 127.0.0.1."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("the openssl command is not installed")
-    directory = tmp_path_factory.mktemp("tls")
-    certfile, keyfile = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [
-            openssl,
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-keyout",
-            str(keyfile),
-            "-out",
-            str(certfile),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    certfile, keyfile = make_certificate(tmp_path_factory.mktemp("tls"))
     return Certificate(certfile, keyfile)

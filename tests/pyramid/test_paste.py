@@ -29,6 +29,7 @@ from stargate.limits import Limits
 from stargate.pyramid.paste import app_factory, load_ini_app, server_config, server_factory
 from stargate.server import ServerConfig, WebSocketOptions
 from stargate.settings import SettingsError
+from tests.machine import require_module
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 30.0  # a bound, not a wait: process start-up on a loaded 2-core machine
@@ -106,7 +107,7 @@ def test_listen_as_cookiecutter_pyramid_writes_it() -> None:
 
 def test_the_factory_refuses_workers() -> None:
     """pserve loads the app before the server: workers could not each import their own."""
-    pytest.importorskip("redis")
+    require_module("redis")
     with pytest.raises(SettingsError, match=r"run stargate serve development\.ini"):
         server_factory({}, workers="2", broker="redis://127.0.0.1:6379/0")
     # Said first: adding the broker the other error asks for would not help under pserve.

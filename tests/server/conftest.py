@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 
 import pytest
+
+from tests.machine import require_module
 
 from .support import TIMEOUT, validated_iterators
 
@@ -25,13 +26,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _new_uvloop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:
-        if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
-            pytest.fail("uvloop is not installed (CI is set: the uvloop runs must run)")
-        pytest.skip("uvloop is not installed")
-    return uvloop.new_event_loop()
+    loop: asyncio.AbstractEventLoop = require_module("uvloop").new_event_loop()
+    return loop
 
 
 def pytest_asyncio_loop_factories(

@@ -9,11 +9,9 @@ import gc
 import json
 import logging
 import os
-import shutil
 import signal
 import socket
 import ssl
-import subprocess
 import sys
 import tempfile
 import threading
@@ -41,6 +39,7 @@ from stargate.server import state as state_module
 from stargate.server.app import new_event_loop
 from stargate.server.state import REFUSAL_LOG_INTERVAL
 from stargate.server.wsgi import StartResponse
+from tests.machine import make_certificate, require_module
 
 from .support import (
     TIMEOUT,
@@ -94,19 +93,7 @@ def make_app(slow: threading.Event | None = None, entered: threading.Event | Non
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
     """A self-signed certificate for localhost and 127.0.0.1, made with the openssl CLI."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("the openssl command is not installed: cannot make a test certificate")
-    directory = tmp_path_factory.mktemp("tls")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )  # fmt: skip
+    cert, key = make_certificate(tmp_path_factory.mktemp("tls"))
     yield cert, key
 
 
@@ -686,7 +673,7 @@ async def test_the_event_loop_is_uvloops_when_installed_else_asyncios(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """``serve`` runs on uvloop with the ``uvloop`` extra, and on asyncio's loop without it."""
-    uvloop = pytest.importorskip("uvloop") if not os.environ.get("CI") else __import__("uvloop")
+    uvloop = require_module("uvloop")
     loop = new_event_loop()
     try:
         assert isinstance(loop, uvloop.Loop)

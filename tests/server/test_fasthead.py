@@ -10,13 +10,11 @@ heads built from the field values where the two could part ways.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
+from fuzzing.fuzz import CORPUS, inputs
 
 from stargate.handshake import OriginPolicy
 from stargate.protocol import Opcode
@@ -24,22 +22,13 @@ from stargate.server import Routes, ServerConfig, WebSocket
 from stargate.server.fasthead import _split_upgrade_head_python, read_upgrade_head
 from stargate.server.reader import RequestReader, RequestRefused
 from stargate.server.request import HttpRequest
+from tests.machine import needs_c, speedups
 
 from .support import TIMEOUT, StartServer, encode_frame, open_tcp, read_to_eof
 from .test_reader import Events
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from fuzzing.fuzz import CORPUS, inputs  # noqa: E402
-
 # The C twin is imported directly, so the twins are compared under STARGATE_PURE_PYTHON=1
 # too.  Without a built accelerator that test skips locally; under CI it fails instead.
-try:
-    from stargate import _speedups
-except ImportError:  # pragma: no cover - the extension is built wherever the tests run in CI
-    _speedups = None  # type: ignore[assignment]
 
 CONFIG = ServerConfig()
 
@@ -370,10 +359,7 @@ def _truncations(data: bytes) -> list[bytes]:
     return [data[:n] for n in range(len(data) + 1)]
 
 
-@pytest.mark.skipif(
-    _speedups is None and os.environ.get("CI", "") != "true",
-    reason="the C accelerator is not built",
-)
+@needs_c
 def test_the_c_split_returns_what_the_python_split_returns() -> None:
     """Both twins over every input above, each truncation of a browser's head, random bytes,
     and limits swept across the head's size and line count: equal results, both sides of
@@ -393,13 +379,13 @@ def test_the_c_split_returns_what_the_python_split_returns() -> None:
     split = 0
     for max_header_size, max_headers in limits:
         for data in heads:
-            c = _speedups.split_upgrade_head(data, max_header_size, max_headers)
+            c = speedups.split_upgrade_head(data, max_header_size, max_headers)
             python = _split_upgrade_head_python(data, max_header_size, max_headers)
             assert c == python, (data, max_header_size, max_headers)
             split += c is not None
     assert split > 2000, split
     with pytest.raises(ValueError):
-        _speedups.split_upgrade_head(BROWSER, -1, 10)
+        speedups.split_upgrade_head(BROWSER, -1, 10)
     # bytes only: a writable buffer could be rewritten by a finalizer during the call.
     with pytest.raises(TypeError):
-        _speedups.split_upgrade_head(bytearray(BROWSER), 8192, 100)  # type: ignore[arg-type]
+        speedups.split_upgrade_head(bytearray(BROWSER), 8192, 100)  # type: ignore[arg-type]

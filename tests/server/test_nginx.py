@@ -32,14 +32,11 @@ from websockets.typing import Origin
 
 from stargate.server import ENVIRON_KEY, WebSocket
 from stargate.server.wsgi import StartResponse
+from tests.machine import make_certificate, unavailable
 
 from .support import TIMEOUT, StartServer
 
 CLIENT_ADDRESS = "127.0.0.5"
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
 #: What docs/deploy-nginx.md recommends, with the test's ports and paths filled in.
@@ -93,11 +90,7 @@ def find_nginx() -> str:
         "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None
     )
     if path is None:
-        if in_ci():
-            pytest.fail(
-                "nginx is not installed (CI is set: the proxy tests must run)", pytrace=False
-            )
-        pytest.skip("nginx is not installed")
+        unavailable("nginx is not installed")
     return path
 
 
@@ -106,26 +99,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def make_certificate(directory: Path) -> tuple[Path, Path]:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        if in_ci():
-            pytest.fail("openssl is not installed (CI is set)", pytrace=False)
-        pytest.skip("openssl is not installed")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [
-            *(openssl, "req", "-x509", "-nodes", "-days", "1", "-subj", "/CN=localhost"),
-            *("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"),
-            *("-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"),
-            *("-keyout", str(key), "-out", str(cert)),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
 
 
 class Nginx:

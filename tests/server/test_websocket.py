@@ -41,6 +41,7 @@ from stargate.server import (
     WebSocket,
     WebSocketOptions,
 )
+from tests.machine import require_module
 
 from .support import (
     TIMEOUT,
@@ -1078,13 +1079,7 @@ def reply_bound(options: WebSocketOptions, transport: Any, message: bytes) -> in
 def import_uvloop() -> Any:
     """uvloop (what ``stargate serve`` runs on when installed): skipped without it, except
     under CI, where ``scripts/test`` installs it."""
-    try:
-        import uvloop
-    except ImportError:
-        if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
-            pytest.fail("uvloop is missing (CI is set: it must be tested)", pytrace=False)
-        pytest.skip("uvloop is not installed")
-    return uvloop
+    return require_module("uvloop")
 
 
 @contextlib.asynccontextmanager

@@ -1,0 +1,74 @@
+"""What the tests need from the machine, and the one rule for when it is missing.
+
+CI installs every peer and component the tests use (``.ci/run``): there a missing one is a
+failure, never a skip, so a run that tested less cannot pass for one that tested all.
+Locally a missing one skips the test with the reason.  Every test module asks here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from types import ModuleType
+from typing import NoReturn
+
+import pytest
+
+try:
+    from stargate import _speedups as speedups
+except ImportError:  # pragma: no cover - the extension is built wherever CI runs the tests
+    speedups = None  # type: ignore[assignment]
+
+__all__ = ["in_ci", "make_certificate", "needs_c", "require_module", "speedups", "unavailable"]
+
+
+def in_ci() -> bool:
+    """Whether CI runs the tests: ``CI`` set to anything but empty, ``0``, ``false``, ``no``."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip the test locally; fail it under CI, which must have what the test needs."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI is set: this test must run, not skip)", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_module(name: str) -> ModuleType:
+    """Import ``name`` (an extra's package), or :func:`unavailable` without it."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        unavailable(f"{name} is not installed ({exc})")
+
+
+#: The C accelerator's differential tests: they import it directly, so they run under
+#: ``STARGATE_PURE_PYTHON=1`` too.  Without a built accelerator they skip locally; under CI
+#: they run, and fail.
+needs_c = pytest.mark.skipif(
+    speedups is None and not in_ci(), reason="the C accelerator is not built"
+)
+
+
+def make_certificate(directory: Path, days: int = 1) -> tuple[Path, Path]:
+    """A self-signed certificate for ``localhost`` and ``127.0.0.1`` and its unencrypted key
+    (P-256: quick to make), written to ``directory`` by the openssl command."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        unavailable("the openssl command is not installed: cannot make a test certificate")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            *(openssl, "req", "-x509", "-nodes", "-days", str(days), "-subj", "/CN=localhost"),
+            *("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"),
+            *("-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"),
+            *("-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return cert, key
