@@ -22,7 +22,18 @@ try:
 except ImportError:  # pragma: no cover - the extension is built wherever CI runs the tests
     speedups = None  # type: ignore[assignment]
 
-__all__ = ["in_ci", "make_certificate", "needs_c", "require_module", "speedups", "unavailable"]
+__all__ = [
+    "in_ci",
+    "make_certificate",
+    "needs_c",
+    "node_ws",
+    "require_module",
+    "speedups",
+    "unavailable",
+]
+
+#: The major version of Node's ``ws`` the tests install (npm, on first use).
+NODE_WS_VERSION = "8"
 
 
 def in_ci() -> bool:
@@ -72,3 +83,31 @@ def make_certificate(directory: Path, days: int = 1) -> tuple[Path, Path]:
         timeout=60,
     )
     return cert, key
+
+
+def node_ws() -> tuple[str, Path]:
+    """``node`` and the ``node_modules`` directory holding Node's ``ws`` (for ``NODE_PATH``).
+
+    ``ws`` is installed with npm into a cache directory on first use.
+    """
+    node = shutil.which("node")
+    if node is None:
+        unavailable("node is not installed (Debian's nodejs)")
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    prefix = Path(base) / "stargate-tests" / "node"
+    modules = prefix / "node_modules"
+    if not (modules / "ws" / "package.json").is_file():
+        npm = shutil.which("npm")
+        if npm is None:
+            unavailable("npm is not installed (Debian's npm): cannot install Node's ws")
+        prefix.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(
+            [npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--silent",
+             f"ws@{NODE_WS_VERSION}"],
+            capture_output=True,
+            timeout=300,
+            check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            unavailable(f"npm install ws failed: {done.stderr.decode(errors='replace')[-500:]}")
+    return node, modules
