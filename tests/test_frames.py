@@ -7,6 +7,7 @@ import os
 import struct
 import subprocess
 import sys
+import tracemalloc
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -620,6 +621,25 @@ def test_message_buffer_of_a_large_message_in_reads(impl: str) -> None:
         read = b"head" + masked[start:stop]
         buffer.add(read, 4, 4 + stop - start, KEY, start, len(payload))
     assert buffer.take() == payload
+
+
+@needs_c
+def test_the_c_message_buffer_allocates_at_most_twice_what_it_was_given() -> None:
+    """A peer cannot make the buffer allocate ahead of what it sent (a frame header may
+    claim any length): at most twice the bytes added, or the first 4 KiB."""
+    source = bytes(300_000)
+    tracemalloc.start()
+    try:
+        buffer = speedups.MessageBuffer()
+        added = 0
+        for n in (1, 100, 5000, 250_000, 300_000, 300_000, 7):
+            buffer.add(source, 0, n, KEY, added, 1 << 40)
+            added += n
+            held, _ = tracemalloc.get_traced_memory()
+            assert held <= max(4096, 2 * added) + 512, (added, held)
+        assert len(buffer.take()) == added
+    finally:
+        tracemalloc.stop()
 
 
 @needs_c

@@ -510,10 +510,11 @@ MessageBuffer_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     return (PyObject *)self;
 }
 
-/* Make room for need bytes in all, growing by doubling up to limit (the size the message
+/* Make room for need bytes in all, growing to twice that, up to limit (the size the message
    cannot exceed).  The capacity never exceeds max(MESSAGE_BUFFER_MIN, 2 * the bytes actually
    added), so a peer cannot make us allocate ahead of what it sent: a header alone allocates
-   nothing. */
+   nothing.  Twice the need, not twice the capacity: a large message arriving in reads of a
+   few hundred kilobytes is then resized (and maybe copied) once or twice, not at each read. */
 static int
 MessageBuffer_reserve(MessageBuffer *self, Py_ssize_t need, Py_ssize_t limit)
 {
@@ -521,7 +522,7 @@ MessageBuffer_reserve(MessageBuffer *self, Py_ssize_t need, Py_ssize_t limit)
     if (need <= capacity) {
         return 0;
     }
-    Py_ssize_t grow = capacity < PY_SSIZE_T_MAX / 2 ? capacity * 2 : PY_SSIZE_T_MAX;
+    Py_ssize_t grow = need < PY_SSIZE_T_MAX / 2 ? need * 2 : PY_SSIZE_T_MAX;
     if (grow < MESSAGE_BUFFER_MIN) {
         grow = MESSAGE_BUFFER_MIN;
     }
