@@ -337,7 +337,7 @@ class WebSocketBase(Generic[OptionsT]):
         handshake), as if they had been read after it."""
         self.data_receiver()(data)
 
-    def data_receiver(self) -> Callable[[bytes], None]:
+    def data_receiver(self) -> Callable[[BytesLike], None]:
         """What the transport's protocol calls with each read: the parser itself, or, for a
         connection that inflates, the parser fed a slice at a time."""
         return self._data_received_metered if self._conn.inflates else self._data_received

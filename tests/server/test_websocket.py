@@ -13,6 +13,7 @@ import concurrent.futures
 import contextlib
 import json
 import os
+import random
 import socket
 import struct
 import threading
@@ -2056,3 +2057,65 @@ async def test_what_was_kept_compressed_goes_with_the_connection(
         server_ws[0].abort()  # the connection ends without a closing handshake
         await asyncio.wait_for(server_ws[0].wait_closed(), TIMEOUT)
         assert server_ws[0]._unread == b""
+
+
+# -- reads land in one buffer per thread ---------------------------------------------------------
+
+
+async def test_each_thread_reads_into_a_buffer_of_its_own() -> None:
+    from stargate.server.websocket import READ_BUFFER_SIZE, WebSocketProtocol, read_buffer
+
+    assert issubclass(WebSocketProtocol, asyncio.BufferedProtocol)
+    here = read_buffer()
+    assert here is read_buffer() and len(here) == READ_BUFFER_SIZE and not here.readonly
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        there = pool.submit(read_buffer).result()
+    assert there.obj is not here.obj  # event loops in two threads never share one
+
+
+@pytest.mark.both_loops
+async def test_interleaved_reads_of_many_connections_through_one_buffer(
+    start_server: StartServer,
+) -> None:
+    """Every read of every connection lands in the same buffer, which the next read
+    overwrites: partial frames, a text message split inside a UTF-8 sequence, large
+    payloads and control frames, sent by four clients in small interleaved pieces, must
+    all come back intact (whatever the core keeps between reads, it must have copied)."""
+
+    async def echo(ws: WebSocket) -> None:
+        ws.on_message = ws.send_nowait
+
+    server = await start_server(Routes(default=echo))
+    rng = random.Random(1)
+    clients = [await raw_connect(server.port) for _ in range(4)]
+    streams, expected = [], []
+    for n, _ in enumerate(clients):
+        text = f"client {n}: ünïcødé ✓ " * 50
+        encoded = text.encode()
+        big = rng.randbytes(150_000 + n)
+        # Many small frames: a read often ends inside a frame's header.
+        small = [bytes([n]) + rng.randbytes(rng.randrange(0, 40)) for _ in range(400)]
+        stream = (
+            encode_frame(Opcode.TEXT, encoded[:7], fin=False)  # splits "ü" after one byte
+            + encode_frame(Opcode.CONTINUATION, encoded[7:500], fin=False)
+            + encode_frame(Opcode.PING, b"mid-message")
+            + encode_frame(Opcode.CONTINUATION, encoded[500:])
+            + encode_frame(Opcode.BINARY, big)
+            + b"".join(encode_frame(Opcode.BINARY, payload) for payload in small)
+        )
+        streams.append(stream)
+        expected.append([b"mid-message", encoded, big, *small])
+    positions = [0] * len(clients)
+    while any(pos < len(s) for pos, s in zip(positions, streams, strict=True)):
+        for n, client in enumerate(clients):
+            size = rng.randrange(1, 9000)
+            piece = streams[n][positions[n] : positions[n] + size]
+            positions[n] += size
+            if piece:
+                client.writer.write(piece)
+                await client.writer.drain()
+                await asyncio.sleep(0)  # the server reads this piece before the next one
+    for n, client in enumerate(clients):
+        got = [(await client.read_frame())[2] for _ in expected[n]]
+        assert got == expected[n], f"client {n}"
+        client.abort()

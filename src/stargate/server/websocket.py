@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import threading
 import weakref
 from collections.abc import Callable, Collection
 from typing import ClassVar
@@ -563,16 +564,43 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
                 logger.exception("%r: close callback failed", self)
 
 
-class WebSocketProtocol(asyncio.Protocol):
+#: The size of :func:`read_buffer`: what one read can bring (uvloop's own read buffer's).
+READ_BUFFER_SIZE = 256 * 1024
+_per_thread = threading.local()
+
+
+def read_buffer() -> memoryview:
+    """The buffer this thread's upgraded connections read into.
+
+    One per thread, because an event loop runs in one thread and handles one read at a time:
+    the transport fills it, :meth:`WebSocketProtocol.buffer_updated` parses what came, and
+    the next read, of any connection, may overwrite it.  So nothing may keep a view of it
+    past that call: the protocol core copies what it keeps (a partial frame, a payload).
+    Reading into it spares the copy of each read into a bytes object of its own (a large
+    message's every byte, once more) and that object's allocation.
+    """
+    view: memoryview | None = getattr(_per_thread, "view", None)
+    if view is None:
+        view = _per_thread.view = memoryview(bytearray(READ_BUFFER_SIZE))
+    return view
+
+
+class WebSocketProtocol(asyncio.BufferedProtocol):
     """The asyncio protocol of an upgraded connection: forwards to its :class:`WebSocket`."""
 
-    __slots__ = ("data_received", "ws")
+    __slots__ = ("_buffer", "_receive", "ws")
 
     def __init__(self, ws: WebSocket) -> None:
         self.ws = ws
-        # Bound once: the hot path is one attribute lookup away from the parser (feed_data
-        # would add a call per read).
-        self.data_received = ws.data_receiver()  # type: ignore[method-assign,assignment]
+        # Bound once: the hot path is one attribute lookup away from the parser.
+        self._receive = ws.data_receiver()
+        self._buffer = read_buffer()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._receive(self._buffer[:nbytes])
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.ws.connection_lost()
