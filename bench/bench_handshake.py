@@ -144,8 +144,9 @@ async def measure(app_name: str, count: int, rounds: int, figures: list[float]) 
         await asyncio.sleep(0)  # the handlers' tasks run
         for transport in transports:
             protocol = transport.get_protocol()
-            assert isinstance(protocol, asyncio.Protocol)
-            protocol.data_received(_CLOSE)
+            assert isinstance(protocol, asyncio.BufferedProtocol)  # as the loop reads:
+            memoryview(protocol.get_buffer(-1))[: len(_CLOSE)] = _CLOSE
+            protocol.buffer_updated(len(_CLOSE))
             check(transport)
             protocol.connection_lost(None)
             transport.protocol = None  # as uvloop's transports do after connection_lost

@@ -196,7 +196,7 @@ class FakeTransport(asyncio.Transport):
     ) -> None:
         super().__init__()
         self.loop = loop
-        self.protocol = protocol
+        self.protocol: asyncio.Protocol | asyncio.BufferedProtocol = protocol
         self.secure = secure
         self.high_water = high_water
         self.written = bytearray()
@@ -272,7 +272,7 @@ class FakeTransport(asyncio.Transport):
         return not self.reading_paused and not self.closing
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        assert isinstance(protocol, asyncio.Protocol)
+        assert isinstance(protocol, (asyncio.Protocol, asyncio.BufferedProtocol))
         self.protocol = protocol
         if self.switched_at is None:
             self.switched_at = len(self.written)
@@ -313,7 +313,19 @@ class FakeTransport(asyncio.Transport):
         return not self.closing and not self.reading_paused
 
     def deliver(self, data: bytes) -> None:
-        self.protocol.data_received(data)
+        """Hand ``data`` to the protocol as the loop would: into its buffer, a buffer's
+        length at a time, for a buffered protocol (an upgraded connection's)."""
+        protocol = self.protocol
+        if not isinstance(protocol, asyncio.BufferedProtocol):
+            protocol.data_received(data)
+            return
+        view = memoryview(data)
+        while view and not self.lost:
+            buffer = memoryview(protocol.get_buffer(len(view)))
+            n = min(len(buffer), len(view))
+            buffer[:n] = view[:n]
+            view = view[n:]
+            protocol.buffer_updated(n)
 
     def deliver_eof(self) -> None:
         if not self.protocol.eof_received():
