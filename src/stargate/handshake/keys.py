@@ -9,7 +9,6 @@ keep a hostile key cheap to refuse.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import random
@@ -37,7 +36,7 @@ _DIGITS = frozenset("0123456789")  # not str.isdigit(): latin-1 has superscript 
 def accept_key(key: str) -> str:
     """Sec-WebSocket-Accept for a Sec-WebSocket-Key (RFC 6455 section 4.2.2 item 5.4)."""
     digest = hashlib.sha1((key + WEBSOCKET_GUID).encode("ascii")).digest()
-    return base64.b64encode(digest).decode("ascii")
+    return binascii.b2a_base64(digest, newline=False).decode("ascii")
 
 
 def hixie76_key_number(name: str, value: str | None) -> int:
@@ -91,11 +90,13 @@ def check_key(value: str | None) -> str:
     if value is None:
         raise HandshakeError(400, "missing Sec-WebSocket-Key header")
     try:
-        raw = base64.b64decode(value.encode("ascii"), validate=True)
-    except (UnicodeEncodeError, binascii.Error):
+        # Strict: only the alphabet, padding only at the end (binascii.Error), and a str
+        # of ASCII only (ValueError).
+        raw = binascii.a2b_base64(value, strict_mode=True)
+    except ValueError:
         raise HandshakeError(400, f"Sec-WebSocket-Key {value[:40]!r} is not base64") from None
     # Re-encoding rejects non-canonical forms (non-zero padding bits) that decode leniently.
-    if len(raw) != 16 or base64.b64encode(raw).decode("ascii") != value:
+    if len(raw) != 16 or binascii.b2a_base64(raw, newline=False) != value.encode("ascii"):
         raise HandshakeError(
             400, f"Sec-WebSocket-Key {value[:40]!r} does not encode exactly 16 bytes"
         )
