@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import gc
 import json
 import os
 import random
@@ -2119,3 +2120,40 @@ async def test_interleaved_reads_of_many_connections_through_one_buffer(
         got = [(await client.read_frame())[2] for _ in expected[n]]
         assert got == expected[n], f"client {n}"
         client.abort()
+
+
+@pytest.mark.both_loops
+async def test_an_upgraded_connection_holds_no_http_channel(start_server: StartServer) -> None:
+    """The HTTP channel's work ends with the upgrade, and so must its memory: uvloop keeps
+    the last ``data_received`` it was given until a new protocol has one, so a protocol
+    that only read into buffers left each WebSocket holding its channel (5 kB each)."""
+    from stargate.server.channel import HttpChannel
+
+    async def wait(ws: WebSocket) -> None:
+        await ws.receive()
+
+    server = await start_server(Routes(default=wait))
+    clients = [await raw_connect(server.port) for _ in range(3)]
+    await eventually(lambda: len(server.websockets) == 3)
+    gc.collect()
+    assert [o for o in gc.get_objects() if isinstance(o, HttpChannel)] == []
+    for client in clients:
+        client.abort()
+
+
+async def test_a_loop_that_cannot_read_into_buffers_is_served_by_data_received() -> None:
+    from stargate.connection import Connection
+    from stargate.handshake import Request
+    from stargate.headers import Headers
+    from stargate.protocol import Role
+    from stargate.server.websocket import WebSocketProtocol
+
+    ws = WebSocket(
+        Connection(Role.SERVER),
+        Request("GET", "/", Headers([("Host", "localhost")])),
+        loop=asyncio.get_running_loop(),
+        options=WebSocketOptions(ping_interval=None),
+    )
+    ws.attach(WriteLog())
+    WebSocketProtocol(ws).data_received(Connection(Role.CLIENT).encode_message("plain"))
+    assert await asyncio.wait_for(ws.receive(), TIMEOUT) == "plain"

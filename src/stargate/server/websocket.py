@@ -602,6 +602,12 @@ class WebSocketProtocol(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         self._receive(self._buffer[:nbytes])
 
+    def data_received(self, data: bytes) -> None:
+        """For a loop that cannot read into a buffer.  Also, uvloop replaces the previous
+        protocol's ``data_received`` that it keeps only with this one: without it, the
+        HTTP channel stayed alive for as long as the WebSocket (5 kB per connection)."""
+        self._receive(data)
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.ws.connection_lost()
 
