@@ -1409,18 +1409,10 @@ async def test_a_broadcast_burst_costs_each_member_two_writes_in_order() -> None
     the rest of the pass is corked into one write, and a direct send made meanwhile keeps
     its place behind them."""
     from stargate.connection import Connection
-    from stargate.handshake import Request
-    from stargate.headers import Headers
     from stargate.protocol import Role
 
-    ws = WebSocket(
-        Connection(Role.SERVER),
-        Request("GET", "/", Headers([("Host", "localhost")])),
-        loop=asyncio.get_running_loop(),
-        options=WebSocketOptions(ping_interval=None),
-    )
     transport = WriteLog()
-    ws.attach(transport)
+    ws = attached(transport)
     frames = [ws.encode_shared(f"m{i}") for i in range(16)]
     for frame in frames:
         ws.send_encoded(frame)
@@ -2143,17 +2135,9 @@ async def test_an_upgraded_connection_holds_no_http_channel(start_server: StartS
 
 async def test_a_loop_that_cannot_read_into_buffers_is_served_by_data_received() -> None:
     from stargate.connection import Connection
-    from stargate.handshake import Request
-    from stargate.headers import Headers
     from stargate.protocol import Role
     from stargate.server.websocket import WebSocketProtocol
 
-    ws = WebSocket(
-        Connection(Role.SERVER),
-        Request("GET", "/", Headers([("Host", "localhost")])),
-        loop=asyncio.get_running_loop(),
-        options=WebSocketOptions(ping_interval=None),
-    )
-    ws.attach(WriteLog())
+    ws = attached(WriteLog())
     WebSocketProtocol(ws).data_received(Connection(Role.CLIENT).encode_message("plain"))
     assert await asyncio.wait_for(ws.receive(), TIMEOUT) == "plain"
