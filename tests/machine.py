@@ -23,6 +23,7 @@ except ImportError:  # pragma: no cover - the extension is built wherever CI run
     speedups = None  # type: ignore[assignment]
 
 __all__ = [
+    "TEST_C",
     "in_ci",
     "make_certificate",
     "needs_c",
@@ -56,12 +57,11 @@ def require_module(name: str) -> ModuleType:
         unavailable(f"{name} is not installed ({exc})")
 
 
-#: The C accelerator's differential tests: they import it directly, so they run under
-#: ``STARGATE_PURE_PYTHON=1`` too.  Without a built accelerator they skip locally; under CI
-#: they run, and fail.
-needs_c = pytest.mark.skipif(
-    speedups is None and not in_ci(), reason="the C accelerator is not built"
-)
+#: Whether the C accelerator's differential tests run: they import it directly, so they
+#: run under ``STARGATE_PURE_PYTHON=1`` too.  Without a built accelerator they skip locally;
+#: under CI they run, and fail.
+TEST_C = speedups is not None or in_ci()
+needs_c = pytest.mark.skipif(not TEST_C, reason="the C accelerator is not built")
 
 
 def make_certificate(directory: Path, days: int = 1) -> tuple[Path, Path]:

@@ -43,7 +43,7 @@ from stargate.frames import (
 from stargate.limits import Limits
 from stargate.masking import BytesLike
 from stargate.protocol import ProtocolVersion, Role
-from tests.machine import in_ci, speedups
+from tests.machine import TEST_C, speedups
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SERVER, CLIENT = Role.SERVER, Role.CLIENT
@@ -509,7 +509,7 @@ IMPLEMENTATIONS: dict[str, Implementation] = {
     "python": (_read_messages_python, _MessageBufferPython, _build_frame_python),
     "general": (_take_nothing, _MessageBufferPython, _build_frame_python),
 }
-if speedups is not None or in_ci():
+if TEST_C:
     IMPLEMENTATIONS["c"] = (
         speedups.read_messages,
         speedups.MessageBuffer,

@@ -27,9 +27,6 @@ from tests.machine import needs_c, speedups
 from .support import TIMEOUT, StartServer, encode_frame, open_tcp, read_to_eof
 from .test_reader import Events
 
-# The C twin is imported directly, so the twins are compared under STARGATE_PURE_PYTHON=1
-# too.  Without a built accelerator that test skips locally; under CI it fails instead.
-
 CONFIG = ServerConfig()
 
 KEY = b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -359,6 +356,8 @@ def _truncations(data: bytes) -> list[bytes]:
     return [data[:n] for n in range(len(data) + 1)]
 
 
+# The C twin is imported directly (tests.machine), so the twins are compared under
+# STARGATE_PURE_PYTHON=1 too.
 @needs_c
 def test_the_c_split_returns_what_the_python_split_returns() -> None:
     """Both twins over every input above, each truncation of a browser's head, random bytes,

@@ -1078,12 +1078,6 @@ def reply_bound(options: WebSocketOptions, transport: Any, message: bytes) -> in
     return options.write_high_water + max_read(transport) + len(message)
 
 
-def import_uvloop() -> Any:
-    """uvloop (what ``stargate serve`` runs on when installed): skipped without it, except
-    under CI, where ``scripts/test`` installs it."""
-    return require_module("uvloop")
-
-
 @contextlib.asynccontextmanager
 async def serving(
     start_server: StartServer, loop_kind: str, app: Any, **config: Any
@@ -1093,7 +1087,7 @@ async def serving(
     if loop_kind == "asyncio":
         yield await start_server(app, **config), asyncio.get_running_loop()
         return
-    loop = import_uvloop().new_event_loop()
+    loop = require_module("uvloop").new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="uvloop-server", daemon=True)
     thread.start()
     server = Server(app, ServerConfig(port=0, **config))
