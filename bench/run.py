@@ -1,9 +1,11 @@
 """Every row of issue 13's table, every server, one run: ``python bench/run.py [--quick]``.
 
-Servers (columns): stargate (uvloop, C accelerator), stargate with its pure-Python fallback
-fallback, picows (uvloop; the baseline of the ratios), websockets, aiohttp, and Node's
-``ws`` when ``node`` and ``npm install ws`` work here.  Each is one process started fresh
-for every measurement (``bench/echo_servers.py``, ``bench/ws_server.js``).
+Servers (columns): stargate (uvloop, C accelerator), stargate with its pure-Python
+fallback, picows (uvloop; the baseline of the ratios), websockets, aiohttp, Node's ``ws``
+when ``node`` and ``npm install ws`` work here, and a C reference (``bench/ref_server.c``:
+one thread on epoll, no interpreter; the floor the issue's 1 MiB goal is measured
+against).  Each is one process started fresh for every measurement
+(``bench/echo_servers.py``, ``bench/ws_server.js``, ``ref_server``).
 
 The client is ``bench/loadgen.c``, compiled at run time with the system compiler: one
 thread on epoll, frames built once, every echo and delivery checked against what was sent.
@@ -54,9 +56,12 @@ class Server:
     deflate: bool = True  # implements permessage-deflate
     pyramid: bool = False  # has a Pyramid row (stargate only)
 
-    def command(self, app: str, deflate: bool, port: int, node_modules: Path | None) -> list[str]:
+    def command(self, app: str, deflate: bool, port: int, ctx: Context) -> list[str]:
+        if self.name == "c-reference":
+            assert not deflate and not app.startswith("pyramid")
+            return [str(ctx.c_reference), "--host", HOST, "--port", str(port), "--app", app]
         if self.name == "node-ws":
-            assert node_modules is not None
+            assert ctx.node_modules is not None
             command = ["node", str(HERE / "ws_server.js"), "--host", HOST, "--port", str(port)]
             command += ["--app", "echo" if app.startswith("pyramid") else app]
             return command + (["--deflate"] if deflate else [])
@@ -84,6 +89,7 @@ SERVERS = {
         Server("websockets", "websockets"),
         Server("aiohttp", "aiohttp"),
         Server("node-ws", "node ws"),
+        Server("c-reference", "C reference (epoll)", deflate=False),
     )
 }
 
@@ -222,6 +228,7 @@ class Sample:
 @dataclass
 class Context:
     loadgen: Path
+    c_reference: Path
     logdir: Path
     quick: bool
     server_cpu: int | None
@@ -274,7 +281,7 @@ def running_server(ctx: Context, server: Server, row: Row) -> Iterator[Running]:
     """A fresh server process, pinned, in a session of its own, until its ready line."""
     port = free_port()
     log = ctx.logdir / f"{server.name}-{row.key}-{port}.log"
-    command = server.command(row.app, row.deflate, port, ctx.node_modules)
+    command = server.command(row.app, row.deflate, port, ctx)
     env = dict(os.environ)
     if ctx.node_modules is not None:
         env["NODE_PATH"] = str(ctx.node_modules)
@@ -539,7 +546,8 @@ def markdown(
         "delivery or handshake in µs (utime + stime of /proc/PID/stat over the measured window),",
         "or the p99 of a latency.  MB = 10^6 bytes of payload one way.  RSS: the server's growth",
         "per open connection.  (!): a run of that cell reported errors (listed below the tables);",
-        "'-': the server cannot do it (picows has no permessage-deflate; Pyramid is stargate's).",
+        "'-': the server cannot do it (picows and the C reference have no permessage-deflate;",
+        "Pyramid is stargate's).",
         "",
         f"Against {BASELINE}, above 1 = better than {BASELINE}: server CPU per message first (the",
         "steadier figure on a shared machine), the rate's ratio in parentheses; for latency and",
@@ -582,15 +590,16 @@ def markdown(
 # -- setup -------------------------------------------------------------------------------------
 
 
-def build_loadgen(outdir: Path) -> Path:
+def build(name: str, outdir: Path) -> Path:
+    """Compile ``bench/NAME.c`` (the client, or the C reference server) into ``outdir``."""
     compiler = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
     if compiler is None:
-        raise SystemExit("bench/run.py needs a C compiler (gcc or cc, or $CC) for loadgen.c")
-    binary = outdir / "loadgen"
-    command = [compiler, "-O2", "-Wall", "-Wextra", "-o", str(binary), str(HERE / "loadgen.c")]
+        raise SystemExit(f"bench/run.py needs a C compiler (gcc or cc, or $CC) for {name}.c")
+    binary = outdir / name
+    command = [compiler, "-O2", "-Wall", "-Wextra", "-o", str(binary), str(HERE / f"{name}.c")]
     done = subprocess.run(command, capture_output=True, check=False)
     if done.returncode != 0:
-        raise SystemExit(f"compiling loadgen.c failed:\n{done.stderr.decode(errors='replace')}")
+        raise SystemExit(f"compiling {name}.c failed:\n{done.stderr.decode(errors='replace')}")
     return binary
 
 
@@ -719,7 +728,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="stargate-bench-") as tmp:
         ctx = Context(
-            loadgen=build_loadgen(Path(tmp)),
+            loadgen=build("loadgen", Path(tmp)),
+            c_reference=build("ref_server", Path(tmp)),
             logdir=Path(tmp),
             quick=args.quick,
             server_cpu=cpus[0] if pin else None,
