@@ -501,9 +501,10 @@ static void on_readable(conn_t *c) {
     unsigned char *buf = rbuf;
     size_t len, room = READ_SIZE;
     if (c->in_len) {
-        /* A partial frame: read the rest next to it, into its own buffer, and no further
-           than its end when that is known, so nothing read is moved afterwards. */
-        size_t want = c->need > c->in_len ? c->need : c->in_len + 65536;
+        /* A partial frame: read the rest next to it, into its own buffer, and at most
+           64 KiB past its end, so that what is moved to the front afterwards stays small
+           while small frames behind it still come in the same read. */
+        size_t want = (c->need > c->in_len ? c->need : c->in_len) + 65536;
         c->in = grow(c->in, &c->in_cap, want);
         buf = c->in + c->in_len;
         room = want - c->in_len;
