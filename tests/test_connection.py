@@ -1064,6 +1064,25 @@ def test_data_to_send_before_close_keeps_our_close_frame_for_last() -> None:
     assert conn.data_to_send() == b""
 
 
+def test_has_data_to_send_says_whether_data_to_send_has_bytes() -> None:
+    """The server's read path asks this field instead of calling ``data_to_send``."""
+    conn = Connection(SERVER)
+    assert not conn.has_data_to_send
+    conn.receive_data(frame(0x2, b"data", key=KEY))  # a message queues nothing
+    assert not conn.has_data_to_send
+    conn.receive_data(frame(0x9, b"p", key=KEY))  # a ping queues its pong
+    assert conn.has_data_to_send
+    assert conn.data_to_send() == H("8a0170")
+    assert not conn.has_data_to_send
+    conn.send("a")
+    assert conn.has_data_to_send
+    conn.receive_data(frame(0x8, H("03e8"), key=KEY))
+    assert conn.data_to_send(before_close=True) == H("810161")
+    assert conn.has_data_to_send  # the close echo, kept for last
+    assert conn.data_to_send() == H("880203e8")
+    assert not conn.has_data_to_send
+
+
 def test_data_to_send_before_close_is_everything_until_a_close_is_queued() -> None:
     conn = Connection(SERVER)
     conn.send_ping(b"c")

@@ -109,7 +109,16 @@ def read_frames(data: bytes, *, masked: bool) -> list[tuple[int, bytes]]:
 
 def queued(conn: Connection) -> list[tuple[int, bytes]]:
     """The frames the connection queued (a client's unmasked), checking the mask bit."""
-    return read_frames(conn.data_to_send(), masked=conn.role is CLIENT)
+    return read_frames(take_output(conn), masked=conn.role is CLIENT)
+
+
+def take_output(conn: Connection) -> bytes:
+    """``data_to_send()``, checking that ``has_data_to_send`` told the truth before it."""
+    said = conn.has_data_to_send
+    out = conn.data_to_send()
+    assert said == bool(out)
+    assert not conn.has_data_to_send
+    return out
 
 
 def feed_all(conn: Connection, chunks: Sequence[bytes]) -> list[Event]:
@@ -441,7 +450,7 @@ def check_outcome(conn: Connection, events: list[Event]) -> bytes:
             assert conn.close_code == event.code
         if isinstance(event, ConnectionLost):
             assert event.code == 1006
-    out = conn.data_to_send()
+    out = take_output(conn)
     if conn.version.is_hixie:
         assert out in (b"", b"\xff\x00")
     else:

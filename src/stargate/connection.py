@@ -117,6 +117,7 @@ class Connection:
         "_text_parts",
         "close_code",
         "close_reason",
+        "has_data_to_send",
         "limits",
         "role",
         "state",
@@ -158,6 +159,9 @@ class Connection:
         # _buf: the unconsumed tail of the last read (b"" or a bytearray).
         self._buf: bytes | bytearray = b""
         self._out: list[bytes] | None = None
+        #: Whether :meth:`data_to_send` has bytes to give: a field, not a call, because an
+        #: echo's read asks it twice and finds nothing nearly every time.
+        self.has_data_to_send = False
         self._close_sent = False
         #: Where our close frame is in ``_out`` once queued (see ``data_to_send``).
         self._close_at = 0
@@ -439,6 +443,7 @@ class Connection:
             self._out = [frame]
         else:
             out.append(frame)
+        self.has_data_to_send = True
 
     def _queue_close(self, payload: bytes) -> None:
         """Queue our close frame in this version's form (hixie-76's ``0xFF 0x00``; hixie-75
@@ -565,6 +570,7 @@ class Connection:
             self._out = [frame]
         else:
             out.append(frame)
+        self.has_data_to_send = True
 
     def send_text(self, text: str) -> None:
         self.send(text)
@@ -623,9 +629,11 @@ class Connection:
             data = b"".join(out[: self._close_at])
             del out[: self._close_at]
             self._close_at = 0
+            self.has_data_to_send = bool(out)  # our close frame, left for the next call
             return data
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
+        self.has_data_to_send = False
         return data
 
     def release_memory(self) -> None:

@@ -448,7 +448,6 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
         # the close frame the connection queued, which is flushed after them.
         answering = self._answering = was_open and conn.state is not _OPEN
         inbox = self._inbox
-        put = inbox.put
         # Everything written while this read is handled is batched into one write: an
         # echo-like callback answering 16 messages of one read makes one system call, not
         # 16 (the system call was ~65% of the echo server's CPU).  Frames corked earlier
@@ -456,17 +455,18 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
         cork = self._cork
         if cork is None:
             cork = self._cork = []
-        out = conn.data_to_send(before_close=True) if answering else conn.data_to_send()
-        if out:
-            self.bytes_out += len(out)
-            cork.append(out)
+        if conn.has_data_to_send:
+            out = conn.data_to_send(before_close=True) if answering else conn.data_to_send()
+            if out:
+                self.bytes_out += len(out)
+                cork.append(out)
         for event in events:
             kind = type(event)
             if kind is TextMessage or kind is BinaryMessage:
                 self.messages_in += 1
                 callback = self.on_message
                 if callback is None or inbox.waiter is not None:
-                    put(event.data)  # type: ignore[union-attr]
+                    inbox.put(event.data)  # type: ignore[union-attr]
                 else:
                     if inbox.messages:
                         # Messages that came before the callback was installed (a thread
@@ -496,7 +496,7 @@ class WebSocket(WebSocketBase[WebSocketOptions]):
             # The peer's close (or our answer to an error) is in this read.  Its messages
             # are all queued first: they came before the close, and are in memory already.
             inbox.closing()
-        out = conn.data_to_send()
+        out = conn.data_to_send() if conn.has_data_to_send else b""
         if answering and inbox and self._hold_close(out):
             out = b""  # the handler reads (and may answer) what came before the close first
         if out:
