@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.util
 import json
 import os
 import re
@@ -37,7 +36,7 @@ from stargate.cli import (
 from stargate.handshake import OriginPolicy
 from stargate.server import Routes
 from stargate.targets import TargetError
-from tests.machine import unavailable
+from tests.machine import require_module
 
 
 def test_load_target_resolves_dotted_attributes() -> None:
@@ -219,12 +218,6 @@ def app(environ, start_response):
 """
 
 
-def needs(package: str) -> None:
-    """Skip without an optional package (an extra), but fail under CI, which installs it."""
-    if importlib.util.find_spec(package) is None:
-        unavailable(f"{package} is not installed")
-
-
 async def eventually(predicate: Callable[[], object], timeout: float, why: str) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -401,7 +394,7 @@ async def test_serve_workers_and_a_broker_every_client_gets_every_message(
 async def test_an_unreachable_broker_is_reported_at_start(tmp_path: Path, workers: str) -> None:
     """A warning at start, before any group message: the reason, the URL's password masked;
     the server serves anyway (local delivery) and the broker keeps retrying."""
-    needs("redis")
+    require_module("redis")
     (tmp_path / "mymodule.py").write_text(CHAT_MODULE)
     port = free_port()
     server = await Served.start(
@@ -535,7 +528,7 @@ def hello_ini(directory: Path, server: str) -> Path:
 
 @pytest.mark.asyncio
 async def test_serve_an_ini_uses_its_server_section_and_flags_override(tmp_path: Path) -> None:
-    needs("pyramid")
+    require_module("pyramid")
     port = free_port()
     hello_ini(tmp_path, f"host = 127.0.0.1\nport = {port}\nmax_body_size = 1KiB")
     server = await Served.start("serve", "app.ini", cwd=tmp_path)
@@ -560,7 +553,7 @@ async def test_serve_an_ini_uses_its_server_section_and_flags_override(tmp_path:
 def test_an_ini_without_a_port_is_served_where_pserve_serves_it(tmp_path: Path) -> None:
     """Pyramid's 6543, as pserve (waitress, stargate's server factory) would; a module
     target keeps 8000, and a port given anywhere wins."""
-    needs("pyramid")
+    require_module("pyramid")
     ini = hello_ini(tmp_path, "host = 127.0.0.1")
     assert serve_target_settings(str(ini), {}).listen == (("127.0.0.1", 6543),)
     assert serve_target_settings(str(ini), {"port": 7000}).listen == (("127.0.0.1", 7000),)
@@ -590,7 +583,7 @@ def make_app(global_config, **settings):
 )
 def test_an_apps_bad_stargate_setting_is_one_line(tmp_path: Path, line: str, fragment: str) -> None:
     """In the process itself, and from workers (which load the app after the fork)."""
-    needs("pyramid")
+    require_module("pyramid")
     (tmp_path / "pyr.py").write_text(PYRAMID_APP)
     (tmp_path / "app.ini").write_text(f"[app:main]\nuse = call:pyr:make_app\n{line}\n")
     assert_one_line_error(run_cli("serve", "app.ini", "--port", "0", cwd=tmp_path), fragment)
@@ -602,7 +595,7 @@ def test_an_apps_bad_stargate_setting_is_one_line(tmp_path: Path, line: str, fra
 
 @pytest.mark.asyncio
 async def test_serve_an_ini_that_listens_on_several_addresses(tmp_path: Path) -> None:
-    needs("pyramid")
+    require_module("pyramid")
     port = free_port()
     hello_ini(tmp_path, f"listen = 127.0.0.1:{port} [::1]:{port}")
     server = await Served.start("serve", "app.ini", cwd=tmp_path)
@@ -713,7 +706,7 @@ async def test_json_access_lines_stand_alone_under_an_ini_that_configures_starga
     """The project's example .ini files configure a ``stargate`` logger; applying them
     (each worker does, as pserve) takes the JSON handler off its child ``stargate.access``:
     every JSON line came out prefixed, no longer JSON."""
-    needs("pyramid")
+    require_module("pyramid")
     ini = hello_ini(tmp_path, "host = 127.0.0.1\nport = 0\naccess_log_format = json")
     ini.write_text(ini.read_text() + LOGGING_SECTIONS)
     server = await Served.start("serve", "app.ini", cwd=tmp_path)
@@ -729,7 +722,7 @@ async def test_json_access_lines_stand_alone_under_an_ini_that_configures_starga
 
 @pytest.mark.asyncio
 async def test_reload_restarts_when_the_app_changes(tmp_path: Path) -> None:
-    needs("hupper")
+    require_module("hupper")
     module = tmp_path / "hello.py"
     module.write_text(HELLO_MODULE)
     port = free_port()  # the restarted server listens where the first one did
@@ -811,8 +804,8 @@ def test_a_port_in_use(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         for extra in ([], ["--workers", "2", "--broker", "redis://127.0.0.1:1/0"]):
-            if extra and importlib.util.find_spec("redis") is None:
-                continue
+            if extra:
+                require_module("redis")  # the refusal without it was checked above
             result = run_cli(
                 "serve", "stargate.demo:app", "--port", str(port), *extra, cwd=tmp_path
             )
@@ -909,7 +902,7 @@ def test_reload_without_hupper(
 
 
 def test_reload_serves_one_worker(tmp_path: Path) -> None:
-    needs("redis")
+    require_module("redis")
     assert_one_line_error(
         run_cli(
             "serve",

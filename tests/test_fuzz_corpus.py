@@ -16,6 +16,7 @@ import random
 from collections.abc import Callable
 
 import pytest
+
 from fuzzing import seeds, server_seeds, server_targets, targets
 from fuzzing.fuzz import CORPUS, inputs, replay
 

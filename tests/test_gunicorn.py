@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import importlib.util
 import os
 import re
 import signal
@@ -32,7 +31,7 @@ from websockets.typing import Origin
 from stargate.brokers.testing import RedisServer, free_port
 from stargate.extras import install_hint
 from stargate.settings import SettingsError
-from tests.machine import make_certificate, unavailable
+from tests.machine import make_certificate, require_module, unavailable
 
 #: Every wait of these tests is bounded by this many seconds (a loaded 2-core machine).
 WAIT = 30.0
@@ -271,8 +270,7 @@ def test_http_and_websocket_echo(gunicorn: Callable[..., Arbiter]) -> None:
 
 
 def test_a_paste_deploy_ini(gunicorn: Callable[..., Arbiter], tmp_path: Path) -> None:
-    if importlib.util.find_spec("paste") is None:
-        unavailable("PasteDeploy is not installed (python3 -m pip install PasteDeploy)")
+    require_module("paste.deploy")  # PasteDeploy
     (tmp_path / "production.ini").write_text(
         f"[app:main]\nuse = call:{MODULE}:factory\n\n"
         "[server:main]\nuse = egg:stargate\nlisten = 127.0.0.1:6543\nmax_message_size = 100\n"

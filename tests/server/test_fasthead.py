@@ -14,8 +14,8 @@ import random
 from typing import Any
 
 import pytest
-from fuzzing.fuzz import CORPUS, inputs
 
+from fuzzing.fuzz import CORPUS, inputs
 from stargate.handshake import OriginPolicy
 from stargate.protocol import Opcode
 from stargate.server import Routes, ServerConfig, WebSocket
