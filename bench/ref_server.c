@@ -9,8 +9,9 @@
  * that floor, not a server to deploy.  It does what RFC 6455 asks of a server for these
  * jobs, so that it is not faster for skipping work the others must do:
  *   - the opening handshake (section 4.2.1): GET, HTTP/1.1, one Host, Upgrade: websocket,
- *     Connection: upgrade, a key of 16 bytes in base64, version 13; otherwise 400 (426 for
- *     another version, 431 for a head over 8 KiB) with the reason; the accept is SHA-1;
+ *     Connection: upgrade, a key of 16 bytes in base64, version 13; otherwise an answer
+ *     with the reason (405 for another method, 426 without Upgrade and Connection or for
+ *     another version, 431 for a head over 8 KiB, 400 for the rest); the accept is SHA-1;
  *   - frames (section 5): masked, no RSV bits without an extension, known opcodes, control
  *     frames whole and short, fragments in order, a 64-bit length's top bit clear (1002);
  *     messages up to 16 MiB (1009); text valid UTF-8 across fragments (1007);
@@ -18,8 +19,9 @@
  * No extensions, no subprotocols, no Origin policy, no limits on connections.
  *
  * echo: every data frame comes back as it came (the same FIN and opcode: a fragmented
- * message comes back fragmented alike); what one read brings is answered with one writev,
- * payloads unmasked in place and written from where they were read.
+ * message comes back fragmented alike); what one read brings is answered with one writev
+ * (one more per 255 frames), payloads unmasked in place and written from where they were
+ * read.
  * broadcast: a connection to /sub subscribes; the data frames one read brings on /pub are
  * encoded once, into one buffer, and written to every subscriber with one write each (a
  * fragmented publish is refused with 1003: interleaved publishers would mix fragments).
@@ -264,10 +266,12 @@ static size_t frame_head(unsigned char *h, unsigned first, size_t len) {
     return 10;
 }
 
+static int answers_lost; /* a write of this read's answers failed: the peer is gone */
+
 static int flush_answers(conn_t *c) {
-    int ok = n_iov ? send_iov(c, iov, n_iov) : 1;
+    if (n_iov && !send_iov(c, iov, n_iov)) answers_lost = 1;
     n_iov = 0;
-    return ok;
+    return !answers_lost;
 }
 
 /* Answer with a frame whose payload stays where it is until flush_answers. */
@@ -424,7 +428,8 @@ static void fan_out(void) {
     for (size_t i = n_subs; i-- > 0;) {
         conn_t *s = subs[i];
         struct iovec v = {bcast, bcast_len};
-        if (s->state != ST_OPEN || !send_iov(s, &v, 1) || s->out_len - s->out_off > MAX_OUT)
+        if (s->state != ST_OPEN) continue; /* closing: its close frame goes out last */
+        if (!send_iov(s, &v, 1) || s->out_len - s->out_off > MAX_OUT)
             conn_free(s); /* gone, or too slow to keep: swaps the last subscriber in */
     }
     bcast_len = 0;
@@ -523,6 +528,7 @@ static void on_readable(conn_t *c) {
     if (c->state == ST_CLOSING) return; /* reads after our close are discarded */
     size_t used = parse(c, buf, len);
     int ok = flush_answers(c);
+    answers_lost = 0;
     if (bcast_len) fan_out();
     if (!ok) return conn_free(c);
     size_t rest = len - used;

@@ -49,12 +49,14 @@ def unavailable(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
-def require_module(name: str) -> ModuleType:
-    """Import ``name`` (an extra's package), or :func:`unavailable` without it."""
+def require_module(name: str, install: str = "") -> ModuleType:
+    """Import ``name`` (an extra's package), or :func:`unavailable` without it; ``install``
+    names what to install when that is not ``name`` itself."""
     try:
         return importlib.import_module(name)
     except ImportError as exc:
-        unavailable(f"{name} is not installed ({exc})")
+        hint = f"; python3 -m pip install {install}" if install else ""
+        unavailable(f"{name} is not installed ({exc}{hint})")
 
 
 #: Whether the C accelerator's differential tests run: they import it directly, so they

@@ -805,7 +805,7 @@ def test_a_port_in_use(tmp_path: Path) -> None:
         port = taken.getsockname()[1]
         for extra in ([], ["--workers", "2", "--broker", "redis://127.0.0.1:1/0"]):
             if extra:
-                require_module("redis")  # the refusal without it was checked above
+                require_module("redis")  # the first round (one process) needs no broker
             result = run_cli(
                 "serve", "stargate.demo:app", "--port", str(port), *extra, cwd=tmp_path
             )

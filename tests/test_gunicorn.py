@@ -270,7 +270,7 @@ def test_http_and_websocket_echo(gunicorn: Callable[..., Arbiter]) -> None:
 
 
 def test_a_paste_deploy_ini(gunicorn: Callable[..., Arbiter], tmp_path: Path) -> None:
-    require_module("paste.deploy")  # PasteDeploy
+    require_module("paste.deploy", install="PasteDeploy")
     (tmp_path / "production.ini").write_text(
         f"[app:main]\nuse = call:{MODULE}:factory\n\n"
         "[server:main]\nuse = egg:stargate\nlisten = 127.0.0.1:6543\nmax_message_size = 100\n"
