@@ -268,20 +268,18 @@ static size_t frame_head(unsigned char *h, unsigned first, size_t len) {
 
 static int answers_lost; /* a write of this read's answers failed: the peer is gone */
 
-static int flush_answers(conn_t *c) {
+static void flush_answers(conn_t *c) {
     if (n_iov && !send_iov(c, iov, n_iov)) answers_lost = 1;
     n_iov = 0;
-    return !answers_lost;
 }
 
 /* Answer with a frame whose payload stays where it is until flush_answers. */
-static int answer(conn_t *c, unsigned first, unsigned char *payload, size_t len) {
-    if (n_iov + 2 > MAX_IOV && !flush_answers(c)) return 0;
+static void answer(conn_t *c, unsigned first, unsigned char *payload, size_t len) {
+    if (n_iov + 2 > MAX_IOV) flush_answers(c);
     unsigned char *h = heads[n_iov];
     iov[n_iov].iov_base = h;
     iov[n_iov++].iov_len = frame_head(h, first, len);
     if (len) iov[n_iov].iov_base = payload, iov[n_iov++].iov_len = len;
-    return 1;
 }
 
 /* Start the closing handshake with `code` (0: no status); the server closes TCP once it
@@ -527,7 +525,8 @@ static void on_readable(conn_t *c) {
     }
     if (c->state == ST_CLOSING) return; /* reads after our close are discarded */
     size_t used = parse(c, buf, len);
-    int ok = flush_answers(c);
+    flush_answers(c);
+    int ok = !answers_lost;
     answers_lost = 0;
     if (bcast_len) fan_out();
     if (!ok) return conn_free(c);
