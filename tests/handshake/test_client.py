@@ -223,6 +223,14 @@ _ACC = ("Sec-WebSocket-Accept", RFC_ACCEPT)
             "the server selected several subprotocols",
         ),
         (
+            (_UP, _CONN, _ACC, ("Sec-WebSocket-Protocol", "")),
+            "the server sent an empty Sec-WebSocket-Protocol",
+        ),
+        (
+            (_UP, _CONN, _ACC, ("Sec-WebSocket-Protocol", " , ")),
+            "the server sent an empty Sec-WebSocket-Protocol",
+        ),
+        (
             (_UP, _CONN, _ACC, ("Sec-WebSocket-Extensions", "x-webkit-deflate-frame")),
             "the server accepted extension 'x-webkit-deflate-frame', which was not offered",
         ),
@@ -238,6 +246,36 @@ def test_client_rfc_failures(fields: tuple[tuple[str, str], ...], reason: str) -
         client.receive(_rfc_response(*fields))
     assert reason in info.value.reason
     assert info.value.status == 101
+
+
+@pytest.mark.parametrize("version", [b"1.0", b"0.9", b"2.0"])
+def test_client_refuses_a_101_outside_http_1_1(version: bytes) -> None:
+    """HTTP/1.0 has no 101 (RFC 9110 section 15.2), nor has HTTP/2 (RFC 9113 section 8.6):
+    such a response switched nothing, however right its fields."""
+    response = _rfc_response(_UP, _CONN, _ACC).replace(b"HTTP/1.1", b"HTTP/" + version, 1)
+    with pytest.raises(InvalidUpgrade) as info:
+        _rfc_client().receive(response)
+    assert info.value.reason == (
+        f"a 101 response in HTTP/{version.decode()}: only HTTP/1.1 switches protocols "
+        "(RFC 9110 section 15.2)"
+    )
+    assert info.value.response.http_version == version.decode()
+
+
+def test_client_accepts_a_101_of_a_later_http_1_minor_version() -> None:
+    """RFC 9112 section 2.3: a recipient treats a later minor version as 1.1."""
+    response = _rfc_response(_UP, _CONN, _ACC).replace(b"HTTP/1.1", b"HTTP/1.2", 1)
+    result = _rfc_client().receive(response)
+    assert result is not None
+    assert result[0].response.http_version == "1.2"
+
+
+def test_client_refuses_no_other_status_for_its_version() -> None:
+    """A refusal in HTTP/1.0 is still a refusal, with its status and reason."""
+    response = b"HTTP/1.0 403 Forbidden\r\nContent-Length: 0\r\n\r\n"
+    with pytest.raises(UpgradeRefused) as info:
+        _rfc_client().receive(response)
+    assert info.value.status == 403
 
 
 def test_client_accepts_case_variants() -> None:
@@ -415,6 +453,7 @@ def test_constants() -> None:
         ((_UP, _CONN, ("Sec-WebSocket-Accept", "wrong=")), InvalidAcceptKey),
         ((_UP, _CONN, _ACC, ("Sec-WebSocket-Protocol", "superchat")), UnexpectedSubprotocol),
         ((_UP, _CONN, _ACC, ("Sec-WebSocket-Protocol", "chat, chat")), UnexpectedSubprotocol),
+        ((_UP, _CONN, _ACC, ("Sec-WebSocket-Protocol", "")), UnexpectedSubprotocol),
         ((_UP, _CONN, _ACC, ("Sec-WebSocket-Extensions", "x-other")), ExtensionNegotiationFailed),
         (
             (_UP, _CONN, _ACC, ("Sec-WebSocket-Extensions", "permessage-deflate;")),

@@ -48,6 +48,13 @@ BODY_PREFIX = 1024
 ExtensionParams = list[tuple[str, str | None]]
 
 
+def _switches_protocols(http_version: str) -> bool:
+    """Whether a response in ``http_version`` (``"1.1"``) can be a 101: HTTP/1.1 and later
+    minor versions of HTTP/1 (HTTP/2 and 3 have no 101 either, RFC 9113 section 8.6)."""
+    major, _, minor = http_version.partition(".")
+    return major == "1" and minor != "0"
+
+
 # -- failures ----------------------------------------------------------------------------------
 
 
@@ -84,7 +91,8 @@ class Redirected(UpgradeRefused):
 
 class InvalidUpgrade(RejectedResponse):
     """A 101 whose ``Upgrade`` is not ``websocket`` or whose ``Connection`` lacks ``upgrade``
-    (RFC 6455 section 4.1, the client's checks 2 and 3)."""
+    (RFC 6455 section 4.1, the client's checks 2 and 3), or a 101 in a version of HTTP that
+    has no protocol switch (HTTP/1.0)."""
 
 
 class InvalidAcceptKey(RejectedResponse):
@@ -103,8 +111,8 @@ class InvalidEcho(RejectedResponse):
 
 
 class UnexpectedSubprotocol(RejectedResponse):
-    """The server selected a subprotocol we did not offer, or several (RFC 6455 section 4.1,
-    check 6)."""
+    """The server selected a subprotocol we did not offer, several, or an empty one (RFC 6455
+    section 4.1, check 6)."""
 
 
 class ExtensionNegotiationFailed(RejectedResponse):
@@ -324,6 +332,14 @@ class ClientHandshake:
 
     def _check(self, response: Response, answer: bytes) -> ClientAccepted:
         headers = response.headers
+        if not _switches_protocols(response.http_version):
+            # RFC 9110 section 15.2: HTTP/1.0 has no 1xx status, and so no 101 (section
+            # 15.2.2); a server that says HTTP/1.0 did not switch to anything.
+            raise InvalidUpgrade(
+                f"a 101 response in HTTP/{response.http_version}: only HTTP/1.1 switches "
+                "protocols (RFC 9110 section 15.2)",
+                response,
+            )
         upgrade = split_tokens(headers.get_all("Upgrade"))
         if [t.lower() for t in upgrade] != ["websocket"]:
             # RFC 6455 section 4.1 (client's step 2 after the response): MUST _Fail_.
@@ -351,7 +367,16 @@ class ClientHandshake:
                 response,
             )
         extensions, negotiated = self._negotiate(response)
-        protocols = split_tokens(headers.get_all("Sec-WebSocket-Protocol"))
+        protocol_values = headers.get_all("Sec-WebSocket-Protocol")
+        protocols = split_tokens(protocol_values)
+        if protocol_values and not protocols:
+            # RFC 6455 section 4.2.2: the field names the one subprotocol the server
+            # selected, a token; an empty one selects nothing we can speak.
+            raise UnexpectedSubprotocol(
+                "the server sent an empty Sec-WebSocket-Protocol: it must name one "
+                "subprotocol or send none",
+                response,
+            )
         if len(protocols) > 1:
             raise UnexpectedSubprotocol(
                 f"the server selected several subprotocols: {protocols!r}", response

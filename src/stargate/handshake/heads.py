@@ -99,6 +99,8 @@ class Response:
     status: int
     reason: str
     headers: Headers
+    #: The status line's HTTP-version digits (``"1.1"``): a 101 must not come as HTTP/1.0.
+    http_version: str = "1.1"
 
 
 def find_head_end(data: bytes | bytearray, max_header_size: int, start: int = 0) -> int | None:
@@ -181,8 +183,8 @@ def parse_response(data: bytes | bytearray, *, max_header_size: int) -> tuple[Re
     match = _STATUS_LINE_RE.fullmatch(start_line)
     if match is None:
         raise HandshakeError(400, f"invalid status line {start_line[:100]!r}")
-    _version, status, reason = match.groups()
-    return Response(int(status), reason or "", _parse_fields(lines)), end
+    version, status, reason = match.groups()
+    return Response(int(status), reason or "", _parse_fields(lines), version), end
 
 
 def parse_http_version(text: str) -> tuple[int, int]:
