@@ -383,8 +383,13 @@ def test_the_c_split_returns_what_the_python_split_returns() -> None:
             assert c == python, (data, max_header_size, max_headers)
             split += c is not None
     assert split > 2000, split
-    with pytest.raises(ValueError):
-        speedups.split_upgrade_head(BROWSER, -1, 10)
+    for twin in (speedups.split_upgrade_head, _split_upgrade_head_python):
+        for max_header_size, max_headers, name in [
+            (-1, 10, "max_header_size"),
+            (8192, -1, "max_headers"),
+        ]:
+            with pytest.raises(ValueError, match=f"^{name} must not be negative$"):
+                twin(BROWSER, max_header_size, max_headers)
     # bytes only: a writable buffer could be rewritten by a finalizer during the call.
     with pytest.raises(TypeError):
         speedups.split_upgrade_head(bytearray(BROWSER), 8192, 100)  # type: ignore[arg-type]

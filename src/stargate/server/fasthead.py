@@ -58,8 +58,13 @@ def _split_upgrade_head_python(
 ) -> SplitHead | None:
     """The common upgrade head at the start of ``data``, split into what the request
     needs; ``None`` when it is not the common form, not all in ``data``, or past a limit.
-    The C twin (``stargate._speedups.split_upgrade_head``) returns the same for every input.
+    The C twin (``stargate._speedups.split_upgrade_head``) returns the same for every input,
+    and raises the same ValueError for a negative limit (a caller's error, not the head's).
     """
+    if max_header_size < 0:
+        raise ValueError("max_header_size must not be negative")
+    if max_headers < 0:
+        raise ValueError("max_headers must not be negative")
     # The limits first, with bytes.find and bytes.count (loops in C): a head that passes
     # one is the reader's to refuse, and a failed attempt must cost less than the reader's
     # own (a value holds no CR, so the first empty line ends the head, and the CRLFs before
