@@ -124,9 +124,10 @@ async def test_https_and_wss_on_one_port(
             await client.close(4000, "done")
         assert client.close_code == 4000
 
-    # Plain text on the TLS port is not served.
+    # Plain text on the TLS port is not served: the client is told why (test_tls.py).
     reader, writer = await open_tcp(server.port)
     writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (await read_response(reader)).status == 400
     assert await at_eof(reader)
     writer.close()
 

@@ -13,6 +13,7 @@ import logging
 import signal
 import socket
 from collections.abc import Callable, Collection, Sequence
+from functools import partial
 from typing import Any
 
 from ..handshake import OriginPolicy
@@ -21,6 +22,7 @@ from .channel import HttpChannel
 from .config import ServerConfig
 from .routing import Routes
 from .state import SHUTDOWN_REASON, ServerState
+from .tls import TlsHandshake
 from .websocket import WebSocket
 from .wsgi import WSGIApp
 
@@ -151,26 +153,23 @@ class Server:
             state.stop = self.stop_soon
         self._stopped = asyncio.Event()
         self._hurry = asyncio.Event()
-        kwargs: dict[str, Any] = {"ssl": self.config.ssl_context, "backlog": 1024}
-        if self.config.ssl_context is not None and self.config.header_timeout > 0:
-            # The loop's default is 60 s: a connection that never finishes its handshake
-            # holds its socket as long as a head that never ends may (header_timeout; the
-            # loops refuse 0, which leaves every connection unserved anyway).
-            kwargs["ssl_handshake_timeout"] = self.config.header_timeout
+        # With TLS the listener is plain TCP all the same: the server runs each handshake
+        # itself (stargate.server.tls), so that it counts against max_connections.
+        factory: Callable[[], asyncio.Protocol]
+        if self.config.ssl_context is not None:
+            factory = partial(TlsHandshake, state)
+        else:
+            factory = partial(HttpChannel, state)
         socks = [sock] if isinstance(sock, socket.socket) else list(sock or ())
         if socks:
             for listening in socks:
                 self._servers.append(
-                    await loop.create_server(lambda: HttpChannel(state), sock=listening, **kwargs)
+                    await loop.create_server(factory, sock=listening, backlog=1024)
                 )
         else:
             self._servers.append(
                 await loop.create_server(
-                    lambda: HttpChannel(state),
-                    self.config.host,
-                    self.config.port,
-                    reuse_address=True,
-                    **kwargs,
+                    factory, self.config.host, self.config.port, reuse_address=True, backlog=1024
                 )
             )
         scheme = "https" if self.config.ssl_context else "http"
@@ -213,6 +212,8 @@ class Server:
         deadline = loop.time() + timeout
         for server in self._servers:
             server.close()
+        for tls in list(state.tls_handshakes):
+            tls.abort()  # no request yet, as an idle connection
         for channel in list(state.channels):
             channel.close_if_idle()
         for ws in list(state.websockets):

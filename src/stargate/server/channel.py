@@ -157,14 +157,21 @@ class HttpChannel(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         transport = cast(asyncio.Transport, transport)
+        if not self.state.admit(self):
+            self.transport = transport
+            self._closed = True
+            transport.abort()
+            return
+        self.start(transport)
+
+    def start(self, transport: asyncio.Transport) -> None:
+        """Serve ``transport``, of a connection admitted already: from
+        :meth:`connection_made`, or once a TLS handshake is done
+        (:mod:`~stargate.server.tls`)."""
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.peername = (peer[0], peer[1]) if isinstance(peer, tuple) else None
         self.secure = transport.get_extra_info("sslcontext") is not None
-        if not self.state.admit(self):
-            self._closed = True
-            transport.abort()
-            return
         if self.state.shutting_down:  # a request on its way: it may still come, briefly
             self._arm_timer(min(self.config.header_timeout, self.config.linger_timeout))
         else:

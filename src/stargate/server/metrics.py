@@ -91,6 +91,11 @@ class Collector:
         yield gauge(
             "stargate_websocket_connections", "Open WebSocket connections.", len(state.websockets)
         )
+        yield gauge(
+            "stargate_tls_handshakes",
+            "Connections in their TLS handshake.",
+            len(state.tls_handshakes),
+        )
         family = CounterMetricFamily(
             "stargate_http_responses", "HTTP responses by status code.", labels=[*labels, "code"]
         )

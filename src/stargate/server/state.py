@@ -27,6 +27,7 @@ from .wsgi import WSGIApp
 
 if TYPE_CHECKING:
     from .channel import HttpChannel
+    from .tls import TlsHandshake
     from .websocket import WebSocket
 
 logger = logging.getLogger("stargate.server")
@@ -68,6 +69,8 @@ class ServerState:
         self.handler_executor: concurrent.futures.ThreadPoolExecutor | None = None
         self.channels: set[HttpChannel] = set()
         self.websockets: set[WebSocket] = set()
+        #: Connections to a TLS listener still in their TLS handshake (counted as well).
+        self.tls_handshakes: set[TlsHandshake] = set()
         #: Running handlers: a task per ``async def`` handler, a future per ``def`` one.
         self.handlers: set[asyncio.Future[Any]] = set()
         self.metrics = Metrics()
@@ -133,7 +136,32 @@ class ServerState:
         """A new connection: False (refuse it) at ``max_connections``.  One accepted while
         shutting down (it was on its way when the listener closed) is admitted and answered
         with ``Connection: close``, rather than reset."""
-        if len(self.channels) + len(self.websockets) >= self.config.max_connections:
+        if self._full():
+            return False
+        self.channels.add(channel)
+        return True
+
+    def admit_tls(self, handshake: TlsHandshake) -> bool:
+        """A new connection to a TLS listener, before its handshake: as :meth:`admit`."""
+        if self._full():
+            return False
+        self.tls_handshakes.add(handshake)
+        return True
+
+    def tls_established(self, handshake: TlsHandshake, channel: HttpChannel) -> None:
+        """``handshake`` is done: its connection, already counted, is ``channel``'s now."""
+        self.tls_handshakes.discard(handshake)
+        self.channels.add(channel)
+
+    def tls_ended(self, handshake: TlsHandshake) -> None:
+        """``handshake`` failed or was given up: its connection is gone."""
+        self.tls_handshakes.discard(handshake)
+
+    def _full(self) -> bool:
+        """Whether ``max_connections`` are open; if so, the refusal about to be made is
+        counted and logged."""
+        open_ = len(self.channels) + len(self.websockets) + len(self.tls_handshakes)
+        if open_ >= self.config.max_connections:
             self.metrics.refused_connections += 1
             self._refusals_unlogged += 1
             now = time.monotonic()
@@ -145,9 +173,8 @@ class ServerState:
                 self._refusal_timer = self.loop.call_later(
                     self._refusal_logged_at + REFUSAL_LOG_INTERVAL - now, self.log_refusals
                 )
-            return False
-        self.channels.add(channel)
-        return True
+            return True
+        return False
 
     def log_refusals(self) -> None:
         """Log the refusals at ``max_connections`` not logged yet, if any (the timer's
