@@ -4,13 +4,13 @@ With ``create_server(ssl=...)`` the event loop runs each connection's TLS handsh
 it calls the protocol: until then the connection is invisible to ``max_connections`` and
 holds the TLS layer's buffers (about 50 KiB each on uvloop, 300 KiB on asyncio's loop,
 measured on 2026-12-06), so a client that opened connections and never finished a
-handshake held as many as it could open, each for ``header_timeout``.  Here no TLS layer
-is made before the client's first byte (a connection that sent none costs 1-3 KiB).  Here the listener is
+handshake held as many as it could open, each for ``header_timeout``.  Here the listener is
 plain TCP: :class:`TlsHandshake` admits the connection at once (or refuses it at the limit,
-as any other), runs the handshake with ``loop.start_tls``, and gives the TLS transport to
-an :class:`~stargate.server.channel.HttpChannel`.  Doing the handshake itself also lets the
-server answer a plain HTTP request sent to its TLS port with a 400 that says so, as nginx
-does, where the loop's TLS layer could only drop the connection.
+as any other), waits for the client's first bytes (no TLS layer before them: a connection
+that sent none costs 1-3 KiB), runs the handshake with ``loop.start_tls``, and gives the
+TLS transport to an :class:`~stargate.server.channel.HttpChannel`.  Seeing the first bytes
+also lets the server answer a plain HTTP request sent to its TLS port with a 400 that says
+so, as nginx does, where the loop's TLS layer could only drop the connection.
 """
 
 from __future__ import annotations
