@@ -9,8 +9,9 @@ import asyncio
 import contextlib
 import socket
 import ssl
+import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from stargate.server import Server
 from stargate.server.metrics import exposition
-from stargate.server.tls import PLAIN_HTTP_REASON
+from stargate.server.tls import PLAIN_HTTP_REASON, TlsHandshake
 from stargate.server.wsgi import StartResponse
 from tests.machine import make_certificate
 
@@ -153,12 +154,14 @@ async def test_shutdown_closes_handshakes_in_progress_at_once(
 
 
 def _hello_and_request_in_one_write(
-    port: int, client_context: ssl.SSLContext, *, close: bool = False
+    port: int, client_context: ssl.SSLContext, *, close: bool = False, end: str = ""
 ) -> bytes:
     """A TLS client (a memory BIO over a blocking socket) that sends its last handshake
     message and its request in one write (and its close_notify too, with ``close``), so
     that the server's TLS layer decrypts the request in the same read that ends the
-    handshake; returns what it decrypts back."""
+    handshake; returns what it decrypts back.  ``end="corrupt"`` spoils the request's
+    record instead, ``end="reset"`` resets the connection right after the write: the
+    connection then fails in the read that ends the handshake."""
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     tls = client_context.wrap_bio(incoming, outgoing, server_hostname="localhost")
     with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
@@ -174,7 +177,18 @@ def _hello_and_request_in_one_write(
         if close:
             with contextlib.suppress(ssl.SSLWantReadError):  # the server's is not in yet
                 tls.unwrap()
-        sock.sendall(outgoing.read())  # the client's Finished and the request together
+        flight = bytearray(outgoing.read())
+        if end == "corrupt":
+            flight[-1] ^= 0xFF  # the request's record fails its authentication
+        sock.sendall(flight)  # the client's Finished and the request together
+        if end == "reset":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return b""
+        if end:
+            with contextlib.suppress(ConnectionResetError):
+                while sock.recv(65536):
+                    pass
+            return b""
         received = b""
         while True:
             try:
@@ -215,3 +229,39 @@ async def test_a_request_and_close_sent_with_the_last_handshake_message(
     assert not received or received.startswith(b"HTTP/1.1 200 ")
     await eventually(lambda: not server.state.channels and not server.state.tls_handshakes)
     assert await served(server, client_context)
+
+
+@pytest.mark.parametrize("end", ["corrupt", "reset"])
+async def test_a_connection_that_fails_as_its_handshake_ends_leaves_nothing_counted(
+    start_server: StartServer, contexts: tuple[ssl.SSLContext, ssl.SSLContext], end: str
+) -> None:
+    """On asyncio's loop the failure comes in the read that ends the handshake, and the
+    TLS layer tells of it after the channel took over: the channel hears it, and its place
+    is free; else every such client kept one for good."""
+    server_context, client_context = contexts
+    server = await start_server(app, ssl_context=server_context, max_connections=2)
+    for _ in range(3):
+        await asyncio.to_thread(
+            _hello_and_request_in_one_write, server.port, client_context, end=end
+        )
+    await eventually(lambda: not server.state.channels and not server.state.tls_handshakes)
+    assert await served(server, client_context)
+    assert server.state.metrics.refused_connections == 0
+
+
+async def test_a_handshake_given_up_leaves_no_cycle(
+    start_server: StartServer,
+    contexts: tuple[ssl.SSLContext, ssl.SSLContext],
+    cyclic_garbage: Callable[[Callable[[object], bool]], list[str]],
+) -> None:
+    """A handshake cut at its deadline is freed by reference counting, its transport and
+    the TLS layer's buffers with it: its cancelled task's traceback held it in a cycle."""
+    server_context, _ = contexts
+    server = await start_server(app, ssl_context=server_context, header_timeout=0.3)
+    reader, writer = await open_tcp(server.port)
+    writer.write(b"\x16\x03\x01\x02\x00\x01")  # the start of a ClientHello, no more
+    assert await at_eof(reader)
+    writer.close()
+    await eventually(lambda: not server.state.tls_handshakes)
+    await asyncio.sleep(0.1)  # the cancelled task's last step
+    assert cyclic_garbage(lambda o: isinstance(o, TlsHandshake)) == []

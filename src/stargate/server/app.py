@@ -233,6 +233,8 @@ class Server:
             # Admitted in connection_made, once its transport is set (and never unset).
             assert channel.transport is not None
             channel.transport.abort()
+        for tls in list(state.tls_handshakes):
+            tls.abort()  # accepted after the first pass (their connection_made was due)
         for ws in list(state.websockets):
             ws.abort()
         handlers = [h for h in state.handlers if not h.done()]

@@ -45,7 +45,17 @@ class TlsHandshake(asyncio.Protocol):
       last handshake message (and the connection's end) waits here for the channel.
     """
 
-    __slots__ = ("_early", "_eof", "_hello", "_lost", "_task", "_timer", "_transport", "state")
+    __slots__ = (
+        "_channel",
+        "_early",
+        "_eof",
+        "_hello",
+        "_lost",
+        "_task",
+        "_timer",
+        "_transport",
+        "state",
+    )
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
@@ -58,6 +68,8 @@ class TlsHandshake(asyncio.Protocol):
         self._early: list[bytes] = []
         self._eof = False
         self._lost = False
+        #: The channel, once it took over.
+        self._channel: HttpChannel | None = None
 
     # -- the TCP transport's protocol, then the TLS layer's ----------------------------------
 
@@ -88,7 +100,7 @@ class TlsHandshake(asyncio.Protocol):
         # The client spoke first, as a TLS client does: the TLS layer reads the rest.
         transport.pause_reading()
         hello.append(data)
-        if self._task is None:
+        if self._task is None and not self._lost:
             loop = self.state.loop
             assert loop is not None
             self._task = loop.create_task(self._handshake(transport))
@@ -97,6 +109,14 @@ class TlsHandshake(asyncio.Protocol):
         self._eof = True  # TLS has no half-close: the layer closes; the channel hears of it
 
     def connection_lost(self, exc: Exception | None) -> None:
+        channel = self._channel
+        if channel is not None:
+            # The TLS layer schedules this call with the protocol of the moment: on
+            # asyncio's loop the connection can fail in the read that ends the handshake
+            # (a reset, a bad record after the client's Finished), and the call then comes
+            # after the channel took over.  It is the channel's to hear, or it stays counted.
+            channel.connection_lost(exc)
+            return
         self.abort()
 
     # -- the handshake -----------------------------------------------------------------------
@@ -105,13 +125,16 @@ class TlsHandshake(asyncio.Protocol):
         """The connection ends before its channel starts (the client left, the handshake
         failed or took longer than ``header_timeout``, the server shuts down): closed,
         and no longer counted."""
-        if self._lost:
+        if self._lost or self._channel is not None:
             return
         self._lost = True
         if self._timer is not None:
             self._timer.cancel()
-        if self._task is not None:
-            self._task.cancel()
+        # Let go of the task first: a cancelled task's traceback holds this object (a
+        # cycle that kept the transport and the TLS layer's buffers until a collection).
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
         if self._transport is not None:
             self._transport.abort()
         self.state.tls_ended(self)
@@ -148,6 +171,7 @@ class TlsHandshake(asyncio.Protocol):
             # error of another kind keeps its traceback, at the same level).
             logger.debug("TLS handshake failed: %r", exc, exc_info=not isinstance(exc, OSError))
             self.abort()
+            exc.__traceback__ = None  # it holds this frame, which holds it: no cycle
             return
         finally:
             if not starting.done():  # this task was cancelled: so is the handshake
@@ -155,7 +179,7 @@ class TlsHandshake(asyncio.Protocol):
         assert tls is not None  # both loops return the TLS transport (their stubs allow None)
         assert self._timer is not None  # armed in connection_made, before any byte came
         self._timer.cancel()
-        channel = HttpChannel(state)
+        channel = self._channel = HttpChannel(state)
         tls.set_protocol(channel)
         state.tls_established(self, channel)
         channel.start(tls)
