@@ -94,6 +94,12 @@ class _Refusal:
     remote: tuple[str, int] | None
 
 
+def peer_address(transport: asyncio.BaseTransport) -> tuple[str, int] | None:
+    """The client's ``(host, port)``; None for a Unix socket's peer."""
+    peer = transport.get_extra_info("peername")
+    return (peer[0], peer[1]) if isinstance(peer, tuple) else None
+
+
 class HttpChannel(asyncio.Protocol):
     """One client connection while it speaks HTTP; hands itself over on upgrade."""
 
@@ -169,8 +175,7 @@ class HttpChannel(asyncio.Protocol):
         :meth:`connection_made`, or once a TLS handshake is done
         (:mod:`~stargate.server.tls`)."""
         self.transport = transport
-        peer = transport.get_extra_info("peername")
-        self.peername = (peer[0], peer[1]) if isinstance(peer, tuple) else None
+        self.peername = peer_address(transport)
         self.secure = transport.get_extra_info("sslcontext") is not None
         if self.state.shutting_down:  # a request on its way: it may still come, briefly
             self._arm_timer(min(self.config.header_timeout, self.config.linger_timeout))

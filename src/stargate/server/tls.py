@@ -19,7 +19,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, cast
 
-from .channel import HttpChannel
+from .channel import HttpChannel, peer_address
 from .response import simple_response
 
 if TYPE_CHECKING:
@@ -143,7 +143,7 @@ class TlsHandshake(asyncio.Protocol):
     def _refuse_plain_http(self, transport: asyncio.Transport) -> None:
         self._hello = None  # nothing more is read as TLS
         self.state.record_refusal(
-            _remote(transport), "-", "-", 400, PLAIN_HTTP_REASON, websocket=False
+            peer_address(transport), "-", "-", 400, PLAIN_HTTP_REASON, websocket=False
         )
         transport.write(simple_response(400, PLAIN_HTTP_REASON))
         transport.close()  # once the response is out; connection_lost then uncounts it
@@ -205,9 +205,3 @@ class TlsHandshake(asyncio.Protocol):
             buffer[:size] = data[:size]
             layer.buffer_updated(size)
             data = data[size:]
-
-
-def _remote(transport: asyncio.Transport) -> tuple[str, int] | None:
-    """The client's address, for the access line."""
-    peer = transport.get_extra_info("peername")
-    return (peer[0], peer[1]) if isinstance(peer, tuple) else None
