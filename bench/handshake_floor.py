@@ -123,25 +123,27 @@ class FloorProtocol(asyncio.Protocol):
             transport.close()
 
 
-async def serve(port: int, *, validate: bool, task: bool) -> None:
+async def serve(host: str, port: int, *, validate: bool, task: bool) -> None:
     loop = asyncio.get_running_loop()
     factory = partial(FloorProtocol, validate=validate, task=task)
-    server = await loop.create_server(factory, "127.0.0.1", port, backlog=1024)
+    server = await loop.create_server(factory, host, port, backlog=1024)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    print(f"handshake floor listening on 127.0.0.1:{port} (uvloop)", flush=True)
+    # The banner bench/run.py waits for, as it does for echo_servers.py's.
+    print(f"handshake floor on ws://{host}:{port}/ (uvloop)", flush=True)
     async with server:
         await stop.wait()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9100)
     parser.add_argument("--validate", action="store_true", help="parse and check the head")
     parser.add_argument("--task", action="store_true", help="a task per connection")
     args = parser.parse_args()
-    uvloop.run(serve(args.port, validate=args.validate, task=args.task))
+    uvloop.run(serve(args.host, args.port, validate=args.validate, task=args.task))
 
 
 if __name__ == "__main__":

@@ -55,12 +55,19 @@ class Server:
     title: str
     deflate: bool = True  # implements permessage-deflate
     pyramid: bool = False  # has a Pyramid row (stargate only)
+    #: The only rows it takes part in (the handshake floors), or None for every row.
+    only: frozenset[str] | None = None
 
     def command(self, app: str, deflate: bool, port: int, ctx: Context) -> list[str]:
         if self.name == "c-reference":
             assert ctx.c_reference is not None
             assert not deflate and not app.startswith("pyramid")
             return [str(ctx.c_reference), "--host", HOST, "--port", str(port), "--app", app]
+        if self.name.startswith("floor"):
+            assert app == "echo" and not deflate
+            command = [sys.executable, str(HERE / "handshake_floor.py"), "--host", HOST]
+            command += ["--port", str(port)]
+            return command + (["--validate", "--task"] if self.name == "floor-checked" else [])
         if self.name == "node-ws":
             assert ctx.node_modules is not None
             command = ["node", str(HERE / "ws_server.js"), "--host", HOST, "--port", str(port)]
@@ -91,6 +98,16 @@ SERVERS = {
         Server("aiohttp", "aiohttp"),
         Server("node-ws", "node ws"),
         Server("c-reference", "C reference (epoll)", deflate=False),
+        # References for the handshake row, not servers (bench/handshake_floor.py): what
+        # uvloop and the kernel cost when Python does next to nothing, and when it does
+        # only the least every Python server must (check the request, start a handler).
+        Server("floor", "Python floor (uvloop)", deflate=False, only=frozenset({"handshake"})),
+        Server(
+            "floor-checked",
+            "Python floor + checks + task",
+            deflate=False,
+            only=frozenset({"handshake"}),
+        ),
     )
 }
 
@@ -116,6 +133,8 @@ class Row:
         return self.template.format(**self.options(quick))
 
     def applies_to(self, server: Server) -> bool:
+        if server.only is not None and self.key not in server.only:
+            return False
         if self.app.startswith("pyramid"):
             return server.pyramid
         return server.deflate or not self.deflate
@@ -548,7 +567,8 @@ def markdown(
         "or the p99 of a latency.  MB = 10^6 bytes of payload one way.  RSS: the server's growth",
         "per open connection.  (!): a run of that cell reported errors (listed below the tables);",
         "'-': the server cannot do it (picows and the C reference have no permessage-deflate;",
-        "Pyramid is stargate's).",
+        "Pyramid is stargate's; the two Python floors are handshake_floor.py, references",
+        "for the handshake row only).",
         "",
         f"Against {BASELINE}, above 1 = better than {BASELINE}: server CPU per message first (the",
         "steadier figure on a shared machine), the rate's ratio in parentheses; for latency and",
