@@ -118,16 +118,21 @@ async def test_a_failed_handshake_frees_its_place(
     assert "Traceback" not in caplog.text  # a client's doing, not the server's
 
 
-@pytest.mark.parametrize("blank", [b"", b"\r\n"])
+@pytest.mark.parametrize(
+    "request_line", [b"GET / HTTP/1.1", b"\r\nGET / HTTP/1.1", b"get / HTTP/1.1"]
+)
 async def test_plain_http_on_the_tls_port_is_told_so(
-    start_server: StartServer, contexts: tuple[ssl.SSLContext, ssl.SSLContext], blank: bytes
+    start_server: StartServer,
+    contexts: tuple[ssl.SSLContext, ssl.SSLContext],
+    request_line: bytes,
 ) -> None:
     """As nginx does: a 400 in plain text that says why, then the connection's end (an
-    empty line before the request line too, which RFC 9112 section 2.2 lets come)."""
+    empty line before the request line too, which RFC 9112 section 2.2 lets come, and a
+    method in lower case: a wrong method, but no TLS record either)."""
     server_context, client_context = contexts
     server = await start_server(app, ssl_context=server_context)
     reader, writer = await open_tcp(server.port)
-    writer.write(blank + b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    writer.write(request_line + b"\r\nHost: localhost\r\n\r\n")
     response = await read_response(reader)
     assert response.status == 400
     assert response.header("Connection") == "close"

@@ -92,10 +92,11 @@ class TlsHandshake(asyncio.Protocol):
             return
         transport = self._transport
         assert transport is not None
-        if not hello and (data[:1].isupper() or data[:1] in b"\r\n"):
-            # A request line's method (RFC 9110's are upper case), or the empty line a
-            # request may come after (RFC 9112 section 2.2), where a ClientHello belongs,
-            # whose first byte is 0x16 (RFC 8446 section 5.1): plain HTTP.
+        if not hello and (data[:1].isalpha() or data[:1] in b"\r\n"):
+            # A request line's method (a letter: RFC 9110's are upper case, a lower-case
+            # one is a wrong method, not TLS), or the empty line a request may come after
+            # (RFC 9112 section 2.2), where a ClientHello belongs, whose first byte is 0x16
+            # (RFC 8446 section 5.1; an SSLv2-style hello's is 0x80 or more): plain HTTP.
             self._refuse_plain_http(transport)
             return
         # The client spoke first, as a TLS client does: the TLS layer reads the rest.
