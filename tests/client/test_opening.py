@@ -324,6 +324,49 @@ async def test_invalid_response(extra: str, match: str) -> None:
     assert not isinstance(info.value, InvalidAccept)
 
 
+INTERIM = (
+    b"HTTP/1.1 100 Continue\r\n\r\n"
+    b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+)
+
+
+async def test_interim_responses_before_the_101_are_skipped() -> None:
+    """RFC 9110 section 15.2: 1xx responses may come before the final one (a proxy's or a
+    CDN's 103 Early Hints); the 101 after them opens the connection, and a frame sent
+    with it is the first message."""
+
+    async def hints(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await read_head(reader)
+        writer.write(INTERIM + switching(head) + b"\x81\x02hi")
+        await reader.read()
+
+    async with fake_server(hints) as fake, stargate.connect(fake.url(), open_timeout=5) as ws:
+        assert ws.response.status == 101
+        assert await asyncio.wait_for(ws.receive(), 5) == "hi"
+
+
+async def test_a_refusal_after_interim_responses_is_the_refusal() -> None:
+    response = INTERIM + b"HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno"
+    async with fake_server(answering(response)) as fake:
+        with pytest.raises(InvalidStatus) as info:
+            await stargate.connect(fake.url(), open_timeout=5)
+    assert (info.value.status, info.value.body) == (403, b"no")
+
+
+async def test_an_extensions_header_of_empty_elements_negotiates_nothing() -> None:
+    """RFC 9110 section 5.6.1: empty list elements are ignored, so ``,`` accepts no
+    extension, and the connection must not say it compresses."""
+
+    async def empty(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await read_head(reader)
+        writer.write(switching(head, extra="Sec-WebSocket-Extensions: , ,\r\n"))
+        await reader.read()
+
+    async with fake_server(empty) as fake, stargate.connect(fake.url(), open_timeout=5) as ws:
+        assert ws.compression is False
+        assert ws.extensions is None
+
+
 async def test_closed_before_the_response() -> None:
     async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_head(reader)

@@ -133,6 +133,45 @@ def test_client_round_trip(version: ProtocolVersion, chunked: bool) -> None:
         client.receive(b"more")
 
 
+@pytest.mark.parametrize("version", ROUND_TRIP_VERSIONS)
+@pytest.mark.parametrize("chunked", [False, True])
+def test_client_skips_interim_responses(version: ProtocolVersion, chunked: bool) -> None:
+    """RFC 9110 section 15.2: a client must parse the 1xx responses before the final one
+    and may ignore them; the bytes after the 101 are still counted from this read."""
+    client = ClientHandshake("example.com", version=version, rng=random.Random(7))
+    _, accepted = server_response(client.request_bytes())
+    interim = (
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+        b"HTTP/1.1 199 Whatever\r\n\r\n"
+    )
+    frames = b"\x81\x02hi" if not version.is_hixie else b"\x00hi\xff"
+    stream = interim + accepted.response + frames
+    if chunked:  # the interim heads end in earlier reads than the 101's
+        result = None
+        for i in range(0, len(stream), 7):
+            result = client.receive(stream[i : i + 7])
+            if result is not None:
+                break
+        assert result is not None
+        end = len(interim) + len(accepted.response)
+        assert stream[i + result[1] :] == stream[end:]
+    else:
+        result = client.receive(stream)
+        assert result is not None
+        assert stream[result[1] :] == frames
+    assert result[0].response.status == 101
+
+
+def test_client_interim_responses_are_checked_like_any_head() -> None:
+    client = ClientHandshake("example.com", max_header_size=64)
+    with pytest.raises(MalformedResponse, match=r"431|larger"):
+        client.receive(b"HTTP/1.1 103 Early Hints\r\nLink: " + b"x" * 100)
+    client = ClientHandshake("example.com")
+    with pytest.raises(MalformedResponse):
+        client.receive(b"HTTP/1.1 100 Continue\r\n\r\nnot a status line\r\n\r\n")
+
+
 def test_client_round_trip_hixie76_secure_and_split_answer() -> None:
     client = ClientHandshake("example.com", "/demo", version=V.HIXIE_76, secure=True)
     _, accepted = server_response(client.request_bytes(), secure=True)

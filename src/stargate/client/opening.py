@@ -162,6 +162,8 @@ class _ClientProtocol(asyncio.Protocol):
             limits=self.options.limits,
             extensions=accepted.negotiated,
         )
+        # The header as the server wrote it, when it accepted an extension: a header of
+        # empty list elements only (``,``; RFC 9110 section 5.6.1) accepts none.
         offered = accepted.response.headers.get_all("Sec-WebSocket-Extensions")
         return ClientWebSocket(
             connection,
@@ -170,7 +172,7 @@ class _ClientProtocol(asyncio.Protocol):
             loop=self.loop,
             options=self.options,
             subprotocol=accepted.subprotocol,
-            extensions=", ".join(offered) or None,
+            extensions=", ".join(offered) if accepted.extensions else None,
         )
 
     def _await_body(self, refusal: InvalidStatus) -> None:

@@ -214,6 +214,8 @@ class ClientHandshake:
         self._done = False
         self._response: Response | None = None  # set once the head is parsed
         self._head_end = 0
+        #: Bytes of interim (1xx) responses dropped from the buffer's start in this call.
+        self._skipped = 0
         self.key = ""
         self._expected_accept = ""
         self.key1 = self.key2 = ""
@@ -283,6 +285,7 @@ class ClientHandshake:
             raise RuntimeError("the handshake is already complete or failed")
         before = len(self._buffer)
         self._buffer += data
+        self._skipped = 0
         try:
             result = self._advance()
         except InvalidHandshakeResponse:
@@ -294,11 +297,12 @@ class ClientHandshake:
         self._done = True
         self._buffer = bytearray()
         accepted, end = result
-        return accepted, end - before
+        # ``end`` counts from the buffer's start, which skipped interim responses moved.
+        return accepted, end + self._skipped - before
 
     def _advance(self) -> tuple[ClientAccepted, int] | None:
         """Try to complete the handshake with the bytes buffered so far."""
-        if self._response is None:
+        while self._response is None:
             try:
                 # Resume the search where the previous call stopped: linear in total.
                 end = find_head_end(self._buffer, self.max_header_size, self._head_end)
@@ -309,8 +313,18 @@ class ClientHandshake:
             except HandshakeError as exc:
                 raise MalformedResponse(exc.reason) from None
             assert parsed is not None  # the head is complete
-            self._response, self._head_end = parsed
-            self._check_status(self._response)
+            response, head_end = parsed
+            if 100 <= response.status < 200 and response.status != 101:
+                # RFC 9110 section 15.2: a client must parse the interim responses that
+                # come before the final one (100 Continue, 103 Early Hints from a proxy or
+                # CDN) and may ignore them.  Each is bounded like any head; how many come
+                # is bounded by the open timeout.
+                del self._buffer[:head_end]
+                self._skipped += head_end
+                self._head_end = 0
+                continue
+            self._response, self._head_end = response, head_end
+            self._check_status(response)
         end = self._head_end
         if self.version is ProtocolVersion.HIXIE_76:
             end += 16  # draft-hixie-76 section 4.1: the challenge answer follows the head
