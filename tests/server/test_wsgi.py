@@ -5,6 +5,7 @@ These run the WSGI layer against an in-memory sink; the HTTP tests run it over s
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 import sys
@@ -269,6 +270,97 @@ def test_exception_after_the_head_closes_the_connection_and_calls_close() -> Non
     assert data.endswith(b"7\r\npartial\r\n")  # no terminating chunk: the client sees the cut
     assert not response.keep_alive
     assert closed == [True]
+
+
+class AppCancelled(BaseException):
+    """What a library's timeout or cancellation looks like (gevent's, trio's): not an
+    Exception."""
+
+
+@pytest.mark.parametrize("error", [AppCancelled, GeneratorExit, asyncio.CancelledError])
+def test_a_base_exception_of_the_app_is_a_logged_500(
+    error: type[BaseException], caplog: pytest.LogCaptureFixture
+) -> None:
+    """PEP 3333's error handling holds for every failure of the app, not only Exception's:
+    it used to get no response at all (the connection closed on nothing) and no log."""
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        raise error()
+
+    response, data = run(app, make_request())
+    assert data.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+    assert not response.keep_alive
+    assert "WSGI application error on GET /" in caplog.text
+
+
+def test_a_base_exception_after_the_head_cuts_the_response() -> None:
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterator[bytes]:
+        start_response("200 OK", [])
+        yield b"partial"
+        raise AppCancelled
+
+    response, data = run(app, make_request())
+    assert data.endswith(b"7\r\npartial\r\n")  # no terminating chunk
+    assert response.cut_short  # the channel resets the connection: the cut shows
+    assert not response.keep_alive
+
+
+class ClosingBody:
+    """A whole response whose ``close`` fails (a framework's teardown hook)."""
+
+    def __init__(self, chunks: list[bytes], error: type[BaseException]) -> None:
+        self.chunks = chunks
+        self.error = error
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.chunks)
+
+    def close(self) -> None:
+        raise self.error("teardown failed")
+
+
+@pytest.mark.parametrize("chunks", [[b"whole"], [b"who", b"le"]])
+def test_a_close_failing_after_a_whole_response_keeps_the_response(
+    chunks: list[bytes], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The response was complete: the failure is logged and the connection closes after
+    it, gracefully.  It used to count as a response cut short: reset, which can discard the
+    response's last bytes still in the kernel's buffer."""
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> ClosingBody:
+        start_response("200 OK", [("Content-Length", "5")])
+        return ClosingBody(chunks, RuntimeError)
+
+    response, data = run(app, make_request())
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert data.endswith(b"\r\n\r\nwhole")
+    assert not response.cut_short
+    assert not response.failed
+    assert not response.keep_alive
+    assert "in close() after the response to GET /" in caplog.text
+
+
+def test_a_close_failing_after_a_cut_response_still_cuts_it() -> None:
+    def app(environ: dict[str, Any], start_response: StartResponse) -> ClosingBody:
+        start_response("200 OK", [("Content-Length", "10")])
+        return ClosingBody([b"short"], RuntimeError)
+
+    response, data = run(app, make_request())
+    assert data.endswith(b"\r\n\r\nshort")
+    assert not response.keep_alive  # five bytes of ten: the client cannot go on
+
+
+def test_a_close_failing_before_the_head_is_a_500() -> None:
+    class NeverStarts(ClosingBody):
+        def __iter__(self) -> Iterator[bytes]:
+            raise ValueError("no body")
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> ClosingBody:
+        return NeverStarts([], RuntimeError)
+
+    response, data = run(app, make_request())
+    assert data.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+    assert response.failed
 
 
 def test_start_response_twice_without_exc_info_is_an_error() -> None:

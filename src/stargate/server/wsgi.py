@@ -347,6 +347,27 @@ class WSGIResponse:
             self.send_whole(body)
 
 
+def _close_result(
+    close: Callable[[], object], environ: dict[str, Any], response: WSGIResponse
+) -> None:
+    """Call the app iterable's ``close`` (PEP 3333: always).  If it fails once the response
+    is whole, the client has it all: the failure is logged and the connection closes after
+    it, gracefully (a reset could discard the response's last bytes in the kernel)."""
+    try:
+        close()
+    except (SystemExit, KeyboardInterrupt, ClientGone):
+        raise
+    except BaseException:
+        if not response.complete or response.failed:
+            raise  # the response is not whole: run_wsgi's failure path
+        logger.exception(
+            "WSGI application error in close() after the response to %s %s",
+            environ["REQUEST_METHOD"],
+            environ["RAW_URI"],
+        )
+        response.keep_alive = False
+
+
 def run_wsgi(app: WSGIApp, environ: dict[str, Any], response: WSGIResponse) -> None:
     """Call the app and send its response; runs in a worker thread.
 
@@ -379,21 +400,24 @@ def run_wsgi(app: WSGIApp, environ: dict[str, Any], response: WSGIResponse) -> N
         finally:
             close = getattr(result, "close", None)
             if close is not None:
-                close()
+                _close_result(close, environ, response)
     except ClientGone:
         response.keep_alive = False
         logger.debug("%s %s: the client went away", environ["REQUEST_METHOD"], environ["RAW_URI"])
-    except Exception:
-        logger.exception(
-            "WSGI application error on %s %s", environ["REQUEST_METHOD"], environ["RAW_URI"]
-        )
-        with contextlib.suppress(ClientGone):
-            response.fail()
     except (SystemExit, KeyboardInterrupt):
         # The app asked for the process to end: its client still gets an answer, and the
         # caller stops the server gracefully (ServerState.app_done).
         with contextlib.suppress(ClientGone):
             response.fail()
         raise
+    except BaseException:
+        # Exception and the rest alike: an asyncio.CancelledError, a GeneratorExit, a
+        # library's BaseException timeout (gevent's) are the app's failure too, owed a 500
+        # (or a reset, after the head) and a traceback in the log, as PEP 3333 asks.
+        logger.exception(
+            "WSGI application error on %s %s", environ["REQUEST_METHOD"], environ["RAW_URI"]
+        )
+        with contextlib.suppress(ClientGone):
+            response.fail()
     finally:
         response.complete = True  # whatever happened, nothing more goes out for this one
