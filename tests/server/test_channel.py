@@ -1420,6 +1420,57 @@ async def test_slow_but_steady_reader_is_not_cut_by_write_timeout(
     writer.close()
 
 
+async def test_a_slow_reader_gets_all_of_a_kept_alive_response_past_keepalive_timeout(
+    start_server: StartServer,
+) -> None:
+    """A connection whose response is still being written is not idle: the keep-alive
+    deadline starts once the response is out.  (Found by an attacker's probe: it started
+    once the app had handed its response over, and the last megabytes of a download to a
+    slow client were cut at keepalive_timeout + linger_timeout.)"""
+    finished: list[str] = []
+    server = await start_server(
+        validated(big_app(finished)), keepalive_timeout=0.3, linger_timeout=0.2
+    )
+    reader, writer = await open_tcp(server.port, rcvbuf=4096)
+    writer.write(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+    head = await read_response(reader, head=True)
+    assert head.status == 200
+    received = bytearray()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 1.5  # five keepalive_timeouts of slow reading
+    while loop.time() < deadline:
+        received += await asyncio.wait_for(reader.read(4096), TIMEOUT)
+        await asyncio.sleep(0.05)
+    assert finished == ["/big"]  # the app was done long before
+    received += await read_to_eof_or_end(reader)
+    assert len(dechunk(bytes(received))) == BIG_SIZE
+    # Still kept alive: the next request is answered, and then the idle deadline holds.
+    writer.write(b"GET /page HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (await read_response(reader)).status == 200
+    assert await at_eof(reader, 2.0)
+    writer.close()
+
+
+async def test_a_close_once_a_paused_response_is_out_logs_no_loop_error(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A ``Connection: close`` response that a slow reader paused is all out in the call
+    that resumes writing: the close waits a loop pass.  Closing in that call made asyncio's
+    selector transport call ``connection_lost`` twice (its write callback does once the
+    buffer is empty and it is closing, and ``close`` schedules another), which logged an
+    "Exception in callback" traceback for a response that went well."""
+    finished: list[str] = []
+    server = await start_server(validated(big_app(finished)))
+    reader, writer = await open_tcp(server.port, rcvbuf=65536)
+    writer.write(b"GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    await asyncio.sleep(0.5)  # the output pauses: the client reads nothing yet
+    received = await read_to_eof(reader)
+    assert len(dechunk(received.partition(b"\r\n\r\n")[2])) == BIG_SIZE
+    writer.close()
+    await eventually(lambda: not server.state.channels)
+    assert "Exception in callback" not in caplog.text
+
+
 async def read_to_eof_or_end(reader: asyncio.StreamReader) -> bytes:
     """The rest of a chunked body, read fast, up to its last chunk (or the connection's
     end: a reset counts as an end)."""

@@ -130,6 +130,11 @@ class HttpChannel(asyncio.Protocol):
         self._write_paused = False
         self._flush_scheduled = False
         self._close_when_flushed = False
+        #: A kept-alive connection whose last response is still being written: its idle
+        #: deadline starts once the response is all out (see request_done).
+        self._idle_after_flush = False
+        #: Inside resume_writing: the transport's write callback is on the stack.
+        self._resuming = False
         #: An error response owed once the requests parsed before the error are answered;
         #: set, nothing more is parsed.
         self._refusal: _Refusal | None = None
@@ -249,7 +254,11 @@ class HttpChannel(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._write_paused = False
         self._cancel_write_timer()
-        self._flush()
+        self._resuming = True
+        try:
+            self._flush()
+        finally:
+            self._resuming = False
 
     # -- what the reader tells (stargate.server.reader.ReaderEvents) ------------------------
 
@@ -340,6 +349,7 @@ class HttpChannel(asyncio.Protocol):
         """The current request is answered (its output handed over, maybe not yet sent):
         go on with the next one, or close."""
         self._busy = False
+        self._idle_after_flush = False
         if self._lost:
             return
         if not keep_alive or self.state.shutting_down:
@@ -360,6 +370,12 @@ class HttpChannel(asyncio.Protocol):
                 self._arm_timer(self.config.body_timeout)
             elif self.reader.in_head:
                 self._arm_timer(self.config.header_timeout)
+            elif len(self.output) or self._write_paused:
+                # The response is still on its way to a slow reader: the connection is not
+                # idle, and closing it would cut the response.  write_timeout bounds the
+                # wait (the write timer); the idle time starts once it is out (_flush).
+                self._cancel_timer()
+                self._idle_after_flush = True
             else:
                 self._arm_timer(self.config.keepalive_timeout)
 
@@ -420,6 +436,10 @@ class HttpChannel(asyncio.Protocol):
             self._try_complete_upgrade()
         elif not self._busy and self._queue:
             self._process()
+        elif self._idle_after_flush:
+            self._idle_after_flush = False
+            if not self._busy and not self._closed and self._timer is None:
+                self._arm_timer(self.config.keepalive_timeout)
 
     def _close_after_flush(self, *, linger: bool = False) -> None:
         self._closed = True
@@ -449,6 +469,13 @@ class HttpChannel(asyncio.Protocol):
         self._closed = True
         transport = self.transport
         if transport is None or transport.is_closing():
+            return
+        if self._resuming:
+            # Called from the transport's own write callback, its buffer empty: asyncio's
+            # selector transport ends the connection itself once that callback sees it
+            # closing, and close() would schedule a second connection_lost (an "Exception
+            # in callback" traceback).  A loop pass later, close() is the only one.
+            self.loop.call_soon(self._close_now)
             return
         transport.close()
         self._arm_timer(self.config.linger_timeout)
