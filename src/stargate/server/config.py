@@ -116,7 +116,9 @@ class ServerConfig:
     #: Response bytes buffered per connection (memory and file) before a worker thread
     #: waits for the client to take some (waitress's ``outbuf_high_watermark``).
     output_buffer_max: int = 16 * MiB
-    #: Time an idle keep-alive HTTP connection is kept open; 0: no keep-alive (every
+    #: Time an idle keep-alive HTTP connection is kept open, counted once the last
+    #: response is all handed to the transport (while it is still being written, the
+    #: connection is not idle: ``write_timeout`` bounds it); 0: no keep-alive (every
     #: response says ``Connection: close``).
     keepalive_timeout: float = 5.0
     #: After an error response (400, 413, 431, a refused upgrade ...), how long the server
