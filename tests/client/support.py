@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import socket
+import ssl as ssl_module
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -40,8 +41,11 @@ class FakeServer:
 
 
 @contextlib.asynccontextmanager
-async def fake_server(script: Script) -> AsyncIterator[FakeServer]:
-    """Run ``script(reader, writer)`` for each connection; closes everything after."""
+async def fake_server(
+    script: Script, ssl: ssl_module.SSLContext | None = None
+) -> AsyncIterator[FakeServer]:
+    """Run ``script(reader, writer)`` for each connection (over TLS with ``ssl``); closes
+    everything after."""
     writers: list[asyncio.StreamWriter] = []
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -53,7 +57,7 @@ async def fake_server(script: Script) -> AsyncIterator[FakeServer]:
         finally:
             writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=ssl)
     port = server.sockets[0].getsockname()[1]
     try:
         yield FakeServer(port)

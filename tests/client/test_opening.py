@@ -403,6 +403,22 @@ async def test_open_timeout_server_never_answers() -> None:
     assert "did not answer" in str(info.value)
 
 
+async def test_open_timeout_with_a_response_that_never_ends() -> None:
+    """A head that trickles, or whose lines end in a bare LF (so it never ends): the
+    timeout says the response was incomplete, not that the server did not answer."""
+
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(b"HTTP/1.1 101 Switching Protocols\nUpgrade: websocket\n\n")
+        await reader.read()
+
+    async with fake_server(trickle) as fake:
+        with pytest.raises(OpenTimeout) as info:
+            await stargate.connect(fake.url(), open_timeout=0.3)
+    assert info.value.phase == "handshake"
+    assert "response was not complete" in str(info.value)
+
+
 async def test_open_timeout_during_tls() -> None:
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read()
@@ -457,6 +473,32 @@ async def test_redirect_not_to_a_websocket_url() -> None:
     async with fake_server(redirect_to("ftp://example.com/")) as fake:  # type: ignore[arg-type]
         with pytest.raises(RedirectError, match="not a WebSocket URL"):
             await stargate.connect(fake.url(), follow_redirects=3)
+
+
+@pytest.mark.parametrize(
+    ("location", "why"),
+    [("ws://127.0.0.1:9/b#part", "fragment"), ("mailto:x@y", "not a WebSocket URL")],
+)
+async def test_a_redirect_that_cannot_be_followed_says_why(location: str, why: str) -> None:
+    """A server's bad Location is a RedirectError naming the reason (a fragment used to
+    raise InvalidURL, the error of a URL the caller gave)."""
+    async with fake_server(redirect_to(location)) as fake:  # type: ignore[arg-type]
+        with pytest.raises(RedirectError, match=f"cannot be followed: .*{why}"):
+            await stargate.connect(fake.url(), follow_redirects=3)
+
+
+async def test_a_redirect_from_wss_to_ws_is_refused_as_leaving_tls(
+    certificate: Certificate,
+) -> None:
+    """Never followed, and the error says it is the downgrade (it said the target was not
+    a WebSocket URL)."""
+    server_context, client_context = certificate.server_context(), certificate.client_context()
+    redirect = redirect_to("ws://127.0.0.1:9/plain", 301)
+    async with fake_server(redirect, ssl=server_context) as fake:  # type: ignore[arg-type]
+        with pytest.raises(RedirectError, match="leaves TLS"):
+            await stargate.connect(
+                fake.url().replace("ws:", "wss:"), ssl=client_context, follow_redirects=3
+            )
 
 
 def test_every_error_is_a_connect_error() -> None:

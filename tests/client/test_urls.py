@@ -45,20 +45,32 @@ def test_host_header(url: str, host_header: str) -> None:
         ("ws://h:1/a/b", "c?x", "ws://h:1/a/c?x"),
         ("wss://h/a", "https://g/", "wss://g/"),
         ("ws://h/a", "wss://g/", "wss://g/"),
-        ("wss://h/a", "ws://g/", None),  # never from TLS to plain text
-        ("wss://h/a", "http://g/", None),
-        # ... however the URL was written: parse_url drops leading blanks and controls.
-        (" wss://h/a", "ws://g/", None),
-        ("\twss://h/a", "http://g/", None),
-        ("\x00WSS://h/a", "ws://g/", None),
         (" wss://h/a", "/b", "wss://h/b"),
         ("WS://h/a", "/b", "ws://h/b"),
-        ("ws://h/a", "mailto:x@y", None),
-        ("ws://h/a", "", None),
     ],
 )
-def testredirect_target(url: str, location: str, target: str | None) -> None:
+def test_redirect_target(url: str, location: str, target: str) -> None:
     assert redirect_target(url, location) == target
+
+
+@pytest.mark.parametrize(
+    ("url", "location", "why"),
+    [
+        ("wss://h/a", "ws://g/", "leaves TLS"),  # never from TLS to plain text
+        ("wss://h/a", "http://g/", "leaves TLS"),
+        # ... however the URL was written: parse_url drops leading blanks and controls.
+        (" wss://h/a", "ws://g/", "leaves TLS"),
+        ("\twss://h/a", "http://g/", "leaves TLS"),
+        ("\x00WSS://h/a", "ws://g/", "leaves TLS"),
+        ("ws://h/a", "mailto:x@y", "not a WebSocket URL"),
+        ("ws://h/a", "", "empty"),
+        ("ws://h/a", "/b#part", "fragment"),
+        ("ws://h/a", "ws://g/b#", "fragment"),
+    ],
+)
+def test_redirect_target_refused(url: str, location: str, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        redirect_target(url, location)
 
 
 @pytest.mark.parametrize(
@@ -74,7 +86,6 @@ def testredirect_target(url: str, location: str, target: str | None) -> None:
 )
 def test_same_origin(url: str, location: str, same: bool) -> None:
     target = redirect_target(url, location)
-    assert target is not None
     assert same_origin(parse_url(url), parse_url(target)) is same
 
 

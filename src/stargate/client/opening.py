@@ -118,6 +118,8 @@ class _ClientProtocol(asyncio.Protocol):
         self._body = bytearray()
         self._body_wanted = 0
         self._body_timer: asyncio.TimerHandle | None = None
+        #: Some of the server's response came (the open timeout's message says so).
+        self.answered = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -131,6 +133,7 @@ class _ClientProtocol(asyncio.Protocol):
             return
         if self.opened.done():
             return
+        self.answered = True
         try:
             result = self.handshake.receive(data)
         except InvalidHandshakeResponse as failure:
@@ -299,11 +302,15 @@ class _Attempt:
             raise
 
     def _phase_name(self) -> str:
+        if self.phase == "handshake":
+            protocol = self.protocol
+            if protocol is not None and protocol.answered:
+                return "the WebSocket handshake: the server's response was not complete"
+            return "the WebSocket handshake: the server accepted TCP but did not answer"
         return {
             "dns": "name resolution",
             "connect": "the TCP connection",
             "tls": "the TLS handshake",
-            "handshake": "the WebSocket handshake: the server accepted TCP but did not answer",
         }[self.phase]
 
     def _cleanup(self) -> None:
@@ -400,13 +407,20 @@ async def open_connection(url: str, params: ConnectParams) -> ClientWebSocket:
         try:
             return await _Attempt(current, url, params, loop).run(deadline)
         except RedirectError as exc:
-            target = redirect_target(url, exc.location)
-            if target is None:
+            try:
+                target = redirect_target(url, exc.location)
+            except ValueError as why:
                 exc.reason = (
                     f"the server redirects to {redact_url(exc.location)!r} ({exc.status}), "
-                    "which is not a WebSocket URL that can be followed"
+                    f"which cannot be followed: {why}"
                 )
-            elif redirects >= params.follow_redirects:
+            else:
+                if redirects < params.follow_redirects:
+                    redirects += 1
+                    if not same_origin(current, parse_url(target)):
+                        params = params.for_another_origin()
+                    url = target
+                    continue
                 exc.reason = (
                     f"the server redirects to {redact_url(exc.location)!r} ({exc.status}); "
                     + (
@@ -415,12 +429,6 @@ async def open_connection(url: str, params: ConnectParams) -> ClientWebSocket:
                         else "redirects are refused unless follow_redirects=N is given"
                     )
                 )
-            else:
-                redirects += 1
-                if not same_origin(current, parse_url(target)):
-                    params = params.for_another_origin()
-                url = target
-                continue
             exc.args = (exc.reason,)
             raise
 

@@ -80,14 +80,15 @@ def same_origin(a: WebSocketURL, b: WebSocketURL) -> bool:
     return (a.secure, a.host, a.port) == (b.secure, b.host, b.port)
 
 
-def redirect_target(url: str, location: str) -> str | None:
-    """The WebSocket URL a redirect from ``url`` points to, or None if it cannot be followed.
+def redirect_target(url: str, location: str) -> str:
+    """The WebSocket URL a redirect from ``url`` points to; ValueError saying why when it
+    cannot be followed.
 
     ``location`` may be relative (RFC 7231 section 7.1.2) and may name an http(s) URL: that
     is the same resource over ws(s) (RFC 6455 section 3).  Never from ``wss`` to ``ws``.
     """
     if not location:
-        return None
+        raise ValueError("the Location is empty")
     # The URL as parse_url read it: urlsplit drops leading spaces and control characters,
     # which a test of the string itself would take for another scheme than wss.
     parts = urlsplit(url)
@@ -96,7 +97,9 @@ def redirect_target(url: str, location: str) -> str | None:
     scheme, sep, rest = target.partition("://")
     scheme = {"http": "ws", "https": "wss"}.get(scheme.lower(), scheme.lower())
     if scheme not in DEFAULT_PORTS:
-        return None
+        raise ValueError("it is not a WebSocket URL")
     if secure and scheme == "ws":
-        return None  # never downgrade from TLS
+        raise ValueError("it leaves TLS (wss: to ws:), which is never followed")
+    if urlsplit(target).fragment or target.endswith("#"):
+        raise ValueError("it has a fragment, which a WebSocket URL has not (RFC 6455 section 3)")
     return f"{scheme}{sep}{rest}"
