@@ -1004,10 +1004,31 @@ async def test_hixie76_key3_arriving_after_the_head(start_server: StartServer) -
     writer.close()
 
 
-async def test_hixie76_without_key3_times_out(start_server: StartServer) -> None:
+async def test_hixie76_without_key3_times_out_with_its_reason(start_server: StartServer) -> None:
+    """The refusal is told and counted: it used to be a close without a word or a log line."""
     server = await legacy_server(start_server, "async", header_timeout=0.3)
     reader, writer = await open_tcp(server.port)
     writer.write(DRAFT76_REQUEST[:-3])
+    response = await read_response(reader)
+    assert response.status == 400
+    assert b"key3 must be 8 bytes, got 5 within header_timeout" in response.body
+    assert await at_eof(reader, 2.0)
+    assert not server.websockets
+    assert server.state.metrics.handshakes["400"] == 1
+    writer.close()
+
+
+async def test_hixie76_key3_cut_by_the_clients_end_is_refused_at_once(
+    start_server: StartServer,
+) -> None:
+    server = await legacy_server(start_server, "async", header_timeout=30.0)
+    reader, writer = await open_tcp(server.port)
+    writer.write(DRAFT76_REQUEST[:-5])
+    await asyncio.sleep(0.1)  # the head is read, key3 awaited
+    writer.write_eof()
+    response = await read_response(reader)
+    assert response.status == 400
+    assert b"key3 must be 8 bytes, got 3 before the client ended its side" in response.body
     assert await at_eof(reader, 2.0)
     assert not server.websockets
     writer.close()

@@ -232,6 +232,8 @@ class HttpChannel(asyncio.Protocol):
         self._eof = True
         if self._lingering or self._closed:
             return False
+        if self._refuse_incomplete_key3("before the client ended its side"):
+            return False  # the refusal is written: the transport closes after it
         owed = self._busy or bool(self._queue) or self._refusal is not None
         if owed or len(self.output):
             self._close_when_flushed = not owed
@@ -619,6 +621,23 @@ class HttpChannel(asyncio.Protocol):
         target = upgrade.target if upgrade is not None else "-"
         self.state.record_refusal(client.remote, "GET", target, status, reason, websocket=True)
 
+    def _refuse_incomplete_key3(self, when: str) -> bool:
+        """A hixie-76 handshake whose 8 bytes of key3 did not all come ``when``: refused
+        with 400 and the reason, logged and counted like any refusal, rather than closed
+        without a word.  False if the connection is not waiting for key3."""
+        upgrade, pending = self._upgrade, self._pending
+        if upgrade is None or pending is None or len(self.output) or self._write_paused:
+            return False
+        request, _, client = pending
+        needed, got = handshake.key3_length(request), len(upgrade.trailing)
+        if got >= needed:
+            return False
+        self._pending = None
+        exc = HandshakeError(400, f"hixie-76 key3 must be {needed} bytes, got {got} {when}")
+        self._record_upgrade_refusal(client, exc.status, exc.reason)
+        self._send_and_close(handshake.reject_response(exc))
+        return True
+
     def _try_complete_upgrade(self) -> None:
         """Handshake once hixie-76's 8 bytes of key3 are in (RFC 6455 needs none) and the
         responses to earlier pipelined requests have left; then hand the transport over."""
@@ -702,6 +721,8 @@ class HttpChannel(asyncio.Protocol):
             return
         if transport.is_closing() or self._lingering:
             transport.abort()  # closing took longer than linger_timeout: the client is stuck
+            return
+        if self._refuse_incomplete_key3("within header_timeout"):
             return
         if not self._busy or self._upgrade is not None:
             upgrade = self._upgrade
