@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from stargate.server import ENVIRON_KEY, Routes
+from stargate.server import ENVIRON_KEY, Routes, WebSocket
 from stargate.server.wsgi import StartResponse
 
 from .support import (
@@ -1468,6 +1468,43 @@ async def test_a_close_once_a_paused_response_is_out_logs_no_loop_error(
     assert len(dechunk(received.partition(b"\r\n\r\n")[2])) == BIG_SIZE
     writer.close()
     await eventually(lambda: not server.state.channels)
+    assert "Exception in callback" not in caplog.text
+
+
+async def test_an_upgrade_handed_over_once_a_paused_response_is_out_logs_no_loop_error(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same for an upgrade pipelined behind the response, with the client's close
+    frame: the handover and the WebSocket's close come from the flush that resuming
+    writes starts (found by a review: the WebSocket closed inside the write callback)."""
+
+    async def handler(ws: WebSocket) -> None:
+        await asyncio.sleep(TIMEOUT)
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        upgrade = environ.get(ENVIRON_KEY)
+        if upgrade is not None:
+            upgrade.accept(handler)
+            start_response("200 OK", [])
+            return []
+        start_response("200 OK", [("Content-Length", str(BIG_SIZE))])
+        return (BIG_CHUNK for _ in range(BIG_CHUNKS))
+
+    server = await start_server(app, upgrade_on_loop=True)
+    reader, writer = await open_tcp(server.port, rcvbuf=65536)
+    mask = b"\x01\x02\x03\x04"
+    close = b"\x88\x82" + mask + bytes(b ^ mask[i] for i, b in enumerate(b"\x03\xe8"))
+    writer.write(
+        b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n" + close
+    )
+    await asyncio.sleep(0.5)  # the output pauses: the client reads nothing yet
+    received = await read_to_eof(reader)
+    assert b"HTTP/1.1 101 Switching Protocols\r\n" in received
+    assert received.endswith(b"\x88\x02\x03\xe8")  # the close echoed, then the end
+    writer.close()
+    await eventually(lambda: not server.state.channels and not server.state.websockets)
     assert "Exception in callback" not in caplog.text
 
 

@@ -82,3 +82,48 @@ async def test_an_app_that_raises_on_the_loop_gets_a_500_and_the_server_goes_on(
     assert response.status == 500
     assert "the app failed on an upgrade" in caplog.text
     assert (await get(server.port, "/page")).body == b"page"
+
+
+class FailingClose:
+    """An accepted upgrade's answer whose ``close`` fails (a framework's teardown)."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def __iter__(self) -> Any:
+        return iter([b""])
+
+    def close(self) -> None:
+        raise self.error
+
+
+UPGRADE_REQUEST = (
+    b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize("on_loop", [True, False])
+@pytest.mark.parametrize("error", [RuntimeError("teardown"), GeneratorExit()])
+async def test_an_accepted_upgrade_whose_close_fails_is_refused_with_500(
+    start_server: StartServer, on_loop: bool, error: BaseException
+) -> None:
+    """The upgrade happens only if the app's answer stands; the failure of its iterable's
+    close() is the app's failure too, whatever it had answered (found by a review: a
+    failing close() after an accepted upgrade let the handler run)."""
+    ran: list[str] = []
+
+    async def handler(ws: WebSocket) -> None:
+        ran.append("handler")
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> FailingClose:
+        environ[ENVIRON_KEY].accept(handler)
+        start_response("200 OK", [])
+        return FailingClose(error)
+
+    server = await start_server(app, upgrade_on_loop=on_loop)
+    response, _, writer = await request(server.port, UPGRADE_REQUEST)
+    writer.close()
+    assert (response.status, response.body) == (500, b"Internal Server Error\n")
+    assert not ran
+    assert server.state.metrics.handshakes["500"] == 1

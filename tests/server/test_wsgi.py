@@ -340,6 +340,25 @@ def test_a_close_failing_after_a_whole_response_keeps_the_response(
     assert "in close() after the response to GET /" in caplog.text
 
 
+@pytest.mark.parametrize("error", [SystemExit, KeyboardInterrupt])
+def test_a_close_ending_the_process_after_a_whole_response_keeps_the_response(
+    error: type[BaseException],
+) -> None:
+    """The server stops (the exception goes on), but the response is whole: no reset."""
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> ClosingBody:
+        start_response("200 OK", [("Content-Length", "5")])
+        return ClosingBody([b"who", b"le"], error)
+
+    sink = Sink()
+    response = WSGIResponse(sink, make_request())
+    with pytest.raises(error):
+        run_wsgi(app, environ_of(make_request()), response)
+    assert bytes(sink.data).endswith(b"\r\n\r\nwhole")
+    assert not response.cut_short
+    assert not response.keep_alive
+
+
 def test_a_close_failing_after_a_cut_response_still_cuts_it() -> None:
     def app(environ: dict[str, Any], start_response: StartResponse) -> ClosingBody:
         start_response("200 OK", [("Content-Length", "10")])

@@ -133,8 +133,6 @@ class HttpChannel(asyncio.Protocol):
         #: A kept-alive connection whose last response is still being written: its idle
         #: deadline starts once the response is all out (see request_done).
         self._idle_after_flush = False
-        #: Inside resume_writing: the transport's write callback is on the stack.
-        self._resuming = False
         #: An error response owed once the requests parsed before the error are answered;
         #: set, nothing more is parsed.
         self._refusal: _Refusal | None = None
@@ -256,11 +254,12 @@ class HttpChannel(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._write_paused = False
         self._cancel_write_timer()
-        self._resuming = True
-        try:
-            self._flush()
-        finally:
-            self._resuming = False
+        # A loop pass later, not inside the transport's write callback: what the flush leads
+        # to (the close after the last response, an upgrade's handover to a WebSocket that
+        # closes at once) would close the transport in that callback, where asyncio's
+        # selector transport, its buffer empty, ends the connection itself too
+        # (connection_lost twice: an "Exception in callback" traceback).
+        self.loop.call_soon(self._flush)
 
     # -- what the reader tells (stargate.server.reader.ReaderEvents) ------------------------
 
@@ -471,13 +470,6 @@ class HttpChannel(asyncio.Protocol):
         self._closed = True
         transport = self.transport
         if transport is None or transport.is_closing():
-            return
-        if self._resuming:
-            # Called from the transport's own write callback, its buffer empty: asyncio's
-            # selector transport ends the connection itself once that callback sees it
-            # closing, and close() would schedule a second connection_lost (an "Exception
-            # in callback" traceback).  A loop pass later, close() is the only one.
-            self.loop.call_soon(self._close_now)
             return
         transport.close()
         self._arm_timer(self.config.linger_timeout)

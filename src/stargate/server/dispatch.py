@@ -252,13 +252,16 @@ def decide_upgrade(channel: HttpChannel, request: HttpRequest) -> None:
         if stands:
             assert acceptance is not None
             channel.upgrade_accepted(hs_request, acceptance, client)
-        elif response.status_code >= 300 or response.failed:
+        elif response.failed:
+            # Whatever the app had answered before it failed is held, never sent: the 500
+            # of any failed answer (a head it had produced would promise a whole one).
+            answer = simple_response(500, "Internal Server Error")
+            channel.upgrade_refused(answer, client, 500, "the application failed")
+        elif response.status_code >= 300:
             # The app's own answer: an error, or a redirect (a login page, a moved URL),
             # which RFC 6455 section 4.1 lets a handshake's answer be.
-            status = response.status_code or 500
-            if response.failed:
-                reason = "the application failed"
-            elif status < 400:
+            status = response.status_code
+            if status < 400:
                 reason = "redirected by the application"
             else:
                 reason = "refused by the application"

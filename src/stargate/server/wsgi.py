@@ -347,6 +347,18 @@ class WSGIResponse:
             self.send_whole(body)
 
 
+def _sent_whole(response: WSGIResponse) -> bool:
+    """Whether the app's response went out whole: complete, sent, not failed, and not the
+    answer of an accepted upgrade (held, never sent: a failure must still refuse the
+    upgrade, as dispatch.decide_upgrade does for any)."""
+    return (
+        response.complete
+        and response.headers_sent
+        and not response.failed
+        and not response.upgrade_accepted()
+    )
+
+
 def _close_result(
     close: Callable[[], object], environ: dict[str, Any], response: WSGIResponse
 ) -> None:
@@ -358,8 +370,8 @@ def _close_result(
     except (SystemExit, KeyboardInterrupt, ClientGone):
         raise
     except BaseException:
-        if not response.complete or response.failed:
-            raise  # the response is not whole: run_wsgi's failure path
+        if not _sent_whole(response):
+            raise  # not sent whole (or an accepted upgrade's): run_wsgi's failure path
         logger.exception(
             "WSGI application error in close() after the response to %s %s",
             environ["REQUEST_METHOD"],
@@ -405,10 +417,14 @@ def run_wsgi(app: WSGIApp, environ: dict[str, Any], response: WSGIResponse) -> N
         response.keep_alive = False
         logger.debug("%s %s: the client went away", environ["REQUEST_METHOD"], environ["RAW_URI"])
     except (SystemExit, KeyboardInterrupt):
-        # The app asked for the process to end: its client still gets an answer, and the
-        # caller stops the server gracefully (ServerState.app_done).
-        with contextlib.suppress(ClientGone):
-            response.fail()
+        # The app asked for the process to end: its client still gets an answer (or has
+        # it whole already: a close() raising it), and the caller stops the server
+        # gracefully (ServerState.app_done).
+        if _sent_whole(response):
+            response.keep_alive = False
+        else:
+            with contextlib.suppress(ClientGone):
+                response.fail()
         raise
     except BaseException:
         # Exception and the rest alike: an asyncio.CancelledError, a GeneratorExit, a
