@@ -455,7 +455,8 @@ def upgrade_seeds() -> dict[str, Seed]:
         # The Location keeps an empty query: it was dropped.
         "found-empty-query": seed(WSGI, hixie75().replace(b"/demo", b"/demo?"), 101),
         "target-too-long": seed(WSGI, rfc6455(b"/chat?" + b"q" * 17_000), 414),
-        "hixie76-no-key3": seed(WSGI, hixie76(key3=b"^n:d")),
+        # Half of key3, then the client's end: refused with its reason (was a silent close).
+        "hixie76-no-key3": seed(WSGI, hixie76(key3=b"^n:d"), 400),
         "rfc6455-slow-app": seed(
             WSGI, rfc6455(b"/chat", same) + frames, 101, split=PIECES, client=SLOW_APP
         ),
