@@ -1408,12 +1408,7 @@ async def test_slow_but_steady_reader_is_not_cut_by_write_timeout(
     writer.write(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
     head = await read_response(reader, head=True)
     assert head.status == 200
-    received = bytearray()
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 3.0  # three write_timeouts of steady, slow reading
-    while loop.time() < deadline:
-        received += await asyncio.wait_for(reader.read(4096), TIMEOUT)
-        await asyncio.sleep(0.05)
+    received = await read_slowly(reader, 3.0)  # three write_timeouts of steady reading
     received += await read_to_eof_or_end(reader)
     size = len(dechunk(bytes(received)))
     assert size == BIG_SIZE  # all of it: not cut while it was read
@@ -1435,12 +1430,7 @@ async def test_a_slow_reader_gets_all_of_a_kept_alive_response_past_keepalive_ti
     writer.write(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
     head = await read_response(reader, head=True)
     assert head.status == 200
-    received = bytearray()
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 1.5  # five keepalive_timeouts of slow reading
-    while loop.time() < deadline:
-        received += await asyncio.wait_for(reader.read(4096), TIMEOUT)
-        await asyncio.sleep(0.05)
+    received = await read_slowly(reader, 1.5)  # five keepalive_timeouts of slow reading
     assert finished == ["/big"]  # the app was done long before
     received += await read_to_eof_or_end(reader)
     assert len(dechunk(bytes(received))) == BIG_SIZE
@@ -1506,6 +1496,17 @@ async def test_an_upgrade_handed_over_once_a_paused_response_is_out_logs_no_loop
     writer.close()
     await eventually(lambda: not server.state.channels and not server.state.websockets)
     assert "Exception in callback" not in caplog.text
+
+
+async def read_slowly(reader: asyncio.StreamReader, seconds: float) -> bytearray:
+    """Read 4 KiB every 50 ms for ``seconds``: a slow but steady client."""
+    received = bytearray()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while loop.time() < deadline:
+        received += await asyncio.wait_for(reader.read(4096), TIMEOUT)
+        await asyncio.sleep(0.05)
+    return received
 
 
 async def read_to_eof_or_end(reader: asyncio.StreamReader) -> bytes:
