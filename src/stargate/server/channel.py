@@ -626,8 +626,7 @@ class HttpChannel(asyncio.Protocol):
             return False
         self._pending = None
         exc = HandshakeError(400, f"hixie-76 key3 must be {needed} bytes, got {got} {when}")
-        self._record_upgrade_refusal(client, exc.status, exc.reason)
-        self._send_and_close(handshake.reject_response(exc))
+        self.upgrade_refused(handshake.reject_response(exc), client, exc.status, exc.reason)
         return True
 
     def _try_complete_upgrade(self) -> None:

@@ -350,34 +350,14 @@ class WSGIResponse:
 def _sent_whole(response: WSGIResponse) -> bool:
     """Whether the app's response went out whole: complete, sent, not failed, and not the
     answer of an accepted upgrade (held, never sent: a failure must still refuse the
-    upgrade, as dispatch.decide_upgrade does for any)."""
+    upgrade, as dispatch.decide_upgrade does for any).  What fails after a whole response
+    (its iterable's close()) does not cut it."""
     return (
         response.complete
         and response.headers_sent
         and not response.failed
         and not response.upgrade_accepted()
     )
-
-
-def _close_result(
-    close: Callable[[], object], environ: dict[str, Any], response: WSGIResponse
-) -> None:
-    """Call the app iterable's ``close`` (PEP 3333: always).  If it fails once the response
-    is whole, the client has it all: the failure is logged and the connection closes after
-    it, gracefully (a reset could discard the response's last bytes in the kernel)."""
-    try:
-        close()
-    except (SystemExit, KeyboardInterrupt, ClientGone):
-        raise
-    except BaseException:
-        if not _sent_whole(response):
-            raise  # not sent whole (or an accepted upgrade's): run_wsgi's failure path
-        logger.exception(
-            "WSGI application error in close() after the response to %s %s",
-            environ["REQUEST_METHOD"],
-            environ["RAW_URI"],
-        )
-        response.keep_alive = False
 
 
 def run_wsgi(app: WSGIApp, environ: dict[str, Any], response: WSGIResponse) -> None:
@@ -412,7 +392,7 @@ def run_wsgi(app: WSGIApp, environ: dict[str, Any], response: WSGIResponse) -> N
         finally:
             close = getattr(result, "close", None)
             if close is not None:
-                _close_result(close, environ, response)
+                close()
     except ClientGone:
         response.keep_alive = False
         logger.debug("%s %s: the client went away", environ["REQUEST_METHOD"], environ["RAW_URI"])
@@ -430,6 +410,17 @@ def run_wsgi(app: WSGIApp, environ: dict[str, Any], response: WSGIResponse) -> N
         # Exception and the rest alike: an asyncio.CancelledError, a GeneratorExit, a
         # library's BaseException timeout (gevent's) are the app's failure too, owed a 500
         # (or a reset, after the head) and a traceback in the log, as PEP 3333 asks.
+        if _sent_whole(response):
+            # Only the iterable's close() runs after a whole response: the client has it
+            # all, and the connection closes after it, gracefully (a reset could discard
+            # the response's last bytes in the kernel).
+            logger.exception(
+                "WSGI application error in close() after the response to %s %s",
+                environ["REQUEST_METHOD"],
+                environ["RAW_URI"],
+            )
+            response.keep_alive = False
+            return
         logger.exception(
             "WSGI application error on %s %s", environ["REQUEST_METHOD"], environ["RAW_URI"]
         )
