@@ -14,7 +14,7 @@ import socket
 import ssl
 import struct
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from wsgiref.validate import validator
@@ -318,3 +318,19 @@ def ws_app(
 def worker_threads() -> int:
     """Live threads of stargate servers (WSGI workers, ``def`` handlers) in this process."""
     return sum(1 for t in threading.enumerate() if t.name.startswith("stargate-"))
+
+
+class ClosingBody:
+    """An app's iterable whose ``close`` fails (a framework's teardown hook), with a fresh
+    exception each time: one kept in a test's parameters would hold, through its
+    traceback, the server's objects for the rest of the session."""
+
+    def __init__(self, chunks: list[bytes], error: type[BaseException]) -> None:
+        self.chunks = chunks
+        self.error = error
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.chunks)
+
+    def close(self) -> None:
+        raise self.error("teardown failed")

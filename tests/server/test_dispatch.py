@@ -20,7 +20,7 @@ from websockets.asyncio.client import connect
 from stargate.server import ENVIRON_KEY, WebSocket
 from stargate.server.wsgi import StartResponse
 
-from .support import TIMEOUT, StartServer, get, request
+from .support import TIMEOUT, ClosingBody, StartServer, get, request
 
 pytestmark = pytest.mark.asyncio
 
@@ -84,21 +84,6 @@ async def test_an_app_that_raises_on_the_loop_gets_a_500_and_the_server_goes_on(
     assert (await get(server.port, "/page")).body == b"page"
 
 
-class FailingClose:
-    """An accepted upgrade's answer whose ``close`` fails (a framework's teardown)."""
-
-    def __init__(self, error: type[BaseException]) -> None:
-        self.error = error
-
-    def __iter__(self) -> Any:
-        return iter([b""])
-
-    def close(self) -> None:
-        # A fresh exception each time: one kept in the parameters would hold, through its
-        # traceback, the server's objects for the rest of the session.
-        raise self.error("teardown")
-
-
 UPGRADE_REQUEST = (
     b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -118,10 +103,10 @@ async def test_an_accepted_upgrade_whose_close_fails_is_refused_with_500(
     async def handler(ws: WebSocket) -> None:
         ran.append("handler")
 
-    def app(environ: dict[str, Any], start_response: StartResponse) -> FailingClose:
+    def app(environ: dict[str, Any], start_response: StartResponse) -> ClosingBody:
         environ[ENVIRON_KEY].accept(handler)
         start_response("200 OK", [])
-        return FailingClose(error)
+        return ClosingBody([b""], error)
 
     server = await start_server(app, upgrade_on_loop=on_loop)
     response, _, writer = await request(server.port, UPGRADE_REQUEST)

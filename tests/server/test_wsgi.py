@@ -20,6 +20,8 @@ from stargate.server.request import HttpRequest, parse_target
 from stargate.server.response import InvalidResponse, simple_response
 from stargate.server.wsgi import StartResponse, WSGIResponse, build_environ, run_wsgi
 
+from .support import ClosingBody
+
 #: Upper bound of every wait here.
 TIMEOUT = 5.0
 
@@ -303,20 +305,6 @@ def test_a_base_exception_after_the_head_cuts_the_response() -> None:
     assert data.endswith(b"7\r\npartial\r\n")  # no terminating chunk
     assert response.cut_short  # the channel resets the connection: the cut shows
     assert not response.keep_alive
-
-
-class ClosingBody:
-    """A whole response whose ``close`` fails (a framework's teardown hook)."""
-
-    def __init__(self, chunks: list[bytes], error: type[BaseException]) -> None:
-        self.chunks = chunks
-        self.error = error
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self.chunks)
-
-    def close(self) -> None:
-        raise self.error("teardown failed")
 
 
 @pytest.mark.parametrize("chunks", [[b"whole"], [b"who", b"le"]])
